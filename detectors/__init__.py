@@ -1,0 +1,1 @@
+"""Frame and temporal deepfake detectors (plain or MRI inputs), aggregation and metrics."""

@@ -1,0 +1,1 @@
+"""Realism (MOS) regressors for deepfake videos, with plain or MRI inputs."""

@@ -1,0 +1,68 @@
+"""The ``mrigan`` command line. Each subcommand lives in the module that does its job.
+
+A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; it is imported
+only when that subcommand runs, so ``mrigan --help`` stays fast and one broken optional
+component does not break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+#: subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "mri": ("mrigan.commands.mri", "compute MRI (1 - SSIM) maps of real/fake image pairs"),
+    "build-dataset": ("datasets_builders.command", "build the MRI-DF dataset from videos"),
+    "train-gan": ("mrigan.commands.train_gan", "train the MRI-GAN generator"),
+    "export-generator": ("mrigan.commands.export", "export a GAN checkpoint as .safetensors"),
+    "train-detector": ("detectors.command_train", "train a plain or MRI frame detector"),
+    "evaluate": ("detectors.command_evaluate", "evaluate a detector at frame and video level"),
+    "train-realism": ("detectors.realism.command_train", "train a realism (MOS) regressor"),
+    "evaluate-realism": ("detectors.realism.command_evaluate", "evaluate a realism regressor"),
+    "analyze": ("mrigan.commands.analyze", "artifact maps and verdicts for videos/images"),
+    "demo": ("mrigan.commands.demo", "end-to-end demo on embedded data"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mrigan", description=__doc__.splitlines()[0])
+    from mrigan import __version__
+
+    parser.add_argument("--version", action="version", version=f"mrigan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        parser = build_parser()
+        if not argv:
+            parser.print_help()
+            return 2
+        parser.parse_args(argv)  # prints the usage error or --help/--version
+        return 2
+    name, rest = argv[0], argv[1:]
+    module_name, help_text = SUBCOMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            print(f"mrigan {name}: not available in this version ({module_name} missing)",
+                  file=sys.stderr)
+            return 2
+        raise
+    parser = argparse.ArgumentParser(prog=f"mrigan {name}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    return int(module.run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

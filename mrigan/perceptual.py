@@ -1,0 +1,254 @@
+"""Per-pixel perceptual maps: SSIM, the MRI (1 - SSIM, clipped), and a registry of others.
+
+``ssim_map`` reproduces scikit-image's ``structural_similarity(..., full=True,
+gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`` image, borders included
+(scikit-image filters with scipy's ``reflect`` mode, i.e. numpy's ``symmetric`` padding).
+It is batched (N, C, H, W), runs on CPU or CUDA, and is differentiable. On CPU without
+autograd a fused numba kernel does the work (``mrigan._ssim_cpu``); otherwise two separable
+depthwise convolutions over the five stacked local moments.
+
+Images inside the library are float tensors; ``data_range`` is always explicit (255 for
+uint8-valued data, 1 for [0, 1] data), because SSIM's constants depend on it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mrigan import _ssim_cpu
+from mrigan.registry import Registry
+
+PerceptualMap = Callable[..., torch.Tensor]
+
+#: Per-pixel dissimilarity maps in [0, 1] (0 = identical), chosen by name.
+DISSIMILARITIES = Registry("perceptual metric")
+
+
+@functools.lru_cache(maxsize=16)
+def _gaussian_taps_np(window: int, sigma: float) -> np.ndarray:
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd number, got {window}")
+    r = window // 2
+    xs = np.arange(-r, r + 1, dtype=np.float64)
+    taps = np.exp(-0.5 * (xs / sigma) ** 2)
+    return taps / taps.sum()
+
+
+def gaussian_taps(window: int, sigma: float, *, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps as scipy's ``gaussian_filter`` (radius ``window // 2``)."""
+    return torch.as_tensor(_gaussian_taps_np(window, float(sigma)), dtype=dtype, device=device)
+
+
+def symmetric_pad(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Pad the last two dims by ``r`` mirroring the edge pixel too (numpy ``symmetric``)."""
+    h, w = x.shape[-2:]
+    if r > min(h, w):
+        raise ValueError(f"image of {h}x{w} is too small for a filter radius of {r}")
+    if r == 0:
+        return x
+    x = torch.cat([x[..., :r].flip(-1), x, x[..., -r:].flip(-1)], dim=-1)
+    return torch.cat([x[..., :r, :].flip(-2), x, x[..., -r:, :].flip(-2)], dim=-2)
+
+
+def gaussian_filter(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Separable filter of every (N, C) plane with symmetric borders, output same size."""
+    n, c, h, w = x.shape
+    r = taps.numel() // 2
+    xp = symmetric_pad(x, r)
+    kw = taps.view(1, 1, 1, -1).expand(c, 1, 1, -1)
+    kh = taps.view(1, 1, -1, 1).expand(c, 1, -1, 1)
+    return F.conv2d(F.conv2d(xp, kw, groups=c), kh, groups=c)
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError("ssim_map takes torch tensors; use ssim_map_np for numpy images")
+    if x.shape != y.shape:
+        raise ValueError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if x.dim() != 4:
+        raise ValueError(f"expected (N, C, H, W) tensors, got shape {tuple(x.shape)}")
+
+
+def ssim_map(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    data_range: float,
+    window: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> torch.Tensor:
+    """Per-pixel, per-channel SSIM of two (N, C, H, W) batches; same shape as the inputs.
+
+    Integer tensors are converted to float32. Matches scikit-image's full SSIM image with
+    ``gaussian_weights=True, use_sample_covariance=False`` within 1e-4 in float32 and
+    ~1e-12 in float64.
+    """
+    _check_pair(x, y)
+    if data_range is None or not data_range > 0:
+        raise ValueError(f"data_range must be a positive number, got {data_range!r}")
+    if not x.is_floating_point():
+        x = x.float()
+    if not y.is_floating_point():
+        y = y.to(x.dtype)
+    r = window // 2
+    if min(x.shape[-2:]) <= r:
+        raise ValueError(f"images of {tuple(x.shape[-2:])} are too small for window {window}")
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
+    if (
+        _ssim_cpu.AVAILABLE
+        and not needs_grad
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and y.dtype == torch.float32
+    ):
+        out = _ssim_cpu.ssim_planes(
+            np.ascontiguousarray(x.detach().numpy()),
+            np.ascontiguousarray(y.detach().numpy()),
+            _gaussian_taps_np(window, float(sigma)),
+            float(data_range), k1, k2,
+        )
+        return torch.from_numpy(out)
+    return _ssim_map_torch(x, y, data_range=data_range, window=window, sigma=sigma, k1=k1, k2=k2)
+
+
+def _ssim_map_torch(x, y, *, data_range, window, sigma, k1, k2) -> torch.Tensor:
+    c = x.shape[1]
+    taps = gaussian_taps(window, sigma, dtype=x.dtype, device=x.device)
+    mid = 0.5 * data_range  # centring keeps float32 cancellation in the variances small
+    xc, yc = x - mid, y - mid
+    moments = gaussian_filter(torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1), taps)
+    mx, my, mxx, myy, mxy = moments.split(c, dim=1)
+    vx, vy, vxy = mxx - mx * mx, myy - my * my, mxy - mx * my
+    mx, my = mx + mid, my + mid
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    a1, a2 = 2 * mx * my + c1, 2 * vxy + c2  # identical inputs: num == den exactly
+    return (a1 * a2) / (((mx - my) ** 2 + a1) * ((vx + vy - 2 * vxy) + a2))
+
+
+def mri_map(real: torch.Tensor, fake: torch.Tensor, *, data_range: float, **kwargs) -> torch.Tensor:
+    """The MRI of MRI-GAN: ``clip(1 - SSIM(real, fake), 0, 1)`` per pixel and channel.
+
+    1 - SSIM exceeds 1 where SSIM < 0 (anti-correlated patches); it is clipped, never wrapped.
+    Identical inputs give exactly 0.
+    """
+    return (1.0 - ssim_map(real, fake, data_range=data_range, **kwargs)).clamp_(0.0, 1.0)
+
+
+def ssim_loss(
+    x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0, eps: float = 1e-8, **kwargs
+) -> torch.Tensor:
+    """``sqrt(1 - mean SSIM)``, 0 for identical inputs, with a finite gradient there.
+
+    Computed as ``sqrt(1 - SSIM + eps) - sqrt(eps)``: the plain square root has an infinite
+    derivative at 0, which made the original training code's gradient non-finite.
+    """
+    one_minus = (1.0 - ssim_map(x, y, data_range=data_range, **kwargs).mean()).clamp_min(0.0)
+    return torch.sqrt(one_minus + eps) - math.sqrt(eps)
+
+
+def mean_ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float, **kwargs) -> torch.Tensor:
+    """Mean SSIM per image, shape (N,)."""
+    return ssim_map(x, y, data_range=data_range, **kwargs).flatten(1).mean(1)
+
+
+@DISSIMILARITIES.register("ssim")
+def ssim_dissimilarity(real: torch.Tensor, fake: torch.Tensor, *, data_range: float) -> torch.Tensor:
+    """The paper's MRI: clip(1 - SSIM, 0, 1)."""
+    return mri_map(real, fake, data_range=data_range)
+
+
+_PREWITT = torch.tensor([[1.0, 0.0, -1.0], [1.0, 0.0, -1.0], [1.0, 0.0, -1.0]]) / 3.0
+
+
+def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Prewitt gradient magnitude per channel, symmetric borders."""
+    c = x.shape[1]
+    kx = _PREWITT.to(dtype=x.dtype, device=x.device).view(1, 1, 3, 3).expand(c, 1, 3, 3)
+    ky = kx.transpose(-1, -2)
+    xp = symmetric_pad(x, 1)
+    gx = F.conv2d(xp, kx, groups=c)
+    gy = F.conv2d(xp, ky, groups=c)
+    return torch.sqrt(gx * gx + gy * gy + 1e-12)
+
+
+@DISSIMILARITIES.register("gms")
+def gms_dissimilarity(
+    real: torch.Tensor, fake: torch.Tensor, *, data_range: float, c: float = 0.0026
+) -> torch.Tensor:
+    """1 - gradient magnitude similarity (Xue et al., GMSD), per pixel and channel, in [0, 1].
+
+    ``c`` is relative to ``data_range**2`` (0.0026 * 255**2 ~= 170, the GMSD paper's value).
+    """
+    _check_pair(real, fake)
+    if not real.is_floating_point():
+        real = real.float()
+    fake = fake.to(real.dtype)
+    gr, gf = gradient_magnitude(real), gradient_magnitude(fake)
+    cc = c * data_range**2
+    gms = (2 * gr * gf + cc) / (gr * gr + gf * gf + cc)
+    return (1.0 - gms).clamp_(0.0, 1.0)
+
+
+def get(name: str) -> PerceptualMap:
+    """A registered per-pixel dissimilarity by name: ``perceptual.get("ssim")``."""
+    return DISSIMILARITIES.get(name)
+
+
+# numpy / uint8 convenience wrappers ------------------------------------------------------
+
+
+def _to_nchw(img: np.ndarray) -> torch.Tensor:
+    arr = np.asarray(img)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise ValueError(f"expected HxW, HxWxC or NxHxWxC images, got shape {arr.shape}")
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)).astype(np.float32))
+
+
+def _from_nchw(t: torch.Tensor, like: np.ndarray) -> np.ndarray:
+    out = t.numpy().transpose(0, 2, 3, 1)
+    like = np.asarray(like)
+    if like.ndim == 3:
+        return out[0]
+    if like.ndim == 2:
+        return out[0, ..., 0]
+    return out
+
+
+def _default_range(img: np.ndarray, data_range: float | None) -> float:
+    if data_range is not None:
+        return float(data_range)
+    if np.asarray(img).dtype == np.uint8:
+        return 255.0
+    raise ValueError("data_range is required for non-uint8 images (255 for 0..255, 1 for 0..1)")
+
+
+def ssim_map_np(a: np.ndarray, b: np.ndarray, *, data_range: float | None = None, **kw) -> np.ndarray:
+    """SSIM map of HxWxC (or NxHxWxC, or HxW) images as float32, same layout as the input."""
+    dr = _default_range(a, data_range)
+    with torch.no_grad():
+        return _from_nchw(ssim_map(_to_nchw(a), _to_nchw(b), data_range=dr, **kw), a)
+
+
+def mri_map_np(real: np.ndarray, fake: np.ndarray, *, data_range: float | None = None, **kw) -> np.ndarray:
+    """MRI map in [0, 1] of HxWxC uint8 (or float, with ``data_range``) images, float32."""
+    dr = _default_range(real, data_range)
+    with torch.no_grad():
+        return _from_nchw(mri_map(_to_nchw(real), _to_nchw(fake), data_range=dr, **kw), real)
+
+
+def mri_to_uint8(mri: np.ndarray | torch.Tensor) -> np.ndarray:
+    """[0, 1] MRI -> uint8 image (rounded, clipped: never wraps around)."""
+    arr = mri.detach().cpu().numpy() if isinstance(mri, torch.Tensor) else np.asarray(mri)
+    return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
