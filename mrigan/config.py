@@ -149,3 +149,16 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def add_config_arguments(parser, default_config: str | None = None) -> None:
+    """The flags every subcommand shares: ``--config FILE`` and repeatable ``--set key=value``."""
+    parser.add_argument("--config", default=default_config,
+                        help="YAML experiment config" + (f" (default: {default_config})" if default_config else ""))
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.lr=1e-4 (repeatable)")
+
+
+def config_from_args(cls: type[T], args) -> T:
+    """Build ``cls`` from ``args.config`` and ``args.overrides`` (see ``add_config_arguments``)."""
+    return load_config(cls, getattr(args, "config", None), getattr(args, "overrides", None))

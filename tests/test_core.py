@@ -1,0 +1,71 @@
+"""Registry, configs and atomic writes: the small pieces every package uses."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+
+from mrigan.config import ConfigError, load_config, parse_overrides, save_config
+from mrigan.fileio import atomic_open, atomic_write_json
+from mrigan.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    lr: float = 1e-3
+    steps: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer:
+    name: str = "x"
+    inner: Inner = dataclasses.field(default_factory=Inner)
+    sizes: tuple[int, ...] = (1, 2)
+
+
+def test_registry_lookup_and_errors():
+    reg = Registry("backbone")
+    reg.register("a", lambda: 1)
+
+    @reg.register("b")
+    def b():
+        return 2
+
+    assert reg.build("a") == 1 and reg.get("b") is b and reg.names() == ["a", "b"]
+    with pytest.raises(KeyError, match="unknown backbone 'c'; known: a, b"):
+        reg.get("c")
+    with pytest.raises(KeyError, match="already registered"):
+        reg.register("a", lambda: 3)
+
+
+def test_config_yaml_overrides_and_roundtrip(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: run1\ninner:\n  lr: 2.0e-4\nsizes: [3, 4]\n")
+    cfg = load_config(Outer, path, ["inner.steps=7", "name=run2"])
+    assert cfg == Outer(name="run2", inner=Inner(lr=2e-4, steps=7), sizes=(3, 4))
+    save_config(cfg, tmp_path / "out" / "config.yaml")
+    assert load_config(Outer, tmp_path / "out" / "config.yaml") == cfg
+    assert parse_overrides(["a.b=1", "a.c=x"]) == {"a": {"b": 1, "c": "x"}}
+
+
+def test_config_rejects_unknown_keys_and_bad_types_naming_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("inner:\n  lrr: 1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*unknown key\(s\) \['lrr'\]"):
+        load_config(Outer, path)
+    with pytest.raises(ConfigError, match="expected int"):
+        load_config(Outer, None, ["inner.steps=abc"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Outer, tmp_path / "missing.yaml")
+
+
+def test_atomic_write_leaves_old_file_on_error(tmp_path):
+    dest = tmp_path / "a.json"
+    atomic_write_json(dest, {"v": 1})
+    with pytest.raises(RuntimeError), atomic_open(dest, "w") as fh:
+        fh.write("partial")
+        raise RuntimeError("killed")
+    assert dest.read_text().strip().replace(" ", "").replace("\n", "") == '{"v":1}'
+    assert os.listdir(tmp_path) == ["a.json"]
