@@ -1,0 +1,95 @@
+"""Backbones: shapes, in_channels, weights files (safetensors / torch.save) and clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+import torchvision
+from safetensors.torch import save_file
+
+from detectors.backbones import BACKBONES, WeightsError, build_backbone
+
+torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize("name,dim", [("tiny-cnn", 64), ("efficientnet-b0", 1280),
+                                      ("resnet18", 512)])
+def test_backbone_maps_images_to_feature_vectors(name, dim):
+    module, feature_dim = build_backbone(name)
+    module.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        vec, fmap = module(x), module.features(x)
+    assert feature_dim == dim
+    assert vec.shape == (2, dim) and fmap.shape[:2] == (2, dim) and fmap.ndim == 4
+    # forward is the global average of the spatial map (the paper head pools the same map)
+    torch.testing.assert_close(vec, fmap.mean(dim=(2, 3)))
+
+
+def test_one_channel_inputs():
+    for name in ("tiny-cnn", "resnet18", "efficientnet-b0"):
+        module, dim = build_backbone(name, in_channels=1)
+        module.eval()
+        with torch.no_grad():
+            assert module(torch.rand(1, 1, 64, 64)).shape == (1, dim)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_resnet_imagenet_style_checkpoint_loads_and_matches_torchvision(tmp_path, suffix):
+    reference = torchvision.models.resnet18(weights=None).eval()  # random "ImageNet" weights
+    state = reference.state_dict()  # includes fc.* like a real ImageNet checkpoint
+    path = tmp_path / f"resnet18{suffix}"
+    if suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    module, _ = build_backbone("resnet18", weights=str(path))
+    module.eval()
+    reference.fc = torch.nn.Identity()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), reference(x))
+
+
+def test_efficientnet_checkpoint_loads(tmp_path):
+    from efficientnet_pytorch import EfficientNet
+
+    reference = EfficientNet.from_name("efficientnet-b0").eval()
+    path = tmp_path / "b0.pth"
+    torch.save(reference.state_dict(), path)
+    module, _ = build_backbone("efficientnet-b0", weights=str(path))
+    module.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), reference.extract_features(x).mean(dim=(2, 3)))
+
+
+def test_weight_errors_are_clear(tmp_path):
+    with pytest.raises(WeightsError, match="pass its local path"):
+        build_backbone("efficientnet-b0", weights="imagenet")
+    with pytest.raises(WeightsError, match="not found"):
+        build_backbone("tiny-cnn", weights=str(tmp_path / "nope.pth"))
+    wrong = tmp_path / "tiny.pth"
+    torch.save(build_backbone("tiny-cnn")[0].state_dict(), wrong)
+    with pytest.raises(WeightsError, match="does not fit backbone 'resnet18'"):
+        build_backbone("resnet18", weights=str(wrong))
+    with pytest.raises(KeyError, match="efficientnet-b7"):
+        build_backbone("efficientnet-b9")
+
+
+def test_all_names_registered():
+    names = BACKBONES.names()
+    for n in [f"efficientnet-b{i}" for i in range(8)] + [
+            "resnet18", "resnet34", "resnet50", "resnext50_32x4d", "inception_v3", "tiny-cnn"]:
+        assert n in names
+
+
+def test_timm_names():
+    if importlib.util.find_spec("timm") is None:
+        with pytest.raises(ImportError, match="pip install"):
+            build_backbone("timm:resnet18")
+    else:
+        module, dim = build_backbone("timm:resnet18")
+        assert module.eval()(torch.rand(1, 3, 64, 64)).shape == (1, dim)
