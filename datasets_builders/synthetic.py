@@ -164,3 +164,65 @@ def demo_faces(size: int = 128) -> list[np.ndarray]:
         crops.append(crop)
         crops.append(crop[:, ::-1].copy())
     return crops
+
+
+def _extra_face(base: np.ndarray, k: int) -> np.ndarray:
+    """A further distinct face variant (re-lit, shifted) when more than 16 faces are asked for."""
+    rng = np.random.default_rng(1000 + k)
+    h, w = base.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-12, 12)), float(rng.uniform(0.92, 1.08)))
+    m[:, 2] += rng.uniform(-0.05, 0.05, size=2) * (w, h)
+    out = cv2.warpAffine(base.astype(np.float32), m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    out = out * rng.uniform(0.85, 1.15, size=3).astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def write_synthetic_mri_df(out_dir, *, n_faces: int = 16, size: int = 64, fakes_per_face: int = 1,
+                           seed: int = 0, val_fraction: float = 0.25):
+    """Write a small MRI-DF dataset (same manifest format as the real builder) and return its root.
+
+    Each of ``n_faces`` demo faces is one identity: its real crop with a black MRI and
+    ``fakes_per_face`` self-blended fakes with ``MRI = mri_map(real, fake)``. Identities, not
+    frames, are split into ``train`` / ``val`` so no face leaks across splits. Deterministic for
+    ``seed``. Used by GAN and detector tests and by the demo (no download needed).
+    """
+    from pathlib import Path
+
+    from datasets_builders.dataset import write_manifest
+    from mrigan import perceptual
+    from mrigan.fileio import atomic_save_image
+
+    if n_faces < 1 or fakes_per_face < 0:
+        raise ValueError(f"need n_faces >= 1 and fakes_per_face >= 0, got {n_faces}, {fakes_per_face}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    base = demo_faces(size)
+    faces = [base[i] if i < len(base) else _extra_face(base[i % len(base)], i) for i in range(n_faces)]
+    rng = np.random.default_rng(seed)
+    n_val = int(round(val_fraction * n_faces))
+    if val_fraction > 0 and n_faces >= 2:
+        n_val = min(max(n_val, 1), n_faces - 1)
+    val_ids = set(rng.permutation(n_faces)[:n_val].tolist())
+    black = f"mri/black_{size}.png"
+    atomic_save_image(root / black, np.zeros((size, size, 3), np.uint8))
+    rows = []
+    for i, face in enumerate(faces):
+        ident = f"face{i:03d}"
+        split = "val" if i in val_ids else "train"
+        common = {"split": split, "identity": ident, "source": "synthetic", "frame": 0, "track": 0}
+        real_img = f"face/{ident}_real.png"
+        atomic_save_image(root / real_img, face)
+        rows.append({"image": real_img, "mri": black, "label": "real", "video": f"{ident}_real",
+                     "method": "original", **common})
+        for k in range(fakes_per_face):
+            blend = self_blend(face, rng)
+            mri = perceptual.mri_map_np(blend.real, blend.fake)
+            img_rel, mri_rel = f"face/{ident}_fake{k}.png", f"mri/{ident}_fake{k}.png"
+            atomic_save_image(root / img_rel, blend.fake)
+            atomic_save_image(root / mri_rel, perceptual.mri_to_uint8(mri))
+            rows.append({"image": img_rel, "mri": mri_rel, "label": "fake",
+                         "video": f"{ident}_fake{k}", "method": "self_blend", **common})
+    write_manifest(root, rows)
+    return root

@@ -1,0 +1,99 @@
+"""MRI-DF manifest, Dataset and balanced sampling, on a synthetic MRI-DF written to disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from datasets_builders.dataset import (
+    MANIFEST_COLUMNS,
+    ManifestError,
+    MriDfDataset,
+    balanced_indices,
+    read_manifest,
+    write_manifest,
+)
+from datasets_builders.synthetic import write_synthetic_mri_df
+from mrigan.fileio import read_image
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    return write_synthetic_mri_df(tmp_path_factory.mktemp("synth"), n_faces=12, size=48,
+                                  fakes_per_face=2, seed=3, val_fraction=0.25)
+
+
+def test_synthetic_manifest_counts_columns_and_identity_splits(synth_root):
+    rows = read_manifest(synth_root)
+    assert list(rows[0])[: len(MANIFEST_COLUMNS)] == list(MANIFEST_COLUMNS)
+    assert sum(r["label"] == "real" for r in rows) == 12
+    assert sum(r["label"] == "fake" for r in rows) == 24
+    splits = {}
+    for r in rows:
+        splits.setdefault(r["identity"], set()).add(r["split"])
+        assert (synth_root / r["image"]).is_file() and (synth_root / r["mri"]).is_file()
+    assert all(len(s) == 1 for s in splits.values()), "an identity spans two splits"
+    n_val = sum(s == {"val"} for s in splits.values())
+    assert n_val == 3  # 25% of 12 identities
+
+
+def test_synthetic_mri_is_clipped_one_minus_skimage_ssim(synth_root):
+    rows = read_manifest(synth_root)
+    real_of = {r["identity"]: read_image(synth_root / r["image"]) for r in rows if r["label"] == "real"}
+    fakes = [r for r in rows if r["label"] == "fake"]
+    for r in fakes[:4]:
+        real, fake = real_of[r["identity"]], read_image(synth_root / r["image"])
+        _, s = structural_similarity(real, fake, channel_axis=2, full=True, gaussian_weights=True,
+                                     sigma=1.5, use_sample_covariance=False, data_range=255)
+        expected = np.clip(np.rint(np.clip(1 - s, 0, 1) * 255), 0, 255)
+        got = read_image(synth_root / r["mri"]).astype(np.float64)
+        assert np.abs(got - expected).max() <= 1.0
+        assert got.mean() > 2.0  # the blend is visible in the MRI
+    for r in rows:
+        if r["label"] == "real":
+            assert read_image(synth_root / r["mri"]).max() == 0
+
+
+def test_dataset_items_and_resize(synth_root):
+    ds = MriDfDataset(synth_root, split="train")
+    assert len(ds) == 27 and len(ds.labels) == 27 and set(ds.labels) == {0, 1}
+    item = ds[0]
+    assert item["image"].dtype == torch.float32 and item["image"].shape == (3, 48, 48)
+    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    raw = read_image(synth_root / ds.rows[0]["image"])
+    assert torch.allclose(item["image"], torch.from_numpy(raw).permute(2, 0, 1).float() / 255)
+    fake_i = ds.labels.index(1)
+    assert ds[fake_i]["label"] == 1 and float(ds[fake_i]["mri"].mean()) > 0
+    small = MriDfDataset(synth_root, split="val", image_size=32)
+    assert len(small) == 9 and small[0]["mri"].shape == (3, 32, 32)
+    with pytest.raises(ManifestError, match="no rows in split"):
+        MriDfDataset(synth_root, split="test")
+
+
+def test_balanced_indices_is_a_deterministic_balanced_epoch():
+    labels = [0] * 30 + [1] * 10
+    a = balanced_indices(labels, epoch=4, seed=1)
+    assert a == balanced_indices(labels, epoch=4, seed=1)
+    assert len(a) == 20 and len(set(a)) == 20
+    assert set(range(30, 40)) <= set(a)  # every fake
+    assert sum(labels[i] == 0 for i in a) == 10
+    epochs = [frozenset(balanced_indices(labels, e, 1)) for e in range(6)]
+    assert len(set(epochs)) > 1, "the real draw must change across epochs"
+    seen = set().union(*[balanced_indices(labels, e, 1) for e in range(20)])
+    assert set(range(30)) <= seen
+    few_reals = balanced_indices([0] * 3 + [1] * 7, epoch=0, seed=0)
+    assert len(few_reals) == 14 and {0, 1, 2} <= set(few_reals)
+
+
+def test_write_manifest_roundtrip_and_bad_label(tmp_path):
+    rows = [{"image": "a.png", "mri": "b.png", "label": "fake", "video": "v", "split": "train",
+             "identity": "i", "method": "m", "source": "s", "frame": 3, "track": 0, "extra": "x"}]
+    write_manifest(tmp_path, rows)
+    back = read_manifest(tmp_path)
+    assert back[0]["frame"] == "3" and back[0]["extra"] == "x"
+    assert not list(tmp_path.glob(".*.tmp"))
+    write_manifest(tmp_path, [{**rows[0], "label": "FAKE"}])
+    with pytest.raises(ManifestError, match="label 'FAKE'"):
+        read_manifest(tmp_path)
