@@ -1,0 +1,90 @@
+"""MRI-GAN objectives.
+
+Generator:     L_G = L_cGAN(D(G(x), x), 1) + lambda * (tau * L_pix + (1 - tau) * sqrt(1 - SSIM))
+Discriminator: L_D = eta * (L_cGAN(D(y, x), 1) + L_cGAN(D(G(x), x), 0))
+
+with the least-squares (LSGAN) adversarial loss, lambda = 100, tau = 0.3, eta = 0.5 (the paper).
+``L_pix`` is L2 (paper) or L1 (the paper's suggested next step).
+
+Every reconstruction term is computed on the [0, 1] MRI scale, in float32 even under autocast,
+with SSIM's data range given explicitly (1.0). Note: the paper's code took its L2 on the
+[-1, 1] tanh scale, which is 4x the [0, 1] value; SSIM is scale-free given the matching data
+range, so only the pixel term's weight differs from that code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from mrigan import perceptual
+from mrigan.registry import Registry
+
+PIXEL_LOSSES = Registry("pixel loss")
+GAN_LOSSES = Registry("GAN loss")
+
+PIXEL_LOSSES.register("l2", F.mse_loss)
+PIXEL_LOSSES.register("l1", F.l1_loss)
+
+
+@GAN_LOSSES.register("lsgan")
+def lsgan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+    """Least-squares GAN: mean squared distance of every patch score to 1 (real) or 0 (fake)."""
+    target = 1.0 if target_is_real else 0.0
+    return F.mse_loss(prediction.float(), torch.full_like(prediction, target, dtype=torch.float32))
+
+
+@GAN_LOSSES.register("vanilla")
+def vanilla_gan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+    """The original GAN objective on logits (binary cross-entropy), for comparison runs."""
+    target = torch.full_like(prediction, 1.0 if target_is_real else 0.0, dtype=torch.float32)
+    return F.binary_cross_entropy_with_logits(prediction.float(), target)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the MRI-GAN objective (defaults: the paper)."""
+
+    lambda_recon: float = 100.0  # lambda: weight of the reconstruction terms
+    tau: float = 0.3  # share of the pixel term in the reconstruction (1 - tau: SSIM term)
+    eta: float = 0.5  # discriminator loss scale
+    pixel: str = "l2"  # l2 (paper) or l1
+    gan: str = "lsgan"  # lsgan (paper) or vanilla
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError(f"loss.tau must be in [0, 1], got {self.tau}")
+        PIXEL_LOSSES.get(self.pixel)  # fail early on unknown names, listing the known ones
+        GAN_LOSSES.get(self.gan)
+
+
+def _no_autocast(device_type: str):
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
+def generator_loss(d_fake: torch.Tensor, fake_mri: torch.Tensor, true_mri: torch.Tensor,
+                   cfg: LossConfig = LossConfig()) -> dict[str, torch.Tensor]:
+    """Generator objective. ``fake_mri``/``true_mri`` are (N, 3, H, W) in [0, 1].
+
+    Returns ``{"total", "gan", "pixel", "ssim"}``; ``ssim`` is the ``sqrt(1 - SSIM)`` term.
+    """
+    with _no_autocast(fake_mri.device.type):
+        fake, true = fake_mri.float(), true_mri.float()
+        gan = GAN_LOSSES.get(cfg.gan)(d_fake, True)
+        pixel = PIXEL_LOSSES.get(cfg.pixel)(fake, true)
+        ssim = perceptual.ssim_loss(fake, true, data_range=1.0) if cfg.tau < 1.0 else pixel.new_zeros(())
+        total = gan + cfg.lambda_recon * (cfg.tau * pixel + (1.0 - cfg.tau) * ssim)
+    return {"total": total, "gan": gan, "pixel": pixel, "ssim": ssim}
+
+
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor,
+                       cfg: LossConfig = LossConfig()) -> dict[str, torch.Tensor]:
+    """Discriminator objective on patch scores of (true MRI, face) and (generated MRI, face).
+
+    Returns ``{"total", "real", "fake"}``.
+    """
+    gan = GAN_LOSSES.get(cfg.gan)
+    real, fake = gan(d_real, True), gan(d_fake, False)
+    return {"total": cfg.eta * (real + fake), "real": real, "fake": fake}
