@@ -107,15 +107,27 @@ def confusion_counts(y_true, y_pred) -> dict[str, int]:
 
 
 def binary_report(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] | np.ndarray,
-                  threshold: float = 0.5) -> dict[str, float]:
+                  threshold: float = 0.5, *,
+                  y_pred: Sequence[int] | np.ndarray | None = None) -> dict[str, float]:
     """All detection metrics of scores ``y_score`` (higher = more fake) against ``y_true``.
 
     Returns the paper's table (tpr, fnr, fpr, tnr, accuracy, balanced_accuracy, f1, precision,
     specificity, auc), plus ``eer`` (and ``eer_threshold``), ``ap``, the confusion counts
     ``tp, fp, tn, fn``, ``n``, ``n_fake``, ``n_real`` and the ``threshold`` used.
+
+    ``y_pred`` gives the decisions directly when they are not ``score >= threshold`` (a
+    video-level rule such as the paper's count rule decides with its own cut); the ranking
+    metrics (auc, eer, ap) still use ``y_score``.
     """
     y, s = _as_arrays(y_true, y_score)
-    counts = confusion_counts(y, s >= threshold)
+    if y_pred is None:
+        pred = s >= threshold
+    else:
+        pred = np.asarray(y_pred).astype(bool).ravel()
+        if pred.shape != y.shape:
+            raise ValueError(f"y_pred has {pred.size} values but y_true has {y.size}")
+        threshold = math.nan
+    counts = confusion_counts(y, pred)
     tp, fp, tn, fn = counts["tp"], counts["fp"], counts["tn"], counts["fn"]
     tpr = _div(tp, tp + fn)
     tnr = _div(tn, tn + fp)
@@ -147,8 +159,12 @@ def binary_report(y_true: Sequence[int] | np.ndarray, y_score: Sequence[float] |
 
 def bootstrap_ci(y_true, y_score, threshold: float = 0.5, *, n_boot: int = 1000,
                  confidence: float = 0.95, seed: int = 0, groups: Sequence | None = None,
-                 metrics: Sequence[str] = TABLE_METRICS) -> dict[str, tuple[float, float]]:
+                 metrics: Sequence[str] = TABLE_METRICS,
+                 y_pred: Sequence[int] | np.ndarray | None = None,
+                 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals ``{metric: (low, high)}`` for :func:`binary_report`.
+
+    ``y_pred``: decisions made by a rule (see :func:`binary_report`), resampled with the rows.
 
     ``groups`` (e.g. the video of each frame) switches to a cluster bootstrap: whole groups
     are resampled, because frames of one video are not independent and a frame-level
@@ -156,6 +172,7 @@ def bootstrap_ci(y_true, y_score, threshold: float = 0.5, *, n_boot: int = 1000,
     undefined (e.g. AUC without any fake) are left out of that metric's interval.
     """
     y, s = _as_arrays(y_true, y_score)
+    pred = None if y_pred is None else np.asarray(y_pred).astype(bool).ravel()
     rng = np.random.default_rng(seed)
     if groups is None:
         members = [np.array([i]) for i in range(y.size)]
@@ -172,7 +189,8 @@ def bootstrap_ci(y_true, y_score, threshold: float = 0.5, *, n_boot: int = 1000,
     for b in range(n_boot):
         pick = rng.integers(0, n_units, n_units)
         idx = pick if groups is None else np.concatenate([members[i] for i in pick])
-        rep = binary_report(y[idx], s[idx], threshold)
+        rep = binary_report(y[idx], s[idx], threshold,
+                            y_pred=None if pred is None else pred[idx])
         for m in metrics:
             values[m][b] = rep[m]
     alpha = (1.0 - confidence) / 2.0

@@ -1,0 +1,134 @@
+"""Typed configs of detector training (``DetectorConfig``) and evaluation (``EvaluateConfig``).
+
+Loaded from YAML with :func:`mrigan.config.load_config`; every field is documented where it is
+declared so ``configs/detector_*.yaml`` can stay short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: The augmentations the paper-style training uses, by name (see detectors.augment).
+DEFAULT_AUGMENT = ("flip", "blur", "color_jitter", "random_resized_crop", "random_erasing", "jpeg")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "efficientnet-b0"  # a detectors.backbones name, or timm:<model>
+    weights: str | None = None  # local ImageNet weights (.safetensors / .pth); None = scratch
+    head: str = "paper"  # paper | linear (frame mode)
+    dropout: float = 0.5
+    temporal: bool = False  # True: bidirectional LSTM over clips of a face track
+    clip_length: int = 8  # frames per clip in temporal mode
+    lstm_hidden: int = 128
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """What the detector looks at: ``plain`` face crops or their ``mri`` maps.
+
+    MRIs come, in this order of preference, from ``mri_cache`` (PNG files written by a batch
+    pass of ``generator`` over the faces; missing files are filled in first), from
+    ``generator`` on the fly, or - as an explicitly requested upper bound only - from the
+    manifest's ground-truth MRIs (``manifest_mri: true``; those are black for every real
+    face, so a detector trained on them learns the label, not the artefacts).
+    """
+
+    name: str = "plain"  # plain | mri
+    generator: str | None = None  # MRIGenerator weights (mrigan export-generator output)
+    mri_cache: str | None = None  # folder of precomputed MRIs, mirroring the image paths
+    manifest_mri: bool = False
+    generator_batch: int = 32
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = ""  # MRI-DF root (manifest.csv + PNGs)
+    image_size: int = 224
+    train_split: str = "train"
+    val_split: str = "val"
+    regroup: bool = False  # recompute train/val/test grouped by identity+video (seeded)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 0
+    max_faces_per_video: int | None = None  # evenly spaced subset per video (None = all)
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    loss: str = "bce"  # bce | focal
+    label_smoothing: float = 0.1
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    balance: str = "weight"  # none | weight (loss weights) | sample (balanced epochs) | paired
+    augment: tuple[str, ...] = DEFAULT_AUGMENT
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto
+    log_every: int = 10  # steps between TensorBoard scalar writes
+    resume: bool = True  # continue from checkpoints/last.pt when it exists
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    name: str = "detector_plain"
+    out_dir: str = "runs"  # outputs go to <out_dir>/<name>/
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaceSetConfig:
+    """A set of faces to score: a split of an MRI-DF root, optionally restricted.
+
+    ``methods`` keeps only fakes of those manipulation methods (reals are all kept), which
+    gives method-disjoint test sets; ``sources`` keeps rows of those datasets.
+    """
+
+    name: str = "test"
+    root: str = ""  # empty: the training config's data.root
+    split: str = "test"
+    methods: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    """How face scores become a video verdict (detectors.aggregate)."""
+
+    rule: str = "count"  # count (paper) | mean | confident (DFDC winner)
+    search: bool = True  # grid-search the rule's parameters on the validation set
+    objective: str = "balanced_accuracy"  # any binary_report key to maximise on validation
+    thresholds: tuple[float, ...] = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+    fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    frame_threshold: float = 0.8  # fixed values when search is false (paper plain: 0.8/0.3)
+    fake_fraction: float = 0.3
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    name: str = "evaluate"
+    checkpoint: str = ""  # a train-detector checkpoint (best.pt)
+    out_dir: str = ""  # empty: <checkpoint run>/reports/<name>
+    validation: FaceSetConfig = field(
+        default_factory=lambda: FaceSetConfig(name="validation", split="val"))
+    test_sets: tuple[FaceSetConfig, ...] = (FaceSetConfig(),)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    frame_threshold: float = 0.5  # face-level decision threshold for the frame table
+    bootstrap: int = 1000  # resamples for the 95% intervals (0 = none)
+    batch_size: int = 64
+    device: str = "auto"
+    precision: str = "auto"
+    input: InputConfig | None = None  # override the checkpoint's input (e.g. a new cache dir)
+    data_root: str = ""  # override the checkpoint's data.root

@@ -1,0 +1,159 @@
+"""Evaluate a trained detector at frame and video level, on one or several test sets.
+
+1. Score every face (or clip) of the validation set and of each test set.
+2. Choose the video rule's parameters on validation only (:func:`score_test_sets`).
+3. Apply that choice unchanged to every test set; compute the paper's table at video and
+   frame level with EER, AP and bootstrap 95% intervals (frames resampled by video).
+4. Write ``report.json``, ``report.md``, per-video and per-face prediction CSVs, ROC and
+   confusion-matrix PNGs (see :mod:`detectors.report`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from detectors.aggregate import (
+    GridSearchResult,
+    VideoResults,
+    VideoScores,
+    apply_rule,
+    describe,
+    get_rule,
+    grid_search,
+    group_by_video,
+)
+from detectors.config import AggregationConfig, EvaluateConfig, FaceSetConfig
+from detectors.data import load_rows, select_rows
+from detectors.inference import load_detector
+from detectors.inputs import build_input
+from detectors.metrics import binary_report, bootstrap_ci
+from detectors.predict import predict_probs
+from detectors.train import make_dataset
+from mrigan.config import save_config, to_dict
+from mrigan.device import resolve_device
+
+
+def score_test_sets(rule: str, validation: Sequence[VideoScores],
+                    test_sets: Mapping[str, Sequence[VideoScores]], *,
+                    aggregation: AggregationConfig | None = None,
+                    ) -> tuple[GridSearchResult, dict[str, VideoResults]]:
+    """Choose the rule's parameters on ``validation`` and apply them to every test set.
+
+    The choice is made before any test set is touched, from a function that only receives
+    validation videos; the test sets then get exactly ``chosen.params``.
+    """
+    agg = aggregation or AggregationConfig(rule=rule)
+    if agg.search:
+        chosen = grid_search(rule, validation, thresholds=agg.thresholds,
+                             fractions=agg.fractions, objective=agg.objective)
+    else:
+        fixed = {"threshold": agg.frame_threshold}
+        if "fraction" in get_rule(rule).defaults:
+            fixed["fraction"] = agg.fake_fraction
+        params = get_rule(rule).params(**fixed)
+        value = (apply_rule(rule, validation, params).report()[agg.objective]
+                 if validation else float("nan"))
+        chosen = GridSearchResult(rule, agg.objective, params, float(value), [])
+    frozen = dict(chosen.params)
+    results = {name: apply_rule(rule, videos, frozen) for name, videos in test_sets.items()}
+    return chosen, results
+
+
+def _with_ci(y, scores, *, threshold=0.5, y_pred=None, groups=None, n_boot=1000,
+             seed=0) -> dict:
+    report = binary_report(y, scores, threshold, y_pred=y_pred)
+    if n_boot > 0:
+        report["ci95"] = {k: list(v) for k, v in bootstrap_ci(
+            y, scores, threshold, n_boot=n_boot, seed=seed, groups=groups, y_pred=y_pred).items()}
+    return report
+
+
+class _Scored:
+    """The units of one face set with their probabilities."""
+
+    def __init__(self, name: str, units: list[dict], probs: np.ndarray) -> None:
+        self.name, self.units, self.probs = name, units, probs
+        self.labels = np.array([u["label"] for u in units], dtype=np.int64)
+        self.videos = group_by_video(units, probs)
+
+
+def _score_set(detector, face_set: FaceSetConfig, default_root: str, cfg: EvaluateConfig,
+               device, log) -> _Scored:
+    root = face_set.root or default_root
+    rows = select_rows(load_rows(root), split=face_set.split, methods=face_set.methods,
+                       sources=face_set.sources)
+    if not rows:
+        raise ValueError(f"{root}: face set {face_set.name!r} is empty (split "
+                         f"{face_set.split!r}, methods {list(face_set.methods)}, sources "
+                         f"{list(face_set.sources)})")
+    input_cfg = cfg.input or detector.config.input
+    adapter = build_input(input_cfg, root, device=device, rows=rows, log=log)
+    dataset = make_dataset(rows, adapter, detector.config)
+    t0 = time.perf_counter()
+    probs = predict_probs(detector.model, adapter, dataset, batch_size=cfg.batch_size,
+                          device=device, precision=cfg.precision)
+    log(f"{face_set.name}: scored {len(dataset)} units of {len({u['video'] for u in dataset.units})}"
+        f" videos in {time.perf_counter() - t0:.1f}s")
+    return _Scored(face_set.name, dataset.units, probs)
+
+
+def evaluate_detector(cfg: EvaluateConfig, *, log=print) -> dict:
+    """Run the whole evaluation; returns the report dict (also written to disk)."""
+    from detectors import report as report_io
+
+    if not cfg.checkpoint:
+        raise ValueError("evaluate: set checkpoint (a train-detector best.pt)")
+    device = resolve_device(cfg.device)
+    detector = load_detector(cfg.checkpoint, device=device, precision="fp32",
+                             batch_size=cfg.batch_size)
+    if cfg.input is not None:
+        detector.config = replace(detector.config, input=cfg.input)
+    default_root = cfg.data_root or detector.config.data.root
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else (
+        Path(cfg.checkpoint).resolve().parent.parent / "reports" / cfg.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / "config.yaml")
+
+    validation = _score_set(detector, cfg.validation, default_root, cfg, device, log)
+    tests = {t.name: _score_set(detector, t, default_root, cfg, device, log)
+             for t in cfg.test_sets}
+    agg = cfg.aggregation
+    chosen, per_set = score_test_sets(agg.rule, validation.videos,
+                                      {n: s.videos for n, s in tests.items()}, aggregation=agg)
+    log(f"video rule {agg.rule} chosen on validation ({agg.objective} "
+        f"{chosen.value:.4f}): {chosen.params}")
+
+    results = {
+        "detector": {"checkpoint": str(cfg.checkpoint), "backbone": detector.config.model.backbone,
+                     "temporal": detector.config.model.temporal,
+                     "input": (cfg.input or detector.config.input).name,
+                     "image_size": detector.config.data.image_size},
+        "aggregation": {"rule": agg.rule, "params": chosen.params, "searched": agg.search,
+                        "objective": agg.objective, "validation_value": chosen.value,
+                        "description": describe(agg.rule, **chosen.params),
+                        "grid": chosen.table},
+        "validation": {"videos": len(validation.videos), "units": len(validation.units)},
+        "frame_threshold": cfg.frame_threshold,
+        "test_sets": {},
+        "config": to_dict(cfg),
+    }
+    for name, scored in tests.items():
+        video = per_set[name]
+        groups = [u["video"] for u in scored.units]
+        results["test_sets"][name] = {
+            "videos": len(video.videos), "units": len(scored.units),
+            "video": _with_ci(video.labels, video.scores, y_pred=video.fake, n_boot=cfg.bootstrap),
+            "frame": _with_ci(scored.labels, scored.probs, threshold=cfg.frame_threshold,
+                              groups=groups, n_boot=cfg.bootstrap),
+        }
+        report_io.write_set_outputs(out_dir, name, scored.units, scored.probs, video,
+                                    cfg.frame_threshold)
+    report_io.write_reports(out_dir, results)
+    log(f"reports: {out_dir / 'report.md'}")
+    results["out_dir"] = str(out_dir)
+    return results
