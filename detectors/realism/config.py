@@ -1,0 +1,70 @@
+"""Typed config of a realism experiment (``configs/realism*.yaml``), one section per job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from detectors.realism.model import ModelConfig
+from detectors.realism.sampler import SequenceSampler
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    labels: tuple[str, ...] = ()  # MOS label files (DREAM, DFGC-2022 or file,mos,identity,method)
+    label_format: str = "auto"  # auto | dream | dfgc | table
+    clips: str = ""  # folder of per-video face crops: <key without extension>/*.png (+ mri/)
+    manifest: str = ""  # or an MRI-DF dataset root: labels joined to its face tracks
+    allow_missing: bool = False  # labels without frames: error (default) or skip and count
+    image_size: int = 64
+    split: str = "identity"  # identity | method | both | none (all videos are one test set)
+    test_fraction: float = 0.3
+    val_fraction: float = 0.15
+    seed: int = 0
+    test_identities: tuple[str, ...] = ()  # fix the held-out identities instead of drawing
+    test_methods: tuple[str, ...] = ()  # fix the held-out methods instead of drawing
+    mri_source: str = "precomputed"  # precomputed (files / manifest) | generator
+    generator: str = ""  # MRIGenerator weights, for mri_source=generator
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    loss: str = "rmse + 0.5*norm_in_norm"  # names of detectors.realism.losses, summed
+    device: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto
+    num_workers: int = 0
+    seed: int = 0
+    grad_clip: float = 5.0
+    val_draws: int = 3  # sequences per video when validating each epoch (test uses sampler's)
+    select_by: str = "score"  # validation metric that picks best.pt: score | srcc | plcc | rmse
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    regressor: str = "ridge"  # ridge | svr | linear | none
+    alpha: float = 1.0  # ridge strength
+    c: float = 1.0  # SVR C
+    draws: int = 3  # sequences per video whose pooled features are averaged
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    checkpoints: tuple[str, ...] = ()  # other models' best.pt whose predictions are averaged in
+    weights: tuple[float, ...] = ()  # one per model, this run's model first (e.g. 0.75, 0.25)
+
+
+@dataclass(frozen=True)
+class RealismConfig:
+    name: str = "realism"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    sampler: SequenceSampler = field(default_factory=SequenceSampler)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)

@@ -1,0 +1,78 @@
+"""Rated "videos" with a known ground truth, from real face frames: graded self-blends.
+
+A realism model is hard to check on human MOS alone (noisy, small sets, no videos shipped
+here). Graded self-blended fakes give an exact answer key: ``quality`` in [0, 1] sets every
+artefact's strength (blend opacity, boundary sharpness, colour and blur mismatch) and
+``quality_to_mos`` maps it to the 1-5 scale. A clip is a run of consecutive real face frames
+of one person, all blended with the same artefact parameters (as one deepfake tool run on one
+video), so a learner must read artefacts, not memorise faces.
+
+MRIs of these clips are the true ``1 - SSIM(real, fake)`` maps (an upper bound for what an MRI
+generator can give), so ``mri`` inputs on graded clips measure the ceiling of the MRI idea.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from datasets_builders.synthetic import graded_params, quality_to_mos, self_blend
+from detectors.realism.clips import Clip, clip_dir
+from detectors.realism.labels import MosRecord, write_table
+from mrigan.fileio import atomic_save_image
+from mrigan.perceptual import mri_map_np, mri_to_uint8
+
+
+def graded_clips(faces_by_identity: Mapping[str, Sequence[np.ndarray]],
+                 qualities: Sequence[float] = tuple(np.linspace(0.0, 1.0, 9)), *,
+                 clips_per_level: int = 1, frames_per_clip: int = 8, seed: int = 0,
+                 method: str = "self_blend") -> list[Clip]:
+    """One clip per (identity, quality, repeat): faces, fakes' MRIs, MOS from the quality.
+
+    ``faces_by_identity`` maps a person id to that person's face crops in frame order (RGB
+    uint8, one size). Clips of one person start at random frames of their sequence.
+    """
+    rng = np.random.default_rng(seed)
+    clips = []
+    for ident, faces in faces_by_identity.items():
+        if len(faces) == 0:
+            raise ValueError(f"identity {ident!r} has no face frame")
+        n = min(frames_per_clip, len(faces))
+        for qi, q in enumerate(qualities):
+            for k in range(clips_per_level):
+                start = int(rng.integers(0, len(faces) - n + 1))
+                params = graded_params(float(q), rng)  # one tool setting for the whole clip
+                fakes, mris = [], []
+                for face in faces[start:start + n]:
+                    pair = self_blend(np.ascontiguousarray(face), rng, params)
+                    fakes.append(pair.fake)
+                    mris.append(mri_to_uint8(mri_map_np(pair.real, pair.fake)))
+                record = MosRecord(key=f"{ident}/q{qi:02d}_{k}", mos=quality_to_mos(float(q)),
+                                   identities=(ident,), method=method, dataset="graded",
+                                   info={"quality": float(q), "start": start})
+                clips.append(Clip(record, tuple(fakes), tuple(mris)))
+    return clips
+
+
+def write_clips(clips: Sequence[Clip], root: str | os.PathLike, labels_name: str = "labels.csv") -> Path:
+    """Write in-memory clips in the folder layout of ``clips_from_folders`` plus a
+    ``file,mos,identity,method`` label table; returns the label file."""
+    root = Path(root)
+    for clip in clips:
+        folder = clip_dir(root, clip.key)
+        for i, face in enumerate(clip.faces):
+            if not isinstance(face, np.ndarray):
+                raise TypeError(f"clip {clip.key!r}: write_clips needs in-memory frames")
+            atomic_save_image(folder / f"{i:04d}.png", face)
+            if clip.mris:
+                atomic_save_image(folder / "mri" / f"{i:04d}.png", np.asarray(clip.mris[i]))
+    labels = root / labels_name
+    write_table(labels, [c.record for c in clips])
+    return labels
+
+
+def records_of(clips: Sequence[Clip]) -> list[MosRecord]:
+    return [c.record for c in clips]

@@ -1,0 +1,87 @@
+"""The realism regressor: per-frame backbone -> mean & std pooling over time -> FC -> MOS.
+
+Mean pooling says how the frames look on average; the standard deviation says how much they
+change (flicker and unstable blending are what raters notice in deepfakes), so both are
+concatenated. The backbone is fine-tuned with the head.
+
+Inputs (by name): ``plain`` face crops, ``mri`` maps, or ``fused``: ``fusion="late"`` runs one
+backbone per input and concatenates their pooled features; ``fusion="early"`` stacks the face
+and its MRI as 6 channels into one backbone (half the compute, less capacity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from detectors.realism.dataset import check_inputs
+
+FUSIONS = ("late", "early")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "tiny-cnn"  # any name of detectors.backbones (or timm:<model>)
+    weights: str = ""  # local backbone weights (.safetensors / .pth); "" = from scratch
+    inputs: str = "plain"  # plain | mri | fused
+    fusion: str = "late"  # for fused inputs: late (two backbones) | early (6 channels)
+    hidden: int = 128
+    dropout: float = 0.3
+
+
+def temporal_pool(features: torch.Tensor) -> torch.Tensor:
+    """``(N, T, F)`` -> ``(N, 2F)``: mean and (population) std over time, concatenated."""
+    mean = features.mean(dim=1)
+    std = features.std(dim=1, unbiased=False) if features.shape[1] > 1 else torch.zeros_like(mean)
+    return torch.cat([mean, std], dim=1)
+
+
+class RealismRegressor(nn.Module):
+    """``forward({"plain": (N,T,3,H,W), "mri": ...}) -> (N,)`` predicted MOS."""
+
+    def __init__(self, cfg: ModelConfig, mos_centre: float = 3.0) -> None:
+        super().__init__()
+        from detectors.backbones import build_backbone
+
+        self.cfg = cfg
+        self.inputs = check_inputs(cfg.inputs)
+        if cfg.fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {cfg.fusion!r}; known: {', '.join(FUSIONS)}")
+        weights = cfg.weights or None
+        streams: dict[str, nn.Module] = {}
+        if self.inputs == "fused" and cfg.fusion == "early":
+            streams["early"], dim = build_backbone(cfg.backbone, in_channels=6, weights=weights)
+            total = dim
+        else:
+            total = 0
+            for name in (["plain", "mri"] if self.inputs == "fused" else [self.inputs]):
+                streams[name], dim = build_backbone(cfg.backbone, in_channels=3, weights=weights)
+                total += dim
+        self.streams = nn.ModuleDict(streams)
+        self.channels_last = False  # the trainer turns it on where it helps (CUDA)
+        self.head = nn.Sequential(
+            nn.Linear(2 * total, cfg.hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden, 1),
+        )
+        with torch.no_grad():  # start at the middle of the scale: RMSE training starts sane
+            self.head[-1].bias.fill_(float(mos_centre))
+
+    def frame_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``(N, T, F_total)`` per-frame features of every stream, concatenated."""
+        feats = []
+        for name, backbone in self.streams.items():
+            x = torch.cat([batch["plain"], batch["mri"]], dim=2) if name == "early" else batch[name]
+            n, t = x.shape[:2]
+            x = x.flatten(0, 1)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            feats.append(backbone(x).view(n, t, -1))
+        return torch.cat(feats, dim=2)
+
+    def pooled_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return temporal_pool(self.frame_features(batch))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.pooled_features(batch)).squeeze(1)
