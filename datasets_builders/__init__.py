@@ -1,1 +1,30 @@
-"""Readers of real deepfake datasets, face extraction, augmentation plans, the MRI-DF builder."""
+"""Readers of real deepfake datasets, face extraction, augmentation plans, the MRI-DF builder.
+
+``datasets_builders.build_mri_df(config)`` and ``BuildConfig`` are imported lazily so that
+``import datasets_builders`` stays cheap (no torch/MTCNN until a build starts).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "build_mri_df": "datasets_builders.mri_df",
+    "merge_shards": "datasets_builders.mri_df",
+    "BuildConfig": "datasets_builders.mri_df",
+    "SourceConfig": "datasets_builders.mri_df",
+    "MriDfDataset": "datasets_builders.dataset",
+    "balanced_indices": "datasets_builders.dataset",
+    "read_manifest": "datasets_builders.dataset",
+    "write_synthetic_mri_df": "datasets_builders.synthetic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'datasets_builders' has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

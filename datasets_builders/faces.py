@@ -144,7 +144,9 @@ class FaceDetector:
         results = []
         for boxes in batch_boxes:
             arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)  # facenet returns object arrays
-            found = [FaceBox(*(float(v) for v in arr[k, :4] / scale), float(arr[k, 4]))
+            # rounded as in the box cache, so fresh and cached boxes crop identically
+            found = [FaceBox.from_list(FaceBox(*(float(v) for v in arr[k, :4] / scale),
+                                               float(arr[k, 4])).to_list())
                      for k in range(len(arr))]
             found = [b for b in found if min(b.width, b.height) >= self.min_face_size]
             results.append(sorted(found, key=lambda b: -b.score))
@@ -181,37 +183,63 @@ def crop_face(frame: np.ndarray, box: FaceBox, margin: float = 1.3, size: int = 
     return cv2.resize(crop, (size, size), interpolation=interp)
 
 
+class FaceTracker:
+    """Online IoU tracker: feed the boxes of each sampled frame in order, get track ids.
+
+    Each box joins the track whose last box overlaps it most (IoU >= ``iou_threshold``); a
+    track takes at most one box per frame; unmatched boxes start new tracks (ids 0, 1, ... in
+    order of creation). ``max_gap`` (in positions) retires a track not seen for that long.
+    Online, so the builder can crop frame by frame without holding a whole video.
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_gap: int | None = None) -> None:
+        self.iou_threshold = iou_threshold
+        self.max_gap = max_gap
+        self._last: list[tuple[int, FaceBox]] = []  # per track id: (position, last box)
+        self._pos = -1
+
+    def update(self, boxes: Sequence[FaceBox]) -> list[int]:
+        """Track id of each box of the next frame, in the order of ``boxes``."""
+        self._pos += 1
+        pos = self._pos
+        candidates = []
+        for t, (last_pos, last) in enumerate(self._last):
+            if self.max_gap is not None and pos - last_pos > self.max_gap:
+                continue
+            for b, box in enumerate(boxes):
+                overlap = iou(last, box)
+                if overlap >= self.iou_threshold:
+                    candidates.append((-overlap, t, b))
+        ids: list[int | None] = [None] * len(boxes)
+        used_t: set[int] = set()
+        for _neg, t, b in sorted(candidates):
+            if t in used_t or ids[b] is not None:
+                continue
+            ids[b] = t
+            used_t.add(t)
+        for b, box in enumerate(boxes):
+            if ids[b] is None:
+                ids[b] = len(self._last)
+                self._last.append((pos, box))
+            else:
+                self._last[ids[b]] = (pos, box)
+        return [int(i) for i in ids]
+
+
 def track_faces(boxes_per_frame: Sequence[Sequence[FaceBox]], iou_threshold: float = 0.3,
                 max_gap: int | None = None) -> list[list[tuple[int, FaceBox]]]:
     """Group boxes into per-person tracks: ``[[(frame_pos, box), ...], ...]``.
 
-    ``frame_pos`` is the position in ``boxes_per_frame`` (not the video frame number). Each
-    box joins the track whose last box overlaps it most (IoU >= ``iou_threshold``), each track
-    takes at most one box per frame; unmatched boxes start new tracks. ``max_gap`` (in
-    positions) ends a track that has not been seen for that long. Tracks are ordered by
-    first appearance, then by position in that frame.
+    ``frame_pos`` is the position in ``boxes_per_frame`` (not the video frame number). Tracks
+    are ordered by first appearance; see ``FaceTracker`` for the matching rule.
     """
+    tracker = FaceTracker(iou_threshold, max_gap)
     tracks: list[list[tuple[int, FaceBox]]] = []
     for pos, boxes in enumerate(boxes_per_frame):
-        candidates = []
-        for t, track in enumerate(tracks):
-            last_pos, last = track[-1]
-            if max_gap is not None and pos - last_pos > max_gap:
-                continue
-            for b, box in enumerate(boxes):
-                overlap = iou(last, box)
-                if overlap >= iou_threshold:
-                    candidates.append((-overlap, t, b))
-        used_t, used_b = set(), set()
-        for _neg, t, b in sorted(candidates):
-            if t in used_t or b in used_b:
-                continue
-            tracks[t].append((pos, boxes[b]))
-            used_t.add(t)
-            used_b.add(b)
-        for b, box in enumerate(boxes):
-            if b not in used_b:
-                tracks.append([(pos, box)])
+        for t, box in zip(tracker.update(boxes), boxes, strict=True):
+            if t == len(tracks):
+                tracks.append([])
+            tracks[t].append((pos, box))
     return tracks
 
 
@@ -301,5 +329,5 @@ def detect_video(detector: FaceDetector, video: str | os.PathLike, *, every: int
     return indices, boxes
 
 
-__all__ = ["FaceBox", "FaceDetector", "BoxCache", "crop_face", "square_box", "track_faces",
+__all__ = ["FaceBox", "FaceDetector", "FaceTracker", "BoxCache", "crop_face", "square_box", "track_faces",
            "detect_video", "iou", "PAPER_THRESHOLDS"]

@@ -1,0 +1,38 @@
+"""A folder of real face images (FFHQ, FDF, ...): extra reals with black MRIs."""
+
+from __future__ import annotations
+
+import os
+
+from datasets_builders.sources.base import (
+    IMAGE_SUFFIXES,
+    SOURCES,
+    Listing,
+    SourceError,
+    VideoItem,
+    require_dir,
+    stem_id,
+)
+
+
+@SOURCES.register("images")
+def read_image_folder(root: str | os.PathLike, *, name: str = "images",
+                      identity_from: str = "file") -> Listing:
+    """Every image below ``root`` (sorted), as a real item.
+
+    ``identity_from``: ``file`` (FFHQ: one person per image) or ``folder`` (one folder per
+    person) decides what the splitter keeps together.
+    """
+    if identity_from not in ("file", "folder"):
+        raise ValueError(f"identity_from must be 'file' or 'folder', got {identity_from!r}")
+    root = require_dir(root, "image")
+    out = Listing()
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise SourceError(root, f"no images ({', '.join(IMAGE_SUFFIXES)}) below this folder")
+    for path in paths:
+        vid = stem_id(path, root)
+        identity = vid if identity_from == "file" else stem_id(path.parent, root.parent)
+        out.items.append(VideoItem(path=path, label="real", source=name, video_id=vid,
+                                   identity=identity, method="original", is_image=True))
+    return out
