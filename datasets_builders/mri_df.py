@@ -152,13 +152,24 @@ def _hash01(*parts: object) -> float:
 
 
 def _check_out_not_in_inputs(out: Path, cfg: BuildConfig) -> None:
+    """Refuse an output folder inside a dataset folder (a CSV's own folder is not one)."""
     out = out.resolve()
     for s in cfg.sources:
+        if s.kind == "csv":
+            continue
         root = Path(s.root).resolve()
-        root = root.parent if root.is_file() else root
         if out == root or root in out.parents:
             raise BuildError(f"output folder {out} is inside the input folder {root}; "
                              "choose an output outside every dataset")
+
+
+def _check_no_input_in_out(out: Path, items: list[VideoItem]) -> None:
+    """Refuse an output folder that holds input files: outputs and inputs never mix."""
+    out = out.resolve()
+    for item in items:
+        if out in item.path.resolve().parents:
+            raise BuildError(f"input {item.path} is inside the output folder {out}; "
+                             "choose an output folder that holds no input")
 
 
 def plan_units(cfg: BuildConfig) -> Plan:
@@ -174,6 +185,7 @@ def plan_units(cfg: BuildConfig) -> Plan:
         if not 0.0 <= scfg.fraction <= 1.0:
             raise BuildError(f"source {scfg.label}: fraction must be in [0, 1], got {scfg.fraction}")
         listing = read_source(scfg.kind, scfg.root, name=scfg.label, **scfg.options)
+        _check_no_input_in_out(Path(cfg.out), listing.items)
         skipped += [{"path": s.path, "reason": s.reason} for s in listing.skipped]
         reals = {i.path: i for i in listing.items if i.label == "real"}
         fakes_of: dict[Path, list[VideoItem]] = defaultdict(list)
