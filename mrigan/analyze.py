@@ -23,7 +23,9 @@ import datetime as _dt
 import heapq
 import json
 import os
+import sys
 import traceback
+import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +84,7 @@ class ReportConfig:
     worst_k: int = 6  # most suspicious faces shown per input
     heat_vmax: float = 0.5  # MRI value drawn at full colour (fixed scale)
     thumbnail_side: int = 480  # longest side of the frame pictures in the report
+    gradcam: bool = True  # with a frame detector: also save its Grad-CAM over each face
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class AnalysisResults:
                 verdicts[r.verdict.label] = verdicts.get(r.verdict.label, 0) + 1
             else:
                 skipped[r.status] = skipped.get(r.status, 0) + 1
+        skipped = {k: skipped[k] for k in SKIP_REASONS if k in skipped}  # a fixed order
         return {"inputs": len(self.inputs), "analysed": len(self.analysed), "skipped": skipped,
                 "faces": sum(r.faces for r in self.inputs), "verdicts": verdicts}
 
@@ -644,6 +648,7 @@ class Analyzer:
         crops = [p.crop for p in pending]
         mris = _as_mri_array(self.generator.predict(crops), len(crops))
         probs = self._fake_probabilities(crops, mris) if self.detector is not None else None
+        cams = self._gradcams(crops, mris) if out is not None else None
         for k, p in enumerate(pending):
             stats = mri_stats(mris[k])
             prob = None if probs is None else float(probs[k])
@@ -654,6 +659,11 @@ class Analyzer:
                 files = {kind: f"{stem}_{kind}.png" for kind in ("face", "mri", "overlay")}
                 save_face_files(p.crop, mris[k], {kind: out / rel for kind, rel in files.items()},
                                 vmax=self.config.report.heat_vmax)
+                if cams is not None:
+                    from mrigan.fileio import atomic_save_image
+
+                    files["gradcam"] = f"{stem}_gradcam.png"
+                    atomic_save_image(out / files["gradcam"], cams[k])
             state.faces[(p.frame, p.slot)] = {
                 "box": p.box, "stats": stats, "prob": prob, "score": float(score), "files": files}
         self._update_worst(pending, state)
@@ -683,7 +693,34 @@ class Analyzer:
                     heapq.heapreplace(state.worst, entry)
 
     def _fake_probabilities(self, crops: list[np.ndarray], mris: np.ndarray) -> np.ndarray:
-        return np.asarray(self.detector.predict_proba(faces=crops, mris=mris), dtype=np.float64)
+        probs = np.asarray(self.detector.predict_proba(faces=crops, mris=mris), dtype=np.float64)
+        if probs.shape != (len(crops),):
+            raise ValueError(f"detector returned {probs.shape} probabilities for {len(crops)} faces")
+        return probs
+
+    def _gradcams(self, crops: list[np.ndarray], mris: np.ndarray) -> list[np.ndarray] | None:
+        """Grad-CAM of a frame detector (``detectors.explain``) drawn over each face crop; the
+        MRI is pixel-aligned with the face, so an MRI detector's map is drawn there too."""
+        model = getattr(self.detector, "model", None)
+        if (not self.config.report.gradcam or model is None or getattr(model, "temporal", False)
+                or not hasattr(model, "backbone")):
+            return None
+        import torch
+        import torch.nn.functional as F
+
+        from detectors.explain import gradcam
+        from detectors.explain import overlay as cam_overlay
+
+        images = mris if getattr(self.detector, "input_name", "plain") == "mri" else np.stack(crops)
+        x = torch.from_numpy(np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2)))
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        size = int(getattr(self.detector, "image_size", x.shape[-1]))
+        if x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                              antialias=True)
+        device = next(model.parameters()).device
+        heat, _logits = gradcam(model, x.to(device))
+        return [cam_overlay(face, h) for face, h in zip(crops, heat.cpu().numpy(), strict=True)]
 
     def _finish(self, state: _InputState, base: dict[str, Any], sha: str, meta: dict[str, Any],
                 out: Path | None) -> InputResult:
@@ -824,3 +861,15 @@ def analyze(paths: str | os.PathLike | Iterable[str | os.PathLike], generator: A
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``results.json`` back as a dictionary (e.g. to re-render its report)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+class _CallableModule(types.ModuleType):
+    """``mrigan.analyze(...)`` must call :func:`analyze` even after ``import mrigan.analyze``:
+    importing a submodule binds the package attribute ``analyze`` to the module, which would
+    shadow the function that ``mrigan/__init__.py`` exposes lazily under the same name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> AnalysisResults:
+        return analyze(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
