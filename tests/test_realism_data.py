@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from detectors.realism import clips as clips_mod
-from detectors.realism.labels import LabelError, MosRecord, read_mos_labels, sniff_format, write_table
+from detectors.realism.labels import (
+    LabelError,
+    MosRecord,
+    read_mos_labels,
+    sniff_format,
+    write_table,
+)
 from detectors.realism.sampler import SequenceSampler
 from detectors.realism.splits import SplitError, identity_components, make_split
 

@@ -45,7 +45,7 @@ def faces_by_person(ffpp_root):
     videos = ffpp_root / "original_sequences" / "youtube" / "c23" / "videos"
     people = {}
     for vid in ("004", "519", "634"):
-        track = video_face_track(videos / f"{vid}.mp4", detector=detector, every=3, max_frames=30,
+        track = video_face_track(videos / f"{vid}.mp4", detector=detector, every=2, max_frames=15,
                                  size=SIZE, detect_every=10)
         people[f"ffpp{vid}"] = [crop for _, crop in track]
     track = video_face_track(ffpp_root.parent / "dfdc_unpaired" / "widuwuoiur.mp4", detector=detector,
@@ -87,3 +87,73 @@ def test_small_model_learns_graded_realism_on_unseen_people(faces_by_person):
     assert report["rmse"] < truth.std()  # better than always answering the mean MOS
     # the losses fell: training did the work, not the initialisation
     assert result.history[-1]["loss"] < 0.7 * result.history[0]["loss"]
+
+
+def test_cli_train_then_evaluate_writes_reports(faces_by_person, tmp_path, capsys):
+    """``mrigan train-realism`` then ``mrigan evaluate-realism`` (with a 0.75/0.25 ensemble) on
+    graded clips written to disk in the DREAM-like ``file,mos,identity,method`` table."""
+    import csv
+    import json
+
+    import scipy.stats
+    import yaml
+
+    from detectors.realism.graded import write_clips
+    from mrigan.cli import main
+
+    people = {p: faces_by_person[p] for p in ("ffpp519", "ffpp634", "astronaut", "ffexample", "dfdc")}
+    levels = (0.0, 0.25, 0.5, 0.75, 1.0)
+    # Two runs of the blender with different seeds stand in for two manipulation methods.
+    clips = (graded_clips(people, levels, frames_per_clip=5, seed=0, method="blend_a")
+             + graded_clips(people, levels, frames_per_clip=5, seed=1, method="blend_b"))
+    for c in clips[len(clips) // 2:]:
+        object.__setattr__(c.record, "key", "b/" + c.record.key)
+    labels = write_clips(clips, tmp_path / "clips")
+    common = ["--config", "configs/realism_cpu.yaml",
+              "--set", f"data.labels=[{labels}]", "--set", f"data.clips={tmp_path / 'clips'}",
+              "--set", "data.split=both", "--set", "data.test_fraction=0.4",
+              "--set", "data.val_fraction=0.3", "--set", "train.epochs=2",
+              "--set", "sampler.test_draws=2", "--set", "train.val_draws=1",
+              "--set", "data.image_size=32"]
+    assert main(["train-realism", *common, "--no-baseline", "--out", str(tmp_path / "plain")]) == 0
+    assert main(["train-realism", *common, "--set", "model.inputs=mri", "--no-baseline",
+                 "--out", str(tmp_path / "mri")]) == 0
+    run = tmp_path / "plain"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["split"] == "both" and saved["train"]["epochs"] == 2
+    assert (run / "checkpoints" / "best.pt").is_file() and (run / "checkpoints" / "last.pt").is_file()
+    report = json.loads((run / "reports" / "report.json").read_text())
+    assert set(report["models"]) == {"model"}
+    sets = report["models"]["model"]["sets"]
+    assert set(sets) == {"unseen_identity", "unseen_method", "unseen_both"}
+
+    out = tmp_path / "eval"
+    assert main(["evaluate-realism", "--checkpoint", str(run / "checkpoints" / "best.pt"),
+                 "--ensemble", str(tmp_path / "mri" / "checkpoints" / "best.pt"),
+                 "--weights", "0.75", "0.25", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "unseen_method" in printed and "ensemble" in printed
+    ev = json.loads((out / "report.json").read_text())
+    assert ev["ensemble"]["weights"] == [0.75, 0.25]
+    # Same checkpoint, same seeded test draws: evaluate-realism reproduces the training report.
+    for s in sets:
+        assert ev["models"]["model"]["sets"][s]["srcc"] == pytest.approx(sets[s]["srcc"], abs=1e-6)
+    # Every number in the report is recomputed from predictions.csv with SciPy.
+    with open(out / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["test_set"] for r in rows} == set(sets)
+    for name in ("model", "baseline", "member1_mri", "ensemble"):
+        for s, rep in ev["models"][name]["sets"].items():
+            t = np.array([float(r["mos"]) for r in rows if r["test_set"] == s])
+            p = np.array([float(r[name]) for r in rows if r["test_set"] == s])
+            assert rep["n"] == len(t) >= 2
+            assert rep["plcc"] == pytest.approx(scipy.stats.pearsonr(t, p)[0], abs=1e-6)
+            assert rep["srcc"] == pytest.approx(scipy.stats.spearmanr(t, p)[0], abs=1e-6)
+            assert rep["rmse"] == pytest.approx(np.sqrt(np.mean((t - p) ** 2)), abs=1e-6)
+    ens = np.array([float(r["ensemble"]) for r in rows])
+    mix = 0.75 * np.array([float(r["model"]) for r in rows]) + 0.25 * np.array([float(r["member1_mri"]) for r in rows])
+    np.testing.assert_allclose(ens, mix, atol=1e-6)
+    import cv2
+
+    img = cv2.imread(str(out / "scatter_model.png"))
+    assert img is not None and img.shape[1] > 2.5 * img.shape[0]  # three panels side by side

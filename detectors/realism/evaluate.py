@@ -76,8 +76,8 @@ def write_outputs(out_dir: str | os.PathLike, report: dict, preds: Mapping[str, 
     w.writerow(["test_set", "video", "method", "identity", "mos", *names])
     for s, clips in tests.items():
         for i, c in enumerate(clips):
-            w.writerow([s, c.key, c.record.method, "+".join(c.record.identities), f"{c.mos:.4f}",
-                        *(f"{preds[n][s][i]:.4f}" for n in names)])
+            w.writerow([s, c.key, c.record.method, "+".join(c.record.identities), f"{c.mos:.6g}",
+                        *(repr(float(preds[n][s][i])) for n in names)])
     atomic_write_text(out / "predictions.csv", buf.getvalue())
     truth = {s: np.array([c.mos for c in clips]) for s, clips in tests.items()}
     for n in names:
