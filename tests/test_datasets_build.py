@@ -261,3 +261,21 @@ def test_output_holding_inputs_is_refused(tmp_path, ffpp_root):
     cfg = BuildConfig(out=str(ffpp_root.parent), sources=(SourceConfig(kind="csv", root=str(csv)),))
     with pytest.raises(BuildError, match="inside the output folder"):
         build_mri_df(cfg)
+
+
+def test_image_pairs_and_real_image_folder(tmp_path, ff_examples):
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("path,label,original,method\n"
+                   f"{ff_examples / 'ex_deepfakes.png'},fake,{ff_examples / 'ex_original.png'},Deepfakes\n")
+    cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES,
+                      sources=(SourceConfig(kind="csv", root=str(csv)),
+                               SourceConfig(kind="images", root=str(ff_examples))))
+    summary = build_mri_df(cfg, log=lambda _l: None)
+    rows = read_manifest(tmp_path / "out")
+    # the two binary masks in ff_examples hold no face: counted, not fatal
+    assert summary.skipped == {"no face found": 2}
+    assert sorted((r["source"], r["label"]) for r in rows) == [
+        ("csv", "fake"), ("csv", "real"), ("images", "real"), ("images", "real"), ("images", "real")]
+    fake = next(r for r in rows if r["label"] == "fake")
+    assert fake["method"] == "Deepfakes" and fake["frame"] == "0"
+    assert read_image(tmp_path / "out" / fake["mri"]).mean() / 255 > 0.05

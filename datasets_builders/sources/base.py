@@ -104,9 +104,14 @@ def safe_id(text: str) -> str:
 
 
 def stem_id(path: Path, root: Path) -> str:
-    """``safe_id`` of ``path`` relative to ``root``, without the file suffix."""
+    """``safe_id`` of ``path`` relative to ``root``, without the file suffix.
+
+    A path outside ``root`` gets ``abs/<its absolute path>``: stable whatever else is listed,
+    so resuming a build after adding rows keeps every finished video's id.
+    """
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
     try:
-        rel = path.relative_to(root)
+        rel = str(path.relative_to(root).with_suffix(""))
     except ValueError:
-        rel = Path(os.path.relpath(path, root))
-    return safe_id(str(rel.with_suffix("")))
+        rel = "abs/" + "/".join(path.with_suffix("").parts[1:])
+    return safe_id(rel)
