@@ -72,6 +72,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto
     log_every: int = 10  # steps between TensorBoard scalar writes
+    checkpoint_every: int | None = None  # also save last.pt every N steps (long epochs)
+    val_every: int = 1  # validate every N epochs (and always when the run stops)
     resume: bool = True  # continue from checkpoints/last.pt when it exists
 
 

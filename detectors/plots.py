@@ -42,7 +42,8 @@ def save_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (reals called fake)",
            ylabel="true positive rate (fakes caught)", title=title)
-    ax.legend(loc="lower right", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     _save(fig, path)
 

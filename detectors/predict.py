@@ -39,7 +39,7 @@ def predict_probs(model: torch.nn.Module, adapter: InputAdapter, dataset: Datase
     indices = distributed.shard_indices(range(len(dataset)))
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", generator=torch.Generator())
     got_idx, got_p = [], []
     for batch in loader:
         got_p.append(torch.sigmoid(forward_batch(model, adapter, batch, device, precision)).cpu())

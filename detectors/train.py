@@ -3,8 +3,11 @@ augmentations by name, TensorBoard, checkpoints with exact resume, best on valid
 
 ``train_detector(cfg)`` writes ``<out_dir>/<name>/``: ``config.yaml``, ``checkpoints/last.pt``
 and ``best.pt``, ``tb/`` (TensorBoard), ``history.json`` (one line of validation metrics per
-epoch). A run killed at any point continues from ``last.pt`` where it stopped, batch for batch:
-epoch orders and augmentations are functions of (seed, epoch, item), not of process state.
+epoch). A run stopped at a checkpoint (``train.max_steps``, or the end of an epoch) continues from
+``last.pt`` batch for batch, with the same weights it would have had without the stop: epoch
+orders and augmentations are functions of (seed, epoch, item), and the RNG state is saved.
+A run killed between checkpoints loses the steps since the last one (``train.checkpoint_every``
+adds mid-epoch checkpoints for long epochs).
 
 Under ``torchrun`` every rank computes the same global batches and trains on its shard (DDP
 averages the gradients), so ``train.batch_size`` is the global batch whatever the number of
@@ -183,9 +186,11 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
                                     balance=cfg.train.balance, batch_size=cfg.train.batch_size,
                                     epoch=epoch, seed=cfg.train.seed)
             mine = [distributed.shard_indices(b) for b in batches[batches_done:]]
+            # the loader draws its worker seeds from its own generator, not from the global
+            # RNG that dropout uses, so stopping and resuming mid-epoch changes nothing
             loader = DataLoader(train_ds, batch_sampler=mine, num_workers=cfg.data.workers,
                                 pin_memory=device.type == "cuda",
-                                persistent_workers=False)
+                                generator=torch.Generator().manual_seed(cfg.train.seed + epoch))
             ddp_model.train()
             for batch in loader:
                 logits = forward_batch(ddp_model, adapter, batch, device, cfg.train.precision)
@@ -206,28 +211,34 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
                     if step % cfg.train.log_every == 0 or step == 1:
                         writer.add_scalar("train/loss", distributed.all_reduce_mean(
                             loss.detach()).item(), step)
+                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+                    save(last_path, epoch, batches_done)
                 if max_steps is not None and step >= max_steps:
                     stop = True
                     break
             epoch_done = batches_done >= len(batches)
-            metrics = _validate(ddp_model, adapter, val_ds, cfg, device) if val_ds else {}
-            record = {"epoch": epoch, "step": step, "complete": epoch_done, **metrics}
-            history.append(record)
-            auc = metrics.get("auc", math.nan)
-            improved = val_ds is None or (not math.isnan(auc) and auc > best_auc) or best_epoch < 0
-            if improved:
-                best_auc, best_epoch = (auc if not math.isnan(auc) else best_auc), epoch
-            if writer is not None:
-                for k, v in metrics.items():
-                    writer.add_scalar(f"val/{k}", v, step)
-            say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {v:.4f}"
-                                                          for k, v in metrics.items()))
+            finishing = stop or (epoch_done and epoch + 1 >= cfg.train.epochs)
+            validate = finishing or (epoch_done and (epoch + 1) % max(1, cfg.train.val_every) == 0)
+            improved = False
+            if validate:
+                metrics = _validate(ddp_model, adapter, val_ds, cfg, device) if val_ds else {}
+                history.append({"epoch": epoch, "step": step, "complete": epoch_done, **metrics})
+                auc = metrics.get("auc", math.nan)
+                improved = (val_ds is None or best_epoch < 0
+                            or (not math.isnan(auc) and auc > best_auc))
+                if improved:
+                    best_auc, best_epoch = (auc if not math.isnan(auc) else best_auc), epoch
+                if writer is not None:
+                    for k, v in metrics.items():
+                        writer.add_scalar(f"val/{k}", v, step)
+                say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {v:.4f}"
+                                                              for k, v in metrics.items()))
             if epoch_done:
                 epoch, batches_done = epoch + 1, 0
             save(last_path, epoch, batches_done)
             if improved:
                 save(best_path, epoch, batches_done)
-            if main:
+            if main and validate:
                 atomic_write_json(run_dir / "history.json", history)
     finally:
         if writer is not None:

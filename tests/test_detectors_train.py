@@ -1,0 +1,146 @@
+"""Trainer behaviour on a small synthetic MRI-DF (self-blended fakes of demo faces): exact
+resume, balance modes, temporal head, MRI inputs (cache vs on the fly), the loaded detector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from detectors.config import DataConfig, DetectorConfig, InputConfig, ModelConfig, TrainConfig
+from detectors.data import load_rows
+from detectors.inference import load_detector
+from detectors.inputs import (
+    GeneratorMriInput,
+    InputError,
+    build_input,
+    load_generator,
+    precompute_mris,
+)
+from detectors.train import make_dataset, train_detector
+from mrigan.checkpoint import load_checkpoint
+from mrigan.fileio import read_image
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on 2 cores shared with other test processes, OpenMP barriers of a
+    second thread cost far more than they bring for these small models (measured ~10x)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+QUIET = {"log": lambda *a, **k: None}
+
+
+def write_tiny_generator(path, size=32, seed=0):
+    """A small untrained MRI-GAN U-Net saved like `mrigan export-generator` does."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from mrigan.models import define_generator
+
+    torch.manual_seed(seed)
+    net = define_generator("mrigan", image_size=size, ngf=8)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path),
+              metadata={"mrigan": json.dumps({"architecture": net.architecture})})
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory):
+    from datasets_builders.synthetic import write_synthetic_mri_df
+
+    return write_synthetic_mri_df(tmp_path_factory.mktemp("syn"), n_faces=12, size=48,
+                                  fakes_per_face=2, val_fraction=0.34, seed=1)
+
+
+def _cfg(root, out, name, **train):
+    base = dict(epochs=3, batch_size=6, lr=1e-3, device="cpu", precision="fp32",
+                augment=("flip", "color_jitter", "random_resized_crop"), log_every=1)
+    base.update(train)
+    return DetectorConfig(name=name, out_dir=str(out), model=ModelConfig(backbone="tiny-cnn"),
+                          data=DataConfig(root=str(root), image_size=32, workers=0),
+                          train=TrainConfig(**base))
+
+
+def test_resume_mid_epoch_gives_the_same_weights(synthetic_root, tmp_path):
+    """Stopping at step 3 (mid-epoch) and resuming to step 7 ends where a straight run to 7
+    ends: same batches, same augmentations, same dropout draws."""
+    straight = train_detector(_cfg(synthetic_root, tmp_path, "straight", max_steps=7), **QUIET)
+    train_detector(_cfg(synthetic_root, tmp_path, "resumed", max_steps=3), **QUIET)
+    mid = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert (mid["step"], mid["epoch"]) == (3, 0) and mid["batches_done"] == 3
+    resumed = train_detector(_cfg(synthetic_root, tmp_path, "resumed", max_steps=7), **QUIET)
+    assert straight.steps == resumed.steps == 7
+    a = load_checkpoint(straight.last)["model"]
+    b = load_checkpoint(resumed.last)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+    # and steps 4..7 really trained (weights moved after the stop)
+    assert any(not torch.equal(mid["model"][k], a[k]) for k in a if a[k].is_floating_point())
+
+
+@pytest.mark.parametrize("overrides", [
+    {"balance": "paired", "loss": "focal"},
+    {"balance": "sample"},
+])
+def test_balance_modes_and_focal_loss_train(synthetic_root, tmp_path, overrides):
+    result = train_detector(_cfg(synthetic_root, tmp_path, "bal", max_steps=4, **overrides),
+                            **QUIET)
+    assert result.steps == 4
+    assert np.isfinite(result.history[-1]["auc"])
+
+
+def test_temporal_detector_trains_on_clips(synthetic_root, tmp_path):
+    cfg = _cfg(synthetic_root, tmp_path, "lstm", max_steps=3)
+    cfg = DetectorConfig(**{**cfg.__dict__, "model": ModelConfig(
+        backbone="tiny-cnn", temporal=True, clip_length=2, lstm_hidden=8)})
+    result = train_detector(cfg, **QUIET)
+    assert result.steps == 3
+    det = load_detector(result.last, device="cpu")
+    faces = [read_image(synthetic_root / r["image"]) for r in load_rows(synthetic_root)[:3]]
+    p = det.predict_proba(faces=faces)
+    assert p.shape == (3,) and ((p > 0) & (p < 1)).all()
+
+
+def test_mri_inputs_cache_and_on_the_fly_agree(synthetic_root, tmp_path):
+    gen_file = write_tiny_generator(tmp_path / "g.safetensors", size=32)
+    rows = load_rows(synthetic_root)[:6]
+    cfg = InputConfig(name="mri", generator=str(gen_file), mri_cache=str(tmp_path / "cache"))
+    cached = build_input(cfg, synthetic_root, rows=rows, **QUIET)
+    live = build_input(InputConfig(name="mri", generator=str(gen_file)), synthetic_root)
+    assert isinstance(live, GeneratorMriInput)
+    base = _cfg(synthetic_root, tmp_path, "x")
+    from_cache = make_dataset(rows, cached, base)
+    from_faces = make_dataset(rows, live, base)
+    a = torch.stack([from_cache[i]["image"] for i in range(len(rows))])
+    b = live(torch.stack([from_faces[i]["image"] for i in range(len(rows))]))
+    # same generator, same faces; the cache stores uint8 at 48 px, read back resized to 32 px
+    assert (a - b).abs().mean() < 0.02
+    assert b.min() >= 0 and b.max() <= 1
+    # a cache filled by another generator is refused
+    other = write_tiny_generator(tmp_path / "other.safetensors", size=32, seed=1)
+    with pytest.raises(InputError, match="made by generator"):
+        precompute_mris(load_generator(other, "cpu"), synthetic_root, rows, tmp_path / "cache",
+                        generator_file=other)
+    with pytest.raises(InputError, match="needs input.generator"):
+        build_input(InputConfig(name="mri"), synthetic_root)
+
+
+def test_loaded_detector_scores_like_the_evaluation_path(synthetic_root, tmp_path):
+    from detectors.inputs import InputAdapter
+    from detectors.predict import predict_probs
+
+    result = train_detector(_cfg(synthetic_root, tmp_path, "det", max_steps=2), **QUIET)
+    det = load_detector(result.last, device="cpu")
+    rows = load_rows(synthetic_root)
+    ds = make_dataset(rows, InputAdapter(synthetic_root), det.config)
+    expected = predict_probs(det.model, InputAdapter(synthetic_root), ds, device="cpu")
+    faces = [read_image(synthetic_root / r["image"]) for r in rows]
+    got = det.predict_proba(faces=faces, mris=None)
+    # predict_proba resizes with antialiased bilinear, the dataset with OpenCV area: close
+    assert np.corrcoef(got, expected)[0, 1] > 0.99
+    with pytest.raises(ValueError, match="pass faces="):
+        det.predict_proba(mris=faces)
