@@ -273,3 +273,38 @@ def test_report_renders_in_chromium_with_images_and_verdicts(case, chromium):
     _chromium(chromium, f"--screenshot={shot}", "--window-size=1280,2400", (out / "report.html").as_uri())
     img = read_image(shot)
     assert img.shape[:2] == (2400, 1280) and img.std() > 20  # a real page, not a blank one
+
+
+def test_detector_scores_faces_and_explains_them(case, ff_examples):
+    """With a (tiny, briefly trained) frame detector: each face's score is its P(fake), equal
+    to the detector's own output on the saved crop, and a Grad-CAM overlay is saved."""
+    from datasets_builders.synthetic import write_synthetic_mri_df
+    from detectors.config import DataConfig, DetectorConfig, InputConfig, ModelConfig, TrainConfig
+    from detectors.inference import load_detector
+    from detectors.train import train_detector
+
+    base = case["base"]
+    root = write_synthetic_mri_df(base / "syn_df", n_faces=8, size=64)
+    trained = train_detector(DetectorConfig(
+        name="det", out_dir=str(base / "det_runs"), model=ModelConfig(backbone="tiny-cnn"),
+        input=InputConfig(name="plain"), data=DataConfig(root=str(root), image_size=64, workers=0),
+        train=TrainConfig(max_steps=2, batch_size=4, device="cpu", precision="fp32",
+                          augment=("flip",))), log=lambda *a: None)
+    out = base / "out_det"
+    rc = cli(["analyze", str(ff_examples / "ex_deepfakes.png"), "--generator", str(case["gen"]),
+              "--detector", str(trained.best), "--out", str(out), "--device", "cpu",
+              "--no-progress"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    (e,) = results["inputs"]
+    (face,) = e["frames"][0]["faces"]
+    det = load_detector(trained.best, device="cpu")
+    expect = det.predict_proba(faces=[read_image(out / face["files"]["face"])])[0]
+    assert face["fake_probability"] == pytest.approx(expect, abs=1e-6)
+    assert face["score"] == face["fake_probability"]
+    assert e["verdict"]["score_source"] == "detector"
+    assert e["verdict"]["thresholds"]["threshold"] == results["config"]["verdict"]["detector_threshold"]
+    assert results["detector"]["path"] == str(trained.best) and results["detector"]["sha256"]
+    cam = read_image(out / face["files"]["gradcam"])
+    assert cam.shape == read_image(out / face["files"]["face"]).shape
+    assert "Grad-CAM" in (out / "report.html").read_text(encoding="utf-8")
