@@ -67,6 +67,16 @@ def iou(a: FaceBox, b: FaceBox) -> float:
     return inter / union if union > 0 else 0.0
 
 
+MTCNN_FACTOR = 0.709  # MTCNN's image pyramid step
+
+
+def detector_settings(thresholds: Sequence[float], min_face_size: int, max_side: int | None,
+                      factor: float = MTCNN_FACTOR) -> dict:
+    """The detector settings boxes depend on (the box cache key), without loading MTCNN."""
+    return {"detector": "mtcnn", "thresholds": [float(t) for t in thresholds],
+            "min_face_size": int(min_face_size), "max_side": max_side, "factor": float(factor)}
+
+
 class FaceDetector:
     """Batched MTCNN (facenet-pytorch) with the paper's thresholds.
 
@@ -79,7 +89,7 @@ class FaceDetector:
 
     def __init__(self, device: str = "auto", thresholds: Sequence[float] = PAPER_THRESHOLDS,
                  min_face_size: int = 40, max_side: int | None = None, batch_size: int = 16,
-                 factor: float = 0.709) -> None:
+                 factor: float = MTCNN_FACTOR) -> None:
         from facenet_pytorch import MTCNN
 
         from mrigan.device import resolve_device
@@ -100,8 +110,7 @@ class FaceDetector:
 
     def settings(self) -> dict:
         """What the boxes depend on; stored in the box cache to invalidate stale entries."""
-        return {"detector": "mtcnn", "thresholds": list(self.thresholds),
-                "min_face_size": self.min_face_size, "max_side": self.max_side, "factor": self.factor}
+        return detector_settings(self.thresholds, self.min_face_size, self.max_side, self.factor)
 
     def _scale_for(self, shape: tuple[int, ...]) -> float:
         longest = max(shape[:2])

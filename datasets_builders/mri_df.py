@@ -42,6 +42,7 @@ from datasets_builders.faces import (
     FaceDetector,
     FaceTracker,
     crop_face,
+    detector_settings,
 )
 from datasets_builders.frames import VideoDecodeError, iter_frames
 from datasets_builders.sources import VideoItem, read_source
@@ -293,6 +294,13 @@ class Context:
                                           batch_size=f.batch_size)
         return self._detector
 
+    def detector_settings(self) -> dict:
+        """What cached boxes depend on, without loading MTCNN when every box is cached."""
+        if self._detector is not None:
+            return self._detector.settings()
+        f = self.cfg.faces
+        return detector_settings(f.thresholds, f.min_face_size, f.max_side)
+
     def black_mri(self) -> str:
         rel = f"mri/black_{self.cfg.faces.size}.png"
         if not (self.out / rel).is_file():
@@ -367,7 +375,7 @@ def _process_unit(unit: Unit, ctx: Context) -> dict:
     cache_key = None
     cached: dict[int, list[FaceBox]] | None = None
     if detect:
-        settings = {**_detector_settings(cfg), "plan": plan if not runner.is_identity else None}
+        settings = {**ctx.detector_settings(), "plan": plan if not runner.is_identity else None}
         cache_key = BoxCache.key(unit.original.path, cfg.every if not unit.original.is_image else 1,
                                  cfg.max_frames, settings)
         hit = ctx.cache.load(unit.file_key, cache_key)
@@ -476,12 +484,6 @@ def _process_unit(unit: Unit, ctx: Context) -> dict:
     return record
 
 
-def _detector_settings(cfg: BuildConfig) -> dict:
-    f = cfg.faces
-    return {"detector": "mtcnn", "thresholds": list(f.thresholds), "min_face_size": f.min_face_size,
-            "max_side": f.max_side}
-
-
 def _write_fake_pairs(pairs, unit: Unit, ctx: Context, base_row: dict) -> None:
     """MRIs of all (real crop, fake crop) pairs of a frame batch in one SSIM call, then PNGs."""
     import torch
@@ -562,8 +564,13 @@ def _load_record(out: Path, unit: Unit) -> dict | None:
     return rec if rec.get("unit") == unit.key else None
 
 
-def build_mri_df(cfg: BuildConfig, *, log=print) -> BuildSummary:
-    """Build (or resume, or build one shard of) MRI-DF under ``cfg.out``; see the module doc."""
+def build_mri_df(cfg: BuildConfig, *, log=print, detector: FaceDetector | None = None) -> BuildSummary:
+    """Build (or resume, or build one shard of) MRI-DF under ``cfg.out``; see the module doc.
+
+    ``detector``: an already loaded ``FaceDetector`` to use instead of one built from
+    ``cfg.faces`` (reuse one model across several builds); its settings go into the box cache
+    key either way.
+    """
     out = Path(cfg.out)
     _check_out_not_in_inputs(out, cfg)
     if cfg.every < 1:
@@ -574,7 +581,7 @@ def build_mri_df(cfg: BuildConfig, *, log=print) -> BuildSummary:
     save_config(cfg, out / ("config.yaml" if cfg.shard == "1/1" else
                             f"config.shard-{cfg.shard.replace('/', '-of-')}.yaml"))
     timer = StageTimer()
-    ctx = Context(cfg, out, timer, BoxCache(out / "boxes"))
+    ctx = Context(cfg, out, timer, BoxCache(out / "boxes"), detector)
     summary = BuildSummary(units_total=len(plan.units), units_in_shard=len(mine))
     bar = _progress(mine, cfg.progress)
     pairs = 0

@@ -16,7 +16,7 @@ from skimage.metrics import structural_similarity
 
 from datasets_builders import mri_df
 from datasets_builders.dataset import MriDfDataset, balanced_indices, read_manifest
-from datasets_builders.faces import FaceBox, crop_face
+from datasets_builders.faces import FaceBox, FaceDetector, crop_face
 from datasets_builders.frames import iter_frames
 from datasets_builders.mri_df import (
     BuildConfig,
@@ -39,15 +39,23 @@ def _tree_hashes(root: Path) -> dict[str, tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def ffpp_build(ffpp_root, tmp_path_factory):
+def detector():
+    """One MTCNN for the module's builds (loading it costs seconds on a busy machine)."""
     torch.set_num_threads(2)
+    f = FAST_FACES
+    return FaceDetector(device=f.device, thresholds=f.thresholds, min_face_size=f.min_face_size,
+                        max_side=f.max_side, batch_size=f.batch_size)
+
+
+@pytest.fixture(scope="module")
+def ffpp_build(ffpp_root, tmp_path_factory, detector):
     before = _tree_hashes(ffpp_root)
     out = tmp_path_factory.mktemp("mri_df_ffpp")
     cfg = BuildConfig(out=str(out), sources=(SourceConfig(kind="ffpp", root=str(ffpp_root)),),
                       every=30, max_frames=6, faces=FAST_FACES, progress=False,
                       split=SplitConfig(val=0.34, test=0.0))
     logs: list[str] = []
-    summary = build_mri_df(cfg, log=logs.append)
+    summary = build_mri_df(cfg, log=logs.append, detector=detector)
     return {"cfg": cfg, "out": out, "summary": summary, "logs": logs, "before": before}
 
 
@@ -143,9 +151,9 @@ def _small_cfg(out: Path, ffpp_root: Path, **kw) -> BuildConfig:
 
 
 @pytest.fixture(scope="module")
-def reference_build(ffpp_root, tmp_path_factory):
+def reference_build(ffpp_root, tmp_path_factory, detector):
     out = tmp_path_factory.mktemp("reference")
-    build_mri_df(_small_cfg(out, ffpp_root), log=lambda _l: None)
+    build_mri_df(_small_cfg(out, ffpp_root), log=lambda _l: None, detector=detector)
     return out
 
 
@@ -156,7 +164,8 @@ def _same_dataset(a: Path, b: Path) -> None:
             assert (a / r[col]).read_bytes() == (b / r[col]).read_bytes()
 
 
-def test_killed_build_resumes_to_the_same_manifest(reference_build, ffpp_root, tmp_path, monkeypatch):
+def test_killed_build_resumes_to_the_same_manifest(reference_build, ffpp_root, tmp_path, monkeypatch,
+                                                    detector):
     out = tmp_path / "killed"
     calls = []
     real_process = mri_df._process_unit
@@ -169,25 +178,25 @@ def test_killed_build_resumes_to_the_same_manifest(reference_build, ffpp_root, t
 
     monkeypatch.setattr(mri_df, "_process_unit", dies_after_two)
     with pytest.raises(KeyboardInterrupt):
-        build_mri_df(_small_cfg(out, ffpp_root), log=lambda _l: None)
+        build_mri_df(_small_cfg(out, ffpp_root), log=lambda _l: None, detector=detector)
     assert len(list((out / "done").glob("*.json"))) == 2 and not (out / "manifest.csv").exists()
 
     redone = []
     monkeypatch.setattr(mri_df, "_process_unit", lambda u, c: redone.append(u.key) or real_process(u, c))
-    summary = build_mri_df(_small_cfg(out, ffpp_root), log=lambda _l: None)
+    summary = build_mri_df(_small_cfg(out, ffpp_root), log=lambda _l: None, detector=detector)
     assert len(redone) == 1 and redone[0] not in calls  # finished videos are not redone
     assert summary.units_resumed == 2 and summary.units_built == 1
     _same_dataset(reference_build, out)
 
 
-def test_shards_then_merge_equal_one_build(reference_build, ffpp_root, tmp_path):
+def test_shards_then_merge_equal_one_build(reference_build, ffpp_root, tmp_path, detector):
     out = tmp_path / "sharded"
     shutil.copytree(reference_build / "boxes", out / "boxes")  # boxes cached by one machine are reused
-    first = build_mri_df(_small_cfg(out, ffpp_root, shard="1/2"), log=lambda _l: None)
+    first = build_mri_df(_small_cfg(out, ffpp_root, shard="1/2"), log=lambda _l: None, detector=detector)
     assert first.units_in_shard == 2 and first.units_pending == 1 and first.manifest is None
     with pytest.raises(BuildError, match="1 units are not built yet"):
         merge_shards(_small_cfg(out, ffpp_root), log=lambda _l: None)
-    second = build_mri_df(_small_cfg(out, ffpp_root, shard="2/2"), log=lambda _l: None)
+    second = build_mri_df(_small_cfg(out, ffpp_root, shard="2/2"), log=lambda _l: None, detector=detector)
     assert second.units_in_shard == 1 and second.manifest  # the last shard writes the manifest
     merge_shards(_small_cfg(out, ffpp_root), log=lambda _l: None)
     _same_dataset(reference_build, out)
@@ -263,14 +272,14 @@ def test_output_holding_inputs_is_refused(tmp_path, ffpp_root):
         build_mri_df(cfg)
 
 
-def test_image_pairs_and_real_image_folder(tmp_path, ff_examples):
+def test_image_pairs_and_real_image_folder(tmp_path, ff_examples, detector):
     csv = tmp_path / "pairs.csv"
     csv.write_text("path,label,original,method\n"
                    f"{ff_examples / 'ex_deepfakes.png'},fake,{ff_examples / 'ex_original.png'},Deepfakes\n")
     cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES,
                       sources=(SourceConfig(kind="csv", root=str(csv)),
                                SourceConfig(kind="images", root=str(ff_examples))))
-    summary = build_mri_df(cfg, log=lambda _l: None)
+    summary = build_mri_df(cfg, log=lambda _l: None, detector=detector)
     rows = read_manifest(tmp_path / "out")
     # the two binary masks in ff_examples hold no face: counted, not fatal
     assert summary.skipped == {"no face found": 2}
@@ -279,3 +288,42 @@ def test_image_pairs_and_real_image_folder(tmp_path, ff_examples):
     fake = next(r for r in rows if r["label"] == "fake")
     assert fake["method"] == "Deepfakes" and fake["frame"] == "0"
     assert read_image(tmp_path / "out" / fake["mri"]).mean() / 255 > 0.05
+
+
+def test_unreadable_videos_are_skipped_and_counted(tmp_path, ffpp_root, detector):
+    (tmp_path / "broken_real.mp4").write_text("not a video")
+    (tmp_path / "broken_fake.mp4").write_bytes(
+        (ffpp_root / "manipulated_sequences/FaceSwap/c23/videos/634_660.mp4").read_bytes()[:3000])
+    good = ffpp_root / "original_sequences/youtube/c23/videos/634.mp4"
+    csv = tmp_path / "list.csv"
+    csv.write_text(f"path,label,original\nbroken_real.mp4,real,\nbroken_fake.mp4,fake,{good}\n")
+    cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES, every=100,
+                      max_frames=1, sources=(SourceConfig(kind="csv", root=str(csv)),))
+    summary = build_mri_df(cfg, log=lambda _l: None, detector=detector)
+    assert summary.skipped == {"fake unreadable": 1, "original unreadable": 1}
+    rows = read_manifest(tmp_path / "out")
+    assert [r["label"] for r in rows] == ["real"] and rows[0]["identity"] == "634"
+
+
+def _image_folder(root: Path, n: int) -> Path:
+    from mrigan.fileio import atomic_save_image
+
+    for i in range(n):
+        atomic_save_image(root / f"person{i:03d}.png", np.full((8, 8, 3), i % 256, np.uint8))
+    return root
+
+
+def test_source_fraction_is_nested_and_splits_are_exact(tmp_path):
+    folder = _image_folder(tmp_path / "faces", 200)
+
+    def units(fraction, **split):
+        cfg = BuildConfig(out=str(tmp_path / "out"), split=SplitConfig(**split) if split else SplitConfig(),
+                          sources=(SourceConfig(kind="images", root=str(folder), fraction=fraction),))
+        return mri_df.plan_units(cfg).units
+
+    half = units(0.5)
+    assert 80 <= len(half) <= 120 and [u.key for u in half] == [u.key for u in units(0.5)]
+    more = {u.key for u in units(0.7)}
+    assert {u.key for u in half} < more  # raising the fraction only adds videos
+    splits = [u.split for u in units(1.0, val=0.1, test=0.2)]
+    assert (splits.count("val"), splits.count("test"), splits.count("train")) == (20, 40, 140)
