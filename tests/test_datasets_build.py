@@ -327,3 +327,37 @@ def test_source_fraction_is_nested_and_splits_are_exact(tmp_path):
     assert {u.key for u in half} < more  # raising the fraction only adds videos
     splits = [u.split for u in units(1.0, val=0.1, test=0.2)]
     assert (splits.count("val"), splits.count("test"), splits.count("train")) == (20, 40, 140)
+
+
+def test_augmentation_plan_is_saved_and_applied_to_both(tmp_path, ff_examples, detector):
+    from datasets_builders.augment import PlanRunner, load_plan, plan_label
+    from datasets_builders.mri_df import AugmentConfig
+    from mrigan import perceptual
+
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("path,label,original\n"
+                   f"{ff_examples / 'ex_deepfakes.png'},fake,{ff_examples / 'ex_original.png'}\n")
+    cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES, seed=4,
+                      sources=(SourceConfig(kind="csv", root=str(csv)),),
+                      augment=AugmentConfig(augment_fraction=1.0, distraction_fraction=1.0,
+                                            augmentations=("noise",)))
+    build_mri_df(cfg, log=lambda _l: None, detector=detector)
+    out = tmp_path / "out"
+    (plan_file,) = (out / "plans").glob("*.json")
+    plan = load_plan(plan_file)
+    assert plan["augmentation"]["name"] == "noise" and plan["distraction"] is not None
+    rows = read_manifest(out)
+    assert {r["augmentation"] for r in rows} == {plan_label(plan)}
+    real_row = next(r for r in rows if r["label"] == "real")
+    fake_row = next(r for r in rows if r["label"] == "fake")
+    # the stored crops are crops of the AUGMENTED frames, both with the same plan
+    runner = PlanRunner(plan)
+    cache = json.loads(next((out / "boxes").glob("*.json")).read_text())
+    box = FaceBox.from_list(cache["boxes"][0][0])
+    for row, name in ((real_row, "ex_original.png"), (fake_row, "ex_deepfakes.png")):
+        expected = crop_face(runner(read_image(ff_examples / name), 0), box, 1.3, 96)
+        np.testing.assert_array_equal(read_image(out / row["image"]), expected)
+    mri = read_image(out / fake_row["mri"]).astype(np.float64) / 255
+    expected = perceptual.mri_map_np(read_image(out / real_row["image"]), read_image(out / fake_row["image"]))
+    assert np.abs(mri - expected).max() <= 0.5 / 255 + 1e-4
+    assert cache["key"]["settings"]["plan"] == plan  # boxes of augmented frames are cached per plan
