@@ -200,3 +200,27 @@ def test_clips_from_folders_counts_missing_and_checks_mris(tmp_path):
     assert missing == ["Deepfakes/043_110.mp4"] and len(found[0]) == 2 and len(found[0].mris) == 2
     with pytest.raises(ValueError, match="relative path"):
         clips_mod.clip_dir(tmp_path, "../escape.mp4")
+
+
+def test_faces_are_extracted_once_from_rated_videos(ffpp_root, tmp_path):
+    from detectors.realism.config import DataConfig
+    from detectors.realism.data import RealismDataError, load_clips
+
+    recs = [MosRecord("original_sequences/youtube/c23/videos/519.mp4", 4.8, ("519",), "original", "t"),
+            MosRecord("original_sequences/youtube/c23/videos/999.mp4", 4.0, ("999",), "original", "t")]
+    cfg = DataConfig(clips=str(tmp_path / "faces"), videos=str(ffpp_root), video_every=10,
+                     video_max_frames=4, face_size=48)
+    with pytest.raises(RealismDataError, match=r"1 of 2 rated videos have no frames.*999\.mp4"):
+        load_clips(cfg, recs, need_mri=False)
+    logs = []
+    from detectors.realism.data import extract_missing_faces
+
+    assert extract_missing_faces(cfg, recs, log=logs.append)["cached"] == 1  # not decoded again
+    clips, missing = load_clips(DataConfig(clips=cfg.clips, allow_missing=True), recs, need_mri=False)
+    assert missing == [recs[1].key] and len(clips) == 1
+    faces = sorted((tmp_path / "faces" / "original_sequences/youtube/c23/videos/519").glob("*.png"))
+    assert [f.name for f in faces] == ["000000.png", "000010.png", "000020.png", "000030.png"]
+    from mrigan.fileio import read_image
+
+    assert read_image(faces[0]).shape == (48, 48, 3)
+    assert not any(p.suffix == ".png" for p in ffpp_root.rglob("*.png"))  # input folder untouched

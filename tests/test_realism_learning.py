@@ -9,9 +9,8 @@ import torch
 
 from datasets_builders.synthetic import demo_faces
 from detectors.realism import metrics
-from detectors.realism.clips import video_face_track
 from detectors.realism.config import DataConfig, RealismConfig, TrainConfig
-from detectors.realism.graded import graded_clips
+from detectors.realism.graded import faces_from_media, graded_clips, shared_media
 from detectors.realism.model import ModelConfig
 from detectors.realism.predict import predict_clips
 from detectors.realism.sampler import SequenceSampler
@@ -20,43 +19,12 @@ from detectors.realism.train import train_regressor
 SIZE = 64
 
 
-def _still_to_frames(face: np.ndarray, n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """A still photo as a short handheld "video": small random shifts of the crop."""
-    import cv2
-
-    out = []
-    for _ in range(n):
-        m = np.float32([[1, 0, rng.uniform(-2, 2)], [0, 1, rng.uniform(-2, 2)]])
-        out.append(cv2.warpAffine(face, m, face.shape[1::-1], borderMode=cv2.BORDER_REFLECT))
-    return out
-
-
 @pytest.fixture(scope="module")
-def faces_by_person(ffpp_root):
+def faces_by_person(shared_data):
     """Seven real people: three FF++ originals and one DFDC video (MTCNN tracks), the FF++
-    example frame, the astronaut (scikit-image) and Grace Hopper (matplotlib's sample photo)."""
-    import matplotlib.cbook
-
-    from datasets_builders.faces import FaceDetector, crop_face
-    from mrigan.fileio import read_image
-
+    example frame, Grace Hopper (matplotlib's sample photo) and the astronaut (scikit-image)."""
     torch.set_num_threads(2)
-    detector = FaceDetector(device="cpu", max_side=480)
-    videos = ffpp_root / "original_sequences" / "youtube" / "c23" / "videos"
-    people = {}
-    for vid in ("004", "519", "634"):
-        track = video_face_track(videos / f"{vid}.mp4", detector=detector, every=2, max_frames=15,
-                                 size=SIZE, detect_every=10)
-        people[f"ffpp{vid}"] = [crop for _, crop in track]
-    track = video_face_track(ffpp_root.parent / "dfdc_unpaired" / "widuwuoiur.mp4", detector=detector,
-                             every=3, max_frames=12, size=SIZE, detect_every=6)
-    people["dfdc"] = [crop for _, crop in track]
-    stills = {"hopper": matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False),
-              "ffexample": ffpp_root.parent / "ff_examples" / "ex_original.png"}
-    for k, (name, path) in enumerate(stills.items()):
-        photo = read_image(path)
-        box = detector.detect([photo])[0][0]
-        people[name] = _still_to_frames(crop_face(photo, box, size=SIZE), 12, np.random.default_rng(k))
+    people = faces_from_media(shared_media(shared_data), size=SIZE)
     people["astronaut"] = demo_faces(SIZE)
     assert all(len(v) >= 6 for v in people.values()), {k: len(v) for k, v in people.items()}
     return people

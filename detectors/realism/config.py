@@ -14,6 +14,10 @@ class DataConfig:
     label_format: str = "auto"  # auto | dream | dfgc | table
     clips: str = ""  # folder of per-video face crops: <key without extension>/*.png (+ mri/)
     manifest: str = ""  # or an MRI-DF dataset root: labels joined to its face tracks
+    videos: str = ""  # rated videos (<videos>/<label key>): faces extracted once into data.clips
+    video_every: int = 5  # with data.videos: decode every Nth frame
+    video_max_frames: int = 60  # with data.videos: frames kept per video
+    face_size: int = 256  # with data.videos: side of the stored face crops
     allow_missing: bool = False  # labels without frames: error (default) or skip and count
     image_size: int = 64
     split: str = "identity"  # identity | method | both | none (all videos are one test set)

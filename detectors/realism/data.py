@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -78,9 +79,57 @@ def attach_generated_mris(clips: Sequence[Clip], predict: Callable, size: int,
     return out
 
 
+def extract_missing_faces(cfg: DataConfig, records: Sequence[MosRecord],
+                          log: Callable[[str], None] = print) -> dict[str, int]:
+    """Fill ``data.clips`` from ``data.videos`` for every rated video without face crops yet.
+
+    The video of label key ``k`` is ``<videos>/<k>`` (keys without an extension, as DFGC's,
+    try the usual video suffixes). Videos that are absent, undecodable or faceless are
+    skipped and counted by reason; their labels then count as missing frames.
+    """
+    from datasets_builders.frames import VideoDecodeError
+    from detectors.realism.clips import clip_dir, extract_video_faces
+    from detectors.realism.graded import VIDEO_SUFFIXES
+
+    counts = {"extracted": 0, "cached": 0, "no_video": 0, "decode_error": 0, "no_face": 0}
+    detector = None
+    for r in records:
+        dest = clip_dir(cfg.clips, r.key)
+        if dest.is_dir() and any(dest.iterdir()):
+            counts["cached"] += 1
+            continue
+        base = Path(cfg.videos, r.key)
+        video = next((p for p in [base, *(base.with_name(base.name + s) for s in VIDEO_SUFFIXES)]
+                      if p.is_file()), None)
+        if video is None:
+            counts["no_video"] += 1
+            continue
+        if detector is None:
+            from datasets_builders.faces import FaceDetector
+
+            detector = FaceDetector(max_side=640)
+        try:
+            extract_video_faces(video, dest, detector=detector, every=cfg.video_every,
+                                max_frames=cfg.video_max_frames, size=cfg.face_size,
+                                detect_every=2)
+            counts["extracted"] += 1
+        except VideoDecodeError as exc:
+            log(f"skipped {video}: {exc.reason}")
+            counts["decode_error"] += 1
+        except ValueError as exc:  # no face found
+            log(f"skipped {video}: {exc}")
+            counts["no_face"] += 1
+    log("faces from videos: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return counts
+
+
 def load_clips(cfg: DataConfig, records: Sequence[MosRecord], need_mri: bool) -> tuple[list[Clip], list[str]]:
     if bool(cfg.clips) == bool(cfg.manifest):
         raise RealismDataError("set exactly one of data.clips (face-crop folders) and data.manifest")
+    if cfg.videos:
+        if not cfg.clips:
+            raise RealismDataError("data.videos needs data.clips: the folder the faces are written to")
+        extract_missing_faces(cfg, records)
     if cfg.clips:
         clips, missing = clips_from_folders(records, cfg.clips,
                                             require_mri=need_mri and cfg.mri_source == "precomputed")

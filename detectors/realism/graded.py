@@ -76,3 +76,58 @@ def write_clips(clips: Sequence[Clip], root: str | os.PathLike, labels_name: str
 
 def records_of(clips: Sequence[Clip]) -> list[MosRecord]:
     return [c.record for c in clips]
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+def still_to_frames(face: np.ndarray, n: int, rng: np.random.Generator, shift: float = 2.0) -> list[np.ndarray]:
+    """A still photo as a short handheld "video": small random shifts of the crop."""
+    import cv2
+
+    out = []
+    for _ in range(n):
+        m = np.float32([[1, 0, rng.uniform(-shift, shift)], [0, 1, rng.uniform(-shift, shift)]])
+        out.append(cv2.warpAffine(face, m, face.shape[1::-1], borderMode=cv2.BORDER_REFLECT))
+    return out
+
+
+def faces_from_media(media: Mapping[str, str | os.PathLike], *, size: int = 64, every: int = 2,
+                     max_frames: int = 15, detect_every: int = 8, still_frames: int = 12,
+                     detector=None, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """``{person: face crops}`` from one video or photo per person (MTCNN, longest track).
+
+    Photos become ``still_frames`` slightly shifted copies, so every person has a sequence.
+    """
+    from datasets_builders.faces import FaceDetector, crop_face
+    from detectors.realism.clips import video_face_track
+    from mrigan.fileio import read_image
+
+    detector = detector or FaceDetector(device="cpu", max_side=480)
+    rng = np.random.default_rng(seed)
+    people: dict[str, list[np.ndarray]] = {}
+    for name, path in media.items():
+        if Path(path).suffix.lower() in VIDEO_SUFFIXES:
+            track = video_face_track(path, detector=detector, every=every, max_frames=max_frames,
+                                     size=size, detect_every=detect_every)
+            people[name] = [crop for _, crop in track]
+        else:
+            photo = read_image(path)
+            boxes = detector.detect([photo])[0]
+            if not boxes:
+                raise ValueError(f"{path}: no face found")
+            people[name] = still_to_frames(crop_face(photo, boxes[0], size=size), still_frames, rng)
+    return people
+
+
+def shared_media(shared_data: str | os.PathLike) -> dict[str, Path]:
+    """Seven real people in the project's test media (``../shared/data``) and installed packages:
+    three FF++ originals, the DFDC sample, the FF++ example frame and Grace Hopper."""
+    import matplotlib.cbook
+
+    root = Path(shared_data)
+    videos = root / "ffpp" / "original_sequences" / "youtube" / "c23" / "videos"
+    return {"ffpp004": videos / "004.mp4", "ffpp519": videos / "519.mp4", "ffpp634": videos / "634.mp4",
+            "dfdc": root / "dfdc_unpaired" / "widuwuoiur.mp4",
+            "ffexample": root / "ff_examples" / "ex_original.png",
+            "hopper": Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))}
