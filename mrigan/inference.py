@@ -1,0 +1,274 @@
+"""Trained MRI-GAN generator: faces in, MRIs (artifact maps) in [0, 1] out.
+
+::
+
+    from mrigan import MRIGenerator
+    gen = MRIGenerator.load("runs/mri_gan/generator.safetensors")   # device="auto"
+    mri = gen.predict(face)          # face: HxWx3 uint8 array -> HxWx3 float32 array in [0, 1]
+
+``predict`` accepts a uint8 (or [0, 1] float) HxWx3 numpy array, a PIL image, a (3, H, W) or
+(N, 3, H, W) tensor (uint8 or [0, 1] float), an NxHxWx3 array, or a list of any of these. The
+result mirrors the input: numpy/PIL in -> float32 numpy HxWx3 (NxHxWx3 for a stacked batch);
+tensor in -> float32 tensor (3, H, W) / (N, 3, H, W) on the input's device; list in -> list.
+Faces whose size differs from the generator's ``image_size`` are resized to it (bilinear,
+antialiased) and the MRI is resized back, so output and input have the same height and width.
+
+Weights: an exported ``.safetensors`` with its JSON sidecar (``mrigan export-generator``), a
+training checkpoint (``runs/<name>/checkpoints/best.pt``), or the paper's released
+``GeneratorUNet`` checkpoint (``architecture={"name": "mrigan", "image_size": 256}``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mrigan import __version__
+from mrigan.checkpoint import CheckpointError, load_checkpoint, load_weights
+from mrigan.device import autocast, resolve_device
+from mrigan.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from mrigan.models import (
+    UnitRangeGenerator,
+    convert_reference_state_dict,
+    generator_from_architecture,
+)
+
+EXPORT_FORMAT = "mrigan-generator/1"
+_TRAIN_FORMAT = "mrigan-gan-checkpoint/1"
+
+
+def sidecar_path(weights: str | os.PathLike) -> Path:
+    """``gen.safetensors`` -> ``gen.json``."""
+    return Path(weights).with_suffix(".json")
+
+
+class MRIGenerator:
+    """A generator in eval mode on one device, with input/output conversions around it."""
+
+    def __init__(self, generator: UnitRangeGenerator, *, device: str | torch.device = "auto",
+                 precision: str = "fp32", batch_size: int = 32,
+                 metadata: dict[str, Any] | None = None) -> None:
+        self.device = resolve_device(device)
+        self.precision = precision
+        self.batch_size = int(batch_size)
+        self.metadata = dict(metadata or {})
+        self.net = generator.to(self.device).eval()
+        self.net.requires_grad_(False)
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square faces the generator was trained on (inputs are resized to it)."""
+        return int(self.net.architecture["image_size"])
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        return dict(self.net.architecture)
+
+    # --- loading -------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", *,
+             architecture: dict[str, Any] | None = None, precision: str = "fp32",
+             batch_size: int = 32) -> MRIGenerator:
+        """Restore a generator from ``.safetensors`` (+ sidecar) or a ``.pt`` checkpoint.
+
+        ``architecture`` is needed only for bare state dicts that do not record it.
+        """
+        path = Path(path)
+        state, arch, metadata = _read_generator_file(path)
+        arch = dict(architecture or arch or {})
+        if not arch:
+            raise CheckpointError(
+                f"{path}: does not record the generator architecture; pass "
+                f"architecture={{'name': 'mrigan', 'image_size': 256}} (or export it with "
+                f"`mrigan export-generator`)")
+        net = generator_from_architecture(arch)
+        try:
+            net.load_state_dict(convert_reference_state_dict(state))
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit architecture {arch}: {exc}") from exc
+        return cls(net, device=device, precision=precision, batch_size=batch_size,
+                   metadata={**metadata, "source": str(path)})
+
+    # --- prediction ----------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def predict_tensor(self, faces: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) float faces in [0, 1] (any device) -> (N, 3, H, W) MRIs in [0, 1] on
+        the generator's device; resized to ``image_size`` and back when H, W differ."""
+        if faces.dim() != 4 or faces.shape[1] != 3:
+            raise ValueError(f"expected (N, 3, H, W) faces, got shape {tuple(faces.shape)}")
+        size = self.image_size
+        h, w = faces.shape[-2:]
+        outs = []
+        for i in range(0, faces.shape[0], self.batch_size):
+            x = faces[i:i + self.batch_size].to(self.device, torch.float32)
+            if (h, w) != (size, size):
+                x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                  antialias=True)
+            with autocast(self.device, self.precision):
+                y = self.net(x).float()
+            if (h, w) != (size, size):
+                y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False,
+                                  antialias=True).clamp_(0.0, 1.0)
+            outs.append(y)
+        if not outs:
+            return faces.new_zeros((0, 3, h, w), dtype=torch.float32, device=self.device)
+        return torch.cat(outs)
+
+    def predict(self, faces: Any) -> Any:
+        """MRIs in [0, 1] for one face or a batch; the return type mirrors the input (see the
+        module docstring)."""
+        if isinstance(faces, (list, tuple)):
+            return self._predict_list(faces)
+        if isinstance(faces, torch.Tensor):
+            single = faces.dim() == 3
+            batch = _tensor_to_unit(faces[None] if single else faces, "faces")
+            out = self.predict_tensor(batch).to(faces.device)
+            return out[0] if single else out
+        arr = _as_array(faces, "faces")
+        single = arr.ndim == 3
+        batch = torch.from_numpy(np.ascontiguousarray((arr[None] if single else arr)
+                                                      .transpose(0, 3, 1, 2)))
+        out = self.predict_tensor(_tensor_to_unit(batch, "faces")).cpu().numpy()
+        out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+        return out[0] if single else out
+
+    __call__ = predict
+
+    def _predict_list(self, faces: Sequence[Any]) -> list[Any]:
+        """Items are converted one by one, grouped by size, run in batches, given back in order."""
+        units: list[torch.Tensor] = []
+        for i, face in enumerate(faces):
+            if isinstance(face, torch.Tensor):
+                if face.dim() != 3:
+                    raise ValueError(f"faces[{i}]: expected a (3, H, W) tensor, got {tuple(face.shape)}")
+                units.append(_tensor_to_unit(face[None], f"faces[{i}]")[0])
+            else:
+                arr = _as_array(face, f"faces[{i}]")
+                if arr.ndim != 3:
+                    raise ValueError(f"faces[{i}]: expected one HxWx3 face, got shape {arr.shape}")
+                units.append(_tensor_to_unit(torch.from_numpy(
+                    np.ascontiguousarray(arr.transpose(2, 0, 1)))[None], f"faces[{i}]")[0])
+        results: list[Any] = [None] * len(units)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, u in enumerate(units):
+            groups.setdefault(tuple(u.shape[-2:]), []).append(i)
+        for idx in groups.values():
+            out = self.predict_tensor(torch.stack([units[i] for i in idx]))
+            for j, i in enumerate(idx):
+                if isinstance(faces[i], torch.Tensor):
+                    results[i] = out[j].to(faces[i].device)
+                else:
+                    results[i] = np.ascontiguousarray(out[j].cpu().numpy().transpose(1, 2, 0))
+        return results
+
+
+# --- input conversion (the I/O edge) ---------------------------------------------------------
+
+
+def _as_array(face: Any, what: str) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a dependency
+        Image = None  # noqa: N806
+    if Image is not None and isinstance(face, Image.Image):
+        face = np.asarray(face.convert("RGB"))
+    if not isinstance(face, np.ndarray):
+        raise TypeError(f"{what}: expected a numpy array, PIL image or tensor, got "
+                        f"{type(face).__name__}")
+    if face.ndim not in (3, 4) or face.shape[-1] != 3:
+        raise ValueError(f"{what}: expected HxWx3 (or NxHxWx3) RGB, got shape {face.shape}")
+    return face
+
+
+def _tensor_to_unit(x: torch.Tensor, what: str) -> torch.Tensor:
+    """uint8 -> /255; floats must already be in [0, 1] (a clear error otherwise)."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{what}: expected 3-channel (3, H, W) / (N, 3, H, W) tensors, "
+                         f"got shape {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    if not x.is_floating_point():
+        raise TypeError(f"{what}: expected uint8 or float values, got {x.dtype}")
+    if x.numel() and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError(f"{what}: float faces must be in [0, 1] (got "
+                         f"[{float(x.min()):.3g}, {float(x.max()):.3g}]); pass uint8 for 0..255")
+    return x.float()
+
+
+# --- reading and exporting weight files ------------------------------------------------------
+
+
+def _read_generator_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | None, dict]:
+    """(state dict, architecture or None, metadata) from any supported generator file."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such generator file")
+    if path.suffix == ".safetensors":
+        state = load_weights(path)
+        meta = _safetensors_metadata(path)
+        side = sidecar_path(path)
+        if side.is_file():
+            try:
+                meta = {**meta, **json.loads(side.read_text(encoding="utf-8"))}
+            except json.JSONDecodeError as exc:
+                raise CheckpointError(f"{side}: sidecar is not valid JSON ({exc})") from exc
+        return state, meta.get("architecture"), meta
+    ckpt = load_checkpoint(path)
+    if ckpt.get("format") == _TRAIN_FORMAT:
+        at_step = [h for h in ckpt.get("history", []) if h.get("step") == ckpt["step"]]
+        meta = {"step": ckpt["step"], "eval_at_step": at_step[-1] if at_step else None,
+                "best_step": ckpt["best_step"], "best_mean_ssim": ckpt["best_mean_ssim"],
+                "config": ckpt["config"]}
+        return ckpt["generator"], ckpt["architecture"]["generator"], meta
+    for key in ("generator", "generator_state_dict", "state_dict"):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            return ckpt[key], None, {}
+    if all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        return ckpt, None, {}
+    raise CheckpointError(f"{path}: no generator weights found (keys: {sorted(ckpt)[:20]})")
+
+
+def _safetensors_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        raw = (fh.metadata() or {}).get("mrigan")
+    return json.loads(raw) if raw else {}
+
+
+def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, Path]:
+    """Write a training checkpoint's generator as ``out`` (.safetensors) + ``out``.json.
+
+    The architecture is stored in both the sidecar and the safetensors header, so either file
+    alone is enough for :meth:`MRIGenerator.load`; the sidecar also records provenance (source
+    checkpoint and its SHA-256, step, held-out mean SSIM, the training config).
+    """
+    from safetensors.torch import save as save_safetensors
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"{out}: the exported file must end in .safetensors")
+    state, arch, meta = _read_generator_file(checkpoint)
+    if not arch:
+        raise CheckpointError(f"{checkpoint}: not a training checkpoint recording its architecture")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    header = {"format": EXPORT_FORMAT, "architecture": arch,
+              "image_size": arch["image_size"], "mrigan_version": __version__}
+    atomic_write_bytes(out, save_safetensors(tensors, metadata={"mrigan": json.dumps(header)}))
+    sidecar = {**header,
+               "input": "RGB faces, float (N, 3, S, S) in [0, 1]; MRIGenerator resizes to S",
+               "output": "MRI (N, 3, S, S) in [0, 1], ~ clip(1 - SSIM(real, face), 0, 1)",
+               "source_checkpoint": str(checkpoint), "source_sha256": sha256_file(checkpoint),
+               "step": meta.get("step"), "held_out_eval_at_step": meta.get("eval_at_step"),
+               "best_step": meta.get("best_step"), "best_mean_ssim": meta.get("best_mean_ssim"),
+               "training_config": meta.get("config")}
+    atomic_write_json(sidecar_path(out), sidecar)
+    return out, sidecar_path(out)

@@ -1,0 +1,100 @@
+"""MRI-GAN objectives on hand-made inputs, and the SSIM term against scikit-image."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from mrigan.losses import LossConfig, discriminator_loss, generator_loss
+
+
+def _const(value: float, shape=(2, 3, 16, 16)) -> torch.Tensor:
+    return torch.full(shape, value)
+
+
+def test_lsgan_terms_by_hand():
+    d_fake = torch.tensor([[[[0.0, 0.5], [1.0, 2.0]]]])  # (1, 1, 2, 2) patch scores
+    g = generator_loss(d_fake, _const(0.5), _const(0.5))
+    # generator wants every patch at 1: ((1)^2 + 0.5^2 + 0 + 1^2) / 4
+    assert float(g["gan"]) == pytest.approx(2.25 / 4)
+    d = discriminator_loss(torch.tensor([[[[1.0, 0.0]]]]), torch.tensor([[[[0.0, 3.0]]]]))
+    assert float(d["real"]) == pytest.approx(0.5)  # (0 + 1) / 2
+    assert float(d["fake"]) == pytest.approx(4.5)  # (0 + 9) / 2
+    assert float(d["total"]) == pytest.approx(0.5 * (0.5 + 4.5))
+
+
+def test_perfect_discriminator_and_eta():
+    ones, zeros = torch.ones(3, 1, 4, 4), torch.zeros(3, 1, 4, 4)
+    assert float(discriminator_loss(ones, zeros)["total"]) == 0.0
+    assert float(discriminator_loss(zeros, ones)["total"]) == pytest.approx(1.0)
+    assert float(discriminator_loss(zeros, ones, LossConfig(eta=2.0))["total"]) == pytest.approx(4.0)
+
+
+def test_pixel_terms_l2_and_l1_by_hand():
+    fake, true = _const(0.25), _const(0.75)
+    d = torch.ones(2, 1, 1, 1)
+    assert float(generator_loss(d, fake, true)["pixel"]) == pytest.approx(0.25)
+    assert float(generator_loss(d, fake, true, LossConfig(pixel="l1"))["pixel"]) == pytest.approx(0.5)
+
+
+def test_total_is_gan_plus_lambda_tau_mix():
+    rng = torch.Generator().manual_seed(0)
+    fake = torch.rand(2, 3, 24, 24, generator=rng)
+    true = torch.rand(2, 3, 24, 24, generator=rng)
+    d_fake = torch.rand(2, 1, 3, 3, generator=rng)
+    cfg = LossConfig(lambda_recon=100.0, tau=0.3)
+    t = generator_loss(d_fake, fake, true, cfg)
+    gan = float(((d_fake - 1) ** 2).mean())
+    l2 = float(((fake - true) ** 2).mean())
+    assert float(t["gan"]) == pytest.approx(gan, rel=1e-6)
+    assert float(t["pixel"]) == pytest.approx(l2, rel=1e-6)
+    expected = gan + 100.0 * (0.3 * l2 + 0.7 * float(t["ssim"]))
+    assert float(t["total"]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_ssim_term_matches_scikit_image_on_unit_range():
+    rng = np.random.default_rng(0)
+    true = rng.random((2, 3, 32, 32)).astype(np.float32)
+    fake = np.clip(true + rng.normal(0, 0.2, true.shape), 0, 1).astype(np.float32)
+    maps = [structural_similarity(true[i].transpose(1, 2, 0), fake[i].transpose(1, 2, 0),
+                                  channel_axis=-1, data_range=1.0, gaussian_weights=True,
+                                  sigma=1.5, use_sample_covariance=False, full=True)[1]
+            for i in range(2)]
+    expected = math.sqrt(1.0 - float(np.mean(maps)))
+    got = generator_loss(torch.ones(2, 1, 1, 1), torch.from_numpy(fake), torch.from_numpy(true))
+    assert float(got["ssim"]) == pytest.approx(expected, abs=2e-4)
+
+
+def test_identical_mris_have_zero_reconstruction_loss_and_finite_gradient():
+    true = torch.rand(1, 3, 20, 20)
+    fake = true.clone().requires_grad_(True)
+    t = generator_loss(torch.ones(1, 1, 2, 2), fake, true)
+    assert float(t["pixel"]) == 0.0 and float(t["ssim"]) == pytest.approx(0.0, abs=1e-6)
+    t["total"].backward()
+    assert torch.isfinite(fake.grad).all()
+
+
+def test_losses_stay_float32_under_bf16_autocast():
+    rng = torch.Generator().manual_seed(1)
+    fake, true = torch.rand(1, 3, 24, 24, generator=rng), torch.rand(1, 3, 24, 24, generator=rng)
+    d = torch.rand(1, 1, 3, 3, generator=rng)
+    plain = generator_loss(d, fake, true)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = generator_loss(d, fake, true)
+    for k in plain:
+        assert mixed[k].dtype == torch.float32
+        assert float(mixed[k]) == pytest.approx(float(plain[k]), rel=1e-6)
+
+
+def test_vanilla_gan_option_and_bad_config():
+    zero = torch.zeros(1, 1, 2, 2)
+    t = generator_loss(zero, _const(0.5), _const(0.5), LossConfig(gan="vanilla"))
+    assert float(t["gan"]) == pytest.approx(math.log(2.0))
+    with pytest.raises(ValueError, match="tau"):
+        LossConfig(tau=1.5)
+    with pytest.raises(KeyError, match="known: l1, l2"):
+        LossConfig(pixel="huber")
