@@ -224,3 +224,25 @@ def test_faces_are_extracted_once_from_rated_videos(ffpp_root, tmp_path):
 
     assert read_image(faces[0]).shape == (48, 48, 3)
     assert not any(p.suffix == ".png" for p in ffpp_root.rglob("*.png"))  # input folder untouched
+
+
+def test_labels_join_a_manifest_written_by_the_mri_df_writer(tmp_path):
+    """The join reads what datasets_builders writes (real manifest, real files on disk)."""
+    from datasets_builders.synthetic import write_synthetic_mri_df
+    from detectors.realism.config import DataConfig
+    from detectors.realism.data import prepare_data
+    from mrigan.fileio import read_image
+
+    root = write_synthetic_mri_df(tmp_path / "mri_df", n_faces=6, size=32)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,mos,identity,method\n"
+                      + "".join(f"face{i:03d}_fake0.mp4,{1 + i * 0.5},face{i:03d},self_blend\n" for i in range(6))
+                      + "face000_real.mp4,4.9,face000,original\nface001_real,4.7,face001,original\n")
+    data = prepare_data(DataConfig(labels=(str(labels),), manifest=str(root), split="identity",
+                                   test_fraction=0.3, val_fraction=0.0), need_mri=True)
+    assert len(data.clips) == 8 and not data.missing
+    clip = next(c for c in data.clips if c.key == "face002_fake0.mp4")
+    assert clip.faces[0].endswith("face/face002_fake0.png") and clip.mris[0].endswith("mri/face002_fake0.png")
+    assert read_image(clip.mris[0]).max() > 0  # the fake's MRI, not the black real one
+    test_ids = {c.record.identities[0] for c in data.tests["unseen_identity"]}
+    assert test_ids and not test_ids & {c.record.identities[0] for c in data.train}

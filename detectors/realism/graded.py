@@ -29,7 +29,7 @@ from mrigan.perceptual import mri_map_np, mri_to_uint8
 def graded_clips(faces_by_identity: Mapping[str, Sequence[np.ndarray]],
                  qualities: Sequence[float] = tuple(np.linspace(0.0, 1.0, 9)), *,
                  clips_per_level: int = 1, frames_per_clip: int = 8, seed: int = 0,
-                 method: str = "self_blend") -> list[Clip]:
+                 method: str = "self_blend", key_prefix: str = "") -> list[Clip]:
     """One clip per (identity, quality, repeat): faces, fakes' MRIs, MOS from the quality.
 
     ``faces_by_identity`` maps a person id to that person's face crops in frame order (RGB
@@ -50,7 +50,7 @@ def graded_clips(faces_by_identity: Mapping[str, Sequence[np.ndarray]],
                     pair = self_blend(np.ascontiguousarray(face), rng, params)
                     fakes.append(pair.fake)
                     mris.append(mri_to_uint8(mri_map_np(pair.real, pair.fake)))
-                record = MosRecord(key=f"{ident}/q{qi:02d}_{k}", mos=quality_to_mos(float(q)),
+                record = MosRecord(key=f"{key_prefix}{ident}/q{qi:02d}_{k}", mos=quality_to_mos(float(q)),
                                    identities=(ident,), method=method, dataset="graded",
                                    info={"quality": float(q), "start": start})
                 clips.append(Clip(record, tuple(fakes), tuple(mris)))
@@ -131,3 +131,34 @@ def shared_media(shared_data: str | os.PathLike) -> dict[str, Path]:
             "dfdc": root / "dfdc_unpaired" / "widuwuoiur.mp4",
             "ffexample": root / "ff_examples" / "ex_original.png",
             "hopper": Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m detectors.realism.graded --out runs/graded_clips``: a rated set on disk
+    (face crops, true MRIs, ``labels.csv``) for ``mrigan train-realism --config
+    configs/realism_cpu.yaml``."""
+    import argparse
+
+    from datasets_builders.synthetic import demo_faces
+
+    parser = argparse.ArgumentParser(description="write graded self-blended clips of real people")
+    parser.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, default=Path("runs/graded_clips"))
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--levels", type=int, default=9, help="quality levels from 0 to 1")
+    parser.add_argument("--clips-per-level", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip")
+    args = parser.parse_args(argv)
+    people = faces_from_media(shared_media(args.shared_data), size=args.size)
+    people["astronaut"] = demo_faces(args.size)
+    clips = graded_clips(people, tuple(np.linspace(0.0, 1.0, args.levels)),
+                         clips_per_level=args.clips_per_level, frames_per_clip=args.frames)
+    labels = write_clips(clips, args.out)
+    print(f"{len(clips)} clips of {len(people)} people -> {labels}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -95,7 +95,9 @@ def train_regressor(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: 
     loss_fn = build_loss(tc.loss)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(tc.epochs, 1))
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and tc.precision == "fp16")
+    fp16 = device.type == "cuda" and (tc.precision == "fp16" or (
+        tc.precision == "auto" and not torch.cuda.is_bf16_supported()))
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # bf16/fp32 need no loss scaling
 
     ckpt_dir = Path(out_dir, "checkpoints") if out_dir else None
     writer = None
