@@ -91,6 +91,12 @@ def ssim_map(
     ``gaussian_weights=True, use_sample_covariance=False`` within 1e-4 in float32 and
     ~1e-12 in float64.
     """
+    return _ssim_or_mri(x, y, data_range=data_range, window=window, sigma=sigma, k1=k1, k2=k2,
+                        mri=False)
+
+
+def _ssim_or_mri(x, y, *, data_range, window=11, sigma=1.5, k1=0.01, k2=0.03, mri) -> torch.Tensor:
+    """Checks, integer-to-float conversion, then the fused CPU kernel or the torch path."""
     _check_pair(x, y)
     if data_range is None or not data_range > 0:
         raise ValueError(f"data_range must be a positive number, got {data_range!r}")
@@ -101,22 +107,48 @@ def ssim_map(
     r = window // 2
     if min(x.shape[-2:]) <= r:
         raise ValueError(f"images of {tuple(x.shape[-2:])} are too small for window {window}")
+    kw = dict(data_range=data_range, window=window, sigma=sigma, k1=k1, k2=k2)
+    fused = _ssim_fused_cpu(x, y, mri=mri, **kw)
+    if fused is not None:
+        return fused
+    ssim = _ssim_map_torch(x, y, **kw)
+    return (1.0 - ssim).clamp_(0.0, 1.0) if mri else ssim
+
+
+def _ssim_fused_cpu(x, y, *, data_range, window, sigma, k1, k2, mri=False) -> torch.Tensor | None:
+    """The numba kernel's SSIM (or MRI) map, or None where it does not apply.
+
+    It applies on CPU to float32 tensors without autograd (float64 keeps the exact torch
+    path), for windows up to 11 (the paper's). Channels-last inputs, as made by ``torch.from_numpy(hwc).permute(0, 3, 1, 2)``,
+    are read in place, and the result then has the same memory format.
+    """
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
     if (
-        _ssim_cpu.AVAILABLE
-        and not needs_grad
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and y.dtype == torch.float32
+        not _ssim_cpu.AVAILABLE
+        or needs_grad
+        or x.device.type != "cpu"
+        or y.device.type != "cpu"
+        or x.dtype != torch.float32
+        or y.dtype != torch.float32
+        or not _ssim_cpu.supports(window, *x.shape[-2:])
     ):
-        out = _ssim_cpu.ssim_planes(
-            np.ascontiguousarray(x.detach().numpy()),
-            np.ascontiguousarray(y.detach().numpy()),
-            _gaussian_taps_np(window, float(sigma)),
-            float(data_range), k1, k2,
-        )
-        return torch.from_numpy(out)
-    return _ssim_map_torch(x, y, data_range=data_range, window=window, sigma=sigma, k1=k1, k2=k2)
+        return None
+    n, c, h, w = x.shape
+    kernel = functools.partial(
+        _ssim_cpu.ssim_rows, taps=_gaussian_taps_np(window, float(sigma)),
+        data_range=float(data_range), k1=float(k1), k2=float(k2), mri=mri,
+        threads=torch.get_num_threads(),  # 1 inside DataLoader workers, as torch sets it
+    )
+    x, y = x.detach(), y.detach()
+    channels_last = torch.channels_last
+    if not x.is_contiguous() and x.is_contiguous(memory_format=channels_last):
+        rows_x = x.permute(0, 2, 3, 1).numpy().reshape(n, h, w * c)
+        rows_y = y.contiguous(memory_format=channels_last).permute(0, 2, 3, 1).numpy()
+        out = kernel(rows_x, rows_y.reshape(n, h, w * c), step=c)
+        return torch.from_numpy(out.reshape(n, h, w, c)).permute(0, 3, 1, 2)
+    planes_x = x.contiguous().numpy().reshape(n * c, h, w)
+    planes_y = y.contiguous().numpy().reshape(n * c, h, w)
+    return torch.from_numpy(kernel(planes_x, planes_y, step=1).reshape(n, c, h, w))
 
 
 def _ssim_map_torch(x, y, *, data_range, window, sigma, k1, k2) -> torch.Tensor:
@@ -139,7 +171,7 @@ def mri_map(real: torch.Tensor, fake: torch.Tensor, *, data_range: float, **kwar
     1 - SSIM exceeds 1 where SSIM < 0 (anti-correlated patches); it is clipped, never wrapped.
     Identical inputs give exactly 0.
     """
-    return (1.0 - ssim_map(real, fake, data_range=data_range, **kwargs)).clamp_(0.0, 1.0)
+    return _ssim_or_mri(real, fake, data_range=data_range, mri=True, **kwargs)
 
 
 def ssim_loss(
@@ -213,7 +245,10 @@ def _to_nchw(img: np.ndarray) -> torch.Tensor:
         arr = arr[None]
     if arr.ndim != 4:
         raise ValueError(f"expected HxW, HxWxC or NxHxWxC images, got shape {arr.shape}")
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)).astype(np.float32))
+    # a channels-last view of the HWC pixels: no transposed copy, and the fused kernel reads
+    # (and writes) that layout directly
+    hwc = np.ascontiguousarray(arr, dtype=np.float32)
+    return torch.from_numpy(hwc).permute(0, 3, 1, 2)
 
 
 def _from_nchw(t: torch.Tensor, like: np.ndarray) -> np.ndarray:

@@ -1,25 +1,74 @@
-"""SSIM / MRI maps against scikit-image, on real FaceForensics frames and random images."""
+"""SSIM / MRI maps against scikit-image and SciPy, on real FaceForensics frames and random images."""
 
 from __future__ import annotations
 
+import multiprocessing
+import warnings
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from mrigan import perceptual
+from mrigan import _ssim_cpu, perceptual
 from mrigan.fileio import read_image
 
 SK = dict(channel_axis=-1, full=True, gaussian_weights=True, sigma=1.5,
           use_sample_covariance=False)
 
 
-def sk_ssim_full(a: np.ndarray, b: np.ndarray, data_range: float) -> np.ndarray:
-    return structural_similarity(a, b, data_range=data_range, **SK)[1]
+def sk_ssim_full(a: np.ndarray, b: np.ndarray, data_range: float, **kw) -> np.ndarray:
+    return structural_similarity(a, b, data_range=data_range, **{**SK, **kw})[1]
+
+
+def scipy_ssim_full(a, b, data_range, sigma=1.5, truncate=3.5) -> np.ndarray:
+    """scikit-image's formula on SciPy's Gaussian filter (mode 'reflect') in float64, without
+    scikit-image's refusal of images smaller than the window."""
+    out = np.empty(a.shape)
+    for ch in range(a.shape[-1]):
+        x, y = a[..., ch].astype(np.float64), b[..., ch].astype(np.float64)
+        filt = lambda z: ndimage.gaussian_filter(z, sigma, truncate=truncate, mode="reflect")  # noqa: E731
+        ux, uy, uxx, uyy, uxy = filt(x), filt(y), filt(x * x), filt(y * y), filt(x * y)
+        vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+        c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+        out[..., ch] = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return out
 
 
 def nchw(a: np.ndarray, dtype=torch.float32) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))[None]).to(dtype)
+
+
+def hwc(t: torch.Tensor) -> np.ndarray:
+    return t.detach()[0].permute(1, 2, 0).double().numpy()
+
+
+@contextmanager
+def torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny torch ops on 2 shared cores run many times slower with 2 threads."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def fused_only(monkeypatch):
+    """Fail if the torch fallback runs: the numba kernel must handle the case itself."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the torch path ran instead of the fused kernel")
+    monkeypatch.setattr(perceptual, "_ssim_map_torch", forbidden)
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +104,60 @@ def test_ssim_map_matches_skimage_on_random_odd_sizes(shape, grad):
     assert np.abs(got.detach()[0].permute(1, 2, 0).numpy() - ref).max() < 1e-4
 
 
-def test_batched_equals_one_at_a_time():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batched_equals_one_at_a_time(fused_only, threads):
+    # with 2 threads a single image is split into bands of rows: every row must come out the same
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(5, 3, 40, 33, generator=g)
-    y = (x + 0.1 * torch.randn(5, 3, 40, 33, generator=g)).clamp(0, 1)
-    batched = perceptual.ssim_map(x, y, data_range=1.0)
-    for i in range(5):
-        single = perceptual.ssim_map(x[i : i + 1], y[i : i + 1], data_range=1.0)
-        torch.testing.assert_close(batched[i : i + 1], single, rtol=0, atol=1e-6)
+    x = torch.rand(5, 3, 70, 33, generator=g)
+    y = (x + 0.1 * torch.randn(5, 3, 70, 33, generator=g)).clamp(0, 1)
+    with torch_threads(threads):
+        batched = perceptual.ssim_map(x, y, data_range=1.0)
+        singles = [perceptual.ssim_map(x[i : i + 1], y[i : i + 1], data_range=1.0) for i in range(5)]
+    torch.testing.assert_close(batched, torch.cat(singles), rtol=0, atol=0)
+    ref = np.stack([sk_ssim_full(x[i].permute(1, 2, 0).numpy(), y[i].permute(1, 2, 0).numpy(), 1.0)
+                    for i in range(5)])
+    assert np.abs(batched.permute(0, 2, 3, 1).numpy() - ref).max() < 1e-4
+
+
+def test_channels_last_inputs_give_the_same_maps_in_the_same_layout(ff_pair, fused_only):
+    # torch.from_numpy(hwc).permute(...) is how frames arrive: read in place, no transposed copy
+    real, fake, _ = ff_pair
+    x = torch.from_numpy(real)[None].permute(0, 3, 1, 2).float()
+    y = torch.from_numpy(fake)[None].permute(0, 3, 1, 2).float()
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    got = perceptual.ssim_map(x, y, data_range=255)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert np.abs(hwc(got) - sk_ssim_full(real, fake, 255)).max() < 1e-4
+    plain = perceptual.ssim_map(x.contiguous(), y.contiguous(), data_range=255)
+    torch.testing.assert_close(got, plain, rtol=0, atol=1e-6)
+    # mixed layouts and integer tensors are accepted too
+    torch.testing.assert_close(perceptual.ssim_map(x, y.contiguous(), data_range=255), got,
+                               rtol=0, atol=1e-6)
+    ints = perceptual.ssim_map(x.to(torch.uint8), y.to(torch.uint8), data_range=255)
+    torch.testing.assert_close(ints, got, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0])
+def test_smaller_windows_match_skimage(sigma, fused_only):
+    # scikit-image sizes the Gaussian window from sigma (truncate 3.5): 5 taps at 0.5, 9 at 1.0;
+    # the fused kernel runs them with zero-padded 11-tap code
+    window = 2 * int(3.5 * sigma + 0.5) + 1
+    rng = np.random.default_rng(7)
+    a = rng.random((37, 29, 3))
+    b = np.clip(a + rng.normal(0, 0.15, a.shape), 0, 1)
+    got = perceptual.ssim_map(nchw(a), nchw(b), data_range=1.0, window=window, sigma=sigma)
+    assert np.abs(hwc(got) - sk_ssim_full(a, b, 1.0, sigma=sigma)).max() < 1e-4
+
+
+@pytest.mark.parametrize("shape", [(6, 6, 3), (6, 40, 1), (23, 7, 2)])
+@pytest.mark.parametrize("grad", [False, True], ids=["fused", "autograd"])
+def test_images_barely_larger_than_the_radius_match_scipy(shape, grad):
+    # scikit-image refuses images smaller than the window; SciPy's filter (which it uses) does not
+    rng = np.random.default_rng(sum(shape))
+    a = rng.integers(0, 256, shape).astype(np.float64)
+    b = np.clip(a + rng.normal(0, 40, shape), 0, 255)
+    got = perceptual.ssim_map(nchw(a).requires_grad_(grad), nchw(b), data_range=255)
+    assert np.abs(hwc(got) - scipy_ssim_full(a, b, 255)).max() < 1e-4
 
 
 def test_mri_concentrates_inside_the_manipulation_mask(ff_pair):
@@ -74,7 +169,7 @@ def test_mri_concentrates_inside_the_manipulation_mask(ff_pair):
     assert inside > 0.2
 
 
-def test_mri_clips_instead_of_wrapping():
+def test_mri_clips_instead_of_wrapping(fused_only):
     # an image against its negative has SSIM < 0 in places: 1 - SSIM > 1 must clip to 1
     rng = np.random.default_rng(1)
     a = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
@@ -87,7 +182,7 @@ def test_mri_clips_instead_of_wrapping():
     assert perceptual.mri_to_uint8(mri).max() == 255
 
 
-def test_identical_inputs_give_exactly_zero(ff_pair):
+def test_identical_inputs_give_exactly_zero(ff_pair, fused_only):
     real, _, _ = ff_pair
     assert perceptual.mri_map_np(real, real).max() == 0.0
     x = nchw(real) / 255
@@ -141,3 +236,44 @@ def test_bad_inputs_raise_clear_errors():
         perceptual.ssim_map(torch.zeros(1, 3, 4, 20), torch.zeros(1, 3, 4, 20), data_range=1)
     with pytest.raises(ValueError, match="data_range is required"):
         perceptual.mri_map_np(np.zeros((20, 20, 3)), np.zeros((20, 20, 3)))
+
+
+def _mri_mean_in_child(queue, a, b):
+    queue.put(float(perceptual.mri_map_np(a, b).mean()))
+
+
+def test_forked_workers_can_compute_maps_after_the_parent_did():
+    # numba's OpenMP threading layer SIGTERMs a forked child that uses it after its parent did;
+    # DataLoader workers and process pools fork exactly like that
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    b = np.clip(a + rng.normal(0, 20, a.shape), 0, 255).astype(np.uint8)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    with torch_threads(2), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python >= 3.12)
+        expect = float(perceptual.mri_map_np(a, b).mean())
+        child = ctx.Process(target=_mri_mean_in_child, args=(queue, a, b))
+        child.start()
+        child.join(120)
+    assert child.exitcode == 0
+    assert queue.get(timeout=10) == expect
+
+
+def _plus_one(v):
+    return v + 1
+
+
+def test_kernel_is_cached_on_disk_when_a_cache_location_is_writable(monkeypatch, tmp_path):
+    monkeypatch.setattr(numba.core.config, "CACHE_LOCATOR_CLASSES", "UserProvidedCacheLocator")
+    monkeypatch.setattr(numba.core.config, "CACHE_DIR", str(tmp_path))
+    assert _ssim_cpu.jit_with_disk_cache(_plus_one)(1) == 2
+    assert list(tmp_path.rglob("*_plus_one*.nbi")) and list(tmp_path.rglob("*_plus_one*.nbc"))
+
+
+def test_kernel_compiles_in_memory_when_no_cache_location_is_writable(monkeypatch):
+    monkeypatch.setattr(numba.core.config, "CACHE_LOCATOR_CLASSES", "UserProvidedCacheLocator")
+    monkeypatch.setattr(numba.core.config, "CACHE_DIR", "/proc/mrigan-not-writable")
+    with pytest.warns(RuntimeWarning, match="without an on-disk cache"):
+        plus_one = _ssim_cpu.jit_with_disk_cache(_plus_one)
+    assert plus_one(41) == 42
