@@ -92,7 +92,7 @@ class DemoVideoConfig:
 def _demo_gan() -> GanConfig:
     return GanConfig(
         name="gan",
-        model=ModelConfig(image_size=64, ngf=32, ndf=32),
+        model=ModelConfig(image_size=64, ngf=16, ndf=16),
         data=DataConfig(eval_samples=32),
         train=TrainConfig(epochs=1000, batch_size=16, max_steps=3000, device="auto",
                           precision="auto", log_every=25, eval_every=50, checkpoint_every=50))
@@ -191,7 +191,8 @@ def blend_into(frame: np.ndarray, square: tuple[int, int, int, int], seed: int) 
     return fake
 
 
-def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, log=print) -> dict[str, int]:
+def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, photos: list[Photo],
+                           log=print) -> dict[str, int]:
     """MRI-DF (manifest.csv + PNGs) from scenes of the packaged photos; returns counts."""
     from datasets_builders.augment import PlanRunner, make_plan, plan_label
     from datasets_builders.dataset import write_manifest
@@ -199,7 +200,6 @@ def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, log=print) -> 
     from mrigan import perceptual
 
     sc, dc = cfg.data.synthetic, cfg.data
-    photos = packaged_photos(detector)
     rng = np.random.default_rng([dc.seed, 1])
     size = dc.crop_size
     black = "mri/black.png"
@@ -275,10 +275,10 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float, crf: int) -> P
     return path
 
 
-def synthetic_videos(cfg: DemoConfig, folder: Path, detector) -> dict[str, list[bool]]:
+def synthetic_videos(cfg: DemoConfig, folder: Path, photos: list[Photo]) -> dict[str, list[bool]]:
     """Short videos of unseen scenes (a camera moving between two random views); returns the
     ground truth: for each video, whether each frame is fake."""
-    photos = {p.name: p for p in packaged_photos(detector)}
+    photos = {p.name: p for p in photos}
     n = cfg.video.frames
     third = n // 3
     plan = {  # (photo, fake frames)
@@ -463,7 +463,8 @@ def run(args: argparse.Namespace) -> int:
     _log(f"[1/4] MRI-DF from {'packaged photos (synthetic scenes)' if synthetic else cfg.data.root}"
          f" -> {data_root}")
     if synthetic:
-        counts = build_synthetic_mri_df(cfg, data_root, detector, _log)
+        photos = packaged_photos(detector)
+        counts = build_synthetic_mri_df(cfg, data_root, detector, photos, _log)
         _log(f"  {counts['scenes']} scenes ({counts['no_face']} without a detected face): pairs "
              f"train {counts['pairs_train']}, val {counts['pairs_val']}, test {counts['pairs_test']}")
         build_cfg = None
@@ -505,7 +506,7 @@ def run(args: argparse.Namespace) -> int:
     _log("[4/4] analysing held-out videos")
     video_dir = run_dir / "videos"
     if synthetic:
-        truth = synthetic_videos(cfg, video_dir, detector)
+        truth = synthetic_videos(cfg, video_dir, photos)
         videos = [video_dir / name for name in truth]
         held_from = "unseen synthetic scenes"
     else:
