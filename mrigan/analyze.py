@@ -490,7 +490,7 @@ class _InputState:
     boxes: list[list[Any]] = field(default_factory=list)
     faces: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     worst: list[tuple[float, int, np.ndarray, list[Any]]] = field(default_factory=list)
-    pending_frames: dict[int, np.ndarray] = field(default_factory=dict)
+    pending_frames: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # thumb, scale
     warnings: list[str] = field(default_factory=list)
 
 
@@ -615,7 +615,7 @@ class Analyzer:
                 state.frame_order.append(index)
                 state.boxes.append(list(found))
                 if found:
-                    state.pending_frames[index] = frame
+                    state.pending_frames[index] = _thumbnail(frame, cfg.report.thumbnail_side)
                 for slot, box in enumerate(found):
                     pending.append(_Pending(index, slot, box, crop_face(frame, box, cfg.faces.margin, size)))
             if bar is not None:
@@ -674,18 +674,14 @@ class Analyzer:
 
         k = self.config.report.worst_k
         for index in sorted({p.frame for p in pending}):
-            frame = state.pending_frames.pop(index, None)
-            if frame is None:
-                continue
-            slots = [s for (f, s) in state.faces if f == index]
-            score = max(state.faces[(index, s)]["score"] for s in slots)
+            small, scale = state.pending_frames.pop(index)
+            boxes = state.boxes[state.position[index]]
+            scores = [state.faces[(index, s)]["score"] for s in range(len(boxes))]
+            score = max(scores)
             if len(state.worst) < k or score > state.worst[0][0]:
-                boxes = state.boxes[state.position[index]]
-                best = max(slots, key=lambda s: state.faces[(index, s)]["score"])
-                labels = [f"{state.faces[(index, s)]['score']:.3f}" if (index, s) in state.faces
-                          else "" for s in range(len(boxes))]
-                thumb = draw_boxes(frame, [(b.x0, b.y0, b.x1, b.y1) for b in boxes], labels,
-                                   highlight=best, max_side=self.config.report.thumbnail_side)
+                thumb = draw_boxes(small, [(b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale)
+                                           for b in boxes], [f"{v:.3f}" for v in scores],
+                                   highlight=int(np.argmax(scores)), max_side=max(small.shape))
                 entry = (score, index, thumb, boxes)
                 if len(state.worst) < k:
                     heapq.heappush(state.worst, entry)
@@ -786,6 +782,19 @@ class Analyzer:
                            frames_read=len(state.frame_order), faces=len(all_faces),
                            frames=tuple(frames), tracks=tuple(track_results), verdict=verdict,
                            timeline=timeline, warnings=tuple(state.warnings), **meta)
+
+
+def _thumbnail(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """A copy of ``frame`` no larger than ``max_side``, and the scale applied (kept instead of
+    the full frame until the frame's faces are scored)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return frame.copy(), 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), size[0] / w
 
 
 class ImageReadError(ValueError):
