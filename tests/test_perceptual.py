@@ -106,16 +106,17 @@ def test_ssim_map_matches_skimage_on_random_odd_sizes(shape, grad):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_batched_equals_one_at_a_time(fused_only, threads):
-    # with 2 threads a single image is split into bands of rows: every row must come out the same
+    # with 2 threads one image (big enough to be worth it) is split into bands of rows handled
+    # by different threads: every row must come out the same as in a batch
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(5, 3, 70, 33, generator=g)
-    y = (x + 0.1 * torch.randn(5, 3, 70, 33, generator=g)).clamp(0, 1)
+    x = torch.rand(3, 3, 310, 301, generator=g)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
     with torch_threads(threads):
         batched = perceptual.ssim_map(x, y, data_range=1.0)
-        singles = [perceptual.ssim_map(x[i : i + 1], y[i : i + 1], data_range=1.0) for i in range(5)]
+        singles = [perceptual.ssim_map(x[i : i + 1], y[i : i + 1], data_range=1.0) for i in range(3)]
     torch.testing.assert_close(batched, torch.cat(singles), rtol=0, atol=0)
     ref = np.stack([sk_ssim_full(x[i].permute(1, 2, 0).numpy(), y[i].permute(1, 2, 0).numpy(), 1.0)
-                    for i in range(5)])
+                    for i in range(3)])
     assert np.abs(batched.permute(0, 2, 3, 1).numpy() - ref).max() < 1e-4
 
 
@@ -277,3 +278,15 @@ def test_kernel_compiles_in_memory_when_no_cache_location_is_writable(monkeypatc
     with pytest.warns(RuntimeWarning, match="without an on-disk cache"):
         plus_one = _ssim_cpu.jit_with_disk_cache(_plus_one)
     assert plus_one(41) == 42
+
+
+def test_parallel_runner_covers_every_task_once_and_reraises_errors():
+    seen: list[int] = []
+    _ssim_cpu.run_parallel(lambda first, last: seen.extend(range(first, last)), 37, threads=3)
+    assert sorted(seen) == list(range(37))
+
+    def fails(first, last):
+        raise ValueError(f"task {first}")
+
+    with pytest.raises(ValueError, match="task"):
+        _ssim_cpu.run_parallel(fails, 10, threads=2)
