@@ -246,3 +246,18 @@ def test_labels_join_a_manifest_written_by_the_mri_df_writer(tmp_path):
     assert read_image(clip.mris[0]).max() > 0  # the fake's MRI, not the black real one
     test_ids = {c.record.identities[0] for c in data.tests["unseen_identity"]}
     assert test_ids and not test_ids & {c.record.identities[0] for c in data.train}
+
+
+def test_commands_report_bad_input_in_one_line(tmp_path, capsys):
+    from mrigan.cli import main
+
+    missing = tmp_path / "nope.csv"
+    assert main(["train-realism", "--config", "configs/realism_cpu.yaml",
+                 "--set", f"data.labels=[{missing}]", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mrigan train-realism: ") and f"{missing}: MOS label file not found" in err
+    assert main(["train-realism", "--config", "configs/realism_cpu.yaml", "--set", "model.inputs=rgb",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "unknown realism input 'rgb'" in capsys.readouterr().err
+    assert main(["evaluate-realism", "--checkpoint", str(tmp_path / "absent.pt")]) == 2
+    assert "absent.pt" in capsys.readouterr().err

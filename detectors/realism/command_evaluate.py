@@ -9,9 +9,10 @@ averages this model with others. Writes report.json, predictions.csv and scatter
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from detectors.realism.command_train import load_members
+from detectors.realism.command_train import USER_ERRORS, load_members
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import prepare_data
 from detectors.realism.dataset import needs_mri
@@ -43,6 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Bad configs, labels or data end with one clear line on stderr and exit code 2."""
+    try:
+        return _run(args)
+    except USER_ERRORS as exc:
+        print(f"mrigan evaluate-realism: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     device_spec = args.device
     model, trained_cfg = load_regressor(args.checkpoint, "cpu")
     data_dict = to_dict(trained_cfg)

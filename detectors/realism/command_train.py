@@ -8,14 +8,18 @@ frozen-feature baseline and, when ``ensemble.checkpoints`` are given, the weight
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from detectors.realism.config import RealismConfig
-from detectors.realism.data import prepare_data
-from detectors.realism.dataset import needs_mri
+from detectors.realism.data import RealismDataError, prepare_data
+from detectors.realism.dataset import check_inputs, needs_mri
 from detectors.realism.evaluate import evaluate_run
+from detectors.realism.labels import LabelError
+from detectors.realism.splits import SplitError
 from detectors.realism.train import load_regressor, train_regressor
-from mrigan.config import add_config_arguments, config_from_args, save_config
+from mrigan.checkpoint import CheckpointError
+from mrigan.config import ConfigError, add_config_arguments, config_from_args, save_config
 from mrigan.device import resolve_device
 
 
@@ -35,8 +39,22 @@ def load_members(paths, device) -> list:
     return members
 
 
+USER_ERRORS = (RealismDataError, LabelError, SplitError, ConfigError, CheckpointError,
+               FileNotFoundError, ValueError)
+
+
 def run(args: argparse.Namespace) -> int:
+    """Bad configs, labels or data end with one clear line on stderr and exit code 2."""
+    try:
+        return _run(args)
+    except USER_ERRORS as exc:
+        print(f"mrigan train-realism: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(RealismConfig, args)
+    check_inputs(cfg.model.inputs)  # fail before any data is read
     out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

@@ -10,7 +10,9 @@ per (predictor, seed) and the mean over seeds; writes ``<out>/compare_inputs.jso
 Read the MRI rows with care: without ``--generator`` the MRIs are the TRUE ``1 - SSIM(real,
 fake)`` maps, which a deployed detector never has (it must predict them from the fake alone
 with the MRI-GAN generator). Those rows are the ceiling of the idea, not its measured value;
-pass ``--generator weights.safetensors`` to score generator-predicted MRIs instead.
+pass ``--generator weights.safetensors`` to score generator-predicted MRIs instead. A generator
+that never saw the test people: ``--write-mri-df DIR`` writes self-blends of the training people
+only, then ``mrigan train-gan --config configs/mri_gan_cpu.yaml --set data.root=DIR``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from detectors.realism.baseline import FrozenFeatureBaseline
 from detectors.realism.config import BaselineConfig, DataConfig, RealismConfig, TrainConfig
 from detectors.realism.data import attach_generated_mris
 from detectors.realism.ensemble import weighted_average
-from detectors.realism.graded import faces_from_media, graded_clips, shared_media
+from detectors.realism.graded import (
+    faces_from_media,
+    graded_clips,
+    shared_media,
+    write_people_mri_df,
+)
 from detectors.realism.model import ModelConfig
 from detectors.realism.predict import predict_clips
 from detectors.realism.sampler import SequenceSampler
@@ -50,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--generator", default="", help="MRIGenerator weights: predicted MRIs")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write-mri-df", type=Path, default=None, metavar="DIR",
+                        help="only write an MRI-DF of the TRAINING people (to train a generator "
+                             "with `mrigan train-gan`), then stop")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -57,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
     people = faces_from_media(shared_media(args.shared_data), size=args.size)
     people["astronaut"] = demo_faces(args.size)
+    if args.write_mri_df:
+        root = write_people_mri_df({p: people[p] for p in TRAIN_PEOPLE}, args.write_mri_df,
+                                   val_people=("dfdc",))
+        print(f"MRI-DF of {', '.join(TRAIN_PEOPLE)} -> {root}")
+        return 0
     levels = tuple(np.linspace(0.0, 1.0, 9))
     train = graded_clips({p: people[p] for p in TRAIN_PEOPLE}, levels, frames_per_clip=6, seed=0)
     test = graded_clips({p: people[p] for p in TEST_PEOPLE}, levels, clips_per_level=2,

@@ -133,6 +133,39 @@ def shared_media(shared_data: str | os.PathLike) -> dict[str, Path]:
             "hopper": Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))}
 
 
+def write_people_mri_df(people: Mapping[str, Sequence[np.ndarray]], out: str | os.PathLike, *,
+                        fakes_per_frame: int = 2, val_people: Sequence[str] = (), seed: int = 0) -> Path:
+    """An MRI-DF dataset (manifest + PNGs) of random self-blends of ``people``, to train an
+    MRI generator on exactly the people a realism experiment trains on (never its test people).
+    ``val_people`` go to the ``val`` split."""
+    from datasets_builders.dataset import write_manifest
+    from datasets_builders.synthetic import self_blend
+
+    root = Path(out)
+    rng = np.random.default_rng(seed)
+    size = next(iter(people.values()))[0].shape[0]
+    black = f"mri/black_{size}.png"
+    atomic_save_image(root / black, np.zeros((size, size, 3), np.uint8))
+    rows = []
+    for ident, faces in people.items():
+        common = {"split": "val" if ident in val_people else "train", "identity": ident,
+                  "source": "graded", "track": 0}
+        for f, face in enumerate(faces):
+            real = f"face/{ident}_{f:04d}_real.png"
+            atomic_save_image(root / real, np.ascontiguousarray(face))
+            rows.append({"image": real, "mri": black, "label": "real", "video": f"{ident}_real",
+                         "method": "original", "frame": f, **common})
+            for k in range(fakes_per_frame):
+                pair = self_blend(np.ascontiguousarray(face), rng)
+                img, mri = f"face/{ident}_{f:04d}_fake{k}.png", f"mri/{ident}_{f:04d}_fake{k}.png"
+                atomic_save_image(root / img, pair.fake)
+                atomic_save_image(root / mri, mri_to_uint8(mri_map_np(pair.real, pair.fake)))
+                rows.append({"image": img, "mri": mri, "label": "fake", "video": f"{ident}_fake{k}",
+                             "method": "self_blend", "frame": f, **common})
+    write_manifest(root, rows)
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m detectors.realism.graded --out runs/graded_clips``: a rated set on disk
     (face crops, true MRIs, ``labels.csv``) for ``mrigan train-realism --config
