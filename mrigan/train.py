@@ -455,10 +455,23 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
                  result["l2"], result["l2_black"])
         return result
 
+    last_eval: dict[str, float] = history[-1] if history else {}
+    last_eval_step = history[-1]["step"] if history else -1
+
+    def evaluate_and_keep_best() -> None:
+        """Collective: rank 0 evaluates, every rank learns the outcome and joins the save."""
+        nonlocal best_ssim, best_step, last_eval, last_eval_step
+        if dist.is_main:
+            last_eval = run_eval()
+        best_ssim, best_step, last_eval = distributed.broadcast_object(
+            (best_ssim, best_step, last_eval))
+        last_eval_step = step
+        if best_step == step:
+            save([best_path])
+
     sums: dict[str, torch.Tensor] = {}
     n_summed = 0
     tick, tick_step = time.perf_counter(), step
-    last_eval: dict[str, float] = history[-1] if history else {}
     finished = tc.max_steps and step >= tc.max_steps
     try:
         while epoch < tc.epochs and not finished:
@@ -501,12 +514,8 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
                         log.info("step %d epoch %d: G %.4f (gan %.4f, pixel %.5f, ssim %.4f) "
                                  "D %.4f | %.1f img/s", step, epoch, means["G"], means["G_gan"],
                                  means["G_pixel"], means["G_ssim"], means["D"], ips)
-                evaluated = False
-                if held_out is not None and step % tc.eval_every == 0:
-                    last_eval = run_eval()
-                    evaluated = True
-                if evaluated and best_step == step:
-                    save([best_path])
+                if tc.eval_every and step % tc.eval_every == 0:
+                    evaluate_and_keep_best()
                 if tc.checkpoint_every and step % tc.checkpoint_every == 0:
                     save([last_path])
                 for callback in callbacks:
@@ -517,10 +526,8 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
             else:
                 epoch, batch_in_epoch = epoch + 1, 0
         # end of training: a final evaluation and checkpoint
-        if held_out is not None and (not history or history[-1]["step"] != step):
-            last_eval = run_eval()
-            if best_step == step:
-                save([best_path])
+        if tc.eval_every and last_eval_step != step:
+            evaluate_and_keep_best()
         save([last_path])
     finally:
         if writer is not None:
