@@ -96,7 +96,7 @@ def draw_boxes(frame: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequ
     scale = min(1.0, max_side / max(h, w))
     img = cv2.resize(frame, (max(1, round(w * scale)), max(1, round(h * scale))),
                      interpolation=cv2.INTER_AREA) if scale < 1 else frame.copy()
-    thick = max(1, round(max(img.shape[:2]) / 240))
+    thick = max(2, round(max(img.shape[:2]) / 240))
     for i, (box, label) in enumerate(zip(boxes, labels, strict=True)):
         x0, y0, x1, y1 = (int(round(v * scale)) for v in box[:4])
         colour = (230, 40, 40) if i == highlight else (250, 210, 40)

@@ -47,6 +47,7 @@ from mrigan.config import (
     to_dict,
 )
 from mrigan.fileio import atomic_save_image, atomic_write_json
+from mrigan.losses import LossConfig
 from mrigan.train import DataConfig, GanConfig, ModelConfig, TrainConfig
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
@@ -60,6 +61,7 @@ class SyntheticConfig:
     scenes_per_photo: int = 80  # each scene gives one real and one fake pair
     scene_size: int = 320  # side of the square synthetic frames (px)
     face_fraction: tuple[float, float] = (0.38, 0.58)  # face square side / frame side
+    quality: tuple[float, float] = (0.0, 0.4)  # blend quality range (graded_params; 1 = subtle)
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     augment_fraction: float = 0.3  # scenes given one augmentation (noise, blur, rotation, ...)
@@ -93,6 +95,7 @@ def _demo_gan() -> GanConfig:
     return GanConfig(
         name="gan",
         model=ModelConfig(image_size=64, ngf=16, ndf=16),
+        loss=LossConfig(tau=1.0),  # see configs/demo.yaml: the SSIM term blackens short runs
         data=DataConfig(eval_samples=32),
         train=TrainConfig(epochs=1000, batch_size=16, max_steps=3000, device="auto",
                           precision="auto", log_every=25, eval_every=50, checkpoint_every=50))
@@ -180,14 +183,18 @@ def render_scene(photo: Photo, p: dict[str, Any], size: int) -> tuple[np.ndarray
     return np.clip(np.rint(frame), 0, 255).astype(np.uint8), square
 
 
-def blend_into(frame: np.ndarray, square: tuple[int, int, int, int], seed: int) -> np.ndarray:
-    """A fake frame: the face square self-blended (jittered copy through a soft face mask)."""
-    from datasets_builders.synthetic import self_blend
+def blend_into(frame: np.ndarray, square: tuple[int, int, int, int], seed: int,
+               quality: tuple[float, float] = (0.0, 0.4)) -> np.ndarray:
+    """A fake frame: the face square self-blended (a jittered copy through a soft, deformed face
+    mask) with artefacts of a quality drawn in ``quality`` (``graded_params``: 0 crude, 1 subtle)."""
+    from datasets_builders.synthetic import graded_params, self_blend
 
     h, w = frame.shape[:2]
     x0, y0, x1, y1 = max(square[0], 0), max(square[1], 0), min(square[2], w), min(square[3], h)
+    rng = np.random.default_rng(seed)
+    params = graded_params(float(rng.uniform(*quality)), rng)
     fake = frame.copy()
-    fake[y0:y1, x0:x1] = self_blend(frame[y0:y1, x0:x1], np.random.default_rng(seed)).fake
+    fake[y0:y1, x0:x1] = self_blend(frame[y0:y1, x0:x1], rng, params).fake
     return fake
 
 
@@ -218,7 +225,7 @@ def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, photos: list[P
         reals, fakes, plans = [], [], []
         for photo, k, _split, params, seed in chunk:
             real, square = render_scene(photo, params, sc.scene_size)
-            fake = blend_into(real, square, seed)
+            fake = blend_into(real, square, seed, sc.quality)
             plan = make_plan(dc.seed, f"{photo.name}_{k:03d}", augment_fraction=sc.augment_fraction,
                              distraction_fraction=sc.distraction_fraction)
             run = PlanRunner(plan)  # the same augmentation on the real and on the fake scene
@@ -299,7 +306,8 @@ def synthetic_videos(cfg: DemoConfig, folder: Path, photos: list[Photo]) -> dict
                      [x + t * (y - x) for x, y in zip(a[k], b[k], strict=True)] if isinstance(a[k], list)
                      else a[k] + t * (b[k] - a[k])) for k in a}
             frame, square = render_scene(photos[photo], p, cfg.data.synthetic.scene_size)
-            frames.append(blend_into(frame, square, blend_seed) if fake_at[i] else frame)
+            frames.append(blend_into(frame, square, blend_seed, cfg.data.synthetic.quality)
+                          if fake_at[i] else frame)
         write_video(folder / name, frames, cfg.video.fps, cfg.video.crf)
         truth[name] = fake_at
     atomic_write_json(folder / "truth.json", truth)
@@ -361,11 +369,16 @@ def train_for(gan_cfg: GanConfig, minutes: float, log=print):
 
     deadline = time.monotonic() + minutes * 60
     chunk = max(1, gan_cfg.train.eval_every)
-    step, result = 0, None
+    step, result, per_step = 0, None, None
     t_start = time.monotonic()
     while step < gan_cfg.train.max_steps:
+        steps = chunk
+        if per_step is not None:  # fit the next chunk into the time left
+            steps = min(chunk, int((deadline - time.monotonic()) / per_step))
+            if steps < max(1, chunk // 5):
+                break
         t0 = time.monotonic()
-        target = min(step + chunk, gan_cfg.train.max_steps)
+        target = min(step + steps, gan_cfg.train.max_steps)
         result = train_gan(replace(gan_cfg, train={"max_steps": target}), resume=step > 0)
         per_step = (time.monotonic() - t0) / max(result.step - step, 1)
         step = result.step
@@ -373,8 +386,6 @@ def train_for(gan_cfg: GanConfig, minutes: float, log=print):
         log(f"  step {step}: held-out mean SSIM {ev.get('mean_ssim', math.nan):.3f}, mean MRI "
             f"fake {ev.get('mri_mean_fake', math.nan):.3f} / real {ev.get('mri_mean_real', math.nan):.3f}"
             f" ({time.monotonic() - t_start:.0f} s)")
-        if time.monotonic() + per_step * chunk > deadline:
-            break
     return result
 
 
@@ -514,7 +525,7 @@ def run(args: argparse.Namespace) -> int:
         truth = {str(v): is_fake[str(v)] for v in videos}
         held_from = f"the {held_from} split"
     report_dir = run_dir / "report"
-    analyzer = Analyzer(gen, None, analyze_cfg, face_detector=detector)
+    analyzer = Analyzer(weights, None, analyze_cfg, face_detector=detector)  # path: provenance
     results = analyzer.run(videos, report_dir, progress=sys.stderr.isatty())
     video_means = _video_truth_means(results, truth, synthetic)
 
