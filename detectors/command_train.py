@@ -19,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from detectors.train import train_detector
+    from mrigan import distributed
 
     extra = [f"{key}={value}" for key, value in (("data.root", args.data),
                                                  ("input.name", args.input),
@@ -26,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
                                                  ("out_dir", args.out_dir)) if value]
     args.overrides = list(args.overrides) + extra
     cfg = config_from_args(DetectorConfig, args)
-    result = train_detector(cfg)
-    print(f"best validation AUC {result.best_auc:.4f} at epoch {result.best_epoch}; "
-          f"{result.steps} steps; checkpoints: {result.best} {result.last}")
+    with distributed.session() as dist_info:  # torchrun: one process per device
+        result = train_detector(cfg)
+    if dist_info.is_main:
+        print(f"best validation AUC {result.best_auc:.4f} at epoch {result.best_epoch}; "
+              f"{result.steps} steps; checkpoints: {result.best} {result.last}")
     return 0

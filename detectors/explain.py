@@ -51,3 +51,17 @@ def overlay(face: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarr
         heat = cv2.resize(heat.astype(np.float32), face.shape[1::-1])
     colour = cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), cv2.COLORMAP_JET)[..., ::-1]
     return np.clip((1 - alpha) * face + alpha * colour, 0, 255).astype(np.uint8)
+
+
+def explain_faces(detector, faces=None, mris=None) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM for a loaded :class:`detectors.inference.Detector` on face crops (uint8 HxWx3)
+    or, for an MRI detector, their MRIs. Returns ``(heat maps (N, S, S) in [0, 1],
+    P(fake) (N,))`` at the detector's input size ``S``; :func:`overlay` resizes a map onto
+    its face."""
+    images = mris if detector.input_name == "mri" else faces
+    if images is None:
+        raise ValueError(f"this is a {detector.input_name} detector: pass "
+                         f"{'mris' if detector.input_name == 'mri' else 'faces'}=...")
+    x = detector._batch(images).to(detector.device)
+    heat, logits = gradcam(detector.model, x)
+    return heat.cpu().numpy(), torch.sigmoid(logits).cpu().numpy().astype(np.float64)

@@ -205,12 +205,12 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
                 optimizer.step()
                 step += 1
                 batches_done += 1
-                if writer is not None:
-                    if step == 1:
-                        _log_images(writer, adapter, batch, device)
-                    if step % cfg.train.log_every == 0 or step == 1:
-                        writer.add_scalar("train/loss", distributed.all_reduce_mean(
-                            loss.detach()).item(), step)
+                if step % cfg.train.log_every == 0 or step == 1:
+                    mean_loss = distributed.all_reduce_mean(loss.detach()).item()  # all ranks
+                    if writer is not None:
+                        writer.add_scalar("train/loss", mean_loss, step)
+                if writer is not None and step == 1:
+                    _log_images(writer, adapter, batch, device)
                 if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
                     save(last_path, epoch, batches_done)
                 if max_steps is not None and step >= max_steps:
