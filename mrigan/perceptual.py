@@ -3,9 +3,13 @@
 ``ssim_map`` reproduces scikit-image's ``structural_similarity(..., full=True,
 gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`` image, borders included
 (scikit-image filters with scipy's ``reflect`` mode, i.e. numpy's ``symmetric`` padding).
-It is batched (N, C, H, W), runs on CPU or CUDA, and is differentiable. On CPU without
-autograd a fused numba kernel does the work (``mrigan._ssim_cpu``); otherwise two separable
-depthwise convolutions over the five stacked local moments.
+It is batched (N, C, H, W), runs on CPU or CUDA, and is differentiable. On CPU, for float32
+without autograd and windows up to 11, a fused numba kernel does the work
+(``mrigan._ssim_cpu``, float64 arithmetic: ~15-20x scikit-image's pair-at-a-time
+throughput per CPU-second, see ``bench/perceptual.py``); it reads channels-last tensors in
+place and, for ``mri_map``, writes the clipped MRI directly. Otherwise (CUDA, float64,
+autograd) two separable depthwise convolutions over the five stacked local moments do it,
+also in float64: float32 sums of squares miss scikit-image by ~2e-4 on real frames.
 
 Images inside the library are float tensors; ``data_range`` is always explicit (255 for
 uint8-valued data, 1 for [0, 1] data), because SSIM's constants depend on it.
@@ -13,6 +17,7 @@ uint8-valued data, 1 for [0, 1] data), because SSIM's constants depend on it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -152,17 +157,32 @@ def _ssim_fused_cpu(x, y, *, data_range, window, sigma, k1, k2, mri=False) -> to
 
 
 def _ssim_map_torch(x, y, *, data_range, window, sigma, k1, k2) -> torch.Tensor:
-    c = x.shape[1]
-    taps = gaussian_taps(window, sigma, dtype=x.dtype, device=x.device)
-    mid = 0.5 * data_range  # centring keeps float32 cancellation in the variances small
-    xc, yc = x - mid, y - mid
-    moments = gaussian_filter(torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1), taps)
-    mx, my, mxx, myy, mxy = moments.split(c, dim=1)
-    vx, vy, vxy = mxx - mx * mx, myy - my * my, mxy - mx * my
-    mx, my = mx + mid, my + mid
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    a1, a2 = 2 * mx * my + c1, 2 * vxy + c2  # identical inputs: num == den exactly
-    return (a1 * a2) / (((mx - my) ** 2 + a1) * ((vx + vy - 2 * vxy) + a2))
+    """Differentiable SSIM map by depthwise convolutions, any device.
+
+    The moments are computed in float64 whatever the input dtype (and outside autocast):
+    in float32 the variance, a small difference of two sums of squares, misses
+    scikit-image by ~2e-4 in flat, near-saturated regions of real frames. The result has
+    the input's dtype. Devices without float64 (MPS) stay in float32.
+    """
+    out_dtype = x.dtype
+    device = x.device.type
+    work = torch.float32 if device == "mps" else torch.float64
+    no_autocast = (torch.autocast(device, enabled=False) if device in ("cpu", "cuda")
+                   else contextlib.nullcontext())
+    with no_autocast:
+        x, y = x.to(work), y.to(work)
+        c = x.shape[1]
+        taps = gaussian_taps(window, sigma, dtype=work, device=x.device)
+        mid = 0.5 * data_range  # centring keeps cancellation in the variances small
+        xc, yc = x - mid, y - mid
+        moments = gaussian_filter(torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1), taps)
+        mx, my, mxx, myy, mxy = moments.split(c, dim=1)
+        vx, vy, vxy = mxx - mx * mx, myy - my * my, mxy - mx * my
+        mx, my = mx + mid, my + mid
+        c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+        a1, a2 = 2 * mx * my + c1, 2 * vxy + c2  # identical inputs: num == den exactly
+        ssim = (a1 * a2) / (((mx - my) ** 2 + a1) * ((vx + vy - 2 * vxy) + a2))
+    return ssim.to(out_dtype)
 
 
 def mri_map(real: torch.Tensor, fake: torch.Tensor, *, data_range: float, **kwargs) -> torch.Tensor:

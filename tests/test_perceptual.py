@@ -6,6 +6,7 @@ import multiprocessing
 import warnings
 from contextlib import contextmanager
 
+import av
 import numba
 import numpy as np
 import pytest
@@ -91,6 +92,30 @@ def test_ssim_map_matches_skimage_on_real_frames(ff_pair, dtype, grad):
     assert err.max() < (1e-4 if dtype == torch.float32 else 1e-9)
     # borders included: the outermost rows/columns are where padding modes differ
     assert err[:5].max() < 1e-4 and err[:, -5:].max() < 1e-4
+
+
+@pytest.fixture(scope="module")
+def dark_flat_crop(ffpp_root):
+    """128x128 of the first frames of FF++ original 004 and its NeuralTextures fake, around a
+    flat near-black patch (values 3-5): there float32 sums of squares of centred values
+    (~1.6e4) lose ~1.1e-4 of SSIM, more than the parity target."""
+    def crop(path):
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+        return np.ascontiguousarray(frame[512:640, 533:661])
+    return (crop(ffpp_root / "original_sequences/youtube/c23/videos/004.mp4"),
+            crop(ffpp_root / "manipulated_sequences/NeuralTextures/c23/videos/004_982.mp4"))
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["fused", "autograd"])
+def test_float32_maps_keep_parity_in_flat_dark_regions_of_real_frames(dark_flat_crop, grad):
+    real, fake = dark_flat_crop
+    x, y = nchw(real), nchw(fake).requires_grad_(grad)
+    got = perceptual.ssim_map(x, y, data_range=255)
+    assert got.dtype == torch.float32
+    assert np.abs(hwc(got) - sk_ssim_full(real, fake, 255)).max() < 1e-5
+    mri = perceptual.mri_map(x, y, data_range=255)
+    assert np.abs(hwc(mri) - np.clip(1 - sk_ssim_full(real, fake, 255), 0, 1)).max() < 1e-5
 
 
 @pytest.mark.parametrize("shape", [(13, 17, 3), (31, 12, 1), (65, 101, 3), (128, 96, 2)])
