@@ -91,7 +91,7 @@ class ReportConfig:
 class AnalyzeConfig:
     name: str = "analyze"
     device: str = "auto"
-    precision: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
     batch_size: int = 32  # faces per generator / detector batch
     frames: FramesConfig = field(default_factory=FramesConfig)
     faces: FacesConfig = field(default_factory=FacesConfig)
@@ -381,12 +381,12 @@ def _slug(path: Path, index: int) -> str:
 # ----------------------------------------------------------------------------- models
 
 
-def load_generator(generator: Any, device: str = "auto"):
+def load_generator(generator: Any, device: str = "auto", precision: str = "fp32"):
     """An ``MRIGenerator`` from a path (``.safetensors`` export or checkpoint), or as given."""
     if isinstance(generator, (str, os.PathLike)):
         from mrigan.inference import MRIGenerator
 
-        return MRIGenerator.load(generator, device=device)
+        return MRIGenerator.load(generator, device=device, precision=precision)
     if not hasattr(generator, "predict") or not hasattr(generator, "image_size"):
         raise TypeError("generator must be a weights path or an object with predict() and "
                         f"image_size (an MRIGenerator), got {type(generator).__name__}")
@@ -504,12 +504,12 @@ class Analyzer:
         self.config = config or AnalyzeConfig()
         self.device = resolve_device(self.config.device)
         self.generator_info = _file_info(generator, generator)
-        self.generator = load_generator(generator, str(self.device))
+        self.generator = load_generator(generator, str(self.device), self.config.precision)
         self.generator_info["image_size"] = int(self.generator.image_size)
         self.detector = None
         self.detector_info = None
         if detector is not None:
-            self.detector = _load_detector(detector, str(self.device))
+            self.detector = _load_detector(detector, str(self.device), self.config.precision)
             self.detector_info = _file_info(detector, self.detector)
         if face_detector is None:
             from datasets_builders.faces import FaceDetector
@@ -801,11 +801,11 @@ class ImageReadError(ValueError):
     """An image file that cannot be decoded."""
 
 
-def _load_detector(detector: Any, device: str):
+def _load_detector(detector: Any, device: str, precision: str = "fp32"):
     if isinstance(detector, (str, os.PathLike)):
         from detectors import inference
 
-        return inference.load_detector(detector, device=device)
+        return inference.load_detector(detector, device=device, precision=precision)
     if not hasattr(detector, "predict_proba"):
         raise TypeError("detector must be a weights path or an object with predict_proba(faces=, "
                         f"mris=), got {type(detector).__name__}")
