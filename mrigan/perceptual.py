@@ -100,8 +100,12 @@ def ssim_map(
                         mri=False)
 
 
-def _ssim_or_mri(x, y, *, data_range, window=11, sigma=1.5, k1=0.01, k2=0.03, mri) -> torch.Tensor:
-    """Checks, integer-to-float conversion, then the fused CPU kernel or the torch path."""
+def _ssim_or_mri(x, y, *, data_range, window=11, sigma=1.5, k1=0.01, k2=0.03, mri,
+                 precise=True) -> torch.Tensor:
+    """Checks, integer-to-float conversion, then the fused CPU kernel or the torch path.
+
+    ``precise=False`` lets the torch path work in the input's precision (see ssim_loss).
+    """
     _check_pair(x, y)
     if data_range is None or not data_range > 0:
         raise ValueError(f"data_range must be a positive number, got {data_range!r}")
@@ -116,7 +120,7 @@ def _ssim_or_mri(x, y, *, data_range, window=11, sigma=1.5, k1=0.01, k2=0.03, mr
     fused = _ssim_fused_cpu(x, y, mri=mri, **kw)
     if fused is not None:
         return fused
-    ssim = _ssim_map_torch(x, y, **kw)
+    ssim = _ssim_map_torch(x, y, precise=precise, **kw)
     return (1.0 - ssim).clamp_(0.0, 1.0) if mri else ssim
 
 
@@ -156,17 +160,21 @@ def _ssim_fused_cpu(x, y, *, data_range, window, sigma, k1, k2, mri=False) -> to
     return torch.from_numpy(kernel(planes_x, planes_y, step=1).reshape(n, c, h, w))
 
 
-def _ssim_map_torch(x, y, *, data_range, window, sigma, k1, k2) -> torch.Tensor:
+def _ssim_map_torch(x, y, *, data_range, window, sigma, k1, k2, precise=True) -> torch.Tensor:
     """Differentiable SSIM map by depthwise convolutions, any device.
 
-    The moments are computed in float64 whatever the input dtype (and outside autocast):
-    in float32 the variance, a small difference of two sums of squares, misses
-    scikit-image by ~2e-4 in flat, near-saturated regions of real frames. The result has
-    the input's dtype. Devices without float64 (MPS) stay in float32.
+    With ``precise`` the moments are computed in float64 whatever the input dtype: in
+    float32 the variance, a small difference of two sums of squares, misses scikit-image
+    by ~2e-4 in flat, dark or saturated regions of real frames. Otherwise in float32 or
+    better. Always outside autocast, and the result has the input's dtype. Devices
+    without float64 (MPS) stay in float32.
     """
     out_dtype = x.dtype
     device = x.device.type
-    work = torch.float32 if device == "mps" else torch.float64
+    if precise and device != "mps":
+        work = torch.float64
+    else:
+        work = torch.promote_types(x.dtype, torch.float32)
     no_autocast = (torch.autocast(device, enabled=False) if device in ("cpu", "cuda")
                    else contextlib.nullcontext())
     with no_autocast:
@@ -200,9 +208,12 @@ def ssim_loss(
     """``sqrt(1 - mean SSIM)``, 0 for identical inputs, with a finite gradient there.
 
     Computed as ``sqrt(1 - SSIM + eps) - sqrt(eps)``: the plain square root has an infinite
-    derivative at 0, which made the original training code's gradient non-finite.
+    derivative at 0, which made the original training code's gradient non-finite. A
+    training loss needs no 1e-4 parity per pixel, so with autograd it is computed in the
+    input's precision (float64 depthwise convolutions cost 2-4x on CPU).
     """
-    one_minus = (1.0 - ssim_map(x, y, data_range=data_range, **kwargs).mean()).clamp_min(0.0)
+    ssim = _ssim_or_mri(x, y, data_range=data_range, mri=False, precise=False, **kwargs)
+    one_minus = (1.0 - ssim.mean()).clamp_min(0.0)
     return torch.sqrt(one_minus + eps) - math.sqrt(eps)
 
 

@@ -230,6 +230,13 @@ def test_ssim_loss_is_zero_and_has_finite_gradient_at_identity():
     assert loss.item() == pytest.approx(expect, abs=1e-4)
     loss.backward()
     assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+    # float32, as in training (computed in float32 there), agrees on the mean too
+    z32 = z.detach().float().requires_grad_(True)
+    loss32 = perceptual.ssim_loss(x.float(), z32, data_range=1.0)
+    assert loss32.dtype == torch.float32 and loss32.item() == pytest.approx(expect, abs=1e-3)
+    loss32.backward()
+    assert torch.isfinite(z32.grad).all()
+    torch.testing.assert_close(z32.grad.double(), z.grad, rtol=1e-3, atol=1e-6)
 
 
 def test_ssim_map_gradient_matches_finite_differences():
