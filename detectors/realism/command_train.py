@@ -40,7 +40,7 @@ def load_members(paths, device) -> list:
 
 
 USER_ERRORS = (RealismDataError, LabelError, SplitError, ConfigError, CheckpointError,
-               FileNotFoundError, ValueError)
+               FileNotFoundError, ValueError, FloatingPointError)
 
 
 def run(args: argparse.Namespace) -> int:
