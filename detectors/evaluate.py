@@ -136,6 +136,7 @@ def evaluate_detector(cfg: EvaluateConfig, *, log=print) -> dict:
         "aggregation": {"rule": agg.rule, "params": chosen.params, "searched": agg.search,
                         "objective": agg.objective, "validation_value": chosen.value,
                         "description": describe(agg.rule, **chosen.params),
+                        "ties": sum(row[agg.objective] == chosen.value for row in chosen.table),
                         "grid": chosen.table},
         "validation": {"videos": len(validation.videos), "units": len(validation.units)},
         "frame_threshold": cfg.frame_threshold,

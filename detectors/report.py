@@ -108,14 +108,17 @@ def write_reports(out_dir: Path, results: dict) -> None:
         f"Checkpoint: `{det['checkpoint']}`  ",
         f"Video rule: **{agg['rule']}** {agg['params']} - {agg['description']}.  ",
         (f"Chosen on the validation set only ({results['validation']['videos']} videos) by "
-         f"maximising {agg['objective']} ({agg['validation_value']:.3f}); applied unchanged to "
-         f"every test set." if agg["searched"] else "Fixed parameters (no search)."),
+         f"maximising {agg['objective']} ({agg['validation_value']:.3f}; {agg['ties']} of "
+         f"{len(agg['grid'])} candidates reach it, the first in grid order is kept); applied "
+         f"unchanged to every test set." if agg["searched"] else "Fixed parameters (no search)."),
         "",
         "## Video level",
         "",
         markdown_table(results, "video"),
         "",
-        f"## Frame level (face is fake when P(fake) >= {results['frame_threshold']:g})",
+        (f"## Clip level (temporal model: a unit is a clip of consecutive faces of a track, "
+         f"fake when P(fake) >= {results['frame_threshold']:g})" if det["temporal"] else
+         f"## Frame level (face is fake when P(fake) >= {results['frame_threshold']:g})"),
         "",
         markdown_table(results, "frame"),
         "",
