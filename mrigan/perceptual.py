@@ -181,15 +181,17 @@ def _ssim_map_torch(x, y, *, data_range, window, sigma, k1, k2, precise=True) ->
         x, y = x.to(work), y.to(work)
         c = x.shape[1]
         taps = gaussian_taps(window, sigma, dtype=work, device=x.device)
-        mid = 0.5 * data_range  # centring keeps cancellation in the variances small
+        mid = 0.5 * data_range  # centring keeps cancellation in the covariance small
         xc, yc = x - mid, y - mid
-        moments = gaussian_filter(torch.cat([xc, yc, xc * xc, yc * yc, xc * yc], dim=1), taps)
-        mx, my, mxx, myy, mxy = moments.split(c, dim=1)
-        vx, vy, vxy = mxx - mx * mx, myy - my * my, mxy - mx * my
+        # vx + vy - 2 vxy is the variance of x - y: four moments instead of five
+        moments = gaussian_filter(torch.cat([xc, yc, xc * yc, (xc - yc) ** 2], dim=1), taps)
+        mx, my, mxy, mdd = moments.split(c, dim=1)
+        dm = mx - my
+        vxy, vd = mxy - mx * my, mdd - dm * dm
         mx, my = mx + mid, my + mid
         c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-        a1, a2 = 2 * mx * my + c1, 2 * vxy + c2  # identical inputs: num == den exactly
-        ssim = (a1 * a2) / (((mx - my) ** 2 + a1) * ((vx + vy - 2 * vxy) + a2))
+        a1, a2 = 2 * mx * my + c1, 2 * vxy + c2  # identical inputs: dm = vd = 0, num == den
+        ssim = (a1 * a2) / ((dm * dm + a1) * (vd + a2))
     return ssim.to(out_dtype)
 
 
