@@ -239,6 +239,22 @@ def test_ssim_loss_is_zero_and_has_finite_gradient_at_identity():
     torch.testing.assert_close(z32.grad.double(), z.grad, rtol=1e-3, atol=1e-6)
 
 
+def test_autocast_does_not_lower_the_precision_of_the_differentiable_path(ff_pair):
+    # GAN training runs under autocast (bf16 on CPU, fp16 on CUDA): SSIM must not follow it
+    real, fake, _ = ff_pair
+    x, y = nchw(real[:96, :96]), nchw(fake[:96, :96]).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = perceptual.ssim_map(x, y, data_range=255)
+    assert got.dtype == torch.float32
+    assert np.abs(hwc(got) - sk_ssim_full(real[:96, :96], fake[:96, :96], 255)).max() < 1e-5
+    # the training loss works in float32 (not float64), and not in bfloat16 either
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss_autocast = perceptual.ssim_loss(x / 255, y / 255)
+    loss = perceptual.ssim_loss(x / 255, y / 255)
+    assert loss_autocast.dtype == torch.float32
+    assert loss_autocast.item() == pytest.approx(loss.item(), abs=1e-6)
+
+
 def test_ssim_map_gradient_matches_finite_differences():
     torch.manual_seed(0)
     x = torch.rand(1, 1, 12, 12, dtype=torch.float64)
