@@ -292,7 +292,7 @@ table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ccc;paddi
 .legend{display:inline-block;width:220px;height:12px;vertical-align:middle;border:1px solid #999}
 table.overview td:first-child,table.overview td:last-child{text-align:left;word-break:break-all}
 table.overview{margin:12px 0;width:100%} tr.not-analysed{color:#8a5300}
-table.overview td:nth-child(2){text-align:center}
+table.overview td:nth-child(2){text-align:center} table.overview th{text-align:left}
 .small-badge{font-weight:bold;padding:1px 8px;border-radius:4px;font-size:12px}
 .missing{color:#b3261e;font-size:12px}
 """

@@ -110,7 +110,7 @@ def _demo_analyze() -> AnalyzeConfig:
 class DemoConfig:
     name: str = "demo"
     out_dir: str = "runs"
-    train_minutes: float = 4.0  # GAN training time budget (stops at gan.train.max_steps too)
+    train_minutes: float = 5.0  # GAN training time budget (stops at gan.train.max_steps too)
     calibrate_threshold: bool = True  # pick verdict.mri_threshold on validation faces
     data: DemoDataConfig = field(default_factory=DemoDataConfig)
     gan: GanConfig = field(default_factory=_demo_gan)
