@@ -405,7 +405,7 @@ def generator_figures(gen, root: Path, split: str) -> dict[str, float]:
     pred = gen.predict_tensor(faces).cpu()
     ssim = perceptual.mean_ssim(pred, true, data_range=1.0)
     per_face = pred.flatten(1).mean(1)
-    return {"pairs": len(items), "mean_ssim": float(ssim.mean()),
+    return {"split": split, "pairs": len(items), "mean_ssim": float(ssim.mean()),
             "mri_mean_fake": float(per_face[labels == 1].mean()),
             "mri_mean_real": float(per_face[labels == 0].mean()),
             "scores": per_face.tolist(), "labels": labels.tolist()}
@@ -456,8 +456,7 @@ def _log(*args: Any, **kwargs: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from datasets_builders.faces import FaceDetector
     from mrigan.analyze import Analyzer
-    from mrigan.inference import MRIGenerator, export_generator
-    from mrigan.train import replace
+    from mrigan.inference import MRIGenerator
 
     cfg = load_demo_config(args.config, args.overrides)
     run_dir = args.out or cfg.run_dir
@@ -468,78 +467,37 @@ def run(args: argparse.Namespace) -> int:
     detector = FaceDetector(device=cfg.analyze.device, thresholds=fc.thresholds,
                             min_face_size=fc.min_face_size, max_side=fc.max_side,
                             batch_size=fc.detect_batch)
-
-    data_root = run_dir / "data"
-    synthetic = not cfg.data.root
-    _log(f"[1/4] MRI-DF from {'packaged photos (synthetic scenes)' if synthetic else cfg.data.root}"
-         f" -> {data_root}")
-    if synthetic:
-        photos = packaged_photos(detector)
-        counts = build_synthetic_mri_df(cfg, data_root, detector, photos, _log)
-        _log(f"  {counts['scenes']} scenes ({counts['no_face']} without a detected face): pairs "
-             f"train {counts['pairs_train']}, val {counts['pairs_val']}, test {counts['pairs_test']}")
-        build_cfg = None
-    else:
-        from datasets_builders.mri_df import build_mri_df
-
-        build_cfg = _build_config(cfg, data_root)
-        build_mri_df(build_cfg, log=_log)
-
-    gan_cfg = replace(cfg.gan, name="gan", out_dir=str(run_dir), data={"root": str(data_root)})
-    _log(f"[2/4] training a {gan_cfg.model.image_size} px MRI-GAN for up to {cfg.train_minutes:g} "
-         f"min -> {gan_cfg.run_dir}")
-    result = train_for(gan_cfg, cfg.train_minutes, _log)
-    best = result.best_checkpoint or result.last_checkpoint
-    weights, _sidecar = export_generator(best, run_dir / "generator.safetensors")
+    data_root, photos, build_cfg = _build_data(cfg, run_dir / "data", detector)
+    weights, trained = _train_and_export(cfg, run_dir, data_root)
     gen = MRIGenerator.load(weights, device=cfg.analyze.device)
-
-    _log(f"[3/4] held-out figures of {weights} (step {result.best_step})")
-    from datasets_builders.dataset import read_manifest
-
-    splits = {r["split"] for r in read_manifest(data_root)}
-    test_split = "test" if "test" in splits else "val"
-    test = generator_figures(gen, data_root, test_split)
-    analyze_cfg = cfg.analyze
-    calibration = None
-    if cfg.calibrate_threshold and "val" in splits:
-        val = generator_figures(gen, data_root, "val")
-        if len(set(val["labels"])) == 2:
-            thr, bacc = calibrate_mri_threshold(val["scores"], val["labels"],
-                                                analyze_cfg.verdict.fake_fraction,
-                                                analyze_cfg.verdict.rule)
-            analyze_cfg = dataclasses.replace(analyze_cfg, verdict=dataclasses.replace(analyze_cfg.verdict,
-                                                                       mri_threshold=thr))
-            calibration = {"mri_threshold": thr, "val_balanced_accuracy": bacc,
-                           "val_pairs": val["pairs"]}
-            _log(f"  verdict face threshold (mean MRI) {thr:.4f}, chosen on {val['pairs']} "
-                 f"validation faces (balanced accuracy {bacc:.3f})")
+    _log(f"[3/4] held-out figures of {weights} (step {trained.best_step})")
+    test, analyze_cfg, calibration = _held_out_figures(cfg, gen, data_root)
 
     _log("[4/4] analysing held-out videos")
-    video_dir = run_dir / "videos"
-    if synthetic:
-        truth = synthetic_videos(cfg, video_dir, photos)
-        videos = [video_dir / name for name in truth]
+    if photos is not None:
+        truth = synthetic_videos(cfg, run_dir / "videos", photos)
+        videos = [run_dir / "videos" / name for name in truth]
         held_from = "unseen synthetic scenes"
     else:
-        videos, is_fake, held_from = held_out_videos(cfg, build_cfg)
+        videos, is_fake, split = held_out_videos(cfg, build_cfg)
         truth = {str(v): is_fake[str(v)] for v in videos}
-        held_from = f"the {held_from} split"
+        held_from = f"the {split} split"
     report_dir = run_dir / "report"
     analyzer = Analyzer(weights, None, analyze_cfg, face_detector=detector)  # path: provenance
     results = analyzer.run(videos, report_dir, progress=sys.stderr.isatty())
-    video_means = _video_truth_means(results, truth, synthetic)
+    video_means = _video_truth_means(results, truth, synthetic=photos is not None)
 
     summary = {
-        "data": "synthetic" if synthetic else cfg.data.root,
-        "generator": str(weights), "best_step": result.best_step, "steps": result.step,
-        "held_out_split": test_split, "held_out_pairs": test["pairs"],
+        "data": cfg.data.root or "synthetic",
+        "generator": str(weights), "best_step": trained.best_step, "steps": trained.step,
+        "held_out_split": test["split"], "held_out_pairs": test["pairs"],
         "held_out_mean_ssim": test["mean_ssim"],
         "held_out_mri_mean_fake": test["mri_mean_fake"],
         "held_out_mri_mean_real": test["mri_mean_real"],
         "calibration": calibration,
         "videos_from": held_from,
-        "video_faces_mri_mean_fake": video_means.get("fake"),
-        "video_faces_mri_mean_real": video_means.get("real"),
+        "video_faces_mri_mean_fake": video_means["fake"],
+        "video_faces_mri_mean_real": video_means["real"],
         "verdicts": {Path(r.path).name: (r.verdict.label if r.verdict else r.status)
                      for r in results.inputs},
         "truth": {Path(k).name: (any(v) if isinstance(v, list) else bool(v))
@@ -548,18 +506,77 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(time.monotonic() - t0, 1),
     }
     atomic_write_json(run_dir / "summary.json", summary)
-    for r in results.inputs:
-        name = Path(r.path).name
-        really = "fake" if summary["truth"].get(name) else "real"
-        got = r.verdict.label.upper() if r.verdict else f"not analysed ({r.status})"
-        _log(f"  {name}: {got} (truth: {really})")
-    _log(f"report: {summary['report']}")
-    _log(f"held-out MRI SSIM {test['mean_ssim']:.3f} on {test['pairs']} {test_split} faces; mean "
-         f"MRI fake {test['mri_mean_fake']:.3f} vs real {test['mri_mean_real']:.3f}"
-         + (f"; video faces fake {video_means['fake']:.3f} vs real {video_means['real']:.3f}"
-            if video_means.get("fake") is not None and video_means.get("real") is not None else "")
-         + f"; {summary['seconds']:.0f} s")
+    _print_summary(summary)
     return 0 if results.analysed else 1
+
+
+def _build_data(cfg: DemoConfig, data_root: Path, detector):
+    """Step 1: MRI-DF from the packaged photos, or from ``data.root`` with the real builder.
+    Returns (root, photos or None, the builder config or None)."""
+    synthetic = not cfg.data.root
+    _log(f"[1/4] MRI-DF from {'packaged photos (synthetic scenes)' if synthetic else cfg.data.root}"
+         f" -> {data_root}")
+    if not synthetic:
+        from datasets_builders.mri_df import build_mri_df
+
+        build_cfg = _build_config(cfg, data_root)
+        build_mri_df(build_cfg, log=_log)
+        return data_root, None, build_cfg
+    photos = packaged_photos(detector)
+    counts = build_synthetic_mri_df(cfg, data_root, detector, photos, _log)
+    _log(f"  {counts['scenes']} scenes ({counts['no_face']} without a detected face): pairs "
+         f"train {counts['pairs_train']}, val {counts['pairs_val']}, test {counts['pairs_test']}")
+    return data_root, photos, None
+
+
+def _train_and_export(cfg: DemoConfig, run_dir: Path, data_root: Path):
+    """Step 2: train within the time budget; export the best held-out checkpoint."""
+    from mrigan.inference import export_generator
+    from mrigan.train import replace
+
+    gan_cfg = replace(cfg.gan, name="gan", out_dir=str(run_dir), data={"root": str(data_root)})
+    _log(f"[2/4] training a {gan_cfg.model.image_size} px MRI-GAN for up to {cfg.train_minutes:g} "
+         f"min -> {gan_cfg.run_dir}")
+    result = train_for(gan_cfg, cfg.train_minutes, _log)
+    best = result.best_checkpoint or result.last_checkpoint
+    weights, _sidecar = export_generator(best, run_dir / "generator.safetensors")
+    return weights, result
+
+
+def _held_out_figures(cfg: DemoConfig, gen, data_root: Path):
+    """Step 3: figures on the test split (else val); the verdict's face threshold on val only."""
+    from datasets_builders.dataset import read_manifest
+
+    splits = {r["split"] for r in read_manifest(data_root)}
+    test = generator_figures(gen, data_root, "test" if "test" in splits else "val")
+    analyze_cfg, calibration = cfg.analyze, None
+    if cfg.calibrate_threshold and "val" in splits:
+        val = generator_figures(gen, data_root, "val")
+        if len(set(val["labels"])) == 2:
+            verdict = analyze_cfg.verdict
+            thr, bacc = calibrate_mri_threshold(val["scores"], val["labels"],
+                                                verdict.fake_fraction, verdict.rule)
+            analyze_cfg = dataclasses.replace(
+                analyze_cfg, verdict=dataclasses.replace(verdict, mri_threshold=thr))
+            calibration = {"mri_threshold": thr, "val_balanced_accuracy": bacc,
+                           "val_pairs": val["pairs"]}
+            _log(f"  verdict face threshold (mean MRI) {thr:.4f}, chosen on {val['pairs']} "
+                 f"validation faces (balanced accuracy {bacc:.3f})")
+    return test, analyze_cfg, calibration
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    for name, label in summary["verdicts"].items():
+        really = "fake" if summary["truth"].get(name) else "real"
+        _log(f"  {name}: {label.upper()} (truth: {really})")
+    _log(f"report: {summary['report']}")
+    fake, real = summary["video_faces_mri_mean_fake"], summary["video_faces_mri_mean_real"]
+    _log(f"held-out MRI SSIM {summary['held_out_mean_ssim']:.3f} on {summary['held_out_pairs']} "
+         f"{summary['held_out_split']} faces; mean MRI fake {summary['held_out_mri_mean_fake']:.3f}"
+         f" vs real {summary['held_out_mri_mean_real']:.3f}"
+         + (f"; video faces fake {fake:.3f} vs real {real:.3f}"
+            if fake is not None and real is not None else "")
+         + f"; {summary['seconds']:.0f} s")
 
 
 def _video_truth_means(results, truth: dict, synthetic: bool) -> dict[str, float | None]:
