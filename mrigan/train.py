@@ -238,14 +238,15 @@ class GanTrainer:
 
     @torch.no_grad()
     def generate(self, faces: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-        """MRIs in [0, 1] for (N, 3, H, W) faces, generator in eval mode (no dropout)."""
+        """MRIs in [0, 1] for (N, 3, H, W) faces, generator in eval mode (no dropout), fp32
+        whatever the training precision, so the held-out SSIM that picks ``best.pt`` does not
+        depend on it."""
         was_training = self.generator.training
         self.generator.eval()
         try:
             outs = []
             for i in range(0, faces.shape[0], batch_size):
-                with self.autocast():
-                    outs.append(self.generator(self.to_device(faces[i:i + batch_size])).float())
+                outs.append(self.generator(self.to_device(faces[i:i + batch_size])).float())
             return torch.cat(outs).contiguous()
         finally:
             self.generator.train(was_training)
