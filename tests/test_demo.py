@@ -106,8 +106,8 @@ def test_demo_on_a_real_dataset_root(ffpp_root, tmp_path):
     rc = cli(["demo", "--out", str(out), "--set", f"data.root={ffpp_root}",
               "--set", "data.every=100", "--set", "data.max_frames=2", "--set", "data.val=0.34",
               "--set", "data.test=0.34", "--set", "video.max_videos=2",
-              "--set", "analyze.frames.max_frames=2", "--set", "analyze.faces.max_side=640",
-              "--set", "analyze.frames.every=100", *TINY])
+              "--set", "video.max_frames=2", "--set", "analyze.faces.max_side=640",
+              "--set", "video.every=100", *TINY])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["data"] == str(ffpp_root) and summary["held_out_split"] == "test"
@@ -115,4 +115,6 @@ def test_demo_on_a_real_dataset_root(ffpp_root, tmp_path):
     results = json.loads((out / "report" / "results.json").read_text())
     paths = [Path(e["path"]) for e in results["inputs"]]
     assert len(paths) == 2 and all(p.is_relative_to(ffpp_root) for p in paths)
+    assert [e["frames_read"] for e in results["inputs"]] == [2, 2]  # video.every / max_frames
+    assert results["config"]["frames"] == {"every": 100, "max_frames": 2}
     assert sorted(summary["truth"].values()) == [False, True]  # one fake, one original

@@ -88,7 +88,9 @@ class DemoVideoConfig:
     frames: int = 48  # frames per synthetic video
     fps: float = 12.0
     crf: int = 16  # H.264 quality (lower = closer to lossless)
-    max_videos: int = 4  # real data: held-out videos analysed
+    max_videos: int = 4  # real data: held-out videos analysed ...
+    every: int = 10  # ... every Nth frame of them (analyze.frames is for the short synthetic videos)
+    max_frames: int | None = 30  # ... at most this many frames each
 
 
 def _demo_gan() -> GanConfig:
@@ -482,6 +484,8 @@ def run(args: argparse.Namespace) -> int:
         videos, is_fake, split = held_out_videos(cfg, build_cfg)
         truth = {str(v): is_fake[str(v)] for v in videos}
         held_from = f"the {split} split"
+        analyze_cfg = dataclasses.replace(analyze_cfg, frames=FramesConfig(
+            every=cfg.video.every, max_frames=cfg.video.max_frames))
     report_dir = run_dir / "report"
     analyzer = Analyzer(weights, None, analyze_cfg, face_detector=detector)  # path: provenance
     results = analyzer.run(videos, report_dir, progress=sys.stderr.isatty())
