@@ -7,9 +7,10 @@ quality 0: strong colour/brightness shift, blur and misalignment), whose MRIs ar
 separates fakes from reals within a few hundred steps, even for plain L2 regression.
 
 Objective: L2 + LSGAN (``tau = 1``). With the paper's ``tau = 0.3`` the ``sqrt(1 - SSIM)`` term
-drives this small run to an exactly black output within ~200 steps (real faces' MRIs are black,
-and SSIM against black punishes any output above ~0.003), so held-out L2 equals the all-black
-baseline -- measured, and reported in the README; the paper trained for 100 epochs on ~10^5 faces.
+drives a run this short to an exactly black output (real faces' MRIs are black, and SSIM
+against black punishes any output above ~0.003): measured on this kind of set, held-out L2 sat
+at the all-black baseline from step 200 to 400 (0.0960 vs 0.0961) with fakes and reals both at
+~0.0004. The paper trained for 100 epochs on ~10^5 faces.
 """
 
 from __future__ import annotations
