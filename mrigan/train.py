@@ -84,6 +84,17 @@ class OptimConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    # pix2pix's "linear" policy: the lr falls linearly to 0 over the last ``decay_steps`` steps
+    # of the run (0: constant lr, the paper). A function of the step alone, so resume is exact.
+    decay_steps: int = 0
+
+
+def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
+    """Multiplier of the base lr for the step after ``step`` completed ones."""
+    if decay_steps <= 0:
+        return 1.0
+    start = total_steps - decay_steps
+    return 1.0 if step < start else max(0.0, (total_steps - step) / decay_steps)
 
 
 @dataclass(frozen=True)
@@ -195,6 +206,11 @@ class GanTrainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.g = distributed.wrap_ddp(self.generator, self.device)
         self.d = distributed.wrap_ddp(self.discriminator, self.device)
+
+    def set_lr(self, lr: float) -> None:
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -475,6 +491,8 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     n_summed = 0
     tick, tick_step = time.perf_counter(), step
     finished = tc.max_steps and step >= tc.max_steps
+    steps_per_epoch = len(epoch_batches(train_set.labels, 0, tc.seed, tc.batch_size))
+    total_steps = tc.max_steps or tc.epochs * steps_per_epoch
     try:
         while epoch < tc.epochs and not finished:
             batches = epoch_batches(train_set.labels, epoch, tc.seed, tc.batch_size)
@@ -485,6 +503,9 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
                 generator=torch.Generator().manual_seed(tc.seed + epoch))  # keeps global RNG
             for batch in loader:
                 face, mri = trainer.to_device(batch["image"]), trainer.to_device(batch["mri"])
+                if cfg.optim.decay_steps:
+                    trainer.set_lr(cfg.optim.lr * lr_factor(step, total_steps,
+                                                            cfg.optim.decay_steps))
                 terms = trainer.train_step(face, mri)
                 step += 1
                 batch_in_epoch += 1

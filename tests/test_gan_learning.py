@@ -56,7 +56,9 @@ def test_a_few_hundred_cpu_steps_learn_where_faces_were_blended(tmp_path):
     cfg = tiny_config(root, tmp_path, "learn", size=64, width=8, loss={"tau": 1.0},
                       batch_size=8, max_steps=600, eval_every=200, checkpoint_every=0,
                       log_every=100)
-    cfg = replace(cfg, data={"eval_samples": 64})  # the whole held-out split (16 identities)
+    # the whole held-out split (16 identities); pix2pix's linear lr decay over the second half
+    # damps the end-of-run GAN oscillation (seeds 0-4 all pass with it; one of five without)
+    cfg = replace(cfg, data={"eval_samples": 64}, optim={"decay_steps": 300})
     result = train_gan(cfg)
     first, ev = json.loads((cfg.run_dir / "eval_history.json").read_text())[0], result.last_eval
     assert (first["step"], ev["step"]) == (200, 600)

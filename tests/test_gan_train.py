@@ -14,7 +14,15 @@ from mrigan import cli
 from mrigan.checkpoint import load_checkpoint
 from mrigan.config import load_config
 from mrigan.inference import MRIGenerator
-from mrigan.train import GanConfig, HeldOut, NonFiniteLossError, evaluate_generator, train_gan
+from mrigan.train import (
+    GanConfig,
+    HeldOut,
+    NonFiniteLossError,
+    evaluate_generator,
+    lr_factor,
+    replace,
+    train_gan,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +60,14 @@ def _states_equal(a: dict, b: dict) -> list[str]:
 
 def test_killed_and_resumed_run_reaches_the_same_weights(tiny_data, tmp_path):
     common = {"max_steps": 10, "checkpoint_every": 4, "eval_every": 3}
-    full = train_gan(tiny_config(tiny_data, tmp_path, "full", **common))
+    decay = {"decay_steps": 5}  # the lr schedule must survive the resume too
+    full = train_gan(replace(tiny_config(tiny_data, tmp_path, "full", **common), optim=decay))
 
     def kill_at_6(trainer, step, terms):
         if step == 6:
             raise Killed
 
-    split_cfg = tiny_config(tiny_data, tmp_path, "split", **common)
+    split_cfg = replace(tiny_config(tiny_data, tmp_path, "split", **common), optim=decay)
     with pytest.raises(Killed):
         train_gan(split_cfg, callbacks=[kill_at_6])
     ckpt = load_checkpoint(split_cfg.run_dir / "checkpoints" / "last.pt")
@@ -74,6 +83,13 @@ def test_killed_and_resumed_run_reaches_the_same_weights(tiny_data, tmp_path):
     assert (full.best_step, full.best_mean_ssim) == (resumed.best_step, resumed.best_mean_ssim)
     # and steps 5..10 did change the weights (the comparison is not between untouched states)
     assert _states_equal(ckpt["generator"], a["generator"])
+    assert a["opt_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 1 / 5)  # before step 10
+
+
+def test_linear_lr_decay_by_hand():
+    assert [lr_factor(s, 10, 0) for s in (0, 9)] == [1.0, 1.0]  # constant: the paper
+    assert [lr_factor(s, 10, 4) for s in range(10)] == pytest.approx(
+        [1, 1, 1, 1, 1, 1, 1.0, 0.75, 0.5, 0.25])
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path):
