@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "MRIGenerator": ("mrigan.inference", "MRIGenerator"),
-    "analyze": ("mrigan.analyze", "analyze"),
-    "artifact_map": ("mrigan.analyze", "artifact_map"),
+    "analyze": ("mrigan.analysis", "analyze"),
+    "artifact_map": ("mrigan.analysis", "artifact_map"),
 }
 
 

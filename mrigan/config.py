@@ -156,7 +156,7 @@ def add_config_arguments(parser, default_config: str | None = None) -> None:
     parser.add_argument("--config", default=default_config,
                         help="YAML experiment config" + (f" (default: {default_config})" if default_config else ""))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.lr=1e-4 (repeatable)")
+                        help="override a config value, e.g. --set data.root=/path (repeatable)")
 
 
 def config_from_args(cls: type[T], args) -> T:

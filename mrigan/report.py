@@ -1,7 +1,7 @@
 """What an analyst looks at: MRI heat-map overlays, a per-frame score timeline, ``report.html``.
 
 Everything here reads plain values (uint8 images, float MRIs, the ``results.json`` dictionary
-written by :mod:`mrigan.analyze`), so a report can be re-rendered from a saved analysis without
+written by :mod:`mrigan.analysis`), so a report can be re-rendered from a saved analysis without
 re-running any model.
 
 Two choices matter for forensic honesty:

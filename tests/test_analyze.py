@@ -77,7 +77,7 @@ def _by_name(results):
 def test_outputs_exist_and_follow_the_schema(case):
     import jsonschema
 
-    from mrigan.analyze import RESULTS_SCHEMA
+    from mrigan.analysis import RESULTS_SCHEMA
 
     assert case["rc"] == 0
     out, results = case["out"], case["results"]

@@ -1,6 +1,6 @@
 """``mrigan analyze INPUT... --generator G.safetensors [--detector D] --out DIR``.
 
-Artifact maps and verdicts for suspicious videos and images; see :mod:`mrigan.analyze`.
+Artifact maps and verdicts for suspicious videos and images; see :mod:`mrigan.analysis`.
 Exit status: 0 when at least one input was analysed (others that could not be are listed in
 the summary and the report), 1 when none could be, 2 for a bad request (e.g. ``--out`` inside an
 input folder).
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrigan.analyze import AnalyzeConfig, AnalyzeError, Analyzer
+    from mrigan.analysis import AnalyzeConfig, AnalyzeError, Analyzer
 
     shortcuts = []
     if args.every is not None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mrigan.analyze import AnalyzeConfig, FacesConfig, FramesConfig, VerdictConfig
+from mrigan.analysis import AnalyzeConfig, FacesConfig, FramesConfig, VerdictConfig
 from mrigan.config import (
     add_config_arguments,
     deep_merge,
@@ -457,7 +457,7 @@ def _log(*args: Any, **kwargs: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from datasets_builders.faces import FaceDetector
-    from mrigan.analyze import Analyzer
+    from mrigan.analysis import Analyzer
     from mrigan.inference import MRIGenerator
 
     cfg = load_demo_config(args.config, args.overrides)

@@ -23,9 +23,7 @@ import datetime as _dt
 import heapq
 import json
 import os
-import sys
 import traceback
-import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -870,15 +868,3 @@ def analyze(paths: str | os.PathLike | Iterable[str | os.PathLike], generator: A
 def load_results(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``results.json`` back as a dictionary (e.g. to re-render its report)."""
     return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-class _CallableModule(types.ModuleType):
-    """``mrigan.analyze(...)`` must call :func:`analyze` even after ``import mrigan.analyze``:
-    importing a submodule binds the package attribute ``analyze`` to the module, which would
-    shadow the function that ``mrigan/__init__.py`` exposes lazily under the same name."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> AnalysisResults:
-        return analyze(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
