@@ -54,8 +54,22 @@ def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+#: The folder holding ``mrigan/``, ``configs/`` and ``tests/`` in a source checkout.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """A config path as given, else (for a relative path such as ``configs/mri_gan.yaml``) the
+    same path inside the project checkout, so commands work from any working directory."""
     path = Path(path)
+    if path.is_file() or path.is_absolute():
+        return path
+    candidate = PROJECT_ROOT / path
+    return candidate if candidate.is_file() else path
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    path = resolve_config_path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
@@ -86,8 +100,21 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
-        kwargs[f.name] = _coerce(hints[f.name], data[f.name], f"{where}.{f.name}")
+        value = data[f.name]
+        default = _field_default(f)
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            # a nested section keeps the parent's own default for the keys it leaves out
+            value = deep_merge(dataclasses.asdict(default), value)
+        kwargs[f.name] = _coerce(hints[f.name], value, f"{where}.{f.name}")
     return cls(**kwargs)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

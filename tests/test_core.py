@@ -69,3 +69,29 @@ def test_atomic_write_leaves_old_file_on_error(tmp_path):
         raise RuntimeError("killed")
     assert dest.read_text().strip().replace(" ", "").replace("\n", "") == '{"v":1}'
     assert os.listdir(tmp_path) == ["a.json"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Parent:
+    inner: Inner = dataclasses.field(default_factory=lambda: Inner(lr=5.0, steps=3))
+
+
+def test_nested_section_keeps_the_parents_defaults_for_keys_left_out():
+    cfg = load_config(Parent, None, ["inner.steps=9"])
+    assert cfg.inner == Inner(lr=5.0, steps=9)  # not Inner's own lr=1e-3
+
+
+def test_project_configs_resolve_from_any_working_directory(tmp_path, monkeypatch):
+    from mrigan.config import read_yaml
+
+    monkeypatch.chdir(tmp_path)
+    data = read_yaml("configs/mri_gan.yaml")
+    assert data and "model" in data
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    atomic_write_json(tmp_path / "r.json", {})
+    mode = (tmp_path / "r.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~umask and mode & 0o044  # not mkstemp's owner-only 0600

@@ -43,6 +43,7 @@ from mrigan.config import (
     from_dict,
     parse_overrides,
     read_yaml,
+    resolve_config_path,
     save_config,
     to_dict,
 )
@@ -436,8 +437,8 @@ def load_demo_config(path: str | None = None, overrides: list[str] | None = None
     changes one field and keeps the demo's 64 px GAN (the generic loader would rebuild the
     ``gan`` section from ``GanConfig``'s paper defaults).
     """
-    if path is None and DEFAULT_CONFIG.is_file():
-        path = str(DEFAULT_CONFIG)
+    if path is None and resolve_config_path(DEFAULT_CONFIG).is_file():
+        path = str(resolve_config_path(DEFAULT_CONFIG))
     data = to_dict(DemoConfig())
     if path:
         data = deep_merge(data, read_yaml(path))
