@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -28,3 +29,13 @@ def ff_examples(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def ffpp_root(shared_data: Path) -> Path:
     return shared_data / "ffpp"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for small models: on 2 cores shared with other processes, OpenMP
+    barriers of a second thread cost far more than they bring (measured ~10x)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

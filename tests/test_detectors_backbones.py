@@ -11,15 +11,7 @@ from safetensors.torch import save_file
 
 from detectors.backbones import BACKBONES, WeightsError, build_backbone
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on 2 cores shared with other test processes, OpenMP barriers of a
-    second thread cost far more than they bring for these small models (measured ~10x)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name,dim", [("tiny-cnn", 64), ("efficientnet-b0", 1280),

@@ -19,15 +19,7 @@ from detectors.losses import LOSSES, class_weights
 from detectors.model import FrameDetector, build_detector
 from detectors.samplers import epoch_batches, paired_batches
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on 2 cores shared with other test processes, OpenMP barriers of a
-    second thread cost far more than they bring for these small models (measured ~10x)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_paper_head_is_the_papers_layers():

@@ -21,15 +21,7 @@ from detectors.train import make_dataset, train_detector
 from mrigan.checkpoint import load_checkpoint
 from mrigan.fileio import read_image
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on 2 cores shared with other test processes, OpenMP barriers of a
-    second thread cost far more than they bring for these small models (measured ~10x)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUIET = {"log": lambda *a, **k: None}
 
 
