@@ -26,6 +26,7 @@ import torch
 
 from detectors.config import InputConfig
 from mrigan.fileio import atomic_save_image, atomic_write_json, read_image, sha256_file
+from mrigan.registry import Registry
 
 CACHE_INFO = "mri_cache.json"
 
@@ -165,13 +166,29 @@ def precompute_mris(generator, root: str | os.PathLike, rows: Sequence[dict],
     return counts
 
 
+#: What a detector looks at, chosen by ``input.name`` in the config.
+INPUTS = Registry("detector input")
+
+
 def build_input(cfg: InputConfig, root: str | os.PathLike, *, device: str | torch.device = "cpu",
                 rows: Sequence[dict] = (), log=print) -> InputAdapter:
     """The adapter for ``cfg``; with an MRI cache, fill in the MRIs missing for ``rows`` first."""
-    if cfg.name == "plain":
-        return InputAdapter(root)
-    if cfg.name != "mri":
-        raise InputError(f"unknown input {cfg.name!r}; use plain or mri")
+    try:
+        builder = INPUTS.get(cfg.name)
+    except KeyError as exc:
+        raise InputError(exc.args[0]) from None
+    return builder(cfg, root, device=device, rows=rows, log=log)
+
+
+@INPUTS.register("plain")
+def _plain_input(cfg: InputConfig, root, *, device, rows, log) -> InputAdapter:
+    """The face crops themselves."""
+    return InputAdapter(root)
+
+
+@INPUTS.register("mri")
+def _mri_input(cfg: InputConfig, root, *, device, rows, log) -> InputAdapter:
+    """MRIs of the faces: from a cache (filled by a generator), on the fly, or the manifest's."""
     if cfg.manifest_mri:
         log("input: ground-truth MRIs from the manifest (upper bound: they reveal the label)")
         return ManifestMriInput(root)

@@ -180,3 +180,13 @@ def test_torchrun_two_processes_cpu(synthetic_root, tmp_path):
     n_train = sum(r["split"] == "train" for r in load_rows(synthetic_root))
     assert state["step"] == -(-n_train // 8)  # global batches: independent of the rank count
     assert np.isfinite(state["history"][-1]["auc"])
+
+
+def test_inputs_are_chosen_by_name_from_a_registry(tmp_path):
+    from detectors.inputs import INPUTS
+
+    assert INPUTS.names() == ["mri", "plain"]
+    with pytest.raises(InputError, match="unknown detector input 'edges'; known: mri, plain"):
+        build_input(InputConfig(name="edges"), tmp_path)
+    with pytest.raises(InputError, match="needs input.generator"):
+        build_input(InputConfig(name="mri"), tmp_path)
