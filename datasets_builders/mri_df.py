@@ -48,6 +48,7 @@ from datasets_builders.frames import VideoDecodeError, iter_frames
 from datasets_builders.sources import VideoItem, read_source
 from mrigan.config import save_config
 from mrigan.fileio import atomic_save_image, atomic_write_json, read_image
+from mrigan.grouping import DisjointSets
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -220,13 +221,8 @@ def plan_units(cfg: BuildConfig) -> Plan:
 
 def assign_splits(units: list[Unit], cfg: BuildConfig) -> list[Unit]:
     """Union-find over the identities of each unit, then whole groups go to one split."""
-    parent: dict[str, str] = {}
-
-    def find(a: str) -> str:
-        while parent.setdefault(a, a) != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
+    sets = DisjointSets()
+    find = sets.find
 
     def nodes(u: Unit) -> list[str]:
         items = (u.original, *u.fakes)
@@ -235,9 +231,7 @@ def assign_splits(units: list[Unit], cfg: BuildConfig) -> list[Unit]:
     for u in units:
         ns = nodes(u)
         for other in ns[1:]:
-            ra, rb = find(ns[0]), find(other)
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
+            sets.union(ns[0], other)
     groups = sorted({find(nodes(u)[0]) for u in units},
                     key=lambda g: (_hash01(cfg.seed, "split", g), g))
     n = len(groups)

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from datasets_builders.dataset import LABELS, ManifestError, read_manifest
 from mrigan.fileio import read_image
+from mrigan.grouping import DisjointSets
 
 #: Metadata columns copied from the manifest to every unit (and to prediction CSVs).
 UNIT_COLUMNS = ("video", "identity", "method", "source", "track", "frame", "image")
@@ -72,23 +73,14 @@ def select_rows(rows: Iterable[dict], *, split: str | None = None,
 
 def _components(rows: Sequence[dict]) -> list[list[int]]:
     """Row indices grouped so that rows sharing a video or an identity are together."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    sets = DisjointSets()
     for r in rows:
-        a = find("v:" + r["video"])
+        sets.find("v:" + r["video"])
         if r.get("identity"):
-            b = find("i:" + r["identity"])
-            if a != b:
-                parent[b] = a
+            sets.union("v:" + r["video"], "i:" + r["identity"])
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
-        groups[find("v:" + r["video"])].append(i)
+        groups[sets.find("v:" + r["video"])].append(i)
     return sorted(groups.values(), key=lambda g: g[0])
 
 

@@ -95,3 +95,17 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     atomic_write_json(tmp_path / "r.json", {})
     mode = (tmp_path / "r.json").stat().st_mode & 0o777
     assert mode == 0o666 & ~umask and mode & 0o044  # not mkstemp's owner-only 0600
+
+
+def test_disjoint_sets_group_transitively_whatever_the_order():
+    import itertools
+
+    from mrigan.grouping import DisjointSets
+
+    links = [("a", "b"), ("c", "d"), ("b", "d"), ("e", "e")]
+    for order in itertools.permutations(links):
+        sets = DisjointSets()
+        for x, y in order:
+            sets.union(x, y)
+        assert {sets.find(k) for k in "abcd"} == {"a"}  # one group, smallest key as its root
+        assert sets.find("e") == "e" and sets.find("z") == "z"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detectors.realism.labels import MosRecord
+from mrigan.grouping import DisjointSets
 
 MODES = ("identity", "method", "both")
 
@@ -47,23 +48,14 @@ class Split:
 
 def identity_components(records: Sequence[MosRecord]) -> list[int]:
     """Component id per record: records sharing any identity (transitively) share a component."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    sets = DisjointSets()
     for r in records:
         if not r.identities:
             raise SplitError(f"record {r.key!r} has no identity; cannot split by identity")
-        root = find(r.identities[0])
         for other in r.identities[1:]:
-            parent[find(other)] = root
+            sets.union(r.identities[0], other)
     roots: dict[str, int] = {}
-    return [roots.setdefault(find(r.identities[0]), len(roots)) for r in records]
+    return [roots.setdefault(sets.find(r.identities[0]), len(roots)) for r in records]
 
 
 def _draw_groups(group_of: Sequence[int], candidates: Sequence[int], fraction: float,
