@@ -27,6 +27,9 @@ What a run guarantees:
   picks ``best.pt``. ``last.pt`` is written every ``checkpoint_every`` steps and at the end.
 * **Non-finite losses stop the run** with :class:`NonFiniteLossError`; nothing is saved after
   the bad step, so ``last.pt`` stays the last good state.
+* **Augmentation** (``augment.enabled``, :mod:`mrigan.paired_augment`): training batches only,
+  never the held-out sample; its randomness is a function of (seed, rank, step), so resume stays
+  exact and the trainer's other randomness (dropout) is not shifted by it.
 * **Logs**: TensorBoard scalars (every loss term, mean SSIM, lr, images/s) and an image grid
   (face | true MRI | generated MRI per row) under ``<run>/tb``; ``<run>/eval_history.json``.
 """
@@ -57,6 +60,7 @@ from mrigan.device import autocast, resolve_device, use_channels_last
 from mrigan.fileio import atomic_write_json
 from mrigan.losses import LossConfig, discriminator_loss, generator_loss
 from mrigan.models import define_discriminator, define_generator
+from mrigan.paired_augment import PairedAugmentConfig, build_paired_augment, step_generator
 
 log = logging.getLogger("mrigan.train")
 
@@ -132,6 +136,8 @@ class GanConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # paired (face, MRI) augmentation of training batches only; off by default (the paper)
+    augment: PairedAugmentConfig = field(default_factory=PairedAugmentConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -493,6 +499,7 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     finished = tc.max_steps and step >= tc.max_steps
     steps_per_epoch = len(epoch_batches(train_set.labels, 0, tc.seed, tc.batch_size))
     total_steps = tc.max_steps or tc.epochs * steps_per_epoch
+    augment = build_paired_augment(cfg.augment, cfg.model.image_size)
     try:
         while epoch < tc.epochs and not finished:
             batches = epoch_batches(train_set.labels, epoch, tc.seed, tc.batch_size)
@@ -503,6 +510,9 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
                 generator=torch.Generator().manual_seed(tc.seed + epoch))  # keeps global RNG
             for batch in loader:
                 face, mri = trainer.to_device(batch["image"]), trainer.to_device(batch["mri"])
+                if cfg.augment.enabled:
+                    face, mri = augment(face, mri, step_generator(tc.seed, step, dist.rank))
+                    face, mri = trainer.to_device(face), trainer.to_device(mri)  # layout
                 if cfg.optim.decay_steps:
                     trainer.set_lr(cfg.optim.lr * lr_factor(step, total_steps,
                                                             cfg.optim.decay_steps))
