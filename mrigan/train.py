@@ -115,6 +115,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 128  # global batch (all processes together)
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
+    max_minutes: float = 0.0  # stop after this much wall time (0: no limit); --resume continues
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
@@ -500,6 +501,8 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     steps_per_epoch = len(epoch_batches(train_set.labels, 0, tc.seed, tc.batch_size))
     total_steps = tc.max_steps or tc.epochs * steps_per_epoch
     augment = build_paired_augment(cfg.augment, cfg.model.image_size)
+    started = time.monotonic()
+    out_of_time = False
     try:
         while epoch < tc.epochs and not finished:
             batches = epoch_batches(train_set.labels, epoch, tc.seed, tc.batch_size)
@@ -556,10 +559,17 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
                 if tc.max_steps and step >= tc.max_steps:
                     finished = True
                     break
+                if tc.max_minutes > 0 and distributed.broadcast_object(
+                        time.monotonic() - started >= 60.0 * tc.max_minutes):  # rank 0 decides
+                    finished = out_of_time = True
+                    log.info("step %d: time budget of %.1f min used; stopping (resume continues "
+                             "exactly from %s)", step, tc.max_minutes, last_path)
+                    break
             else:
                 epoch, batch_in_epoch = epoch + 1, 0
-        # end of training: a final evaluation and checkpoint
-        if tc.eval_every and last_eval_step != step:
+        # end of training: a final evaluation and checkpoint. Out of time, the checkpoint alone:
+        # a resumed run then equals an uninterrupted one, evaluation history included.
+        if tc.eval_every and last_eval_step != step and not out_of_time:
             evaluate_and_keep_best()
         save([last_path])
     finally:

@@ -86,6 +86,21 @@ def test_killed_and_resumed_run_reaches_the_same_weights(tiny_data, tmp_path):
     assert a["opt_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 1 / 5)  # before step 10
 
 
+def test_time_budget_stops_with_a_checkpoint_that_resumes_exactly(tiny_data, tmp_path):
+    common = {"max_steps": 8, "checkpoint_every": 0, "eval_every": 3}
+    full = train_gan(tiny_config(tiny_data, tmp_path, "full", **common))
+    cfg = tiny_config(tiny_data, tmp_path, "budget", max_minutes=1e-9, **common)
+    stopped = train_gan(cfg)
+    assert stopped.step == 1  # the budget is checked after each step
+    assert load_checkpoint(stopped.last_checkpoint)["step"] == 1
+    resumed = train_gan(replace(cfg, train={"max_minutes": 0.0}), resume=True)
+    a, b = load_checkpoint(full.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    assert a["step"] == b["step"] == 8
+    for part in ("generator", "discriminator", "opt_g", "opt_d"):
+        assert _states_equal(a[part], b[part]) == [], part
+    assert [h["step"] for h in a["history"]] == [h["step"] for h in b["history"]]
+
+
 def test_linear_lr_decay_by_hand():
     assert [lr_factor(s, 10, 0) for s in (0, 9)] == [1.0, 1.0]  # constant: the paper
     assert [lr_factor(s, 10, 4) for s in range(10)] == pytest.approx(
