@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from mrigan.config import load_config
@@ -20,3 +21,18 @@ def tiny_config(data_root: Path, out_dir: Path, name: str, *, size: int = 32, wi
         "loss": loss or {},
         "data": {"root": str(data_root), "eval_samples": 8},
         "train": train_cfg})
+
+
+def write_tiny_generator(path: Path, size: int = 64, seed: int = 0) -> Path:
+    """An untrained small MRI-GAN U-Net saved in the exported format (architecture in the
+    safetensors header), read back by MRIGenerator.load like a real export."""
+    import torch
+    from safetensors.torch import save_file
+
+    from mrigan.models import define_generator
+
+    torch.manual_seed(seed)
+    net = define_generator("mrigan", image_size=size, ngf=8)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path),
+              metadata={"mrigan": json.dumps({"architecture": net.architecture})})
+    return path

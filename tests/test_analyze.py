@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _gan_setup import write_tiny_generator
 
 from mrigan.cli import main as cli
 from mrigan.fileio import atomic_save_image, read_image, sha256_file
@@ -29,18 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def write_tiny_generator(path: Path, size: int = 64, seed: int = 0) -> Path:
-    """An untrained small MRI-GAN U-Net saved in the exported format (architecture in the
-    safetensors header), read back by MRIGenerator.load like a real export."""
-    from safetensors.torch import save_file
-
-    from mrigan.models import define_generator
-
-    torch.manual_seed(seed)
-    net = define_generator("mrigan", image_size=size, ngf=8)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path),
-              metadata={"mrigan": json.dumps({"architecture": net.architecture})})
-    return path
 
 
 def _tree_hashes(folder: Path) -> dict[str, str]:

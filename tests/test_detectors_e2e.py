@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _gan_setup import write_tiny_generator
 
 from detectors.config import (
     AggregationConfig,
@@ -32,18 +33,6 @@ from mrigan.fileio import read_image
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def write_tiny_generator(path, size=64, seed=0):
-    """A small, untrained MRI-GAN U-Net in the exported .safetensors format (architecture in
-    the header), so MRIGenerator.load reads it like a real export."""
-    from safetensors.torch import save_file
-
-    from mrigan.models import define_generator
-
-    torch.manual_seed(seed)
-    net = define_generator("mrigan", image_size=size, ngf=8)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path),
-              metadata={"mrigan": json.dumps({"architecture": net.architecture})})
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _gan_setup import write_tiny_generator
 
 from detectors.config import DataConfig, DetectorConfig, InputConfig, ModelConfig, TrainConfig
 from detectors.data import load_rows
@@ -25,19 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUIET = {"log": lambda *a, **k: None}
 
 
-def write_tiny_generator(path, size=32, seed=0):
-    """A small untrained MRI-GAN U-Net saved like `mrigan export-generator` does."""
-    import json
-
-    from safetensors.torch import save_file
-
-    from mrigan.models import define_generator
-
-    torch.manual_seed(seed)
-    net = define_generator("mrigan", image_size=size, ngf=8)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path),
-              metadata={"mrigan": json.dumps({"architecture": net.architecture})})
-    return path
 
 
 @pytest.fixture(scope="module")
