@@ -25,6 +25,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mrigan datasets_builders detectors tests bench
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	for f in bench/*.py; do $(PY) $$f || exit 1; done

@@ -14,9 +14,6 @@ _LAZY = {
     "merge_shards": "datasets_builders.mri_df",
     "BuildConfig": "datasets_builders.mri_df",
     "SourceConfig": "datasets_builders.mri_df",
-    "MriDfDataset": "datasets_builders.dataset",
-    "balanced_indices": "datasets_builders.dataset",
-    "read_manifest": "datasets_builders.dataset",
     "write_synthetic_mri_df": "datasets_builders.synthetic",
 }
 

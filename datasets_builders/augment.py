@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from datasets_builders.distractions import draw_distraction, sample_distraction
+from mrigan.fileio import atomic_write_json
 from mrigan.registry import Registry
 
 NOISE_MODES = ("gaussian", "speckle", "s&p", "pepper", "salt", "poisson", "localvar")
@@ -170,7 +171,6 @@ class PlanRunner:
 
 
 def save_plan(path: str | os.PathLike, plan: dict) -> Path:
-    from mrigan.fileio import atomic_write_json
 
     atomic_write_json(path, plan)
     return Path(path)

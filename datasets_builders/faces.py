@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from datasets_builders.frames import iter_frames
+from mrigan.device import resolve_device
 from mrigan.fileio import atomic_write_json
 
 #: MTCNN stage thresholds of the paper's code (P-Net, R-Net, O-Net).
@@ -92,7 +94,6 @@ class FaceDetector:
                  factor: float = MTCNN_FACTOR) -> None:
         from facenet_pytorch import MTCNN
 
-        from mrigan.device import resolve_device
 
         if len(thresholds) != 3 or not all(0.0 < t < 1.0 for t in thresholds):
             raise ValueError(f"thresholds must be three numbers in (0, 1), got {thresholds!r}")
@@ -314,7 +315,6 @@ def detect_video(detector: FaceDetector, video: str | os.PathLike, *, every: int
                  max_frames: int | None = None, cache: BoxCache | None = None,
                  video_id: str | None = None) -> tuple[list[int], list[list[FaceBox]]]:
     """Frame indices and boxes of every ``every``-th frame of ``video``, via the cache."""
-    from datasets_builders.frames import iter_frames
 
     video_id = video_id or Path(video).stem
     key = BoxCache.key(video, every, max_frames, detector.settings()) if cache else None

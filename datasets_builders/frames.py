@@ -18,14 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from mrigan.errors import MriganError
 
-class VideoDecodeError(RuntimeError):
+
+class VideoDecodeError(MriganError, RuntimeError):
     """A video that cannot be opened or decoded; carries the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(reason, path)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from datasets_builders.augment import PlanRunner, make_plan, plan_label, save_plan
-from datasets_builders.dataset import write_manifest
 from datasets_builders.faces import (
     PAPER_THRESHOLDS,
     BoxCache,
@@ -46,9 +45,12 @@ from datasets_builders.faces import (
 )
 from datasets_builders.frames import VideoDecodeError, iter_frames
 from datasets_builders.sources import VideoItem, read_source
+from mrigan import perceptual
 from mrigan.config import save_config
+from mrigan.errors import MriganError
 from mrigan.fileio import atomic_save_image, atomic_write_json, read_image
 from mrigan.grouping import DisjointSets
+from mrigan.mri_df_format import write_manifest
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -110,7 +112,7 @@ class BuildConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
 
 
-class BuildError(RuntimeError):
+class BuildError(MriganError, RuntimeError):
     """A build that cannot start or finish (bad config, output inside an input, pending shards)."""
 
 
@@ -482,7 +484,6 @@ def _write_fake_pairs(pairs, unit: Unit, ctx: Context, base_row: dict) -> None:
     """MRIs of all (real crop, fake crop) pairs of a frame batch in one SSIM call, then PNGs."""
     import torch
 
-    from mrigan import perceptual
 
     timer = ctx.timer
     t0 = time.perf_counter()

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from mrigan import perceptual
+from mrigan.fileio import atomic_save_image
+from mrigan.mri_df_format import write_manifest
+
 
 @dataclass(frozen=True)
 class BlendParams:
@@ -188,9 +192,6 @@ def write_synthetic_mri_df(out_dir, *, n_faces: int = 16, size: int = 64, fakes_
     """
     from pathlib import Path
 
-    from datasets_builders.dataset import write_manifest
-    from mrigan import perceptual
-    from mrigan.fileio import atomic_save_image
 
     if n_faces < 1 or fakes_per_face < 0:
         raise ValueError(f"need n_faces >= 1 and fakes_per_face >= 0, got {n_faces}, {fakes_per_face}")

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mrigan.errors import MriganError
 from mrigan.registry import Registry
 
 BACKBONES = Registry("backbone")
@@ -37,7 +38,7 @@ _PRETRAINED_WORDS = {"imagenet", "pretrained", "true", "default", "download"}
 _CLASSIFIER_PREFIXES = ("fc.", "_fc.", "classifier.", "head.", "AuxLogits.")
 
 
-class WeightsError(ValueError):
+class WeightsError(MriganError, ValueError):
     """A weights file that is missing, unreadable, or does not fit the backbone."""
 
 

@@ -1,6 +1,6 @@
 """Faces for detectors: manifest rows -> grouped splits -> frame or clip datasets.
 
-Rows come from the MRI-DF manifest (``datasets_builders.dataset.read_manifest``). A *unit* is
+Rows come from the MRI-DF manifest (``mrigan.mri_df_format.read_manifest``). A *unit* is
 what the model scores: one face (frame mode) or one clip of consecutive faces of a track
 (temporal mode). Every unit carries its video, label, identity and method, so scores can be
 aggregated per video and test sets cut by method.
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets_builders.dataset import LABELS, ManifestError, read_manifest
 from mrigan.fileio import read_image
 from mrigan.grouping import DisjointSets
+from mrigan.mri_df_format import LABELS, ManifestError, read_manifest
 
 #: Metadata columns copied from the manifest to every unit (and to prediction CSVs).
 UNIT_COLUMNS = ("video", "identity", "method", "source", "track", "frame", "image")

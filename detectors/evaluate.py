@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detectors import report as report_io
 from detectors.aggregate import (
     GridSearchResult,
     VideoResults,
@@ -104,7 +105,6 @@ def _score_set(detector, face_set: FaceSetConfig, default_root: str, cfg: Evalua
 
 def evaluate_detector(cfg: EvaluateConfig, *, log=print) -> dict:
     """Run the whole evaluation; returns the report dict (also written to disk)."""
-    from detectors import report as report_io
 
     if not cfg.checkpoint:
         raise ValueError("evaluate: set checkpoint (a train-detector best.pt)")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from detectors.config import DetectorConfig
 from detectors.model import build_detector
+from detectors.train import CHECKPOINT_FORMAT
 from mrigan.checkpoint import CheckpointError, load_checkpoint
 from mrigan.config import from_dict
 from mrigan.device import autocast, resolve_device
@@ -90,7 +91,6 @@ class Detector:
 def load_detector(path: str | os.PathLike, device: str | torch.device = "auto", *,
                   precision: str = "fp32", batch_size: int = 32) -> Detector:
     """Load a ``mrigan train-detector`` checkpoint (``best.pt`` / ``last.pt``)."""
-    from detectors.train import CHECKPOINT_FORMAT
 
     path = Path(path)
     state = load_checkpoint(path)

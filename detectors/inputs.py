@@ -25,13 +25,15 @@ import numpy as np
 import torch
 
 from detectors.config import InputConfig
+from mrigan.errors import MriganError
 from mrigan.fileio import atomic_save_image, atomic_write_json, read_image, sha256_file
+from mrigan.inference import MRIGenerator
 from mrigan.registry import Registry
 
 CACHE_INFO = "mri_cache.json"
 
 
-class InputError(ValueError):
+class InputError(MriganError, ValueError):
     """An input configuration that cannot work (missing generator, foreign cache, ...)."""
 
 
@@ -113,7 +115,6 @@ def cache_path(cache: Path, row: dict) -> Path:
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "auto",
                    batch_size: int = 32):
-    from mrigan.inference import MRIGenerator
 
     return MRIGenerator.load(path, device=device, batch_size=batch_size)
 

@@ -11,7 +11,7 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
-from datasets_builders.dataset import balanced_indices
+from mrigan.mri_df_format import balanced_indices
 
 
 def shuffled_indices(n: int, epoch: int, seed: int) -> list[int]:

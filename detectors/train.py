@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from detectors.aggregate import apply_rule, group_by_video
 from detectors.augment import build_augmenter
 from detectors.config import DetectorConfig
 from detectors.data import (
@@ -105,7 +106,6 @@ def _validate(model, adapter, dataset, cfg: DetectorConfig, device) -> dict:
     report = binary_report(labels, probs, 0.5)
     out = {k: report[k] for k in ("auc", "eer", "ap", "accuracy", "balanced_accuracy", "f1")}
     # video AUC of the mean rule: a cheap look at the level the paper reports
-    from detectors.aggregate import apply_rule, group_by_video
 
     videos = group_by_video(dataset.units, probs)
     out["video_auc_mean"] = apply_rule("mean", videos, {}).report()["auc"]

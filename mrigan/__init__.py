@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "MRIGenerator": ("mrigan.inference", "MRIGenerator"),
-    "analyze": ("mrigan.analysis", "analyze"),
-    "artifact_map": ("mrigan.analysis", "artifact_map"),
+    "analyze": ("mrigan.app.analysis", "analyze"),
+    "artifact_map": ("mrigan.app.analysis", "artifact_map"),
 }
 
 

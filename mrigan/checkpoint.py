@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from mrigan.errors import MriganError
 from mrigan.fileio import atomic_open
 
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt", ".chkpt", ".bin")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(MriganError, RuntimeError):
     """A checkpoint or weight file that is missing, unreadable or of the wrong kind."""
 
 

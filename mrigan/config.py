@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mrigan.errors import MriganError
 from mrigan.fileio import atomic_write_text
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(MriganError, ValueError):
     """A config file or override that does not fit its dataclass."""
 
 

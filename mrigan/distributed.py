@@ -1,6 +1,6 @@
 """Distributed data parallel (DDP) helpers for ``torchrun``, generic for every trainer.
 
-Launch with ``torchrun --nproc_per_node=N -m mrigan.cli train-gan ...`` (or any trainer):
+Launch with ``torchrun --nproc_per_node=N -m mrigan.app.cli train-gan ...`` (or any trainer):
 torchrun sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/``MASTER_PORT`` and
 :func:`setup` joins the process group (``nccl`` on CUDA, ``gloo`` on CPU). Without those
 variables everything here degrades to a single process: ``rank() == 0``, ``world_size() == 1``,

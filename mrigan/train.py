@@ -14,7 +14,7 @@ Command line: ``mrigan train-gan --config configs/mri_gan.yaml --set data.root=.
 What a run guarantees:
 
 * **Balanced epochs**: each epoch is every fake plus an equal random draw of reals
-  (``datasets_builders.dataset.balanced_indices``, a pure function of (epoch, seed)).
+  (``mrigan.mri_df_format.balanced_indices``, a pure function of (epoch, seed)).
 * **Global batch**: ``train.batch_size`` is the batch of one optimizer step summed over all
   processes; under DDP each rank takes its shard of the same global batch, so the result does not
   depend on the number of processes (exactly so without dropout, which draws per-rank noise).
@@ -57,9 +57,11 @@ from mrigan.checkpoint import (
 )
 from mrigan.config import save_config, to_dict
 from mrigan.device import autocast, resolve_device, use_channels_last
+from mrigan.errors import MriganError
 from mrigan.fileio import atomic_write_json
 from mrigan.losses import LossConfig, discriminator_loss, generator_loss
 from mrigan.models import define_discriminator, define_generator
+from mrigan.mri_df_format import MriDfDataset, balanced_indices
 from mrigan.paired_augment import PairedAugmentConfig, build_paired_augment, step_generator
 
 log = logging.getLogger("mrigan.train")
@@ -145,7 +147,7 @@ class GanConfig:
         return Path(self.out_dir) / self.name
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(MriganError, RuntimeError):
     """A loss became NaN or infinite; the run stopped without saving the bad state."""
 
 
@@ -303,7 +305,6 @@ class HeldOut:
 
     @classmethod
     def from_dataset(cls, dataset, n: int, seed: int) -> HeldOut:
-        from datasets_builders.dataset import balanced_indices
 
         order = balanced_indices(dataset.labels, epoch=0, seed=seed)
         seen = set(order)
@@ -346,7 +347,6 @@ StepCallback = Callable[[GanTrainer, int, dict[str, torch.Tensor]], None]
 
 def epoch_batches(labels: Sequence[int], epoch: int, seed: int, batch_size: int) -> list[list[int]]:
     """The global batches of one balanced epoch (the last one may be smaller)."""
-    from datasets_builders.dataset import balanced_indices
 
     order = balanced_indices(labels, epoch, seed)
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -382,7 +382,6 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     ``callbacks`` run after every step with ``(trainer, step, loss_terms)``.
     Uses the process group of the caller when there is one (torchrun / ``distributed.setup``).
     """
-    from datasets_builders.dataset import MriDfDataset
 
     if not cfg.data.root:
         raise ValueError("data.root is not set: point it at an MRI-DF folder (manifest.csv)")

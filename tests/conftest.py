@@ -31,11 +31,31 @@ def ffpp_root(shared_data: Path) -> Path:
     return shared_data / "ffpp"
 
 
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One intra-op thread for small models: on 2 cores shared with other processes, OpenMP
     barriers of a second thread cost far more than they bring (measured ~10x)."""
+    yield from _torch_threads(1)
+
+
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    """Two intra-op threads for a whole module (MTCNN and the analyst pipeline on 2 cores)."""
+    yield from _torch_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Thread settings never leak from one test into the next (numba's parallel SSIM and
+    tests that pick a count themselves change torch's)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(before)
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)

@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mrigan.errors import MriganError
 from mrigan.registry import Registry
 
 SOURCES = Registry("dataset source")
@@ -15,13 +16,12 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-class SourceError(ValueError):
+class SourceError(MriganError, ValueError):
     """A dataset folder or listing file that cannot be read at all (names the file)."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = str(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+        super().__init__(reason, path)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Three ways to get clips for a label file:
   (when present) of the same names in ``.../mri/``. This is what
   :func:`extract_video_faces` writes from videos, and what graded synthetic sets use.
 * :func:`clips_from_manifest` - join labels to the face tracks of an MRI-DF dataset
-  (``datasets_builders.dataset.read_manifest``), taking each video's longest track.
+  (``mrigan.mri_df_format.read_manifest``), taking each video's longest track.
 * Arrays, for tests and notebooks: ``Clip(record, faces=[...])``.
 
 Labels without frames are counted and reported, never silently dropped: the caller gets the
@@ -27,8 +27,11 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
+from datasets_builders.faces import FaceDetector, crop_face, track_faces
+from datasets_builders.frames import iter_frames
 from detectors.realism.labels import MosRecord
-from mrigan.fileio import read_image
+from mrigan.fileio import atomic_save_image, read_image
+from mrigan.mri_df_format import read_manifest
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -154,7 +157,6 @@ def clips_from_manifest(records: Sequence[MosRecord], root: str | os.PathLike,
     against ``.../Face2Face/.../093_121.mp4``), by the path without extension, or by the bare
     stem when that stem is unique. Ambiguous stems are not guessed: they count as missing.
     """
-    from datasets_builders.dataset import read_manifest
 
     root = Path(root)
     rows = read_manifest(root) if rows is None else rows
@@ -193,8 +195,6 @@ def video_face_track(video: str | os.PathLike, *, detector=None, every: int = 5,
     """
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
-    from datasets_builders.faces import FaceDetector, crop_face, track_faces
-    from datasets_builders.frames import iter_frames
 
     detector = detector or FaceDetector(max_side=640)
     frames = list(iter_frames(video, every=every, max_frames=max_frames))
@@ -213,7 +213,6 @@ def extract_video_faces(video: str | os.PathLike, out_dir: str | os.PathLike, **
     """Write :func:`video_face_track`'s crops as ``out_dir/<frame>.png`` (the layout
     :func:`clips_from_folders` reads); returns the written files. For realism sets shipped
     as videos (DFGC, DREAM): run once per video, train many times."""
-    from mrigan.fileio import atomic_save_image
 
     written = []
     for index, crop in video_face_track(video, **kwargs):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datasets_builders.synthetic import demo_faces
 from detectors.realism import metrics
 from detectors.realism.baseline import FrozenFeatureBaseline
 from detectors.realism.config import BaselineConfig, DataConfig, RealismConfig, TrainConfig
@@ -41,6 +42,7 @@ from detectors.realism.predict import predict_clips
 from detectors.realism.sampler import SequenceSampler
 from detectors.realism.train import train_regressor
 from mrigan.fileio import atomic_write_json
+from mrigan.inference import MRIGenerator
 
 TRAIN_PEOPLE = ("ffpp519", "ffpp634", "astronaut", "ffexample", "dfdc")
 TEST_PEOPLE = ("ffpp004", "hopper")
@@ -63,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from datasets_builders.synthetic import demo_faces
 
     people = faces_from_media(shared_media(args.shared_data), size=args.size)
     people["astronaut"] = demo_faces(args.size)
@@ -78,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
                         frames_per_clip=6, seed=1)
     mri_kind = "true 1-SSIM (ceiling)"
     if args.generator:
-        from mrigan.inference import MRIGenerator
 
         gen = MRIGenerator.load(args.generator, device="cpu")
         train = attach_generated_mris(train, gen.predict_tensor, args.size)

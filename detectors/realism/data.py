@@ -15,13 +15,25 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.realism.clips import Clip, clips_from_folders, clips_from_manifest, load_face
+from datasets_builders.faces import FaceDetector
+from datasets_builders.frames import VideoDecodeError
+from detectors.realism.clips import (
+    Clip,
+    clip_dir,
+    clips_from_folders,
+    clips_from_manifest,
+    extract_video_faces,
+    load_face,
+)
 from detectors.realism.config import DataConfig
+from detectors.realism.graded import VIDEO_SUFFIXES
 from detectors.realism.labels import MosRecord, read_mos_labels
 from detectors.realism.splits import Split, make_split
+from mrigan.errors import MriganError
+from mrigan.inference import MRIGenerator
 
 
-class RealismDataError(ValueError):
+class RealismDataError(MriganError, ValueError):
     """Labels and frames that do not fit together (missing frames, no label file...)."""
 
 
@@ -87,9 +99,6 @@ def extract_missing_faces(cfg: DataConfig, records: Sequence[MosRecord],
     try the usual video suffixes). Videos that are absent, undecodable or faceless are
     skipped and counted by reason; their labels then count as missing frames.
     """
-    from datasets_builders.frames import VideoDecodeError
-    from detectors.realism.clips import clip_dir, extract_video_faces
-    from detectors.realism.graded import VIDEO_SUFFIXES
 
     counts = {"extracted": 0, "cached": 0, "no_video": 0, "decode_error": 0, "no_face": 0}
     detector = None
@@ -105,7 +114,6 @@ def extract_missing_faces(cfg: DataConfig, records: Sequence[MosRecord],
             counts["no_video"] += 1
             continue
         if detector is None:
-            from datasets_builders.faces import FaceDetector
 
             detector = FaceDetector(max_side=640)
         try:
@@ -143,7 +151,6 @@ def load_clips(cfg: DataConfig, records: Sequence[MosRecord], need_mri: bool) ->
         if cfg.mri_source == "generator":
             if not cfg.generator:
                 raise RealismDataError("data.mri_source=generator needs data.generator (weights file)")
-            from mrigan.inference import MRIGenerator
 
             gen = MRIGenerator.load(cfg.generator)
             clips = attach_generated_mris(clips, gen.predict_tensor, cfg.image_size)

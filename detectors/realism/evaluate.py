@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from detectors.realism import metrics
+from detectors.realism.baseline import FrozenFeatureBaseline
 from detectors.realism.clips import Clip
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import RealismData
@@ -113,7 +114,6 @@ def evaluate_run(cfg: RealismConfig, model: torch.nn.Module, data: RealismData,
                  weights: Sequence[float] = (), extra: Mapping | None = None,
                  log: Callable[[str], None] = print) -> dict:
     """Predict every test set with the model (and baseline / ensemble), write the report."""
-    from detectors.realism.baseline import FrozenFeatureBaseline
 
     tests = data.tests
     predictors: dict[str, Predictor] = {"model": model_predictor(model, cfg, device)}

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets_builders.synthetic import graded_params, quality_to_mos, self_blend
-from detectors.realism.clips import Clip, clip_dir
+from datasets_builders.faces import FaceDetector, crop_face
+from datasets_builders.synthetic import demo_faces, graded_params, quality_to_mos, self_blend
+from detectors.realism.clips import Clip, clip_dir, video_face_track
 from detectors.realism.labels import MosRecord, write_table
-from mrigan.fileio import atomic_save_image
+from mrigan.fileio import atomic_save_image, read_image
+from mrigan.mri_df_format import write_manifest
 from mrigan.perceptual import mri_map_np, mri_to_uint8
 
 
@@ -99,9 +101,6 @@ def faces_from_media(media: Mapping[str, str | os.PathLike], *, size: int = 64, 
 
     Photos become ``still_frames`` slightly shifted copies, so every person has a sequence.
     """
-    from datasets_builders.faces import FaceDetector, crop_face
-    from detectors.realism.clips import video_face_track
-    from mrigan.fileio import read_image
 
     detector = detector or FaceDetector(device="cpu", max_side=480)
     rng = np.random.default_rng(seed)
@@ -138,8 +137,6 @@ def write_people_mri_df(people: Mapping[str, Sequence[np.ndarray]], out: str | o
     """An MRI-DF dataset (manifest + PNGs) of random self-blends of ``people``, to train an
     MRI generator on exactly the people a realism experiment trains on (never its test people).
     ``val_people`` go to the ``val`` split."""
-    from datasets_builders.dataset import write_manifest
-    from datasets_builders.synthetic import self_blend
 
     root = Path(out)
     rng = np.random.default_rng(seed)
@@ -172,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     configs/realism_cpu.yaml``."""
     import argparse
 
-    from datasets_builders.synthetic import demo_faces
 
     parser = argparse.ArgumentParser(description="write graded self-blended clips of real people")
     parser.add_argument("--shared-data", type=Path, default=Path("../shared/data"))

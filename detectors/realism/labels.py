@@ -22,8 +22,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from mrigan.errors import MriganError
+from mrigan.fileio import atomic_open
 
-class LabelError(ValueError):
+
+class LabelError(MriganError, ValueError):
     """A MOS label file that cannot be read; the message names the file and line."""
 
 
@@ -192,7 +195,6 @@ def read_mos_labels(path: str | os.PathLike, fmt: str = "auto") -> list[MosRecor
 
 def write_table(path: str | os.PathLike, records: Iterable[MosRecord]) -> None:
     """Write records as a ``file,mos,identity,method`` CSV (atomically)."""
-    from mrigan.fileio import atomic_open
 
     with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

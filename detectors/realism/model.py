@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from detectors.backbones import build_backbone
 from detectors.realism.dataset import check_inputs
 
 FUSIONS = ("late", "early")
@@ -43,7 +44,6 @@ class RealismRegressor(nn.Module):
 
     def __init__(self, cfg: ModelConfig, mos_centre: float = 3.0) -> None:
         super().__init__()
-        from detectors.backbones import build_backbone
 
         self.cfg = cfg
         self.inputs = check_inputs(cfg.inputs)

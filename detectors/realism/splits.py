@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detectors.realism.labels import MosRecord
+from mrigan.errors import MriganError
 from mrigan.grouping import DisjointSets
 
 MODES = ("identity", "method", "both")
 
 
-class SplitError(ValueError):
+class SplitError(MriganError, ValueError):
     """The records cannot be split as asked (e.g. a single method for a by-method split)."""
 
 

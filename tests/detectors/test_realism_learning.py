@@ -67,7 +67,7 @@ def test_cli_train_then_evaluate_writes_reports(faces_by_person, tmp_path, capsy
     import yaml
 
     from detectors.realism.graded import write_clips
-    from mrigan.cli import main
+    from mrigan.app.cli import main
 
     people = {p: faces_by_person[p] for p in ("ffpp519", "ffpp634", "astronaut", "ffexample", "dfdc")}
     levels = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -15,7 +15,6 @@ import torch
 from skimage.metrics import structural_similarity
 
 from datasets_builders import mri_df
-from datasets_builders.dataset import MriDfDataset, balanced_indices, read_manifest
 from datasets_builders.faces import FaceBox, FaceDetector, crop_face
 from datasets_builders.frames import iter_frames
 from datasets_builders.mri_df import (
@@ -27,8 +26,9 @@ from datasets_builders.mri_df import (
     build_mri_df,
     merge_shards,
 )
-from mrigan.cli import main as cli_main
+from mrigan.app.cli import main as cli_main
 from mrigan.fileio import read_image, sha256_file
+from mrigan.mri_df_format import MriDfDataset, balanced_indices, read_manifest
 
 FAST_FACES = FaceConfig(device="cpu", max_side=320, batch_size=6, size=96)
 
@@ -258,7 +258,7 @@ sources:
 def test_config_files_load():
     from mrigan.config import load_config
 
-    configs = sorted(Path(__file__).resolve().parents[1].glob("configs/build_*.yaml"))
+    configs = sorted(Path(__file__).resolve().parents[2].glob("configs/build_*.yaml"))
     assert configs, "configs/build_*.yaml missing"
     for path in configs:
         cfg = load_config(BuildConfig, path)

@@ -17,7 +17,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mrigan.config import ConfigError, add_config_arguments, load_config, parse_overrides
+from datasets_builders.frames import VideoDecodeError
+from datasets_builders.mri_df import BuildConfig, BuildError, build_mri_df, merge_shards
+from datasets_builders.sources import SourceError
+from mrigan.config import (
+    ConfigError,
+    add_config_arguments,
+    deep_merge,
+    load_config,
+    parse_overrides,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_namespace(args: argparse.Namespace):
     """The ``BuildConfig`` of the command line: defaults <- --config <- flags <- --set."""
-    from datasets_builders.mri_df import BuildConfig
-    from mrigan.config import deep_merge
 
     flags: dict = {}
     if args.csv:
@@ -59,9 +66,6 @@ def config_from_namespace(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from datasets_builders.frames import VideoDecodeError
-    from datasets_builders.mri_df import BuildError, build_mri_df, merge_shards
-    from datasets_builders.sources import SourceError
 
     try:
         cfg = config_from_namespace(args)

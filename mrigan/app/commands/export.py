@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mrigan.inference import export_generator
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a train-gan checkpoint (best.pt or last.pt)")
@@ -25,7 +27,6 @@ def default_output(checkpoint: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrigan.inference import export_generator
 
     out = args.out or default_output(args.checkpoint)
     weights, sidecar = export_generator(args.checkpoint, out)

@@ -8,12 +8,12 @@ import pytest
 import torch
 from _gan_setup import tiny_config
 
-from datasets_builders.dataset import MriDfDataset
 from datasets_builders.synthetic import write_synthetic_mri_df
-from mrigan import cli
+from mrigan.app import cli
 from mrigan.checkpoint import load_checkpoint
 from mrigan.config import load_config
 from mrigan.inference import MRIGenerator
+from mrigan.mri_df_format import MriDfDataset
 from mrigan.train import (
     GanConfig,
     HeldOut,

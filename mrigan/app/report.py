@@ -1,7 +1,7 @@
 """What an analyst looks at: MRI heat-map overlays, a per-frame score timeline, ``report.html``.
 
 Everything here reads plain values (uint8 images, float MRIs, the ``results.json`` dictionary
-written by :mod:`mrigan.analysis`), so a report can be re-rendered from a saved analysis without
+written by :mod:`mrigan.app.analysis`), so a report can be re-rendered from a saved analysis without
 re-running any model.
 
 Two choices matter for forensic honesty:
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mrigan.fileio import atomic_save_image, atomic_write_bytes, atomic_write_text
+from mrigan.perceptual import mri_to_uint8
 
 #: Default top of the heat scale: an MRI value (1 - SSIM) of 0.5 shows at full colour.
 DEFAULT_VMAX = 0.5
@@ -109,7 +110,6 @@ def draw_boxes(frame: np.ndarray, boxes: Sequence[Sequence[float]], labels: Sequ
 def save_face_files(face: np.ndarray, mri: np.ndarray, paths: Mapping[str, Path],
                     vmax: float = DEFAULT_VMAX) -> None:
     """Write the face crop, its MRI (as the [0,1]->uint8 PNG) and the overlay to ``paths``."""
-    from mrigan.perceptual import mri_to_uint8
 
     atomic_save_image(paths["face"], face)
     atomic_save_image(paths["mri"], mri_to_uint8(mri))

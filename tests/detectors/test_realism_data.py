@@ -249,7 +249,7 @@ def test_labels_join_a_manifest_written_by_the_mri_df_writer(tmp_path):
 
 
 def test_commands_report_bad_input_in_one_line(tmp_path, capsys):
-    from mrigan.cli import main
+    from mrigan.app.cli import main
 
     missing = tmp_path / "nope.csv"
     assert main(["train-realism", "--config", "configs/realism_cpu.yaml",

@@ -153,7 +153,7 @@ def test_torchrun_two_processes_cpu(synthetic_root, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mrigan.cli", "train-detector", "--config", str(config)],
+         "-m", "mrigan.app.cli", "train-detector", "--config", str(config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
         start_new_session=True)
     try:

@@ -1,4 +1,4 @@
-"""The MRI-DF manifest on disk and the torch ``Dataset`` that reads it back.
+"""The MRI-DF format (core): manifest schema, reader, writer, and the torch ``Dataset``.
 
 An MRI-DF root holds PNG face crops, PNG MRIs and ``manifest.csv``, one row per (face, MRI)
 pair. Paths in the manifest are relative to the root, so a dataset folder can be moved or
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mrigan.errors import MriganError
 from mrigan.fileio import atomic_write_text, read_image
 
 MANIFEST_NAME = "manifest.csv"
@@ -37,7 +38,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 LABELS = {"real": 0, "fake": 1}
 
 
-class ManifestError(ValueError):
+class ManifestError(MriganError, ValueError):
     """A manifest that is missing, malformed, or points at files that do not exist."""
 
 

@@ -2,7 +2,8 @@
 
 A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; it is imported
 only when that subcommand runs, so ``mrigan --help`` stays fast and one broken optional
-component does not break the others.
+component does not break the others. A :class:`mrigan.errors.MriganError` raised by any
+subcommand is caught here, once: one line on stderr naming the file and the problem, exit 2.
 """
 
 from __future__ import annotations
@@ -12,24 +13,26 @@ import importlib
 import os
 import sys
 
+from mrigan import __version__
+from mrigan.errors import MriganError
+
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "mri": ("mrigan.commands.mri", "compute MRI (1 - SSIM) maps of real/fake image pairs"),
-    "build-dataset": ("datasets_builders.command", "build the MRI-DF dataset from videos"),
-    "train-gan": ("mrigan.commands.train_gan", "train the MRI-GAN generator"),
-    "export-generator": ("mrigan.commands.export", "export a GAN checkpoint as .safetensors"),
-    "train-detector": ("detectors.command_train", "train a plain or MRI frame detector"),
-    "evaluate": ("detectors.command_evaluate", "evaluate a detector at frame and video level"),
-    "train-realism": ("detectors.realism.command_train", "train a realism (MOS) regressor"),
-    "evaluate-realism": ("detectors.realism.command_evaluate", "evaluate a realism regressor"),
-    "analyze": ("mrigan.commands.analyze", "artifact maps and verdicts for videos/images"),
-    "demo": ("mrigan.commands.demo", "end-to-end demo on embedded data"),
+    "mri": ("mrigan.app.commands.mri", "compute MRI (1 - SSIM) maps of real/fake image pairs"),
+    "build-dataset": ("mrigan.app.commands.build_dataset", "build the MRI-DF dataset from videos"),
+    "train-gan": ("mrigan.app.commands.train_gan", "train the MRI-GAN generator"),
+    "export-generator": ("mrigan.app.commands.export", "export a GAN checkpoint as .safetensors"),
+    "train-detector": ("mrigan.app.commands.train_detector", "train a plain or MRI frame detector"),
+    "evaluate": ("mrigan.app.commands.evaluate", "evaluate a detector at frame and video level"),
+    "train-realism": ("mrigan.app.commands.train_realism", "train a realism (MOS) regressor"),
+    "evaluate-realism": ("mrigan.app.commands.evaluate_realism", "evaluate a realism regressor"),
+    "analyze": ("mrigan.app.commands.analyze", "artifact maps and verdicts for videos/images"),
+    "demo": ("mrigan.app.commands.demo", "end-to-end demo on embedded data"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrigan", description=__doc__.splitlines()[0])
-    from mrigan import __version__
 
     parser.add_argument("--version", action="version", version=f"mrigan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -61,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"mrigan {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except MriganError as exc:  # the one place user errors are caught: one line, exit 2
+        print(f"mrigan {name}: error: {exc.one_line()}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -109,7 +109,7 @@ def _check_reports(out, test_names, expected_faces):
 
 
 def test_plain_and_mri_detectors_end_to_end_on_ffpp(ffpp_mri_df, tmp_path):
-    from datasets_builders.dataset import read_manifest
+    from mrigan.mri_df_format import read_manifest
 
     rows = read_manifest(ffpp_mri_df)
     n_split = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
@@ -168,7 +168,7 @@ def test_plain_and_mri_detectors_end_to_end_on_ffpp(ffpp_mri_df, tmp_path):
     assert np.abs(got - expected).max() <= 1
     assert got.std() > 0  # unlike the manifest's black MRI for a real face
 
-    from mrigan.cli import main
+    from mrigan.app.cli import main
 
     rc = main(["evaluate", "--checkpoint", str(mri.best), "--test", "test=test",
                "--test", "nt=test:NeuralTextures", "--set", "bootstrap=50",

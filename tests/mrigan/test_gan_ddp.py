@@ -24,7 +24,7 @@ from mrigan.config import save_config
 from mrigan.models import define_discriminator, define_generator
 from mrigan.train import train_gan
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tiny_data
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mrigan.cli", "train-gan", "--config", str(tmp_path / "tiny.yaml"),
+         "-m", "mrigan.app.cli", "train-gan", "--config", str(tmp_path / "tiny.yaml"),
          "--set", "name=ddp"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

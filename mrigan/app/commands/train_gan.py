@@ -2,7 +2,7 @@
 
     mrigan train-gan --config configs/mri_gan_cpu.yaml --set data.root=runs/mri_df
     mrigan train-gan --config configs/mri_gan_cpu.yaml --set data.root=runs/mri_df --resume
-    torchrun --nproc_per_node=2 -m mrigan.cli train-gan --config configs/mri_gan.yaml ...
+    torchrun --nproc_per_node=2 -m mrigan.app.cli train-gan --config configs/mri_gan.yaml ...
 
 Writes ``<out_dir>/<name>/`` (``runs/mri_gan/`` by default): ``config.yaml``,
 ``checkpoints/{last,best}.pt``, ``tb/`` (TensorBoard), ``eval_history.json``.
@@ -16,6 +16,7 @@ import sys
 
 from mrigan import distributed
 from mrigan.config import add_config_arguments, config_from_args
+from mrigan.train import GanConfig, NonFiniteLossError, train_gan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrigan.train import GanConfig, NonFiniteLossError, train_gan
 
     cfg = config_from_args(GanConfig, args)
     with distributed.session() as dist:

@@ -36,7 +36,21 @@ from typing import Any
 
 import numpy as np
 
-from mrigan.analysis import AnalyzeConfig, FacesConfig, FramesConfig, VerdictConfig
+from datasets_builders.augment import PlanRunner, make_plan, plan_label
+from datasets_builders.faces import FaceDetector, crop_face, square_box
+from datasets_builders.mri_df import (
+    AugmentConfig,
+    BuildConfig,
+    FaceConfig,
+    SourceConfig,
+    SplitConfig,
+    build_mri_df,
+    plan_units,
+)
+from datasets_builders.synthetic import graded_params, self_blend
+from detectors.aggregate import VideoScores, grid_search
+from mrigan import perceptual
+from mrigan.app.analysis import AnalyzeConfig, Analyzer, FacesConfig, FramesConfig, VerdictConfig
 from mrigan.config import (
     add_config_arguments,
     deep_merge,
@@ -47,9 +61,11 @@ from mrigan.config import (
     save_config,
     to_dict,
 )
-from mrigan.fileio import atomic_save_image, atomic_write_json
+from mrigan.fileio import atomic_save_image, atomic_write_json, read_image
+from mrigan.inference import MRIGenerator, export_generator
 from mrigan.losses import LossConfig
-from mrigan.train import DataConfig, GanConfig, ModelConfig, TrainConfig
+from mrigan.mri_df_format import MriDfDataset, read_manifest, write_manifest
+from mrigan.train import DataConfig, GanConfig, ModelConfig, TrainConfig, replace, train_gan
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
 
@@ -141,8 +157,6 @@ def packaged_photos(detector) -> list[Photo]:
     import matplotlib.cbook
     from skimage import data
 
-    from datasets_builders.faces import square_box
-    from mrigan.fileio import read_image
 
     photos = [("collins", data.astronaut()),
               ("hopper", read_image(matplotlib.cbook.get_sample_data("grace_hopper.jpg",
@@ -190,7 +204,6 @@ def blend_into(frame: np.ndarray, square: tuple[int, int, int, int], seed: int,
                quality: tuple[float, float] = (0.0, 0.4)) -> np.ndarray:
     """A fake frame: the face square self-blended (a jittered copy through a soft, deformed face
     mask) with artefacts of a quality drawn in ``quality`` (``graded_params``: 0 crude, 1 subtle)."""
-    from datasets_builders.synthetic import graded_params, self_blend
 
     h, w = frame.shape[:2]
     x0, y0, x1, y1 = max(square[0], 0), max(square[1], 0), min(square[2], w), min(square[3], h)
@@ -204,10 +217,6 @@ def blend_into(frame: np.ndarray, square: tuple[int, int, int, int], seed: int,
 def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, photos: list[Photo],
                            log=print) -> dict[str, int]:
     """MRI-DF (manifest.csv + PNGs) from scenes of the packaged photos; returns counts."""
-    from datasets_builders.augment import PlanRunner, make_plan, plan_label
-    from datasets_builders.dataset import write_manifest
-    from datasets_builders.faces import crop_face
-    from mrigan import perceptual
 
     sc, dc = cfg.data.synthetic, cfg.data
     rng = np.random.default_rng([dc.seed, 1])
@@ -321,13 +330,6 @@ def synthetic_videos(cfg: DemoConfig, folder: Path, photos: list[Photo]) -> dict
 
 
 def _build_config(cfg: DemoConfig, root: Path):
-    from datasets_builders.mri_df import (
-        AugmentConfig,
-        BuildConfig,
-        FaceConfig,
-        SourceConfig,
-        SplitConfig,
-    )
 
     dc, sc = cfg.data, cfg.data.synthetic
     fc = cfg.analyze.faces
@@ -344,7 +346,6 @@ def _build_config(cfg: DemoConfig, root: Path):
 
 def held_out_videos(cfg: DemoConfig, build_cfg) -> tuple[list[Path], dict[str, bool], str]:
     """Up to ``video.max_videos`` videos of the test split (else val), reals and fakes mixed."""
-    from datasets_builders.mri_df import plan_units
 
     units = plan_units(build_cfg).units
     for split in ("test", "val", "train"):
@@ -368,7 +369,6 @@ def held_out_videos(cfg: DemoConfig, build_cfg) -> tuple[list[Path], dict[str, b
 def train_for(gan_cfg: GanConfig, minutes: float, log=print):
     """Train in chunks of ``eval_every`` steps (each resumed exactly from ``last.pt``) until
     ``minutes`` or ``max_steps`` is reached; the best held-out checkpoint is kept by the trainer."""
-    from mrigan.train import replace, train_gan
 
     deadline = time.monotonic() + minutes * 60
     chunk = max(1, gan_cfg.train.eval_every)
@@ -397,8 +397,6 @@ def generator_figures(gen, root: Path, split: str) -> dict[str, float]:
     reals, over every pair of ``split``."""
     import torch
 
-    from datasets_builders.dataset import MriDfDataset
-    from mrigan import perceptual
 
     ds = MriDfDataset(root, split, gen.image_size)
     items = [ds[i] for i in range(len(ds))]
@@ -418,7 +416,6 @@ def calibrate_mri_threshold(scores: list[float], labels: list[int], fraction: fl
                             rule: str) -> tuple[float, float]:
     """The face threshold on mean MRI that best separates validation fakes from reals
     (balanced accuracy, ``detectors.aggregate.grid_search``, one face per unit)."""
-    from detectors.aggregate import VideoScores, grid_search
 
     units = [VideoScores(f"val{i}", int(y), np.asarray([s])) for i, (s, y) in
              enumerate(zip(scores, labels, strict=True))]
@@ -457,9 +454,6 @@ def _log(*args: Any, **kwargs: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from datasets_builders.faces import FaceDetector
-    from mrigan.analysis import Analyzer
-    from mrigan.inference import MRIGenerator
 
     cfg = load_demo_config(args.config, args.overrides)
     run_dir = args.out or cfg.run_dir
@@ -522,7 +516,6 @@ def _build_data(cfg: DemoConfig, data_root: Path, detector):
     _log(f"[1/4] MRI-DF from {'packaged photos (synthetic scenes)' if synthetic else cfg.data.root}"
          f" -> {data_root}")
     if not synthetic:
-        from datasets_builders.mri_df import build_mri_df
 
         build_cfg = _build_config(cfg, data_root)
         build_mri_df(build_cfg, log=_log)
@@ -536,8 +529,6 @@ def _build_data(cfg: DemoConfig, data_root: Path, detector):
 
 def _train_and_export(cfg: DemoConfig, run_dir: Path, data_root: Path):
     """Step 2: train within the time budget; export the best held-out checkpoint."""
-    from mrigan.inference import export_generator
-    from mrigan.train import replace
 
     gan_cfg = replace(cfg.gan, name="gan", out_dir=str(run_dir), data={"root": str(data_root)})
     _log(f"[2/4] training a {gan_cfg.model.image_size} px MRI-GAN for up to {cfg.train_minutes:g} "
@@ -550,7 +541,6 @@ def _train_and_export(cfg: DemoConfig, run_dir: Path, data_root: Path):
 
 def _held_out_figures(cfg: DemoConfig, gen, data_root: Path):
     """Step 3: figures on the test split (else val); the verdict's face threshold on val only."""
-    from datasets_builders.dataset import read_manifest
 
     splits = {r["split"] for r in read_manifest(data_root)}
     test = generator_figures(gen, data_root, "test" if "test" in splits else "val")

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from _gan_setup import tiny_config
 
-from datasets_builders.dataset import read_manifest, write_manifest
 from datasets_builders.synthetic import graded_params, self_blend, write_synthetic_mri_df
 from mrigan import perceptual
 from mrigan.fileio import atomic_save_image, read_image
+from mrigan.mri_df_format import read_manifest, write_manifest
 from mrigan.train import replace, train_gan
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from mrigan import perceptual
-from mrigan.fileio import atomic_save_image, read_image
-from mrigan.report import (
+from mrigan.app.report import (
     draw_boxes,
     heat_map,
     mri_intensity,
@@ -19,6 +18,7 @@ from mrigan.report import (
     render_report,
     timeline_png,
 )
+from mrigan.fileio import atomic_save_image, read_image
 
 
 @pytest.fixture(scope="module")

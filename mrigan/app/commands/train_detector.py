@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 
 from detectors.config import DetectorConfig
+from detectors.train import train_detector
+from mrigan import distributed
 from mrigan.config import add_config_arguments, config_from_args
 
 
@@ -18,8 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detectors.train import train_detector
-    from mrigan import distributed
 
     extra = [f"{key}={value}" for key, value in (("data.root", args.data),
                                                  ("input.name", args.input),

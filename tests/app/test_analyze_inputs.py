@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mrigan.analysis import AnalyzeError, check_output_dir, discover_inputs
+from mrigan.app.analysis import AnalyzeError, check_output_dir, discover_inputs
 
 
 def _touch(path: Path) -> Path:

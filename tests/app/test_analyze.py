@@ -11,22 +11,20 @@ crops on disk, the verdict follows the recorded scores, and the report renders i
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from _gan_setup import write_tiny_generator
 
-from mrigan.cli import main as cli
+from mrigan.app.cli import main as cli
 from mrigan.fileio import atomic_save_image, read_image, sha256_file
 
-torch.set_num_threads(2)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -66,7 +64,7 @@ def _by_name(results):
 def test_outputs_exist_and_follow_the_schema(case):
     import jsonschema
 
-    from mrigan.analysis import RESULTS_SCHEMA
+    from mrigan.app.analysis import RESULTS_SCHEMA
 
     assert case["rc"] == 0
     out, results = case["out"], case["results"]
@@ -194,18 +192,10 @@ def test_python_api_and_artifact_map(case, ff_examples):
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Debian's headless Chromium; installed with apt-get when missing (CI runs as root)."""
+    """Debian's headless Chromium. `.ci/run` installs it (apt-get); elsewhere the test skips."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        if shutil.which("apt-get") is None or os.geteuid() != 0:
-            pytest.fail("chromium is missing and cannot be installed here (needs root + apt-get): "
-                        "apt-get install -y chromium")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium",
-                        "fonts-dejavu-core"], check=True, env=env, timeout=1200)
-        exe = shutil.which("chromium")
-    assert exe, "chromium not found after installing it"
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run does this)")
     return exe
 
 

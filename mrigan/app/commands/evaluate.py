@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from detectors.config import EvaluateConfig
+from detectors.evaluate import evaluate_detector
 from mrigan.config import add_config_arguments, deep_merge, from_dict, parse_overrides, read_yaml
 
 
@@ -33,7 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detectors.evaluate import evaluate_detector
 
     data = read_yaml(args.config) if args.config else {}
     for key, value in (("checkpoint", args.checkpoint), ("data_root", args.data),

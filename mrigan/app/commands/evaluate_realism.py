@@ -12,12 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from detectors.realism.command_train import USER_ERRORS, load_members
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import prepare_data
 from detectors.realism.dataset import needs_mri
 from detectors.realism.evaluate import evaluate_run
 from detectors.realism.train import load_regressor
+from mrigan.app.commands.train_realism import USER_ERRORS, load_members
 from mrigan.config import (
     add_config_arguments,
     deep_merge,

@@ -31,7 +31,18 @@ from typing import Any
 
 import numpy as np
 
+from datasets_builders.faces import FaceDetector, crop_face, track_faces
+from datasets_builders.frames import VideoDecodeError, iter_frames, video_info
+from detectors import aggregate, inference
+from detectors.explain import gradcam
+from detectors.explain import overlay as cam_overlay
 from mrigan import __version__
+from mrigan.app.report import draw_boxes, render_report, save_face_files, timeline_png
+from mrigan.config import save_config
+from mrigan.device import resolve_device
+from mrigan.errors import MriganError
+from mrigan.fileio import atomic_save_image, atomic_write_json, read_image, sha256_file
+from mrigan.inference import MRIGenerator
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
@@ -43,7 +54,7 @@ SKIP_REASONS = ("missing", "unreadable", "no_face", "error")
 RESULTS_SCHEMA_VERSION = 1
 
 
-class AnalyzeError(ValueError):
+class AnalyzeError(MriganError, ValueError):
     """A problem with the request itself (e.g. an output folder inside an input folder)."""
 
 
@@ -382,7 +393,6 @@ def _slug(path: Path, index: int) -> str:
 def load_generator(generator: Any, device: str = "auto", precision: str = "fp32"):
     """An ``MRIGenerator`` from a path (``.safetensors`` export or checkpoint), or as given."""
     if isinstance(generator, (str, os.PathLike)):
-        from mrigan.inference import MRIGenerator
 
         return MRIGenerator.load(generator, device=device, precision=precision)
     if not hasattr(generator, "predict") or not hasattr(generator, "image_size"):
@@ -408,7 +418,6 @@ def _as_mri_array(mris: Any, n: int) -> np.ndarray:
 
 
 def _file_info(path: Any, obj: Any) -> dict[str, Any]:
-    from mrigan.fileio import sha256_file
 
     info: dict[str, Any] = {"path": str(path) if isinstance(path, (str, os.PathLike))
                             else type(obj).__name__}
@@ -426,7 +435,6 @@ def artifact_map(face_image: Any, generator: Any, *, device: str = "auto") -> np
     """
     import cv2
 
-    from mrigan.fileio import read_image
 
     face = read_image(face_image) if isinstance(face_image, (str, os.PathLike)) else np.asarray(face_image)
     if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8:
@@ -451,7 +459,6 @@ def mri_stats(mri: np.ndarray) -> dict[str, float]:
 
 def decide_verdict(scores: Sequence[float], cfg: VerdictConfig, score_source: str) -> Verdict:
     """One verdict from the face scores of an input, with the rule and thresholds used."""
-    from detectors import aggregate
 
     threshold = cfg.detector_threshold if score_source == "detector" else cfg.mri_threshold
     label, score, used = aggregate.decide(cfg.rule, scores, threshold=threshold,
@@ -497,7 +504,6 @@ class Analyzer:
 
     def __init__(self, generator: Any, detector: Any = None, config: AnalyzeConfig | None = None,
                  face_detector: Any = None) -> None:
-        from mrigan.device import resolve_device
 
         self.config = config or AnalyzeConfig()
         self.device = resolve_device(self.config.device)
@@ -510,7 +516,6 @@ class Analyzer:
             self.detector = _load_detector(detector, str(self.device), self.config.precision)
             self.detector_info = _file_info(detector, self.detector)
         if face_detector is None:
-            from datasets_builders.faces import FaceDetector
 
             fc = self.config.faces
             face_detector = FaceDetector(device=str(self.device), thresholds=fc.thresholds,
@@ -549,8 +554,6 @@ class Analyzer:
         base = {"path": str(item.path), "kind": "image" if item.kind == "image" else "video"}
         if item.kind == "missing":
             return InputResult(**base, status="missing", reason="no such file or folder")
-        from datasets_builders.frames import VideoDecodeError
-        from mrigan.fileio import sha256_file
 
         try:
             sha = sha256_file(item.path)
@@ -575,14 +578,12 @@ class Analyzer:
 
     def _open(self, item: InputItem) -> tuple[Iterator[tuple[int, np.ndarray]], dict[str, Any]]:
         if item.kind == "image":
-            from mrigan.fileio import read_image
 
             try:
                 img = read_image(item.path)
             except ValueError as exc:
                 raise ImageReadError(str(exc)) from exc
             return iter([(0, img)]), {"width": img.shape[1], "height": img.shape[0]}
-        from datasets_builders.frames import iter_frames, video_info
 
         info = video_info(item.path)
         frames = iter_frames(item.path, every=self.config.frames.every,
@@ -595,8 +596,6 @@ class Analyzer:
 
     def _stream(self, frames: Iterator[tuple[int, np.ndarray]], state: _InputState,
                 out: Path | None, progress: bool, total: int | None = None) -> None:
-        from datasets_builders.faces import crop_face
-        from datasets_builders.frames import VideoDecodeError
 
         cfg = self.config
         size = int(self.generator.image_size)
@@ -641,7 +640,6 @@ class Analyzer:
 
     def _score(self, pending: list[_Pending], state: _InputState, out: Path | None) -> None:
         """Generator (and detector) on a batch of faces; record stats, write files."""
-        from mrigan.report import save_face_files
 
         crops = [p.crop for p in pending]
         mris = _as_mri_array(self.generator.predict(crops), len(crops))
@@ -658,7 +656,6 @@ class Analyzer:
                 save_face_files(p.crop, mris[k], {kind: out / rel for kind, rel in files.items()},
                                 vmax=self.config.report.heat_vmax)
                 if cams is not None:
-                    from mrigan.fileio import atomic_save_image
 
                     files["gradcam"] = f"{stem}_gradcam.png"
                     atomic_save_image(out / files["gradcam"], cams[k])
@@ -668,7 +665,6 @@ class Analyzer:
 
     def _update_worst(self, pending: list[_Pending], state: _InputState) -> None:
         """Keep small pictures of the ``worst_k`` frames with the highest face score."""
-        from mrigan.report import draw_boxes
 
         k = self.config.report.worst_k
         for index in sorted({p.frame for p in pending}):
@@ -702,8 +698,6 @@ class Analyzer:
         import torch
         import torch.nn.functional as F
 
-        from detectors.explain import gradcam
-        from detectors.explain import overlay as cam_overlay
 
         images = mris if getattr(self.detector, "input_name", "plain") == "mri" else np.stack(crops)
         x = torch.from_numpy(np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2)))
@@ -718,7 +712,6 @@ class Analyzer:
 
     def _finish(self, state: _InputState, base: dict[str, Any], sha: str, meta: dict[str, Any],
                 out: Path | None) -> InputResult:
-        from datasets_builders.faces import track_faces
 
         cfg = self.config
         tracks = track_faces(state.boxes, cfg.faces.track_iou)
@@ -731,7 +724,6 @@ class Analyzer:
             _move_into_tracks(state, track_of, out)
         thumbs: dict[int, str] = {}
         if out is not None:
-            from mrigan.fileio import atomic_save_image
 
             for _score, index, thumb, _boxes in state.worst:
                 rel = f"{state.dir}/frames/frame_{index:06d}.jpg"
@@ -767,7 +759,6 @@ class Analyzer:
         verdict = decide_verdict([f.score for f in all_faces], cfg.verdict, source)
         timeline = None
         if out is not None and state.item.kind == "video":
-            from mrigan.report import timeline_png
 
             timeline = f"{state.dir}/timeline.png"
             threshold = verdict.thresholds.get("threshold")
@@ -795,13 +786,12 @@ def _thumbnail(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), size[0] / w
 
 
-class ImageReadError(ValueError):
+class ImageReadError(MriganError, ValueError):
     """An image file that cannot be decoded."""
 
 
 def _load_detector(detector: Any, device: str, precision: str = "fp32"):
     if isinstance(detector, (str, os.PathLike)):
-        from detectors import inference
 
         return inference.load_detector(detector, device=device, precision=precision)
     if not hasattr(detector, "predict_proba"):
@@ -840,9 +830,6 @@ def _progress(item: InputItem, total: int | None):
 
 def write_outputs(results: AnalysisResults, out: Path) -> None:
     """results.json, the resolved config.yaml and report.html under ``out``."""
-    from mrigan.config import save_config
-    from mrigan.fileio import atomic_write_json
-    from mrigan.report import render_report
 
     data = results.to_dict()
     atomic_write_json(out / "results.json", data)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from mrigan.cli import SUBCOMMANDS
-from mrigan.cli import main as cli
+from mrigan.app.cli import SUBCOMMANDS
+from mrigan.app.cli import main as cli
 
 PIPELINE = ("build-dataset", "train-gan", "train-detector", "train-realism", "evaluate",
             "analyze", "demo")

@@ -7,7 +7,9 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from datasets_builders.dataset import (
+from datasets_builders.synthetic import write_synthetic_mri_df
+from mrigan.fileio import read_image
+from mrigan.mri_df_format import (
     MANIFEST_COLUMNS,
     ManifestError,
     MriDfDataset,
@@ -15,8 +17,6 @@ from datasets_builders.dataset import (
     read_manifest,
     write_manifest,
 )
-from datasets_builders.synthetic import write_synthetic_mri_df
-from mrigan.fileio import read_image
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from mrigan.cli import main as cli
+from mrigan.app.cli import main as cli
 from mrigan.fileio import read_image
 
-torch.set_num_threads(2)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 TINY = ["--set", "gan.model.ngf=8", "--set", "gan.model.ndf=8", "--set", "gan.train.max_steps=2",
         "--set", "gan.train.eval_every=2", "--set", "gan.train.batch_size=4",
@@ -37,9 +36,9 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_config_file_matches_the_defaults():
-    from mrigan.commands.demo import DemoConfig, load_demo_config
+    from mrigan.app.commands.demo import DemoConfig, load_demo_config
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     assert load_demo_config(str(root / "configs/demo.yaml")) == DemoConfig()
     cfg = load_demo_config(str(root / "configs/demo.yaml"), ["gan.train.max_steps=7"])
     assert cfg.gan.train.max_steps == 7 and cfg.gan.model.image_size == 64  # nested keeps 64 px
@@ -48,7 +47,13 @@ def test_demo_config_file_matches_the_defaults():
 def test_fake_scene_differs_only_inside_the_face_square():
     from skimage import data
 
-    from mrigan.commands.demo import Photo, SyntheticConfig, blend_into, render_scene, scene_params
+    from mrigan.app.commands.demo import (
+        Photo,
+        SyntheticConfig,
+        blend_into,
+        render_scene,
+        scene_params,
+    )
 
     img = data.astronaut()
     photo = Photo("collins", img, (224.0, 117.0, 150.0))
@@ -65,8 +70,8 @@ def test_fake_scene_differs_only_inside_the_face_square():
 def test_demo_runs_end_to_end(demo_run):
     import av
 
-    from datasets_builders.dataset import read_manifest
     from mrigan import perceptual
+    from mrigan.mri_df_format import read_manifest
 
     rc, out, printed = demo_run
     assert rc == 0

@@ -1,6 +1,6 @@
 """``mrigan analyze INPUT... --generator G.safetensors [--detector D] --out DIR``.
 
-Artifact maps and verdicts for suspicious videos and images; see :mod:`mrigan.analysis`.
+Artifact maps and verdicts for suspicious videos and images; see :mod:`mrigan.app.analysis`.
 Exit status: 0 when at least one input was analysed (others that could not be are listed in
 the summary and the report), 1 when none could be, 2 for a bad request (e.g. ``--out`` inside an
 input folder).
@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mrigan.app.analysis import AnalyzeConfig, AnalyzeError, Analyzer
 from mrigan.config import ConfigError, add_config_arguments, config_from_args
 
 
@@ -32,7 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mrigan.analysis import AnalyzeConfig, AnalyzeError, Analyzer
 
     shortcuts = []
     if args.every is not None:

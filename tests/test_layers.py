@@ -1,0 +1,39 @@
+"""The layering rule that import-linter cannot see: no function-local import of a project module.
+
+import-linter (``make lint``) checks that imports point down the layers; an import hidden inside
+a function would still work around a cycle and hide what depends on what, so every import of a
+project package must sit at module level. (Lazy imports of heavy third-party packages are fine.)
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = ("mrigan", "datasets_builders", "detectors")
+
+
+def _local_project_imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else ["."]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if any(n == "." or n.split(".")[0] in PROJECT for n in names):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} in {fn.name}()")
+    return found
+
+
+def test_no_function_local_imports_of_project_modules():
+    files = [p for pkg in PROJECT for p in sorted((ROOT / pkg).rglob("*.py"))]
+    assert len(files) > 50
+    found = [hit for p in files for hit in _local_project_imports(p)]
+    assert not found, "function-local project imports:\n" + "\n".join(found)
