@@ -1,0 +1,28 @@
+"""The output-location guard on real folders (shared media is only read, never written)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mrigan.errors import MriganError
+from mrigan.outputs import OutputLocationError, check_output_dir
+
+
+def test_output_inside_an_input_folder_or_beside_an_input_file_is_refused(ffpp_root, tmp_path):
+    video = ffpp_root / "original_sequences/youtube/c23/videos/519.mp4"
+    for out in (video.parent, video.parent / "reports", ffpp_root / "x"):
+        with pytest.raises(OutputLocationError, match="inside the input folder") as info:
+            check_output_dir(out, [video, ffpp_root])
+        assert isinstance(info.value, MriganError) and str(out) in str(info.value)
+    assert not (video.parent / "reports").exists()
+    assert check_output_dir(tmp_path / "out", [video]) == (tmp_path / "out").resolve()
+
+
+def test_output_that_holds_an_input_or_is_a_file_is_refused(tmp_path):
+    (tmp_path / "in").mkdir()
+    image = tmp_path / "in" / "a.png"
+    image.write_bytes(b"x")
+    with pytest.raises(OutputLocationError, match="holds no input"):
+        check_output_dir(tmp_path, [image.parent / "a.png", tmp_path / "elsewhere.png"])
+    with pytest.raises(OutputLocationError, match="a file of that name exists"):
+        check_output_dir(image, [tmp_path / "other" / "b.png"])
