@@ -1,4 +1,8 @@
-"""PNG figures for evaluation reports: ROC curves and confusion matrices (matplotlib, Agg)."""
+"""PNG figures for evaluation reports: ROC curves and confusion matrices (matplotlib, Agg).
+
+Titles and legend names come from users (run names, file names): they are drawn as plain text,
+never parsed as mathtext (``text.parse_math`` off), so ``$`` or ``^`` in a name cannot break a plot.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,10 @@ def _figure():
     return plt
 
 
+#: matplotlib settings for every figure here: strings are text, not mathtext.
+TEXT_ONLY = {"text.parse_math": False}
+
+
 def _save(fig, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
@@ -32,6 +40,11 @@ def save_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os
              title: str = "ROC") -> None:
     """One ROC curve per entry ``name -> (y_true, y_score)``, AUC in the legend."""
     plt = _figure()
+    with plt.rc_context(TEXT_ONLY):
+        _roc_figure(plt, curves, path, title)
+
+
+def _roc_figure(plt, curves, path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     for name, (y, s) in curves.items():
         y, s = np.asarray(y), np.asarray(s, dtype=float)
@@ -52,6 +65,11 @@ def save_confusion(counts: Mapping[str, int], path: str | os.PathLike,
                    title: str = "confusion matrix") -> None:
     """2x2 matrix (rows: true real/fake, columns: predicted real/fake) with counts and rates."""
     plt = _figure()
+    with plt.rc_context(TEXT_ONLY):
+        _confusion_figure(plt, counts, path, title)
+
+
+def _confusion_figure(plt, counts, path, title: str) -> None:
     m = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]], dtype=float)
     rates = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(3.6, 3.2))

@@ -127,44 +127,49 @@ def timeline_png(path: str | os.PathLike, faces: Iterable[Mapping[str, Any]], *,
     ``faces``: dicts with ``frame``, ``track``, ``mri_mean`` and optionally ``fake_probability``.
     The top panel shows each track's mean MRI; a second panel shows the detector's fake
     probability when there is one. The verdict threshold is drawn on the panel whose score
-    decides the verdict (``score_source``: ``mri_mean`` or ``detector``).
+    decides the verdict (``score_source``: ``mri_mean`` or ``detector``). ``title`` is drawn as
+    plain text (``$`` in a file name is not mathtext).
     """
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rows = sorted(faces, key=lambda f: (f["track"], f["frame"]))
-    has_prob = any(f.get("fake_probability") is not None for f in rows)
-    panels = [("mri_mean", "mean MRI (1 - SSIM)")]
-    if has_prob:
-        panels.append(("fake_probability", "detector P(fake)"))
-    fig = Figure(figsize=(9, 2.4 * len(panels) + 0.6), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-    tracks = sorted({f["track"] for f in rows})
-    for ax, (key, label) in zip(axes, panels, strict=True):
-        for t in tracks:
-            pts = [(f["frame"], f[key]) for f in rows if f["track"] == t and f.get(key) is not None]
-            if pts:
-                xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=f"track {t}")
-        source_key = "fake_probability" if score_source == "detector" else "mri_mean"
-        if threshold is not None and key == source_key:
-            ax.axhline(threshold, color="#b3261e", linestyle="--", linewidth=1,
-                       label=f"face threshold {threshold:g}")
-        ax.set_ylabel(label)
-        ax.set_ylim(bottom=0)
-        if key == "fake_probability":
-            ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=7, ncol=min(4, len(tracks) + 1))
-    axes[-1].set_xlabel("frame index")
-    if fps:
-        sec = axes[0].secondary_xaxis("top", functions=(lambda x: x / fps, lambda s: s * fps))
-        sec.set_xlabel("seconds")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    # every string (a file name such as "b_$x^$.mp4", track labels) is drawn as plain text,
+    # never parsed as mathtext
+    with matplotlib.rc_context({"text.parse_math": False}):
+        rows = sorted(faces, key=lambda f: (f["track"], f["frame"]))
+        has_prob = any(f.get("fake_probability") is not None for f in rows)
+        panels = [("mri_mean", "mean MRI (1 - SSIM)")]
+        if has_prob:
+            panels.append(("fake_probability", "detector P(fake)"))
+        fig = Figure(figsize=(9, 2.4 * len(panels) + 0.6), dpi=100, layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+        tracks = sorted({f["track"] for f in rows})
+        for ax, (key, label) in zip(axes, panels, strict=True):
+            for t in tracks:
+                pts = [(f["frame"], f[key]) for f in rows if f["track"] == t and f.get(key) is not None]
+                if pts:
+                    xs, ys = zip(*pts, strict=True)
+                    ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=f"track {t}")
+            source_key = "fake_probability" if score_source == "detector" else "mri_mean"
+            if threshold is not None and key == source_key:
+                ax.axhline(threshold, color="#b3261e", linestyle="--", linewidth=1,
+                           label=f"face threshold {threshold:g}")
+            ax.set_ylabel(label)
+            ax.set_ylim(bottom=0)
+            if key == "fake_probability":
+                ax.set_ylim(0, 1)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper right", fontsize=7, ncol=min(4, len(tracks) + 1))
+        axes[-1].set_xlabel("frame index")
+        if fps:
+            sec = axes[0].secondary_xaxis("top", functions=(lambda x: x / fps, lambda s: s * fps))
+            sec.set_xlabel("seconds")
+        if title:
+            fig.suptitle(title, fontsize=10)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
     path = Path(path)
     atomic_write_bytes(path, buf.getvalue())
     return path

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mrigan.app.analysis import AnalyzeError, check_output_dir, discover_inputs
+from mrigan.app.analysis import discover_inputs
+from mrigan.outputs import OutputLocationError, check_output_dir
 
 
 def _touch(path: Path) -> Path:
@@ -32,8 +33,8 @@ def test_output_folder_may_not_be_an_input_folder_or_inside_one(tmp_path):
     case = tmp_path / "case"
     video = _touch(case / "v.mp4")
     for bad in (case, case / "report", tmp_path / "case" / "deep" / "er"):
-        with pytest.raises(AnalyzeError, match="inside the input folder"):
+        with pytest.raises(OutputLocationError, match="inside the input folder"):
             check_output_dir(bad, [case])
-    with pytest.raises(AnalyzeError):  # a file's folder is guarded too
+    with pytest.raises(OutputLocationError):  # a file's folder is guarded too
         check_output_dir(case / "out", [video])
     assert check_output_dir(tmp_path / "reports", [case, video]) == (tmp_path / "reports").resolve()

@@ -3,7 +3,7 @@
 Artifact maps and verdicts for suspicious videos and images; see :mod:`mrigan.app.analysis`.
 Exit status: 0 when at least one input was analysed (others that could not be are listed in
 the summary and the report), 1 when none could be, 2 for a bad request (e.g. ``--out`` inside an
-input folder).
+input folder, a bad config value, weights holding NaN): one line from the CLI, before any work.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mrigan.app.analysis import AnalyzeConfig, AnalyzeError, Analyzer
-from mrigan.config import ConfigError, add_config_arguments, config_from_args
+from mrigan.app.analysis import AnalyzeConfig, AnalyzeError, Analyzer, validate_config
+from mrigan.config import add_config_arguments, config_from_args
+from mrigan.outputs import check_output_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,23 +41,15 @@ def run(args: argparse.Namespace) -> int:
     if args.device is not None:
         shortcuts.append(f"device={args.device}")
     args.overrides = [*shortcuts, *(args.overrides or [])]
-    try:
-        cfg = config_from_args(AnalyzeConfig, args)
-    except ConfigError as exc:
-        print(f"mrigan analyze: {exc}", file=sys.stderr)
-        return 2
+    cfg = validate_config(config_from_args(AnalyzeConfig, args))  # before any work
     out = args.out or Path("runs") / cfg.name
+    check_output_dir(out, args.inputs)  # before loading any model
     for path in (args.generator, args.detector):
         if path is not None and not path.is_file():
-            print(f"mrigan analyze: {path}: no such weights file", file=sys.stderr)
-            return 2
-    try:
-        analyzer = Analyzer(args.generator, args.detector, cfg)
-        results = analyzer.run(args.inputs, out, progress=not args.no_progress,
-                               on_input=_print_input)
-    except AnalyzeError as exc:
-        print(f"mrigan analyze: {exc}", file=sys.stderr)
-        return 2
+            raise AnalyzeError("no such weights file", path)
+    analyzer = Analyzer(args.generator, args.detector, cfg)
+    results = analyzer.run(args.inputs, out, progress=not args.no_progress,
+                           on_input=_print_input)
     s = results.summary()
     skipped = ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "none"
     verdicts = ", ".join(f"{v} {k}" for k, v in s["verdicts"].items()) or "none"

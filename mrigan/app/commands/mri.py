@@ -1,4 +1,8 @@
-"""``mrigan mri REAL FAKE --out DIR``: MRI maps of aligned real/fake image pairs."""
+"""``mrigan mri REAL FAKE --out DIR``: MRI maps of aligned real/fake image pairs.
+
+``--out`` is checked by :func:`mrigan.outputs.check_output_dir` before anything is read: never an
+existing file, never inside the folder of an input, never a folder that holds an input.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from mrigan import perceptual
+from mrigan.errors import MriganError
 from mrigan.fileio import atomic_save_image, atomic_write_json, read_image
+from mrigan.outputs import check_output_dir
+
+
+class ImagePairError(MriganError, ValueError):
+    """A real/fake pair that cannot be compared (different sizes)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +34,7 @@ def mri_pair_to_files(real_path: Path, fake_path: Path, out: Path, metric: str =
 
     real, fake = read_image(real_path), read_image(fake_path)
     if real.shape != fake.shape:
-        raise ValueError(f"{fake_path}: size {fake.shape} differs from {real_path} {real.shape}")
+        raise ImagePairError(f"size {fake.shape} differs from {real_path} {real.shape}", fake_path)
     to_t = perceptual._to_nchw
     with torch.no_grad():
         mri = perceptual.get(metric)(to_t(real), to_t(fake), data_range=255.0)
@@ -36,6 +46,7 @@ def mri_pair_to_files(real_path: Path, fake_path: Path, out: Path, metric: str =
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, [args.real, *args.fakes])
     results = [mri_pair_to_files(args.real, f, args.out, args.metric) for f in args.fakes]
     atomic_write_json(args.out / "mri_summary.json", results)
     for r in results:

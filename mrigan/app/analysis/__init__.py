@@ -1,0 +1,88 @@
+"""The analyst pipeline: videos/images -> frames -> faces and tracks -> MRIs (+ scores) -> results.
+
+``analyze(paths, generator=..., detector=..., out_dir=...)`` streams every Nth frame of each
+video (images are one frame), finds faces with MTCNN, crops them as the MRI-DF builder does,
+batches the crops through the MRI-GAN generator (and a detector when given), groups faces into
+tracks, and decides one verdict per input with a named video-level rule. With ``out_dir`` it
+writes, per input, the face crops, MRIs and overlays per track, a score timeline, and for the
+whole run ``results.json`` (rewritten after every input), ``report.html`` and the resolved
+``config.yaml``.
+
+Inputs are read only: every file goes under ``out_dir``, which may not lie inside an input
+folder (:func:`mrigan.outputs.check_output_dir`). A file that cannot be decoded, shows no face,
+or fails in any other way (a model returning NaN included) is recorded with its reason and the
+run goes on; the caller decides what "nothing analysed" means (the CLI exits non-zero).
+
+Face scores: with a detector, a face's score is its fake probability; without one it is the
+face's mean predicted MRI (how much of the face the generator expects to differ from a real
+one). Both go through the same aggregation rule, with thresholds recorded in the results.
+
+Modules: ``config`` (AnalyzeConfig + up-front validation), ``results`` (result types, strict
+JSON), ``schema`` (RESULTS_SCHEMA), ``inputs`` (discovery, opening), ``models`` (generator,
+detector, Grad-CAM, non-finite checks), ``pipeline`` (Analyzer), ``outputs`` (files written).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mrigan.app.analysis.config import (
+    AnalyzeConfig,
+    FacesConfig,
+    FramesConfig,
+    ReportConfig,
+    VerdictConfig,
+    validate_config,
+)
+from mrigan.app.analysis.inputs import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    ImageReadError,
+    InputItem,
+    discover_inputs,
+)
+from mrigan.app.analysis.models import NonFiniteModelError, artifact_map, load_generator, mri_stats
+from mrigan.app.analysis.outputs import write_outputs
+from mrigan.app.analysis.pipeline import AnalyzeError, Analyzer, face_crops
+from mrigan.app.analysis.results import (
+    AnalysisResults,
+    FaceResult,
+    FrameResult,
+    InputResult,
+    TrackResult,
+    Verdict,
+    decide_verdict,
+)
+from mrigan.app.analysis.schema import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION, SKIP_REASONS
+
+__all__ = [
+    "IMAGE_SUFFIXES", "RESULTS_SCHEMA", "RESULTS_SCHEMA_VERSION", "SKIP_REASONS", "VIDEO_SUFFIXES",
+    "AnalysisResults", "AnalyzeConfig", "AnalyzeError", "Analyzer", "FaceResult", "FacesConfig",
+    "FrameResult", "FramesConfig", "ImageReadError", "InputItem", "InputResult",
+    "NonFiniteModelError", "ReportConfig", "TrackResult", "Verdict", "VerdictConfig", "analyze",
+    "artifact_map", "decide_verdict", "discover_inputs", "face_crops", "load_generator",
+    "load_results", "mri_stats", "validate_config", "write_outputs",
+]
+
+
+def analyze(paths: str | os.PathLike | Iterable[str | os.PathLike], generator: Any,
+            detector: Any = None, *, out_dir: str | os.PathLike | None = None,
+            config: AnalyzeConfig | None = None, progress: bool = False) -> AnalysisResults:
+    """Analyse videos, images or folders of them; see the module docstring.
+
+    ``generator``: an exported ``.safetensors`` path or a loaded ``MRIGenerator``. ``detector``:
+    optional, a weights path or an object with ``predict_proba(faces=, mris=)``. Without
+    ``out_dir`` nothing is written and the results hold the figures only.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return Analyzer(generator, detector, config).run(paths, out_dir, progress=progress)
+
+
+def load_results(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``results.json`` back as a dictionary (e.g. to re-render its report)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))

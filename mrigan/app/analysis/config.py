@@ -1,0 +1,110 @@
+"""The analyst pipeline's configuration (``AnalyzeConfig``) and its up-front validation.
+
+``validate_config`` runs before any model is loaded or any input is read, so a bad value
+(``verdict.rule=bogus``, ``frames.every=0``) fails at once with a :class:`ConfigError` naming the
+key, instead of after every input has been analysed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from detectors import aggregate
+from mrigan.config import ConfigError
+
+
+@dataclass(frozen=True)
+class FramesConfig:
+    every: int = 10  # analyse frames 0, every, 2*every, ...
+    max_frames: int | None = None  # per video, after sampling (None = all)
+
+
+@dataclass(frozen=True)
+class FacesConfig:
+    thresholds: tuple[float, float, float] = (0.85, 0.95, 0.95)  # MTCNN stages (paper's code)
+    min_face_size: int = 40  # pixels in the full frame
+    max_side: int | None = 1280  # frames larger than this are downscaled for detection only
+    margin: float = 1.3  # crop side = margin * longest box side, as in the MRI-DF builder
+    track_iou: float = 0.3  # a box joins the track whose last box overlaps it this much
+    detect_batch: int = 8  # frames per MTCNN batch
+    max_faces_per_frame: int | None = None  # keep the best-scoring N faces of a frame
+
+
+@dataclass(frozen=True)
+class VerdictConfig:
+    """How face scores become one verdict per input (rules from ``detectors.aggregate``)."""
+
+    rule: str = "count"
+    detector_threshold: float = 0.7  # face threshold on P(fake) (paper, MRI method: 0.7)
+    mri_threshold: float = 0.08  # face threshold on the mean MRI when there is no detector
+    fake_fraction: float = 0.3  # "count": fake when more than this share of faces is above
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    worst_k: int = 6  # most suspicious faces shown per input
+    heat_vmax: float = 0.5  # MRI value drawn at full colour (fixed scale)
+    thumbnail_side: int = 480  # longest side of the frame pictures in the report
+    gradcam: bool = True  # with a frame detector: also save its Grad-CAM over each face
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    name: str = "analyze"
+    device: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
+    batch_size: int = 32  # faces per generator / detector batch
+    frames: FramesConfig = field(default_factory=FramesConfig)
+    faces: FacesConfig = field(default_factory=FacesConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _check(ok: bool, key: str, value: object, need: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: expected {need}")
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_config(cfg: AnalyzeConfig) -> AnalyzeConfig:
+    """Check every value that would otherwise fail (or silently mislead) mid-run; returns ``cfg``.
+
+    Raises :class:`mrigan.config.ConfigError` naming the first bad key.
+    """
+    rules = aggregate.RULES.names()
+    _check(cfg.verdict.rule in rules, "verdict.rule", cfg.verdict.rule,
+           f"one of {', '.join(rules)}")
+    _check(cfg.precision in PRECISIONS, "precision", cfg.precision, f"one of {', '.join(PRECISIONS)}")
+    _check(cfg.batch_size >= 1, "batch_size", cfg.batch_size, "an integer >= 1")
+    _check(cfg.frames.every >= 1, "frames.every", cfg.frames.every, "an integer >= 1")
+    _check(cfg.frames.max_frames is None or cfg.frames.max_frames >= 1, "frames.max_frames",
+           cfg.frames.max_frames, "an integer >= 1 or null (all frames)")
+    fc = cfg.faces
+    _check(len(fc.thresholds) == 3 and all(_finite(t) and 0 <= t <= 1 for t in fc.thresholds),
+           "faces.thresholds", fc.thresholds, "three numbers in [0, 1]")
+    _check(fc.min_face_size >= 1, "faces.min_face_size", fc.min_face_size, "an integer >= 1")
+    _check(fc.max_side is None or fc.max_side >= 16, "faces.max_side", fc.max_side,
+           "an integer >= 16 or null (no downscaling)")
+    _check(_finite(fc.margin) and fc.margin >= 1.0, "faces.margin", fc.margin, "a number >= 1")
+    _check(_finite(fc.track_iou) and 0 <= fc.track_iou <= 1, "faces.track_iou", fc.track_iou,
+           "a number in [0, 1]")
+    _check(fc.detect_batch >= 1, "faces.detect_batch", fc.detect_batch, "an integer >= 1")
+    _check(fc.max_faces_per_frame is None or fc.max_faces_per_frame >= 1,
+           "faces.max_faces_per_frame", fc.max_faces_per_frame, "an integer >= 1 or null")
+    vc = cfg.verdict
+    for key in ("detector_threshold", "mri_threshold", "fake_fraction"):
+        value = getattr(vc, key)
+        _check(_finite(value) and 0 <= value <= 1, f"verdict.{key}", value, "a number in [0, 1]")
+    rc = cfg.report
+    _check(rc.worst_k >= 1, "report.worst_k", rc.worst_k, "an integer >= 1")
+    _check(_finite(rc.heat_vmax) and rc.heat_vmax > 0, "report.heat_vmax", rc.heat_vmax,
+           "a number > 0")
+    _check(rc.thumbnail_side >= 16, "report.thumbnail_side", rc.thumbnail_side, "an integer >= 16")
+    return cfg

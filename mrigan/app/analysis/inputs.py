@@ -1,0 +1,94 @@
+"""Which files an analysis takes (``discover_inputs``), their output folder names, and opening
+one input as a stream of ``(frame index, RGB frame)``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datasets_builders.frames import iter_frames, video_info
+from mrigan.app.analysis.config import FramesConfig
+from mrigan.errors import MriganError
+from mrigan.fileio import read_image
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
+                            ".wmv", ".flv", ".3gp", ".ts", ".mts", ".m2ts"})
+
+
+class ImageReadError(MriganError, ValueError):
+    """An image file that cannot be decoded."""
+
+
+@dataclass(frozen=True)
+class InputItem:
+    path: Path
+    kind: str  # "video", "image" or "missing"
+
+
+def discover_inputs(paths: Iterable[str | os.PathLike]) -> list[InputItem]:
+    """Files named on the command line, and the images/videos found (recursively) in folders.
+
+    A file given explicitly is taken whatever its suffix (as a video unless it has an image
+    suffix: the decoder then says whether it is one); inside folders only known image and video
+    suffixes are taken, hidden files and folders skipped. Order: as given, folders sorted.
+    Duplicates (the same resolved file twice) are kept once.
+    """
+    items: list[InputItem] = []
+    seen: set[Path] = set()
+
+    def add(p: Path, kind: str) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            items.append(InputItem(p, kind))
+
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                rel = f.relative_to(p).parts
+                if not f.is_file() or any(part.startswith(".") for part in rel):
+                    continue
+                suffix = f.suffix.lower()
+                if suffix in IMAGE_SUFFIXES:
+                    add(f, "image")
+                elif suffix in VIDEO_SUFFIXES:
+                    add(f, "video")
+        elif p.is_file():
+            add(p, "image" if p.suffix.lower() in IMAGE_SUFFIXES else "video")
+        else:
+            add(p, "missing")
+    return items
+
+
+def input_slug(path: Path, index: int) -> str:
+    """The input's folder name under the output folder: its index and a file-system-safe stem."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in path.stem)[:60] or "input"
+    return f"{index:02d}_{stem}"
+
+
+def open_input(item: InputItem, frames: FramesConfig,
+               ) -> tuple[Iterator[tuple[int, np.ndarray]], dict[str, Any]]:
+    """``(frames, meta)``: the sampled ``(index, RGB uint8 frame)`` stream of one input (an image
+    is the single frame 0) and what is known before decoding (width, height, fps, the number
+    of sampled frames when the container says)."""
+    if item.kind == "image":
+        try:
+            img = read_image(item.path)
+        except ValueError as exc:
+            raise ImageReadError(str(exc)) from exc
+        return iter([(0, img)]), {"width": img.shape[1], "height": img.shape[0]}
+
+    info = video_info(item.path)
+    stream = iter_frames(item.path, every=frames.every, max_frames=frames.max_frames)
+    sampled = -(-info.frames // frames.every) if info.frames else None
+    if sampled is not None and frames.max_frames is not None:
+        sampled = min(sampled, frames.max_frames)
+    return stream, {"width": info.width, "height": info.height, "fps": info.fps or None,
+                    "sampled_frames": sampled}

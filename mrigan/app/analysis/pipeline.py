@@ -1,0 +1,382 @@
+"""The streaming pipeline: one input at a time, frames -> faces -> MRIs (+ P(fake)) -> tracks ->
+one verdict, with every per-input step inside one guard so a bad input (or a file name, or a
+model output) is a reported skip and never loses the batch.
+
+``face_crops`` is the face loop (decode -> MTCNN in batches -> the builder's square crop), kept
+apart from the rest so it can be swapped for the shared face-track iterator.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import heapq
+import os
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datasets_builders.faces import FaceDetector, crop_face, track_faces
+from datasets_builders.frames import VideoDecodeError
+from mrigan.app.analysis.config import AnalyzeConfig, FacesConfig, validate_config
+from mrigan.app.analysis.inputs import (
+    ImageReadError,
+    InputItem,
+    discover_inputs,
+    input_slug,
+    open_input,
+)
+from mrigan.app.analysis.models import (
+    NonFiniteModelError,
+    as_mri_array,
+    check_finite_weights,
+    describe_model,
+    fake_probabilities,
+    file_info,
+    gradcam_overlays,
+    load_detector,
+    load_generator,
+    mri_stats,
+)
+from mrigan.app.analysis.outputs import (
+    append_error_log,
+    move_into_tracks,
+    write_outputs,
+    write_progress,
+)
+from mrigan.app.analysis.results import (
+    AnalysisResults,
+    FaceResult,
+    FrameResult,
+    InputResult,
+    TrackResult,
+    decide_verdict,
+)
+from mrigan.app.report import draw_boxes, save_face_files, timeline_png
+from mrigan.device import resolve_device
+from mrigan.errors import MriganError
+from mrigan.fileio import atomic_save_image, sha256_file
+from mrigan.outputs import check_output_dir
+
+
+class AnalyzeError(MriganError, ValueError):
+    """A problem with the request itself (e.g. no input given)."""
+
+
+# ----------------------------------------------------------------------------- the face loop
+
+
+def face_crops(frames: Iterable[tuple[int, np.ndarray]], face_detector: Any, cfg: FacesConfig,
+               size: int) -> Iterator[tuple[int, np.ndarray, list[Any], list[np.ndarray]]]:
+    """``(frame index, frame, boxes, size x size crops)`` per sampled frame, MTCNN run on
+    ``cfg.detect_batch`` frames at a time, boxes best first (at most ``max_faces_per_frame``).
+
+    A decode error after some frames were read ends the stream with the frames so far and is
+    re-raised as :class:`TruncatedStream` carrying the message; before any frame, it propagates.
+    """
+    batch: list[tuple[int, np.ndarray]] = []
+    read = 0
+
+    def detect(batch):
+        for (index, frame), found in zip(batch, face_detector.detect([f for _, f in batch]),
+                                         strict=True):
+            if cfg.max_faces_per_frame is not None:
+                found = found[:cfg.max_faces_per_frame]
+            found = list(found)
+            yield index, frame, found, [crop_face(frame, b, cfg.margin, size) for b in found]
+
+    try:
+        for index, frame in frames:
+            batch.append((index, frame))
+            read += 1
+            if len(batch) >= cfg.detect_batch:
+                yield from detect(batch)
+                batch = []
+    except VideoDecodeError as exc:
+        if read == 0:
+            raise
+        yield from detect(batch)
+        raise TruncatedStream(str(exc)) from exc
+    yield from detect(batch)
+
+
+class TruncatedStream(Exception):
+    """Decoding stopped early; the frames before it were analysed (recorded as a warning)."""
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass
+class _Pending:
+    """A face waiting for its generator batch."""
+
+    frame: int
+    slot: int  # position of this face's box in its frame's box list
+    box: Any
+    crop: np.ndarray
+
+
+@dataclass
+class _InputState:
+    """What one input accumulates while its frames stream through."""
+
+    item: InputItem
+    dir: str | None
+    fps: float | None = None
+    frame_order: list[int] = field(default_factory=list)
+    position: dict[int, int] = field(default_factory=dict)  # frame index -> position
+    boxes: list[list[Any]] = field(default_factory=list)
+    faces: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    worst: list[tuple[float, int, np.ndarray, list[Any]]] = field(default_factory=list)
+    pending_frames: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # thumb, scale
+    warnings: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- the analyzer
+
+
+class Analyzer:
+    """Holds the loaded models so many inputs (or many ``analyze`` calls) share them.
+
+    The config is validated and the generator's weights checked for NaN/inf before anything
+    else happens (:class:`mrigan.config.ConfigError`, :class:`NonFiniteModelError`).
+    """
+
+    def __init__(self, generator: Any, detector: Any = None, config: AnalyzeConfig | None = None,
+                 face_detector: Any = None) -> None:
+        self.config = validate_config(config or AnalyzeConfig())
+        self.device = resolve_device(self.config.device)
+        self.generator_info = file_info(generator, generator)
+        self.generator = load_generator(generator, str(self.device), self.config.precision)
+        self.generator_name = describe_model(self.generator, generator)
+        check_finite_weights(self.generator, self.generator_name)
+        self.generator_info["image_size"] = int(self.generator.image_size)
+        self.detector = None
+        self.detector_info = None
+        self.detector_name = "detector"
+        if detector is not None:
+            self.detector = load_detector(detector, str(self.device), self.config.precision)
+            self.detector_name = describe_model(self.detector, detector)
+            check_finite_weights(self.detector, self.detector_name)
+            self.detector_info = file_info(detector, self.detector)
+        if face_detector is None:
+            fc = self.config.faces
+            face_detector = FaceDetector(device=str(self.device), thresholds=fc.thresholds,
+                                         min_face_size=fc.min_face_size, max_side=fc.max_side,
+                                         batch_size=fc.detect_batch)
+        self.face_detector = face_detector
+
+    # -- public
+
+    def run(self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None,
+            progress: bool = False, on_input: Callable[[InputResult], None] | None = None,
+            ) -> AnalysisResults:
+        """Analyse every input; with ``out_dir``, results.json is rewritten after each input."""
+        paths = list(paths)
+        if not paths:
+            raise AnalyzeError("no input given")
+        out = check_output_dir(out_dir, paths) if out_dir is not None else None
+        items = discover_inputs(paths)
+        created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        results: list[InputResult] = []
+
+        def snapshot() -> AnalysisResults:
+            return AnalysisResults(inputs=tuple(results), generator=self.generator_info,
+                                   detector=self.detector_info, config=self.config,
+                                   created=created, out_dir=str(out) if out else None)
+
+        for i, item in enumerate(items, 1):
+            r = self._run_one(item, input_slug(item.path, i) if out else None, out, progress)
+            results.append(r)
+            if out is not None:
+                write_progress(snapshot(), out)
+            if on_input:
+                on_input(r)
+        res = snapshot()
+        if out is not None:
+            write_outputs(res, out)
+        return res
+
+    # -- one input
+
+    def _run_one(self, item: InputItem, slug: str | None, out: Path | None,
+                 progress: bool) -> InputResult:
+        base = {"path": str(item.path), "kind": "image" if item.kind == "image" else "video"}
+        if item.kind == "missing":
+            return InputResult(**base, status="missing", reason="no such file or folder")
+        try:
+            sha = sha256_file(item.path)
+            frames, meta = open_input(item, self.config.frames)
+            state = _InputState(item=item, dir=slug, fps=meta.pop("fps", None))
+            self._stream(frames, state, out, progress, meta.pop("sampled_frames", None))
+            if not state.faces:
+                return InputResult(**base, status="no_face", dir=None, sha256=sha, fps=state.fps,
+                                   frames_read=len(state.frame_order),
+                                   reason=f"no face found in {len(state.frame_order)} frame(s)",
+                                   warnings=tuple(state.warnings), **meta)
+            return self._finish(state, base, sha, meta, out)
+        except (VideoDecodeError, ImageReadError) as exc:
+            return InputResult(**base, status="unreadable", reason=str(exc))
+        except OSError as exc:
+            return InputResult(**base, status="unreadable", reason=f"{item.path}: {exc}")
+        except NonFiniteModelError as exc:  # a model's output, not the input: reported, no verdict
+            return InputResult(**base, status="error", reason=exc.one_line())
+        except Exception as exc:  # noqa: BLE001 - one bad input must not end a batch; it is reported
+            if out is not None:
+                append_error_log(out, item.path, traceback.format_exc())
+            return InputResult(**base, status="error", reason=f"{type(exc).__name__}: {exc}")
+
+    def _stream(self, frames: Iterator[tuple[int, np.ndarray]], state: _InputState,
+                out: Path | None, progress: bool, total: int | None = None) -> None:
+        """Faces of every sampled frame (``face_crops``), scored in batches of ``batch_size``."""
+        cfg = self.config
+        pending: list[_Pending] = []
+        bar = _progress(state.item, total) if progress else None
+        found = face_crops(frames, self.face_detector, cfg.faces, int(self.generator.image_size))
+        try:
+            for index, frame, boxes, crops in found:
+                state.position[index] = len(state.frame_order)
+                state.frame_order.append(index)
+                state.boxes.append(boxes)
+                if boxes:
+                    state.pending_frames[index] = _thumbnail(frame, cfg.report.thumbnail_side)
+                pending.extend(_Pending(index, slot, box, crop)
+                               for slot, (box, crop) in enumerate(zip(boxes, crops, strict=True)))
+                if bar is not None:
+                    bar.update(1)
+                if len(pending) >= cfg.batch_size:
+                    self._score(pending, state, out)
+                    pending = []
+        except TruncatedStream as exc:
+            state.warnings.append(f"decoding stopped early: {exc}")
+        finally:
+            if bar is not None:
+                bar.close()
+        if pending:
+            self._score(pending, state, out)
+
+    def _score(self, pending: list[_Pending], state: _InputState, out: Path | None) -> None:
+        """Generator (and detector) on a batch of faces; record stats, write files."""
+        crops = [p.crop for p in pending]
+        mris = as_mri_array(self.generator.predict(crops), len(crops), self.generator_name)
+        probs = cams = None
+        if self.detector is not None:
+            probs = fake_probabilities(self.detector, crops, mris, self.detector_name)
+            if out is not None and self.config.report.gradcam:
+                cams = gradcam_overlays(self.detector, crops, mris)
+        for k, p in enumerate(pending):
+            stats = mri_stats(mris[k])
+            prob = None if probs is None else float(probs[k])
+            score = prob if prob is not None else stats["mean"]
+            files: dict[str, str] = {}
+            if out is not None:
+                stem = f"{state.dir}/faces/frame_{p.frame:06d}_face{p.slot}"
+                files = {kind: f"{stem}_{kind}.png" for kind in ("face", "mri", "overlay")}
+                save_face_files(p.crop, mris[k], {kind: out / rel for kind, rel in files.items()},
+                                vmax=self.config.report.heat_vmax)
+                if cams is not None:
+                    files["gradcam"] = f"{stem}_gradcam.png"
+                    atomic_save_image(out / files["gradcam"], cams[k])
+            state.faces[(p.frame, p.slot)] = {
+                "box": p.box, "stats": stats, "prob": prob, "score": float(score), "files": files}
+        self._update_worst(pending, state)
+
+    def _update_worst(self, pending: list[_Pending], state: _InputState) -> None:
+        """Keep small pictures of the ``worst_k`` frames with the highest face score."""
+        k = self.config.report.worst_k
+        for index in sorted({p.frame for p in pending}):
+            small, scale = state.pending_frames.pop(index)
+            boxes = state.boxes[state.position[index]]
+            scores = [state.faces[(index, s)]["score"] for s in range(len(boxes))]
+            score = max(scores)
+            if len(state.worst) < k or score > state.worst[0][0]:
+                thumb = draw_boxes(small, [(b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale)
+                                           for b in boxes], [f"{v:.3f}" for v in scores],
+                                   highlight=int(np.argmax(scores)), max_side=max(small.shape))
+                entry = (score, index, thumb, boxes)
+                if len(state.worst) < k:
+                    heapq.heappush(state.worst, entry)
+                else:
+                    heapq.heapreplace(state.worst, entry)
+
+    def _finish(self, state: _InputState, base: dict[str, Any], sha: str, meta: dict[str, Any],
+                out: Path | None) -> InputResult:
+        """Tracks (``track_faces``), per-frame/per-track results, the verdict, the timeline."""
+        cfg = self.config
+        tracks = track_faces(state.boxes, cfg.faces.track_iou)
+        track_of: dict[tuple[int, int], int] = {}
+        for t, members in enumerate(tracks):
+            for pos, box in members:
+                slot = next(i for i, b in enumerate(state.boxes[pos]) if b is box)
+                track_of[(state.frame_order[pos], slot)] = t
+        thumbs: dict[int, str] = {}
+        if out is not None:
+            move_into_tracks(state.faces, track_of, out, state.dir or "")
+            for _score, index, thumb, _boxes in state.worst:
+                rel = f"{state.dir}/frames/frame_{index:06d}.jpg"
+                atomic_save_image(out / rel, thumb)
+                thumbs[index] = rel
+        frames = []
+        for pos, index in enumerate(state.frame_order):
+            faces = []
+            for slot in range(len(state.boxes[pos])):
+                f = state.faces[(index, slot)]
+                b = f["box"]
+                faces.append(FaceResult(
+                    frame=index, track=track_of[(index, slot)],
+                    box=(round(b.x0, 2), round(b.y0, 2), round(b.x1, 2), round(b.y1, 2)),
+                    detection_score=float(b.score), mri=f["stats"], fake_probability=f["prob"],
+                    score=f["score"], files=f["files"]))
+            time = index / state.fps if state.fps else None
+            frames.append(FrameResult(index=index, time=time, faces=tuple(faces),
+                                      thumbnail=thumbs.get(index)))
+        all_faces = [f for fr in frames for f in fr.faces]
+        track_results = []
+        for t in range(len(tracks)):
+            mine = [f for f in all_faces if f.track == t]
+            probs = [f.fake_probability for f in mine if f.fake_probability is not None]
+            track_results.append(TrackResult(
+                id=t, faces=len(mine), first_frame=min(f.frame for f in mine),
+                last_frame=max(f.frame for f in mine),
+                mri_mean=float(np.mean([f.mri["mean"] for f in mine])),
+                score_mean=float(np.mean([f.score for f in mine])),
+                score_max=float(max(f.score for f in mine)),
+                fake_probability_mean=float(np.mean(probs)) if probs else None))
+        source = "detector" if self.detector is not None else "mri_mean"
+        verdict = decide_verdict([f.score for f in all_faces], cfg.verdict, source)
+        timeline = None
+        if out is not None and state.item.kind == "video":
+            timeline = f"{state.dir}/timeline.png"
+            timeline_png(out / timeline,
+                         [{"frame": f.frame, "track": f.track, "mri_mean": f.mri["mean"],
+                           "fake_probability": f.fake_probability} for f in all_faces],
+                         threshold=verdict.thresholds.get("threshold"), score_source=source,
+                         fps=state.fps, title=f"{state.item.path.name}: {verdict.label.upper()}")
+        return InputResult(**base, status="analysed", dir=state.dir, sha256=sha, fps=state.fps,
+                           frames_read=len(state.frame_order), faces=len(all_faces),
+                           frames=tuple(frames), tracks=tuple(track_results), verdict=verdict,
+                           timeline=timeline, warnings=tuple(state.warnings), **meta)
+
+
+def _thumbnail(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """A copy of ``frame`` no larger than ``max_side``, and the scale applied (kept instead of
+    the full frame until the frame's faces are scored)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return frame.copy(), 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), size[0] / w
+
+
+def _progress(item: InputItem, total: int | None):
+    from tqdm import tqdm
+
+    return tqdm(desc=item.path.name[:40], total=total, unit="frame", leave=False,
+                dynamic_ncols=True)
