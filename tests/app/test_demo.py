@@ -36,7 +36,7 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_config_file_matches_the_defaults():
-    from mrigan.app.commands.demo import DemoConfig, load_demo_config
+    from mrigan.app.demo.config import DemoConfig, load_demo_config
 
     root = Path(__file__).resolve().parents[2]
     assert load_demo_config(str(root / "configs/demo.yaml")) == DemoConfig()
@@ -47,13 +47,8 @@ def test_demo_config_file_matches_the_defaults():
 def test_fake_scene_differs_only_inside_the_face_square():
     from skimage import data
 
-    from mrigan.app.commands.demo import (
-        Photo,
-        SyntheticConfig,
-        blend_into,
-        render_scene,
-        scene_params,
-    )
+    from mrigan.app.demo.config import SyntheticConfig
+    from mrigan.app.demo.scenes import Photo, blend_into, render_scene, scene_params
 
     img = data.astronaut()
     photo = Photo("collins", img, (224.0, 117.0, 150.0))

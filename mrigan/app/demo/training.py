@@ -1,0 +1,51 @@
+"""Step 2 of the demo: train the MRI-GAN within a time budget and export the best checkpoint.
+
+``train_for`` is the demo's training loop (to be replaced by the trainer's ``train.max_minutes``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from mrigan.app.demo.config import DemoConfig
+from mrigan.inference import export_generator
+from mrigan.train import GanConfig, replace, train_gan
+
+
+def train_for(gan_cfg: GanConfig, minutes: float, log=print):
+    """Train in chunks of ``eval_every`` steps (each resumed exactly from ``last.pt``) until
+    ``minutes`` or ``max_steps`` is reached; the best held-out checkpoint is kept by the trainer."""
+
+    deadline = time.monotonic() + minutes * 60
+    chunk = max(1, gan_cfg.train.eval_every)
+    step, result, per_step = 0, None, None
+    t_start = time.monotonic()
+    while step < gan_cfg.train.max_steps:
+        steps = chunk
+        if per_step is not None:  # fit the next chunk into the time left
+            steps = min(chunk, int((deadline - time.monotonic()) / per_step))
+            if steps < max(1, chunk // 5):
+                break
+        t0 = time.monotonic()
+        target = min(step + steps, gan_cfg.train.max_steps)
+        result = train_gan(replace(gan_cfg, train={"max_steps": target}), resume=step > 0)
+        per_step = (time.monotonic() - t0) / max(result.step - step, 1)
+        step = result.step
+        ev = result.last_eval
+        log(f"  step {step}: held-out mean SSIM {ev.get('mean_ssim', math.nan):.3f}, mean MRI "
+            f"fake {ev.get('mri_mean_fake', math.nan):.3f} / real {ev.get('mri_mean_real', math.nan):.3f}"
+            f" ({time.monotonic() - t_start:.0f} s)")
+    return result
+
+
+def train_and_export(cfg: DemoConfig, run_dir: Path, data_root: Path, log=print):
+    """Step 2: train within the time budget; export the best held-out checkpoint."""
+    gan_cfg = replace(cfg.gan, name="gan", out_dir=str(run_dir), data={"root": str(data_root)})
+    log(f"[2/4] training a {gan_cfg.model.image_size} px MRI-GAN for up to {cfg.train_minutes:g} "
+         f"min -> {gan_cfg.run_dir}")
+    result = train_for(gan_cfg, cfg.train_minutes, log)
+    best = result.best_checkpoint or result.last_checkpoint
+    weights, _sidecar = export_generator(best, run_dir / "generator.safetensors")
+    return weights, result
