@@ -19,7 +19,6 @@ def generator_figures(gen, root: Path, split: str) -> dict[str, float]:
     reals, over every pair of ``split``."""
     import torch
 
-
     ds = MriDfDataset(root, split, gen.image_size)
     items = [ds[i] for i in range(len(ds))]
     faces = torch.stack([it["image"] for it in items])
@@ -38,7 +37,6 @@ def calibrate_mri_threshold(scores: list[float], labels: list[int], fraction: fl
                             rule: str) -> tuple[float, float]:
     """The face threshold on mean MRI that best separates validation fakes from reals
     (balanced accuracy, ``detectors.aggregate.grid_search``, one face per unit)."""
-
     units = [VideoScores(f"val{i}", int(y), np.asarray([s])) for i, (s, y) in
              enumerate(zip(scores, labels, strict=True))]
     grid = np.round(np.linspace(0.002, 0.3, 150), 4)
@@ -48,7 +46,6 @@ def calibrate_mri_threshold(scores: list[float], labels: list[int], fraction: fl
 
 def held_out_figures(cfg: DemoConfig, gen, data_root: Path, log=print):
     """Step 3: figures on the test split (else val); the verdict's face threshold on val only."""
-
     splits = {r["split"] for r in read_manifest(data_root)}
     test = generator_figures(gen, data_root, "test" if "test" in splits else "val")
     analyze_cfg, calibration = cfg.analyze, None

@@ -37,7 +37,6 @@ from mrigan.mri_df_format import write_manifest
 class ScenePair:
     """One synthetic scene: its id, split and augmentation, and the face crops of its real and
     fake frame (``None`` when MTCNN found no face in the real frame)."""
-
     sid: str
     identity: str
     split: str
@@ -130,7 +129,6 @@ def real_build_config(cfg: DemoConfig, root: Path) -> BuildConfig:
 
 def held_out_videos(cfg: DemoConfig, build_cfg) -> tuple[list[Path], dict[str, bool], str]:
     """Up to ``video.max_videos`` videos of the test split (else val), reals and fakes mixed."""
-
     units = plan_units(build_cfg).units
     for split in ("test", "val", "train"):
         chosen = [u for u in units if u.split == split]

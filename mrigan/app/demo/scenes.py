@@ -75,7 +75,6 @@ def blend_into(frame: np.ndarray, square: tuple[int, int, int, int], seed: int,
                quality: tuple[float, float] = (0.0, 0.4)) -> np.ndarray:
     """A fake frame: the face square self-blended (a jittered copy through a soft, deformed face
     mask) with artefacts of a quality drawn in ``quality`` (``graded_params``: 0 crude, 1 subtle)."""
-
     h, w = frame.shape[:2]
     x0, y0, x1, y1 = max(square[0], 0), max(square[1], 0), min(square[2], w), min(square[3], h)
     rng = np.random.default_rng(seed)

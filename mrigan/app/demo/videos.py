@@ -16,7 +16,6 @@ from mrigan.fileio import atomic_write_json
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float, crf: int) -> Path:
     """H.264 (yuv420p) MP4 with PyAV, written to a temp name then renamed."""
-
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
