@@ -213,3 +213,18 @@ def test_mri_refuses_outputs_inside_an_input_folder_or_on_a_file(ff_examples, tm
     assert cli(["mri", str(real), str(fake), "--out", str(out)]) == 0
     summary = json.loads((out / "mri_summary.json").read_text())
     assert Path(summary[0]["mri"]).is_file() and 0 < summary[0]["mean"] < 1
+
+
+def test_mri_refuses_two_fakes_whose_maps_would_share_a_name(ff_examples, tmp_path, capsys):
+    case = tmp_path / "case"
+    (case / "r").mkdir(parents=True)
+    real = shutil.copyfile(ff_examples / "ex_original.png", case / "r" / "real.png")
+    for sub, src in (("a", "ex_deepfakes.png"), ("b", "ex_neuraltextures.png")):
+        (case / sub).mkdir()
+        shutil.copyfile(ff_examples / src, case / sub / "fake.png")
+    out = tmp_path / "maps"
+    rc = cli(["mri", str(real), str(case / "a/fake.png"), str(case / "b/fake.png"),
+              "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "b/fake.png" in err[0] and "a/fake.png" in err[0]
+    assert not out.exists()

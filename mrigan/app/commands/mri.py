@@ -45,8 +45,21 @@ def mri_pair_to_files(real_path: Path, fake_path: Path, out: Path, metric: str =
             "mean": float(mri_np.mean()), "p99": float(np.percentile(mri_np, 99))}
 
 
+def _refuse_colliding_names(fakes: list[Path], metric: str) -> None:
+    """Two fakes whose map would get the same file name (``a/fake.png``, ``b/fake.png``): refused
+    before any work rather than one map silently overwriting the other."""
+    first: dict[str, Path] = {}
+    for f in fakes:
+        name = f"{f.stem}_{metric}_mri.png"
+        if name in first and first[name].resolve() != f.resolve():
+            raise ImagePairError(f"its map would overwrite the map of {first[name]} (both named "
+                                 f"{name}); run them with separate --out folders", f)
+        first.setdefault(name, f)
+
+
 def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out, [args.real, *args.fakes])
+    _refuse_colliding_names(args.fakes, args.metric)
     results = [mri_pair_to_files(args.real, f, args.out, args.metric) for f in args.fakes]
     atomic_write_json(args.out / "mri_summary.json", results)
     for r in results:
