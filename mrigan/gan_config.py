@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrigan.errors import MriganError
+from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import LossConfig
 from mrigan.paired_augment import PairedAugmentConfig
 
@@ -88,10 +88,6 @@ class GanConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
-
-
-class NonFiniteLossError(MriganError, RuntimeError):
-    """A loss became NaN or infinite; the run stopped without saving the bad state."""
 
 
 @dataclass(frozen=True)

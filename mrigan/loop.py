@@ -44,6 +44,11 @@ from mrigan.checkpoint import (
     seed_everything,
 )
 from mrigan.config import save_config, to_dict
+from mrigan.errors import MriganError
+
+
+class NonFiniteLossError(MriganError, RuntimeError, FloatingPointError):
+    """A loss became NaN or infinite; the run stopped without saving the bad state."""
 
 
 @runtime_checkable
