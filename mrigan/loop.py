@@ -26,6 +26,7 @@ Under DDP every method here is called by every rank (saves gather RNG states: co
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -49,6 +50,8 @@ from mrigan.errors import MriganError
 
 class NonFiniteLossError(MriganError, RuntimeError, FloatingPointError):
     """A loss became NaN or infinite; the run stopped without saving the bad state."""
+
+log = logging.getLogger("mrigan.loop")
 
 
 @runtime_checkable
@@ -178,8 +181,10 @@ class TrainingRun:
         self._started = time.monotonic()
         if self.dist.is_main and self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.removed_temps = (remove_orphan_temps(self.run_dir)
-                                  + remove_orphan_temps(self.checkpoint_dir))
+            self.removed_temps += (remove_orphan_temps(self.run_dir)
+                                   + remove_orphan_temps(self.checkpoint_dir))
+            for tmp in self.removed_temps:
+                log.warning("removed %s, left by a save that was killed", tmp)
             if self._save_config:
                 save_config(self.config, self.run_dir / "config.yaml")
             if self._tensorboard:
@@ -221,8 +226,8 @@ class TrainingRun:
 
     def load(self, path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
         """Read a checkpoint of this trainer's format; every failure is a CheckpointError."""
-        if self.run_dir is not None and self.dist.is_main:  # a killed save's leftovers
-            remove_orphan_temps(path.parent)
+        if self.dist.is_main and path.parent == self.checkpoint_dir:  # a killed save's leftovers
+            self.removed_temps += remove_orphan_temps(path.parent)  # (only in this run's folder)
         if not path.is_file():
             raise CheckpointError(f"no checkpoint to resume from{self._offer_best(path)}",
                                   path=path)
