@@ -75,6 +75,7 @@ class TrainConfig:
     checkpoint_every: int | None = None  # also save last.pt every N steps (long epochs)
     val_every: int = 1  # validate every N epochs (and always when the run stops)
     resume: bool = True  # continue from checkpoints/last.pt when it exists
+    max_minutes: float = 0.0  # wall-time budget (0: none); stops with last.pt, resume continues
 
 
 @dataclass(frozen=True)

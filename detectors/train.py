@@ -42,16 +42,15 @@ from detectors.model import build_detector
 from detectors.predict import forward_batch, predict_probs
 from detectors.samplers import epoch_batches
 from mrigan import distributed
-from mrigan.checkpoint import (
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    seed_everything,
-)
-from mrigan.config import save_config, to_dict
+from mrigan.checkpoint import seed_everything
 from mrigan.device import resolve_device
 from mrigan.fileio import atomic_write_json
+from mrigan.loop import (
+    BestTracker,
+    NonFiniteLossError,
+    TrainingRun,
+    check_same_architecture,
+)
 
 CHECKPOINT_FORMAT = "mrigan-detector/1"
 
@@ -91,12 +90,19 @@ def split_rows(cfg: DetectorConfig) -> tuple[list[dict], list[dict]]:
     return train, val
 
 
-def _checkpoint_state(model, optimizer, cfg, *, epoch, batches_done, step, best_auc,
-                      best_epoch, history, input_info) -> dict:
-    return {"format": CHECKPOINT_FORMAT, "model": distributed.unwrap(model).state_dict(),
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "batches_done": batches_done,
-            "step": step, "best_auc": best_auc, "best_epoch": best_epoch, "history": history,
-            "config": to_dict(cfg), "input": input_info, "rng": capture_rng_state()}
+class DetectorTrainer:
+    """The detector's :class:`mrigan.loop.TrainerPlugin`: the model and its Adam optimizer."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+
+    def state_dict(self) -> dict:
+        return {"model": distributed.unwrap(self.model).state_dict(),
+                "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
 
 def _validate(model, adapter, dataset, cfg: DetectorConfig, device) -> dict:
@@ -117,19 +123,17 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     main = dist_info.is_main
     say = log if main else (lambda *_a, **_k: None)
     device = resolve_device(cfg.train.device)
-    run_dir = Path(cfg.out_dir) / cfg.name
-    ckpt_dir = run_dir / "checkpoints"
-    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    seed_everything(cfg.train.seed + dist_info.rank)
+    tc = cfg.train
+    run = TrainingRun(Path(cfg.out_dir) / cfg.name, cfg, fmt=CHECKPOINT_FORMAT,
+                      max_minutes=tc.max_minutes)
+    last_path, best_path = run.last_path, run.best_path
+    seed_everything(tc.seed + dist_info.rank)
 
     train_rows, val_rows = split_rows(cfg)
     with distributed.main_process_first():  # rank 0 fills an MRI cache, the others then read it
         adapter = build_input(cfg.input, cfg.data.root, device=device,
                               rows=train_rows + val_rows, log=say)
-    augment = build_augmenter(cfg.train.augment, cfg.data.image_size,
+    augment = build_augmenter(tc.augment, cfg.data.image_size,
                               max_frames=cfg.model.clip_length if cfg.model.temporal else 1)
     train_ds = make_dataset(train_rows, adapter, cfg, augment)
     val_ds = make_dataset(val_rows, adapter, cfg) if val_rows else None
@@ -142,109 +146,100 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     model = build_detector(cfg.model).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
-                                 weight_decay=cfg.train.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    trainer = DetectorTrainer(model, optimizer)
     start_epoch, batches_done, step = 0, 0, 0
-    best_auc, best_epoch, history = -math.inf, -1, []
-    if cfg.train.resume and last_path.is_file():
-        state = load_checkpoint(last_path, map_location=device)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{last_path}: not a detector checkpoint")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    best, history = BestTracker("auc", higher_is_better=True, value=-math.inf), []
+    found = run.resume(tc.resume, map_location=device, required=False)
+    if found is not None:
+        path, state = found
+        check_same_architecture(path, state["model"], model.state_dict())
+        trainer.load_state_dict(state)
         start_epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
-        best_auc, best_epoch, history = state["best_auc"], state["best_epoch"], state["history"]
-        restore_rng_state(state["rng"])
-        say(f"resumed from {last_path}: epoch {start_epoch}, batch {batches_done}, step {step}")
+        best.load_state_dict({"value": state["best_auc"], "step": state["best_epoch"]})
+        history = state["history"]
+        run.restore_rng(state, reseed=tc.seed + 7919 * step)
+        say(f"resumed from {path}: epoch {start_epoch}, batch {batches_done}, step {step}")
     ddp_model = distributed.wrap_ddp(model, device)
 
-    weights = class_weights(train_ds.labels, device) if cfg.train.balance == "weight" else None
-    loss_fn = LOSSES.get(cfg.train.loss)
-    loss_kwargs = {"label_smoothing": cfg.train.label_smoothing, "alpha": cfg.train.focal_alpha,
-                   "gamma": cfg.train.focal_gamma}
-    writer = None
-    if main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(run_dir / "tb"))
+    weights = class_weights(train_ds.labels, device) if tc.balance == "weight" else None
+    loss_fn = LOSSES.get(tc.loss)
+    loss_kwargs = {"label_smoothing": tc.label_smoothing, "alpha": tc.focal_alpha,
+                   "gamma": tc.focal_gamma}
     input_info = adapter.describe()
 
-    def save(path: Path, epoch: int, done: int) -> None:
-        if main:
-            save_checkpoint(path, _checkpoint_state(
-                model, optimizer, cfg, epoch=epoch, batches_done=done, step=step,
-                best_auc=best_auc, best_epoch=best_epoch, history=history,
-                input_info=input_info))
+    def save(epoch: int, done: int, *, last: bool = True, best_too: bool = False) -> None:
+        run.save(trainer, {"epoch": epoch, "batches_done": done, "step": step,
+                           "best_auc": best.value, "best_epoch": best.step, "history": history,
+                           "input": input_info}, last=last, best=best_too)
 
-    max_steps = cfg.train.max_steps
+    max_steps = tc.max_steps
     stop = max_steps is not None and step >= max_steps
     epoch = start_epoch
-    try:
-        while epoch < cfg.train.epochs and not stop:
-            train_ds.augment_key = (cfg.train.seed, epoch)
-            batches = epoch_batches(train_ds.labels, train_ds.pair_keys,
-                                    balance=cfg.train.balance, batch_size=cfg.train.batch_size,
-                                    epoch=epoch, seed=cfg.train.seed)
+    with run.open(purge_step=step):
+        writer = run.writer
+        while epoch < tc.epochs and not stop:
+            train_ds.augment_key = (tc.seed, epoch)
+            batches = epoch_batches(train_ds.labels, train_ds.pair_keys, balance=tc.balance,
+                                    batch_size=tc.batch_size, epoch=epoch, seed=tc.seed)
             mine = [distributed.shard_indices(b) for b in batches[batches_done:]]
             # the loader draws its worker seeds from its own generator, not from the global
             # RNG that dropout uses, so stopping and resuming mid-epoch changes nothing
             loader = DataLoader(train_ds, batch_sampler=mine, num_workers=cfg.data.workers,
                                 pin_memory=device.type == "cuda",
-                                generator=torch.Generator().manual_seed(cfg.train.seed + epoch))
+                                generator=torch.Generator().manual_seed(tc.seed + epoch))
             ddp_model.train()
             for batch in loader:
-                logits = forward_batch(ddp_model, adapter, batch, device, cfg.train.precision)
+                logits = forward_batch(ddp_model, adapter, batch, device, tc.precision)
                 targets = batch["label"].to(device).float()
                 w = weights[targets.long()] if weights is not None else None
                 loss = loss_fn(logits, targets, w, **loss_kwargs)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"loss is {loss.item()} at step {step}; last good checkpoint: {last_path}")
+                run.check_finite(loss, f"step {step} (epoch {epoch})", NonFiniteLossError,
+                                 "Lower train.lr or use train.precision=fp32.")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 step += 1
                 batches_done += 1
-                if step % cfg.train.log_every == 0 or step == 1:
+                if step % tc.log_every == 0 or step == 1:
                     mean_loss = distributed.all_reduce_mean(loss.detach()).item()  # all ranks
-                    if writer is not None:
-                        writer.add_scalar("train/loss", mean_loss, step)
+                    run.scalars({"train/loss": mean_loss}, step)
                 if writer is not None and step == 1:
                     _log_images(writer, adapter, batch, device)
-                if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
-                    save(last_path, epoch, batches_done)
+                if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                    save(epoch, batches_done)
                 if max_steps is not None and step >= max_steps:
                     stop = True
                     break
+                if run.out_of_time():  # rank 0 decides
+                    say(f"step {step}: time budget of {tc.max_minutes} min used; resume "
+                        f"continues from {last_path}")
+                    stop = True
+                    break
             epoch_done = batches_done >= len(batches)
-            finishing = stop or (epoch_done and epoch + 1 >= cfg.train.epochs)
-            validate = finishing or (epoch_done and (epoch + 1) % max(1, cfg.train.val_every) == 0)
+            finishing = stop or (epoch_done and epoch + 1 >= tc.epochs)
+            validate = finishing or (epoch_done and (epoch + 1) % max(1, tc.val_every) == 0)
             improved = False
             if validate:
                 metrics = _validate(ddp_model, adapter, val_ds, cfg, device) if val_ds else {}
                 history.append({"epoch": epoch, "step": step, "complete": epoch_done, **metrics})
                 auc = metrics.get("auc", math.nan)
-                improved = (val_ds is None or best_epoch < 0
-                            or (not math.isnan(auc) and auc > best_auc))
-                if improved:
-                    best_auc, best_epoch = (auc if not math.isnan(auc) else best_auc), epoch
-                if writer is not None:
-                    for k, v in metrics.items():
-                        writer.add_scalar(f"val/{k}", v, step)
+                if val_ds is None or best.step < 0:
+                    improved = True
+                    best.value = auc if not math.isnan(auc) else best.value
+                    best.step = epoch
+                else:
+                    improved = best.update(auc, epoch)
+                run.scalars(metrics, step, "val/")
                 say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {v:.4f}"
                                                               for k, v in metrics.items()))
             if epoch_done:
                 epoch, batches_done = epoch + 1, 0
-            save(last_path, epoch, batches_done)
-            if improved:
-                save(best_path, epoch, batches_done)
+            save(epoch, batches_done, best_too=improved)
             if main and validate:
-                atomic_write_json(run_dir / "history.json", history)
-    finally:
-        if writer is not None:
-            writer.close()
+                atomic_write_json(run.run_dir / "history.json", history)
     distributed.barrier()
-    return TrainResult(run_dir, last_path, best_path, best_auc, best_epoch, step, history)
+    return TrainResult(run.run_dir, last_path, best_path, best.value, best.step, step, history)
 
 
 def _log_images(writer, adapter, batch, device) -> None:

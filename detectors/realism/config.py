@@ -46,6 +46,16 @@ class TrainConfig:
     select_by: str = "score"  # validation metric that picks best.pt: score | srcc | plcc | rmse
     threads: int = 0  # torch CPU threads (0 = torch's default)
     tensorboard: bool = True
+    # optimisation recipe (configs/realism_ensemble_paper.yaml sets the ensemble paper's)
+    scheduler: str = "cosine"  # cosine (over train.epochs) | plateau (on select_by) | none
+    plateau_factor: float = 0.1  # with scheduler=plateau: lr *= factor after a plateau
+    plateau_patience: int = 2  # with scheduler=plateau: epochs without improvement tolerated
+    early_stopping: int = 0  # stop after this many epochs without a better select_by (0: off)
+    accumulation: int = 1  # micro-batches of batch_size per optimizer step
+    retrain_on_train_val: bool = False  # after selection, train the best model on train+val
+    retrain_epochs: int = 0  # epochs of that retraining (0: best epoch + 1)
+    resume: bool = False  # continue from <out>/checkpoints/last.pt when it exists
+    max_minutes: float = 0.0  # wall-time budget, checked after each epoch (0: none)
 
 
 @dataclass(frozen=True)

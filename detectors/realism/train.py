@@ -3,16 +3,39 @@
 One epoch draws one random sequence per training clip; validation predicts each validation
 clip from ``train.val_draws`` sequences and keeps the epoch with the best ``train.select_by``
 (``best.pt``); ``last.pt`` is written every epoch. Checkpoints are plain dicts (config as a
-dict, state dict, epoch, validation report) readable with ``torch.load(weights_only=True)``.
+dict, state dict, epoch, validation report, optimizer/scheduler/RNG state for resume) readable
+with ``torch.load(weights_only=True)``.
+
+The run folder, checkpoints, exact resume (``train.resume``: a killed run continues from the last
+finished epoch and ends with the same weights and metrics as an uninterrupted one), TensorBoard,
+the non-finite stop and the time budget come from :mod:`mrigan.loop`.
+
+Recipe switches (``configs/realism_ensemble_paper.yaml`` reproduces the ensemble paper's:
+AdamW 2e-5, ReduceLROnPlateau, early stopping, batch 2 x 8 accumulation, retraining on train+val):
+
+* ``train.scheduler``: ``cosine`` (today's default), ``plateau`` (``ReduceLROnPlateau`` on the
+  validation ``select_by``; on the training loss without validation clips) or ``none``.
+* ``train.early_stopping``: stop after that many epochs without a better ``select_by``.
+* ``train.accumulation``: micro-batches per optimizer step. Each micro-batch's loss is divided
+  by the number of micro-batches in its group, so for a per-sample mean loss (mae) the step equals
+  one batch of ``batch_size * accumulation``; for RMSE or norm-in-norm it is the mean of the
+  micro-batch losses (what PyTorch Lightning, the paper's framework, does). BatchNorm statistics
+  are per micro-batch. A last incomplete group at the end of an epoch still makes a step.
+* ``train.retrain_on_train_val``: after model selection, the best weights train further on
+  train + validation clips for ``train.retrain_epochs`` (default: best epoch + 1) in
+  ``<out>/retrain/``, and that model is returned. Departure from the paper, which trained this
+  last phase "until early stopping": with the validation clips inside the training data nothing
+  held out is left to monitor, so the length is fixed by the selection run instead.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,12 +48,15 @@ from detectors.realism.dataset import ClipDataset
 from detectors.realism.losses import build_loss
 from detectors.realism.model import ModelConfig, RealismRegressor
 from detectors.realism.predict import predict_clips
-from mrigan.checkpoint import load_checkpoint, save_checkpoint, seed_everything
+from mrigan.checkpoint import load_checkpoint, seed_everything
 from mrigan.config import from_dict, to_dict
 from mrigan.device import autocast, resolve_device, use_channels_last
+from mrigan.loop import BestTracker, NonFiniteLossError, TrainingRun, check_same_architecture
 
 CHECKPOINT_KIND = "mrigan-realism-regressor"
-_LOWER_IS_BETTER = {"rmse", "mae"}
+_LOWER_IS_BETTER = {"rmse", "mae", "loss"}
+SELECT_BY = ("score", "srcc", "plcc", "rmse", "mae")
+SCHEDULERS = ("cosine", "plateau", "none")
 
 
 @dataclass
@@ -39,20 +65,9 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
     best_path: Path | None = None
-
-
-def _better(metric: str, new: float, old: float | None) -> bool:
-    if old is None:
-        return True
-    if math.isnan(new):
-        return False
-    return new < old if metric in _LOWER_IS_BETTER else new > old
-
-
-def checkpoint_state(model: RealismRegressor, cfg: RealismConfig, epoch: int,
-                     val: dict | None, mos_centre: float) -> dict:
-    return {"kind": CHECKPOINT_KIND, "config": to_dict(cfg), "model": model.state_dict(),
-            "epoch": int(epoch), "val": val or {}, "mos_centre": float(mos_centre)}
+    stopped: str = ""  # "" (all epochs) | early_stopping | time
+    retrained_path: Path | None = None  # with train.retrain_on_train_val: its last.pt
+    mos_centre: float = 3.0  # mean training MOS: the head's initial bias
 
 
 def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu"
@@ -69,69 +84,168 @@ def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu"
     return model.to(resolve_device(device)).eval(), cfg
 
 
+def check_train_config(cfg: RealismConfig) -> None:
+    tc = cfg.train
+    if tc.select_by not in SELECT_BY:
+        raise ValueError(f"train.select_by {tc.select_by!r}: use one of {', '.join(SELECT_BY)}")
+    if tc.scheduler not in SCHEDULERS:
+        raise ValueError(f"train.scheduler {tc.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
+    if tc.accumulation < 1 or tc.early_stopping < 0 or tc.retrain_epochs < 0:
+        raise ValueError("train.accumulation must be >= 1, train.early_stopping and "
+                         f"train.retrain_epochs >= 0 (got {tc.accumulation}, "
+                         f"{tc.early_stopping}, {tc.retrain_epochs})")
+
+
+class RegressorTrainer:
+    """The realism trainer's :class:`mrigan.loop.TrainerPlugin`: model, AdamW, scheduler, AMP
+    scaler and the loader's shuffle generator, and one epoch of (accumulated) steps."""
+
+    def __init__(self, cfg: RealismConfig, model: RealismRegressor, device: torch.device) -> None:
+        tc = cfg.train
+        self.cfg, self.model, self.device = cfg, model, device
+        self.loss_fn = build_loss(tc.loss)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.sched: Any = None
+        if tc.scheduler == "cosine":
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(tc.epochs, 1))
+        elif tc.scheduler == "plateau":
+            self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.opt, mode="min" if tc.select_by in _LOWER_IS_BETTER else "max",
+                factor=tc.plateau_factor, patience=tc.plateau_patience)
+        fp16 = device.type == "cuda" and (tc.precision == "fp16" or (
+            tc.precision == "auto" and not torch.cuda.is_bf16_supported()))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # bf16/fp32: no scaling
+        self.shuffle = torch.Generator().manual_seed(tc.seed)  # the loader's order, resumable
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict() if self.sched is not None else {},
+                "scaler": self.scaler.state_dict(), "shuffle_rng": self.shuffle.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.sched is not None:
+            self.sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.shuffle.set_state(state["shuffle_rng"].cpu())
+
+    @property
+    def lr(self) -> float:
+        return float(self.opt.param_groups[0]["lr"])
+
+    def backward(self, batch: dict, scale: float = 1.0) -> torch.Tensor:
+        """Forward one (micro-)batch and add ``loss * scale``'s gradients; returns the loss."""
+        inputs = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()
+                  if k in ("plain", "mri")}
+        with autocast(self.device, self.cfg.train.precision):
+            pred = self.model(inputs)
+        loss = self.loss_fn(pred.float(), batch["mos"].to(self.device))
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"loss is {float(loss)}; lower train.lr")
+        self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
+        return loss.detach()
+
+    def optimizer_step(self) -> None:
+        if self.cfg.train.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+
+    def train_epoch(self, loader: DataLoader) -> float:
+        """One epoch; every ``train.accumulation`` micro-batches make one optimizer step."""
+        self.model.train()
+        accumulation = self.cfg.train.accumulation
+        n_batches = len(loader)
+        losses = []
+        for i, batch in enumerate(loader):
+            group_start = i - i % accumulation
+            group_size = min(accumulation, n_batches - group_start)
+            if i == group_start:
+                self.opt.zero_grad(set_to_none=True)
+            losses.append(float(self.backward(batch, 1.0 / group_size)))
+            if i == group_start + group_size - 1:
+                self.optimizer_step()
+        return float(np.mean(losses))
+
+    def end_epoch(self, monitored: float) -> None:
+        if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.sched.step(monitored)
+        elif self.sched is not None:
+            self.sched.step()
+
+
 def train_regressor(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Clip] = (),
                     out_dir: str | os.PathLike | None = None,
                     log: Callable[[str], None] = print) -> TrainResult:
     """Train on ``train_clips``; choose the epoch by validation when ``val_clips`` is given."""
+    check_train_config(cfg)
+    result = _fit(cfg, train_clips, val_clips, out_dir, log)
     tc = cfg.train
-    if tc.select_by not in ("score", "srcc", "plcc", "rmse", "mae"):
-        raise ValueError(f"train.select_by {tc.select_by!r}: use score, srcc, plcc, rmse or mae")
+    if tc.retrain_on_train_val and val_clips:
+        epochs = tc.retrain_epochs or result.best_epoch + 1
+        log(f"retraining the best model (epoch {result.best_epoch}) on train + val for "
+            f"{epochs} epochs")
+        again = dataclasses.replace(cfg, train=dataclasses.replace(
+            tc, epochs=epochs, retrain_on_train_val=False, early_stopping=0))
+        retrain_dir = Path(out_dir, "retrain") if out_dir else None
+        retrained = _fit(again, [*train_clips, *val_clips], (), retrain_dir, log,
+                         init=result.model.state_dict(), mos_centre=result.mos_centre)
+        result.model, result.retrained_path = retrained.model, retrained.best_path
+        result.history += [{**row, "phase": "retrain"} for row in retrained.history]
+    return result
+
+
+def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Clip],
+         out_dir: str | os.PathLike | None, log: Callable[[str], None],
+         init: dict | None = None, mos_centre: float | None = None) -> TrainResult:
+    tc = cfg.train
     if len(train_clips) < 2:
         raise ValueError(f"need at least 2 training clips, got {len(train_clips)}")
     if tc.threads:
         torch.set_num_threads(tc.threads)
     seed_everything(tc.seed)
     device = resolve_device(tc.device)
-    mos_centre = float(np.mean([c.mos for c in train_clips]))
+    if mos_centre is None:
+        mos_centre = float(np.mean([c.mos for c in train_clips]))
     model = RealismRegressor(cfg.model, mos_centre=mos_centre).to(device)
+    if init is not None:
+        model.load_state_dict(init)
     if use_channels_last(device):
         model = model.to(memory_format=torch.channels_last)
         model.channels_last = True
+    trainer = RegressorTrainer(cfg, model, device)
     dataset = ClipDataset(train_clips, cfg.sampler, cfg.model.inputs, cfg.data.image_size, seed=tc.seed)
+    run = TrainingRun(out_dir, cfg, fmt=CHECKPOINT_KIND, format_key="kind",
+                      max_minutes=tc.max_minutes, tensorboard=tc.tensorboard)
+    best = BestTracker(tc.select_by if val_clips else "epoch",
+                       higher_is_better=not val_clips or tc.select_by not in _LOWER_IS_BETTER)
+    result = TrainResult(model, mos_centre=mos_centre)
+    best_state = None
+    start = 0
+    found = run.resume(tc.resume and out_dir is not None, map_location=device, required=False)
+    if found is not None:
+        path, ckpt = found
+        check_same_architecture(path, ckpt["model"], model.state_dict())
+        trainer.load_state_dict(ckpt)
+        start, result.history = ckpt["next_epoch"], list(ckpt["history"])
+        best.load_state_dict(ckpt["best"])
+        result.best_epoch = best.step
+        if best.step >= 0:
+            best_state = run.load(run.best_path, map_location=device)["model"]
+            result.best_path = run.best_path
+        run.restore_rng(ckpt, reseed=tc.seed + start)
+        log(f"resumed from {path} at epoch {start}")
     loader = DataLoader(dataset, batch_size=min(tc.batch_size, len(dataset)), shuffle=True,
                         drop_last=len(dataset) > tc.batch_size, num_workers=tc.num_workers,
-                        generator=torch.Generator().manual_seed(tc.seed),
-                        pin_memory=device.type == "cuda", persistent_workers=tc.num_workers > 0)
-    loss_fn = build_loss(tc.loss)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(tc.epochs, 1))
-    fp16 = device.type == "cuda" and (tc.precision == "fp16" or (
-        tc.precision == "auto" and not torch.cuda.is_bf16_supported()))
-    scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # bf16/fp32 need no loss scaling
-
-    ckpt_dir = Path(out_dir, "checkpoints") if out_dir else None
-    writer = None
-    if out_dir and tc.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(Path(out_dir, "tb")))
-    result = TrainResult(model)
-    best_value: float | None = None
-    best_state = None
-    try:
-        for epoch in range(tc.epochs):
+                        generator=trainer.shuffle, pin_memory=device.type == "cuda",
+                        persistent_workers=tc.num_workers > 0)
+    with run.open(purge_step=start):
+        for epoch in range(start, tc.epochs):
             dataset.set_epoch(epoch)
-            model.train()
-            losses = []
-            for batch in loader:
-                inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items()
-                          if k in ("plain", "mri")}
-                target = batch["mos"].to(device)
-                opt.zero_grad(set_to_none=True)
-                with autocast(device, tc.precision):
-                    pred = model(inputs)
-                loss = loss_fn(pred.float(), target)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"epoch {epoch}: loss is {float(loss)}; lower train.lr")
-                scaler.scale(loss).backward()
-                if tc.grad_clip > 0:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                losses.append(float(loss.detach()))
-            sched.step()
-            row = {"epoch": epoch, "loss": float(np.mean(losses))}
+            row = {"epoch": epoch, "loss": trainer.train_epoch(loader), "lr": trainer.lr}
             val = None
             if val_clips:
                 pred = predict_clips(model, val_clips, cfg.sampler, inputs=cfg.model.inputs,
@@ -143,24 +257,30 @@ def train_regressor(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: 
             log("epoch {epoch:3d}  loss {loss:.4f}".format(**row) + (
                 "  val plcc {val_plcc:.3f} srcc {val_srcc:.3f} rmse {val_rmse:.3f}".format(**row)
                 if val else ""))
-            if writer is not None:
-                for k, v in row.items():
-                    if k != "epoch":
-                        writer.add_scalar(k.replace("val_", "val/"), v, epoch)
+            run.scalars({k.replace("val_", "val/"): v for k, v in row.items() if k != "epoch"},
+                        epoch)
             # Without validation the last epoch is the "best" one.
-            value = val[tc.select_by] if val else float(epoch)
-            improved = _better(tc.select_by, value, best_value) if val else True
-            state = checkpoint_state(model, cfg, epoch, val, mos_centre)
-            if ckpt_dir:
-                save_checkpoint(ckpt_dir / "last.pt", state)
+            improved = best.update(val[tc.select_by] if val else float(epoch), epoch)
+            trainer.end_epoch(val[tc.select_by] if val else row["loss"])
             if improved:
-                best_value, result.best_epoch = value, epoch
+                result.best_epoch = epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if ckpt_dir:
-                    result.best_path = save_checkpoint(ckpt_dir / "best.pt", state)
-    finally:
-        if writer is not None:
-            writer.close()
+            progress = {"epoch": int(epoch), "next_epoch": epoch + 1, "val": val or {},
+                        "mos_centre": float(mos_centre), "history": result.history,
+                        "best": best.state_dict()}
+            run.save(trainer, progress, last=True, best=improved)
+            if improved and run.best_path is not None:
+                result.best_path = run.best_path
+            if tc.early_stopping and val and epoch - best.step >= tc.early_stopping:
+                result.stopped = "early_stopping"
+                log(f"early stopping: no better val {tc.select_by} for {tc.early_stopping} "
+                    f"epochs (best epoch {best.step})")
+                break
+            if run.out_of_time():
+                result.stopped = "time"
+                log(f"time budget of {tc.max_minutes} min used after epoch {epoch}; "
+                    f"train.resume=true continues from {run.last_path}")
+                break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -178,3 +178,30 @@ def test_inputs_are_chosen_by_name_from_a_registry(tmp_path):
         build_input(InputConfig(name="edges"), tmp_path)
     with pytest.raises(InputError, match="needs input.generator"):
         build_input(InputConfig(name="mri"), tmp_path)
+
+
+def test_corrupt_checkpoint_or_other_head_on_resume_is_one_cli_error(synthetic_root, tmp_path,
+                                                                     capsys):
+    """Through ``mrigan train-detector``: a truncated ``last.pt`` names the file and offers
+    ``best.pt``; another head names the differing weight keys; exit 2, one line each."""
+    from mrigan.app.cli import main
+
+    argv = ["train-detector", "--config", "configs/detector_plain_cpu.yaml",
+            "--data", str(synthetic_root), "--name", "cli", "--out-dir", str(tmp_path),
+            "--set", "model.backbone=tiny-cnn", "--set", "data.image_size=32",
+            "--set", "data.workers=0", "--set", "train.batch_size=6", "--set", "train.epochs=1",
+            "--set", "train.max_steps=2", "--set", "train.device=cpu"]
+    assert main(argv) == 0
+    ckpts = tmp_path / "cli" / "checkpoints"
+    last = ckpts / "last.pt"
+    good = last.read_bytes()
+    capsys.readouterr()
+    last.write_bytes(good[: len(good) // 3])
+    assert main(argv + ["--set", "train.max_steps=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(last) in err[0] and str(ckpts / "best.pt") in err[0], err
+    last.write_bytes(good)
+    assert main(argv + ["--set", "train.max_steps=3", "--set", "model.head=linear"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(last) in err[0] and "architecture changed" in err[0], err
+    assert "head." in err[0], err  # names the differing keys

@@ -9,7 +9,7 @@ With no data and no download, it:
    augmentation plan applied identically to the real and the fake scene
    (``datasets_builders.augment``), MTCNN on the real scene, the same square crop from both,
    and ``MRI = clip(1 - SSIM(real crop, fake crop), 0, 1)``; scenes are split train/val/test;
-2. trains a 64 px MRI-GAN for ``train_minutes`` (in resumable chunks of ``eval_every`` steps,
+2. trains a 64 px MRI-GAN for ``train_minutes`` (the training loop's ``max_minutes`` budget,
    keeping the checkpoint with the best held-out mean SSIM) and exports it as .safetensors;
 3. measures it on the test scenes (mean SSIM of generated vs true MRIs, mean generated MRI of
    fakes vs reals) and picks the face threshold of the verdict on the validation scenes only;

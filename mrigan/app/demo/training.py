@@ -1,6 +1,6 @@
 """Step 2 of the demo: train the MRI-GAN within a time budget and export the best checkpoint.
 
-``train_for`` is the demo's training loop (to be replaced by the trainer's ``train.max_minutes``).
+``train_for`` runs the trainer once under the training loop's ``train.max_minutes`` budget.
 """
 
 from __future__ import annotations
@@ -15,28 +15,15 @@ from mrigan.train import GanConfig, replace, train_gan
 
 
 def train_for(gan_cfg: GanConfig, minutes: float, log=print):
-    """Train in chunks of ``eval_every`` steps (each resumed exactly from ``last.pt``) until
-    ``minutes`` or ``max_steps`` is reached; the best held-out checkpoint is kept by the trainer."""
+    """Train until ``minutes`` (the loop's ``train.max_minutes`` budget) or ``max_steps``; the
+    best held-out checkpoint is kept by the trainer."""
 
-    deadline = time.monotonic() + minutes * 60
-    chunk = max(1, gan_cfg.train.eval_every)
-    step, result, per_step = 0, None, None
     t_start = time.monotonic()
-    while step < gan_cfg.train.max_steps:
-        steps = chunk
-        if per_step is not None:  # fit the next chunk into the time left
-            steps = min(chunk, int((deadline - time.monotonic()) / per_step))
-            if steps < max(1, chunk // 5):
-                break
-        t0 = time.monotonic()
-        target = min(step + steps, gan_cfg.train.max_steps)
-        result = train_gan(replace(gan_cfg, train={"max_steps": target}), resume=step > 0)
-        per_step = (time.monotonic() - t0) / max(result.step - step, 1)
-        step = result.step
-        ev = result.last_eval
-        log(f"  step {step}: held-out mean SSIM {ev.get('mean_ssim', math.nan):.3f}, mean MRI "
-            f"fake {ev.get('mri_mean_fake', math.nan):.3f} / real {ev.get('mri_mean_real', math.nan):.3f}"
-            f" ({time.monotonic() - t_start:.0f} s)")
+    result = train_gan(replace(gan_cfg, train={"max_minutes": minutes}))
+    ev = result.last_eval
+    log(f"  step {result.step}: held-out mean SSIM {ev.get('mean_ssim', math.nan):.3f}, mean MRI "
+        f"fake {ev.get('mri_mean_fake', math.nan):.3f} / real {ev.get('mri_mean_real', math.nan):.3f}"
+        f" ({time.monotonic() - t_start:.0f} s)")
     return result
 
 

@@ -1,0 +1,109 @@
+"""The MRI-GAN experiment's typed config (``configs/mri_gan*.yaml``) and result types.
+
+``GanConfig`` is what ``mrigan train-gan`` reads; :mod:`mrigan.train` trains it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
+from mrigan.losses import LossConfig
+from mrigan.paired_augment import PairedAugmentConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    generator: str = "mrigan"  # see mrigan.models.GENERATORS
+    discriminator: str = "mrigan"  # see mrigan.models.DISCRIMINATORS
+    image_size: int = 256
+    ngf: int = 64  # generator base width
+    ndf: int = 64  # discriminator base width
+    dropout: float = 0.5
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        return {"ngf": self.ngf, "dropout": self.dropout}
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    # pix2pix's "linear" policy: the lr falls linearly to 0 over the last ``decay_steps`` steps
+    # of the run (0: constant lr, the paper). A function of the step alone, so resume is exact.
+    decay_steps: int = 0
+
+
+def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
+    """Multiplier of the base lr for the step after ``step`` completed ones."""
+    if decay_steps <= 0:
+        return 1.0
+    start = total_steps - decay_steps
+    return 1.0 if step < start else max(0.0, (total_steps - step) / decay_steps)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = ""  # an MRI-DF root (manifest.csv + PNGs)
+    train_split: str = "train"
+    val_split: str = "val"
+    eval_samples: int = 64  # fixed held-out pairs (half fakes) for mean SSIM and best.pt
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 128  # global batch (all processes together)
+    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
+    max_minutes: float = 0.0  # stop after this much wall time (0: no limit); --resume continues
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
+    channels_last: str | bool = "auto"  # auto (CUDA only) | true | false
+    log_every: int = 50
+    eval_every: int = 500
+    checkpoint_every: int = 1000
+    grid_rows: int = 8  # rows of the TensorBoard image grid
+
+
+@dataclass(frozen=True)
+class GanConfig:
+    """One MRI-GAN experiment; YAML files in ``configs/`` fill it (see ``mri_gan.yaml``)."""
+
+    name: str = "mri_gan"
+    out_dir: str = "runs"  # the run writes into <out_dir>/<name>/
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # paired (face, MRI) augmentation of training batches only; off by default (the paper)
+    augment: PairedAugmentConfig = field(default_factory=PairedAugmentConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    step: int
+    epoch: int
+    best_mean_ssim: float
+    best_step: int
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    last_eval: dict[str, float]
+
+
+def replace(cfg: GanConfig, **sections: dict[str, Any]) -> GanConfig:
+    """``replace(cfg, train={"max_steps": 10})``: a copy with some fields of sections changed."""
+    changes = {name: dataclasses.replace(getattr(cfg, name), **values) if isinstance(values, dict)
+               else values for name, values in sections.items()}
+    return dataclasses.replace(cfg, **changes)
