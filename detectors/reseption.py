@@ -44,6 +44,9 @@ Registration: importing this module registers ``reseption-v1``, ``reseption-v2``
 ``reseption-ensemble`` in :data:`detectors.backbones.BACKBONES`; ``detectors/__init__.py``
 imports it, so ``build_backbone('reseption-v1')`` works wherever ``detectors`` is imported
 (no import cycle: ``detectors`` -> ``detectors.reseption`` -> ``detectors.backbones``).
+
+Length (~420 lines): one file on purpose - both variants share the stem, reduction blocks and
+builders, and the block-by-block mapping to the thesis' figures reads best in one place.
 """
 
 from __future__ import annotations
