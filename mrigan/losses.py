@@ -3,8 +3,19 @@
 Generator:     L_G = L_cGAN(D(G(x), x), 1) + lambda * (tau * L_pix + (1 - tau) * sqrt(1 - SSIM))
 Discriminator: L_D = eta * (L_cGAN(D(y, x), 1) + L_cGAN(D(G(x), x), 0))
 
-with the least-squares (LSGAN) adversarial loss, lambda = 100, tau = 0.3, eta = 0.5 (the paper).
-``L_pix`` is L2 (paper) or L1 (the paper's suggested next step).
+with lambda = 100, tau = 0.3, eta = 0.5 (the paper). ``L_pix`` is L2 (paper) or L1 (the paper's
+suggested next step).
+
+The adversarial loss ``L_cGAN`` is chosen by name (``LossConfig.gan``), and the two candidates
+are NOT the same thing:
+
+* ``bce`` - the paper's Eq. 9, the log cGAN loss of Mirza & Osindero,
+  ``E[log D(y|x)] + E[log(1 - D(G(x)|x))]``, written as binary cross-entropy on the
+  discriminator's logits (the generator uses the non-saturating form, target "real").
+  ``vanilla`` is another name for it.
+* ``lsgan`` (default) - the least-squares loss that the paper's released code
+  (github.com/pratikpv/mri_gan_deepfake) trains with; the default because the published model
+  was trained with it, not because the paper's text describes it.
 
 Every reconstruction term is computed on the [0, 1] MRI scale, in float32 even under autocast,
 with SSIM's data range given explicitly (1.0). Note: the paper's code took its L2 on the
@@ -31,14 +42,17 @@ PIXEL_LOSSES.register("l1", F.l1_loss)
 
 @GAN_LOSSES.register("lsgan")
 def lsgan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
-    """Least-squares GAN: mean squared distance of every patch score to 1 (real) or 0 (fake)."""
+    """Least-squares GAN (the released code's loss; not the paper's Eq. 9): mean squared
+    distance of every patch score to 1 (real) or 0 (fake)."""
     target = 1.0 if target_is_real else 0.0
     return F.mse_loss(prediction.float(), torch.full_like(prediction, target, dtype=torch.float32))
 
 
+@GAN_LOSSES.register("bce")
 @GAN_LOSSES.register("vanilla")
 def vanilla_gan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
-    """The original GAN objective on logits (binary cross-entropy), for comparison runs."""
+    """The paper's Eq. 9 (log cGAN loss) on patch logits: binary cross-entropy against 1 (real)
+    or 0 (fake), i.e. ``-mean(log sigmoid(p))`` or ``-mean(log(1 - sigmoid(p)))``."""
     target = torch.full_like(prediction, 1.0 if target_is_real else 0.0, dtype=torch.float32)
     return F.binary_cross_entropy_with_logits(prediction.float(), target)
 
@@ -51,7 +65,7 @@ class LossConfig:
     tau: float = 0.3  # share of the pixel term in the reconstruction (1 - tau: SSIM term)
     eta: float = 0.5  # discriminator loss scale
     pixel: str = "l2"  # l2 (paper) or l1
-    gan: str = "lsgan"  # lsgan (paper) or vanilla
+    gan: str = "lsgan"  # lsgan (the released code; default) | bce (the paper's Eq. 9) = vanilla
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tau <= 1.0:

@@ -10,6 +10,17 @@ prediction matters:
 Names: ``rmse``, ``mae``, ``norm_in_norm`` (Li et al., ACM MM 2020, with p = q = 2),
 ``kl`` (KL divergence between batch-softmax-normalised MOS and predictions), ``plcc``
 (``(1 - PLCC) / 2``), ``rank`` (pairwise hinge on every ordered pair of the batch).
+
+DREAM's forms (``../shared/seeds/001_94b60dc8b37b616d.txt``, Eqs. 1-5) differ from two of ours,
+so both are offered by name; the defaults (``norm_in_norm``, ``kl``) are unchanged:
+
+* ``norm_in_norm`` (default): Li et al.'s p = q = 2 form (loss0 / loss1 with the scale s);
+* ``norm_in_norm_l1``: ``sum_i |S^_i - S_i|``, S the centred, 2-normed batch - DREAM Eqs. 1-2;
+* ``kl`` (default, also named ``kl_target_pred``): KL(softmax(MOS) || softmax(pred));
+* ``kl_pred_target``: KL(softmax(pred) || softmax(MOS)) - DREAM Eqs. 3-4.
+
+DREAM's regression loss (Eq. 5, used by OPDAI and both DA-CLIP branches) is therefore
+``build_loss("norm_in_norm_l1 + kl_pred_target")``.
 """
 
 from __future__ import annotations
@@ -76,13 +87,43 @@ def norm_in_norm_loss(pred: torch.Tensor, target: torch.Tensor, p: float = 2.0, 
     return (alpha[0] * loss0 + alpha[1] * loss1) / (alpha[0] + alpha[1])
 
 
+@LOSSES.register("kl_target_pred")
 @LOSSES.register("kl")
 def kl_softmax_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """KL(softmax(MOS / T) || softmax(pred / T)) over the batch: a listwise ranking objective."""
+    """KL(softmax(MOS / T) || softmax(pred / T)) over the batch: a listwise ranking objective.
+
+    Also registered as ``kl_target_pred``; DREAM's Eq. 3 is the other direction
+    (``kl_pred_target``)."""
     pred, target = _flat(pred, target)
     log_q = F.log_softmax(pred / temperature, dim=0)
     log_p = F.log_softmax(target / temperature, dim=0)
     return (log_p.exp() * (log_p - log_q)).sum()
+
+
+@LOSSES.register("norm_in_norm_l1")
+def norm_in_norm_l1_loss(pred: torch.Tensor, target: torch.Tensor, q: float = 2.0) -> torch.Tensor:
+    """DREAM's Norm-in-Norm (Eqs. 1-2): ``sum_i |S^_i - S_i|``, where ``S`` is the batch's MOS
+    centred and divided by its q-norm (q = 2 in DREAM) and ``S^`` the same of the predictions.
+
+    A plain sum over the batch (no 1/N and no Li et al. scale ``s``), as DREAM writes it; our
+    default ``norm_in_norm`` is Li et al.'s p = q = 2 form instead.
+    """
+    pred, target = _flat(pred, target)
+    if pred.numel() < 2:
+        raise ValueError("norm_in_norm_l1 needs a batch of at least 2")
+    return (_centre_and_normalise(pred, q) - _centre_and_normalise(target, q)).abs().sum()
+
+
+@LOSSES.register("kl_pred_target")
+def kl_pred_target_loss(pred: torch.Tensor, target: torch.Tensor,
+                        temperature: float = 1.0) -> torch.Tensor:
+    """DREAM's KL loss (Eqs. 3-4): ``sum_i W^_i log(W^_i / W_i)`` = KL(softmax(pred) ||
+    softmax(MOS)) over the batch (temperature 1 in DREAM). Our default ``kl`` is the reverse
+    direction, KL(softmax(MOS) || softmax(pred))."""
+    pred, target = _flat(pred, target)
+    log_w_hat = F.log_softmax(pred / temperature, dim=0)
+    log_w = F.log_softmax(target / temperature, dim=0)
+    return (log_w_hat.exp() * (log_w_hat - log_w)).sum()
 
 
 @LOSSES.register("plcc")

@@ -20,6 +20,7 @@ from detectors.backbones import build_backbone
 from detectors.realism.dataset import check_inputs
 
 FUSIONS = ("late", "early")
+STDS = ("population", "sample")
 
 
 @dataclass(frozen=True)
@@ -30,13 +31,24 @@ class ModelConfig:
     fusion: str = "late"  # for fused inputs: late (two backbones) | early (6 channels)
     hidden: int = 128
     dropout: float = 0.3
+    # std pooling over time: "population" (1/n, our default) or "sample" (1/(n-1), the
+    # ConvNeXt/EVA ensemble paper's f_std, ../shared/seeds/000_20c346b64137a7f6.txt)
+    std: str = "population"
 
 
-def temporal_pool(features: torch.Tensor) -> torch.Tensor:
-    """``(N, T, F)`` -> ``(N, 2F)``: mean and (population) std over time, concatenated."""
+def temporal_pool(features: torch.Tensor, std: str = "population") -> torch.Tensor:
+    """``(N, T, F)`` -> ``(N, 2F)``: mean and std over time, concatenated.
+
+    ``std="population"`` divides by n (default), ``"sample"`` by n - 1 (the ensemble paper's
+    ``f_std``). One frame gives a zero std either way.
+    """
+    if std not in STDS:
+        raise ValueError(f"unknown std pooling {std!r}; known: {', '.join(STDS)}")
     mean = features.mean(dim=1)
-    std = features.std(dim=1, unbiased=False) if features.shape[1] > 1 else torch.zeros_like(mean)
-    return torch.cat([mean, std], dim=1)
+    if features.shape[1] < 2:
+        return torch.cat([mean, torch.zeros_like(mean)], dim=1)
+    sd = features.std(dim=1, correction=1 if std == "sample" else 0)
+    return torch.cat([mean, sd], dim=1)
 
 
 class RealismRegressor(nn.Module):
@@ -49,6 +61,8 @@ class RealismRegressor(nn.Module):
         self.inputs = check_inputs(cfg.inputs)
         if cfg.fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {cfg.fusion!r}; known: {', '.join(FUSIONS)}")
+        if cfg.std not in STDS:
+            raise ValueError(f"unknown model.std {cfg.std!r}; known: {', '.join(STDS)}")
         weights = cfg.weights or None
         streams: dict[str, nn.Module] = {}
         if self.inputs == "fused" and cfg.fusion == "early":
@@ -81,7 +95,7 @@ class RealismRegressor(nn.Module):
         return torch.cat(feats, dim=2)
 
     def pooled_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return temporal_pool(self.frame_features(batch))
+        return temporal_pool(self.frame_features(batch), self.cfg.std)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(self.pooled_features(batch)).squeeze(1)

@@ -1,0 +1,25 @@
+"""The papers' presets in configs/ load with their classes and hold the papers' values."""
+
+from __future__ import annotations
+
+from datasets_builders.mri_df import BuildConfig
+from mrigan.config import load_config
+from mrigan.train import GanConfig
+
+
+def test_mri_df_paper_sources():
+    cfg = load_config(BuildConfig, "configs/build_mri_df_paper.yaml")
+    sources = {(s.kind, s.name or s.kind): s.fraction for s in cfg.sources}
+    assert sources == {("dfdc", "dfdc"): 0.5, ("celebdf", "celebdf"): 1.0,
+                       ("images", "ffhq"): 1.0, ("images", "fdf"): 1.0}
+    assert cfg.every == 10 and cfg.faces.margin == 1.3 and cfg.faces.size == 256
+
+
+def test_mri_gan_paper_text_uses_eq_9_and_the_papers_monitoring():
+    paper = load_config(GanConfig, "configs/mri_gan_paper_text.yaml")
+    code = load_config(GanConfig, "configs/mri_gan.yaml")
+    assert paper.loss.gan == "bce" and code.loss.gan == "lsgan"
+    assert (paper.train.eval_every, paper.data.eval_samples) == (200, 16)
+    assert (paper.loss.lambda_recon, paper.loss.tau, paper.loss.eta) == (100.0, 0.3, 0.5)
+    # everything else is mri_gan.yaml's
+    assert paper.model == code.model and paper.optim == code.optim
