@@ -57,6 +57,7 @@ from mrigan.checkpoint import (
 )
 from mrigan.config import save_config, to_dict
 from mrigan.device import autocast, resolve_device, use_channels_last
+from mrigan.device import resolve_precision as device_precision
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_write_json
 from mrigan.losses import LossConfig, discriminator_loss, generator_loss
@@ -120,7 +121,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this much wall time (0: no limit); --resume continues
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32)
     channels_last: str | bool = "auto"  # auto (CUDA only) | true | false
     log_every: int = 50
     eval_every: int = 500
@@ -167,12 +168,9 @@ class TrainResult:
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:
-    precision = precision.lower()
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    """``auto``: bf16 on CUDA (fp16 without bf16), bf16 on CPUs with native bf16, else fp32
+    (see :func:`mrigan.device.resolve_precision`)."""
+    return device_precision(device, precision)
 
 
 def resolve_channels_last(device: torch.device, setting: str | bool) -> bool:

@@ -7,7 +7,9 @@ import os
 import re
 
 import pytest
+import torch
 
+from mrigan import device
 from mrigan.config import (
     PROJECT_ROOT,
     ConfigError,
@@ -16,6 +18,7 @@ from mrigan.config import (
     parse_overrides,
     save_config,
 )
+from mrigan.device import DeviceError, resolve_device
 from mrigan.fileio import atomic_open, atomic_write_json
 from mrigan.registry import Registry
 
@@ -223,3 +226,51 @@ def test_every_project_config_loads_and_cpu_presets_inherit_their_base():
     for stem in ("mri_gan_cpu", "detector_plain_cpu", "detector_mri_cpu", "realism_cpu"):
         text = (PROJECT_ROOT / "configs" / f"{stem}.yaml").read_text()
         assert f"base: {stem.removesuffix('_cpu')}.yaml" in text
+
+
+# --- devices and CPU bf16 (issue 15 family 5, issue 14 goal 5) --------------------------------
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("cpu;id", "is not a device name"), ("gpu", "is not a device name"),
+    ("cuda", "CUDA is not available"), ("cuda:7", "CUDA"), ("meta", "not supported"),
+])
+def test_bad_or_absent_devices_are_user_errors(spec, message, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match=re.escape(repr(spec)) + ".*" + message):
+        resolve_device(spec)
+    assert resolve_device("CPU") == torch.device("cpu")
+
+
+def test_cpuinfo_flags_decide_native_bf16(tmp_path, monkeypatch):
+    intel = tmp_path / "intel"
+    intel.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
+    amd = tmp_path / "amd"
+    amd.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")
+    real = device._cpuinfo_flags
+    for path, native in ((intel, True), (amd, False), (arm, True), (tmp_path / "none", False)):
+        monkeypatch.setattr(device, "_cpuinfo_flags", lambda p=path: real(str(p)))
+        device.cpu_has_native_bf16.cache_clear()
+        assert device.cpu_has_native_bf16() is native
+    device.cpu_has_native_bf16.cache_clear()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_cpu_follows_native_bf16(native, monkeypatch, recwarn):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    device._warn_slow_bf16_once.cache_clear()
+    cpu = torch.device("cpu")
+    assert device.resolve_precision(cpu, "auto") == ("bf16" if native else "fp32")
+    assert device.resolve_precision(cpu, "fp32") == "fp32"
+    with device.autocast(cpu, "auto"):
+        dtype = (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+    assert dtype == (torch.bfloat16 if native else torch.float32)
+    # an explicit bf16 is honoured; without native bf16 it warns, once per process
+    for _ in range(3):
+        assert device.resolve_precision(cpu, "bf16") == "bf16"
+    slow = [w for w in recwarn if "without native bf16" in str(w.message)]
+    assert len(slow) == (0 if native else 1)
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        device.resolve_precision(cpu, "fp8")
