@@ -94,6 +94,7 @@ NAMED_BOUNDS: dict[str, dict[str, Any]] = {
     "seed": bounds(minimum=0),
     "bootstrap": bounds(minimum=0),
     "precision": bounds(choices=("auto", "fp32", "bf16", "fp16")),
+    "channels_last": bounds(choices=("auto", True, False)),
 }
 
 
@@ -197,7 +198,12 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
             value = deep_merge(dataclasses.asdict(default), value)
         kwargs[f.name] = _coerce(hints[f.name], value, f"{where}.{f.name}")
         _check_bounds(f, kwargs[f.name], f"{where}.{f.name}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except MriganError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:  # a class's own __post_init__ checks
+        raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from exc
 
 
 def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
@@ -259,6 +265,21 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return str(value)
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def require_path(value: str | os.PathLike | None, key: str, *, kind: str = "file",
+                 where: str = "config", hint: str = "") -> Path:
+    """Up-front check of a path-valued config key: set, existing, and a file (``kind="file"``)
+    or a folder (``kind="dir"``); a :class:`ConfigError` naming the key and the path otherwise."""
+    if value is None or not str(value).strip():
+        raise ConfigError(f"{where}: {key} is not set" + (f" ({hint})" if hint else ""))
+    path = Path(value)
+    ok = path.is_file() if kind == "file" else path.is_dir()
+    if not ok:
+        noun = "file" if kind == "file" else "folder"
+        what = f"no such {noun}" if not path.exists() else f"not a {noun}"
+        raise ConfigError(f"{what} (from {key} in {where})" + (f"; {hint}" if hint else ""), path)
+    return path
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

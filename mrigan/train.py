@@ -49,13 +49,14 @@ import torch
 
 from mrigan import __version__, distributed, perceptual
 from mrigan.checkpoint import (
+    CheckpointError,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
     seed_everything,
 )
-from mrigan.config import save_config, to_dict
+from mrigan.config import ConfigError, save_config, to_dict
 from mrigan.device import autocast, resolve_device, use_channels_last
 from mrigan.device import resolve_precision as device_precision
 from mrigan.errors import MriganError
@@ -368,8 +369,8 @@ def _check_same_architecture(ckpt: dict, cfg: GanConfig, path: Path) -> None:
     now = to_dict(cfg.model)
     diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
     if diff:
-        raise ValueError(f"{path}: checkpoint model config differs from this run's: "
-                         f"{ {k: f'{a!r} -> {b!r}' for k, (a, b) in diff.items()} }")
+        raise ConfigError(f"{path}: checkpoint model config differs from this run's: "
+                          f"{ {k: f'{a!r} -> {b!r}' for k, (a, b) in diff.items()} }")
 
 
 def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
@@ -382,7 +383,7 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     """
 
     if not cfg.data.root:
-        raise ValueError("data.root is not set: point it at an MRI-DF folder (manifest.csv)")
+        raise ConfigError("data.root is not set: point it at an MRI-DF folder (manifest.csv)")
     dist = distributed.info()
     tc = cfg.train
     if tc.batch_size % dist.world_size:
@@ -406,7 +407,7 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     if ckpt_path is not None:
         ckpt = load_checkpoint(ckpt_path, map_location=trainer.device)
         if ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{ckpt_path}: not an MRI-GAN training checkpoint")
+            raise CheckpointError(f"{ckpt_path}: not an MRI-GAN training checkpoint")
         _check_same_architecture(ckpt, cfg, ckpt_path)
         trainer.load_state_dict(ckpt)
         saved_batch = ckpt["config"]["train"]["batch_size"]

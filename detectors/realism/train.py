@@ -21,13 +21,20 @@ from torch.utils.data import DataLoader
 from detectors.realism import metrics
 from detectors.realism.clips import Clip
 from detectors.realism.config import RealismConfig
+from detectors.realism.data import RealismDataError
 from detectors.realism.dataset import ClipDataset
 from detectors.realism.losses import build_loss
 from detectors.realism.model import ModelConfig, RealismRegressor
 from detectors.realism.predict import predict_clips
-from mrigan.checkpoint import load_checkpoint, save_checkpoint, seed_everything
+from mrigan.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, seed_everything
 from mrigan.config import from_dict, to_dict
 from mrigan.device import autocast, resolve_device, use_channels_last
+from mrigan.errors import MriganError
+
+
+class NonFiniteRealismLossError(MriganError, FloatingPointError):
+    """The training loss became NaN or infinite (lower train.lr)."""
+
 
 CHECKPOINT_KIND = "mrigan-realism-regressor"
 _LOWER_IS_BETTER = {"rmse", "mae"}
@@ -60,7 +67,7 @@ def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu"
     """A trained regressor and the config it was trained with, from ``best.pt``/``last.pt``."""
     state = load_checkpoint(path, map_location="cpu")
     if state.get("kind") != CHECKPOINT_KIND:
-        raise ValueError(f"{path}: not a realism regressor checkpoint (kind={state.get('kind')!r})")
+        raise CheckpointError(f"{path}: not a realism regressor checkpoint (kind={state.get('kind')!r})")
     cfg = from_dict(RealismConfig, state["config"], where=str(path))
     # Local backbone weights are inside the state dict: do not require their file again.
     model_cfg = from_dict(ModelConfig, {**to_dict(cfg.model), "weights": ""}, where=str(path))
@@ -77,7 +84,7 @@ def train_regressor(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: 
     if tc.select_by not in ("score", "srcc", "plcc", "rmse", "mae"):
         raise ValueError(f"train.select_by {tc.select_by!r}: use score, srcc, plcc, rmse or mae")
     if len(train_clips) < 2:
-        raise ValueError(f"need at least 2 training clips, got {len(train_clips)}")
+        raise RealismDataError(f"need at least 2 training clips, got {len(train_clips)}")
     if tc.threads:
         torch.set_num_threads(tc.threads)
     seed_everything(tc.seed)
@@ -122,7 +129,8 @@ def train_regressor(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: 
                     pred = model(inputs)
                 loss = loss_fn(pred.float(), target)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"epoch {epoch}: loss is {float(loss)}; lower train.lr")
+                    raise NonFiniteRealismLossError(f"epoch {epoch}: loss is {float(loss)}; "
+                                                    "lower train.lr")
                 scaler.scale(loss).backward()
                 if tc.grad_clip > 0:
                     scaler.unscale_(opt)
