@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from detectors.backbones import BACKBONES
 from detectors.config import DetectorConfig
 from detectors.train import train_detector
 from mrigan import distributed
@@ -33,6 +34,8 @@ def check_detector_config(cfg: DetectorConfig, where: str) -> None:
     require_path(root / "manifest.csv", "data.root", where=where,
                  hint="the MRI-DF folder must hold manifest.csv")
     resolve_device(cfg.train.device)
+    if not cfg.model.backbone.startswith("timm:"):
+        BACKBONES.get(cfg.model.backbone)  # an unknown name lists the known ones
     if cfg.model.weights:
         require_path(cfg.model.weights, "model.weights", where=where)
     if cfg.input.name == "mri" and cfg.input.generator:

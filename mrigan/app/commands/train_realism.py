@@ -57,7 +57,7 @@ def check_realism_config(cfg: RealismConfig, out: Path, where: str) -> None:
             raise ConfigError(f"{where}: {key} {value!r} is not one of {list(known)}")
     try:
         build_loss(cfg.train.loss)
-    except ValueError as exc:
+    except (ValueError, KeyError) as exc:  # KeyError: an unknown loss name
         raise ConfigError(f"{where}: train.loss: {exc}") from exc
     for i, labels in enumerate(cfg.data.labels):
         if not Path(labels).is_file():
