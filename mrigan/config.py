@@ -196,14 +196,25 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             # a nested section keeps the parent's own default for the keys it leaves out
             value = deep_merge(dataclasses.asdict(default), value)
-        kwargs[f.name] = _coerce(hints[f.name], value, f"{where}.{f.name}")
-        _check_bounds(f, kwargs[f.name], f"{where}.{f.name}")
+        kwargs[f.name] = _coerce(hints[f.name], value, _child(where, f.name))
+        _check_bounds(f, kwargs[f.name], _child(where, f.name))
     try:
         return cls(**kwargs)
     except MriganError:
         raise
     except (ValueError, TypeError, KeyError) as exc:  # a class's own __post_init__ checks
         raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from exc
+
+
+_FILE_SUFFIXES = (".yaml", ".yml", ".json", ".pt", ".pth", ".ckpt", ".safetensors")
+
+
+def _child(where: str, name: str) -> str:
+    """``configs/x.yaml`` + ``train`` -> ``configs/x.yaml: train``; ``Cfg.train`` + ``lr`` ->
+    ``Cfg.train.lr``: the file, then the key path."""
+    if ": " not in where and where.lower().endswith(_FILE_SUFFIXES):
+        return f"{where}: {name}"
+    return f"{where}.{name}"
 
 
 def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
