@@ -86,8 +86,8 @@ NAMED_BOUNDS: dict[str, dict[str, Any]] = {
     "checkpoint_every": bounds(minimum=0),
     "every": bounds(minimum=1),
     "image_size": bounds(minimum=1),
-    "ngf": bounds(minimum=1, maximum=1024),
-    "ndf": bounds(minimum=1, maximum=1024),
+    "ngf": bounds(minimum=1, maximum=256),  # as mrigan.inference.ARCHITECTURE_LIMITS
+    "ndf": bounds(minimum=1, maximum=256),
     "lr": bounds(exclusive_minimum=0),
     "dropout": bounds(minimum=0, maximum=1),
     "weight_decay": bounds(minimum=0),
