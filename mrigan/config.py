@@ -3,12 +3,24 @@
 Every component has a dataclass config. A YAML file holds one experiment; ``load_config``
 turns it into the dataclass (nested dataclasses included), rejecting unknown keys with the
 file name and the key, so a typo never silently falls back to a default.
+
+* **Numbers as users write them**: ``1e-4``, ``1E5``, ``.5``, ``-3`` are numbers (YAML 1.1, which
+  PyYAML implements, reads ``1e-4`` as a string; :class:`ConfigLoader` adds YAML 1.2's float form).
+* **Ranges and choices**: a field may declare ``field(..., metadata=bounds(minimum=1))``
+  (``minimum``, ``maximum``, ``exclusive_minimum``, ``choices``); fields that declare nothing get
+  the rule of their name in :data:`NAMED_BOUNDS` (``batch_size >= 1``, ``max_steps >= 0``, ...).
+  A value outside is a :class:`ConfigError` naming the file and the key, before any work.
+* **Presets by inheritance**: a YAML file may say ``base: mri_gan.yaml`` (resolved relative to
+  the file; chains allowed, cycles are an error) and give only what differs; nested sections
+  merge key by key, lists are replaced whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -27,6 +39,65 @@ class ConfigError(MriganError, ValueError):
     """A config file or override that does not fit its dataclass."""
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads YAML 1.2 floats: ``1e-4``, ``1E5``, ``-2.5e+3``."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with :class:`ConfigLoader` (safe: no Python objects)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def bounds(*, minimum: float | None = None, maximum: float | None = None,
+           exclusive_minimum: float | None = None,
+           choices: Iterable[Any] | None = None) -> dict[str, Any]:
+    """Field metadata checked by the loader: ``x: int = field(default=1, metadata=bounds(minimum=1))``."""
+    out: dict[str, Any] = {}
+    if minimum is not None:
+        out["minimum"] = minimum
+    if maximum is not None:
+        out["maximum"] = maximum
+    if exclusive_minimum is not None:
+        out["exclusive_minimum"] = exclusive_minimum
+    if choices is not None:
+        out["choices"] = tuple(choices)
+    return out
+
+
+#: Rules for fields that declare no ``bounds`` metadata, by field name, in every config class.
+#: Counts and sizes that cannot be negative, steps/intervals that must be positive, fractions.
+NAMED_BOUNDS: dict[str, dict[str, Any]] = {
+    "batch_size": bounds(minimum=1),  # intervals below: 0 turns the action off
+    "epochs": bounds(minimum=0),
+    "max_steps": bounds(minimum=0),
+    "max_minutes": bounds(minimum=0),
+    "num_workers": bounds(minimum=0),
+    "workers": bounds(minimum=0),
+    "eval_samples": bounds(minimum=0),
+    "log_every": bounds(minimum=0),
+    "eval_every": bounds(minimum=0),
+    "checkpoint_every": bounds(minimum=0),
+    "every": bounds(minimum=1),
+    "image_size": bounds(minimum=1),
+    "ngf": bounds(minimum=1, maximum=256),  # as mrigan.inference.ARCHITECTURE_LIMITS
+    "ndf": bounds(minimum=1, maximum=256),
+    "lr": bounds(exclusive_minimum=0),
+    "dropout": bounds(minimum=0, maximum=1),
+    "weight_decay": bounds(minimum=0),
+    "seed": bounds(minimum=0),
+    "bootstrap": bounds(minimum=0),
+    "precision": bounds(choices=("auto", "fp32", "bf16", "fp16")),
+    "channels_last": bounds(choices=("auto", True, False)),
+}
+
+
 def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
     """``["train.lr=1e-4", "data.root=/x"]`` -> nested dict, values parsed as YAML scalars."""
     out: dict[str, Any] = {}
@@ -34,7 +105,11 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: value is not valid YAML "
+                              f"({' '.join(str(exc).split())})") from exc
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -69,19 +144,34 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     return candidate if candidate.is_file() else path
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def read_yaml(path: str | os.PathLike, *, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a dict, with its ``base:`` chain resolved (base first, then the file)."""
     path = resolve_config_path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        where = f" (base of {_chain[-1]})" if _chain else ""
+        raise ConfigError("config file not found" + where, path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"not valid YAML: {' '.join(str(exc).split())}", path) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
-    return data
+        raise ConfigError(f"top level must be a mapping, got {type(data).__name__}", path)
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"'base' must be a file name, got {base!r}", path)
+    me = path.resolve()
+    base_path = (me.parent / base).resolve()
+    chain = (*_chain, me)
+    if base_path in chain:
+        names = " -> ".join(p.name for p in (*chain, base_path))
+        raise ConfigError(f"'base' chain has a cycle: {names}", path)
+    return deep_merge(read_yaml(base_path, _chain=chain), data)
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "config") -> T:
@@ -106,8 +196,43 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             # a nested section keeps the parent's own default for the keys it leaves out
             value = deep_merge(dataclasses.asdict(default), value)
-        kwargs[f.name] = _coerce(hints[f.name], value, f"{where}.{f.name}")
-    return cls(**kwargs)
+        kwargs[f.name] = _coerce(hints[f.name], value, _child(where, f.name))
+        _check_bounds(f, kwargs[f.name], _child(where, f.name))
+    try:
+        return cls(**kwargs)
+    except MriganError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:  # a class's own __post_init__ checks
+        raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from exc
+
+
+_FILE_SUFFIXES = (".yaml", ".yml", ".json", ".pt", ".pth", ".ckpt", ".safetensors")
+
+
+def _child(where: str, name: str) -> str:
+    """``configs/x.yaml`` + ``train`` -> ``configs/x.yaml: train``; ``Cfg.train`` + ``lr`` ->
+    ``Cfg.train.lr``: the file, then the key path."""
+    if ": " not in where and where.lower().endswith(_FILE_SUFFIXES):
+        return f"{where}: {name}"
+    return f"{where}.{name}"
+
+
+def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
+    """The field's ``bounds`` metadata, else :data:`NAMED_BOUNDS` by its name."""
+    rule = {k: f.metadata[k] for k in ("minimum", "maximum", "exclusive_minimum", "choices")
+            if k in f.metadata} or NAMED_BOUNDS.get(f.name, {})
+    if not rule or value is None:
+        return
+    if "choices" in rule and value not in rule["choices"]:
+        raise ConfigError(f"{where}: {value!r} is not one of {list(rule['choices'])}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if "minimum" in rule and not value >= rule["minimum"]:
+        raise ConfigError(f"{where}: {value!r} is below the minimum {rule['minimum']}")
+    if "exclusive_minimum" in rule and not value > rule["exclusive_minimum"]:
+        raise ConfigError(f"{where}: {value!r} must be greater than {rule['exclusive_minimum']}")
+    if "maximum" in rule and not value <= rule["maximum"]:
+        raise ConfigError(f"{where}: {value!r} is above the maximum {rule['maximum']}")
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -129,14 +254,20 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if len(args) == 1:
             return _coerce(args[0], value, where)
         return value
-    if origin in (tuple, list) and isinstance(value, (list, tuple)):
+    if origin in (tuple, list) and not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list, got {value!r}")
+    if origin in (tuple, list):
         args = typing.get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
             return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=False))
         inner = args[0] if args else Any
         seq = [_coerce(inner, v, where) for v in value]
         return tuple(seq) if origin is tuple else seq
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    if tp is float and isinstance(value, (int, float)):
+        if math.isnan(value):
+            raise ConfigError(f"{where}: expected a number, got NaN")
         return float(value)
     if tp is int and isinstance(value, float) and value.is_integer():
         return int(value)
@@ -145,6 +276,21 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return str(value)
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
     return value
+
+
+def require_path(value: str | os.PathLike | None, key: str, *, kind: str = "file",
+                 where: str = "config", hint: str = "") -> Path:
+    """Up-front check of a path-valued config key: set, existing, and a file (``kind="file"``)
+    or a folder (``kind="dir"``); a :class:`ConfigError` naming the key and the path otherwise."""
+    if value is None or not str(value).strip():
+        raise ConfigError(f"{where}: {key} is not set" + (f" ({hint})" if hint else ""))
+    path = Path(value)
+    ok = path.is_file() if kind == "file" else path.is_dir()
+    if not ok:
+        noun = "file" if kind == "file" else "folder"
+        what = f"no such {noun}" if not path.exists() else f"not a {noun}"
+        raise ConfigError(f"{what} (from {key} in {where})" + (f"; {hint}" if hint else ""), path)
+    return path
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -25,3 +25,8 @@ class MriganError(Exception):
     def one_line(self) -> str:
         """The message on one line (what the CLI prints)."""
         return " ".join(str(self).split())
+
+
+class InputValueError(MriganError, ValueError):
+    """Input values a computation cannot give a meaningful answer for: NaN or infinite pixels,
+    integer and floating images mixed in one call (their scales differ: 0..255 vs 0..1)."""

@@ -1,4 +1,10 @@
-"""Atomic file writes: a temp file in the destination folder, then ``os.replace``."""
+"""Atomic file writes (a temp file in the destination folder, then ``os.replace``) and image reads.
+
+:func:`read_image` refuses images larger than a pixel cap before decoding them (the size comes
+from the file header: a 1.2 MB 20000x20000 PNG would otherwise take 3 GB and 30 s). The cap is
+``max_pixels`` if given, else the environment variable ``MRIGAN_MAX_IMAGE_PIXELS``, else
+:data:`DEFAULT_MAX_IMAGE_PIXELS` (100 Mpx; ``0`` turns the cap off).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,27 @@ import contextlib
 import functools
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+from mrigan.errors import MriganError
+
+#: Largest image (width x height) :func:`read_image` decodes unless told otherwise.
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "MRIGAN_MAX_IMAGE_PIXELS"
+
+
+class ImageFileError(MriganError, ValueError):
+    """An image file that cannot be read: corrupt, unsupported, or over the pixel cap."""
+
+
+class ImageNotFoundError(MriganError, FileNotFoundError):
+    """An image path that does not exist."""
 
 
 @contextlib.contextmanager
@@ -82,17 +103,61 @@ def atomic_save_image(path: str | os.PathLike, image: np.ndarray) -> None:
     atomic_write_bytes(path, buf.tobytes())
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 HxWx3, with a clear error naming the file."""
+def max_image_pixels(max_pixels: int | None = None) -> int:
+    """The pixel cap in force: ``max_pixels``, else ``$MRIGAN_MAX_IMAGE_PIXELS``, else 100 Mpx."""
+    if max_pixels is not None:
+        return int(max_pixels)
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        return int(float(raw))
+    except ValueError:
+        raise MriganError(f"environment variable {MAX_PIXELS_ENV}={raw!r} is not a number") from None
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) from the image file's header without decoding the pixels; None when
+    Pillow does not know the format (the decoder then decides). Over Pillow's own bomb limit
+    the header's size is not exposed: ``(pixels, 1)`` is returned."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # lazy: reads the header only
+                return im.size
+    except Image.DecompressionBombError as exc:  # over Pillow's own cap (179 Mpx)
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        return (int(found.group(1)), 1) if found else (Image.MAX_IMAGE_PIXELS * 2 + 1, 1)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as RGB uint8 HxWx3, with a clear error naming the file.
+
+    Images of more than ``max_pixels`` pixels (see :func:`max_image_pixels`) are refused from
+    their header, before any decoding.
+    """
     import cv2
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
+        raise ImageNotFoundError("no such image file", path)
+    cap = max_image_pixels(max_pixels)
+    size = image_size(path)
+    if cap > 0 and size is not None and size[0] * size[1] > cap:
+        dims = f"{size[0]}x{size[1]} = " if size[1] > 1 else ""
+        raise ImageFileError(
+            f"image of {dims}{size[0] * size[1]:,} pixels is over the cap of "
+            f"{cap:,} (raise it with {MAX_PIXELS_ENV} or max_pixels=)", path)
     data = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
-        raise ValueError(f"{path}: not a readable image (corrupt or unsupported format)")
+        raise ImageFileError("not a readable image (empty, corrupt or unsupported format)", path)
     return np.ascontiguousarray(img[..., ::-1])
 
 

@@ -63,7 +63,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this much wall time (0: no limit); --resume continues
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32)
     channels_last: str | bool = "auto"  # auto (CUDA only) | true | false
     log_every: int = 50
     eval_every: int = 500

@@ -14,7 +14,9 @@ from typing import Any
 import torch
 
 from mrigan import distributed, perceptual
+from mrigan.config import ConfigError
 from mrigan.device import autocast, resolve_device, use_channels_last
+from mrigan.device import resolve_precision as device_precision
 from mrigan.gan_config import GanConfig
 from mrigan.losses import discriminator_loss, generator_loss
 from mrigan.models import define_discriminator, define_generator
@@ -22,12 +24,9 @@ from mrigan.mri_df_format import balanced_indices
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:
-    precision = precision.lower()
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
+    """``auto``: bf16 on CUDA (fp16 without bf16), bf16 on CPUs with native bf16, else fp32
+    (see :func:`mrigan.device.resolve_precision`)."""
+    return device_precision(device, precision)
 
 
 def resolve_channels_last(device: torch.device, setting: str | bool) -> bool:
@@ -40,7 +39,7 @@ def resolve_channels_last(device: torch.device, setting: str | bool) -> bool:
         return True
     if value in ("false", "no", "0", "off"):
         return False
-    raise ValueError(f"train.channels_last must be auto, true or false, got {setting!r}")
+    raise ConfigError(f"train.channels_last must be auto, true or false, got {setting!r}")
 
 
 class GanTrainer:

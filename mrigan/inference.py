@@ -16,6 +16,14 @@ antialiased) and the MRI is resized back, so output and input have the same heig
 Weights: an exported ``.safetensors`` with its JSON sidecar (``mrigan export-generator``), a
 training checkpoint (``runs/<name>/checkpoints/best.pt``), or the paper's released
 ``GeneratorUNet`` checkpoint (``architecture={"name": "mrigan", "image_size": 256}``).
+
+Loading validates before it builds anything: the sidecar must be a JSON object, the
+architecture a known generator name with known keys and values inside :data:`ARCHITECTURE_LIMITS`
+(an ``ngf`` of 100000 would ask for terabytes), the weights' names and shapes must match that
+architecture (compared on PyTorch's ``meta`` device, which allocates nothing), and every weight
+must be finite. Each failure is a :class:`mrigan.checkpoint.CheckpointError` naming the file.
+Faces with NaN/inf values, and a generator that outputs them, are an
+:class:`mrigan.errors.InputValueError`, never an MRI.
 """
 
 from __future__ import annotations
@@ -33,8 +41,10 @@ import torch.nn.functional as F
 from mrigan import __version__
 from mrigan.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mrigan.device import autocast, resolve_device
+from mrigan.errors import InputValueError
 from mrigan.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from mrigan.models import (
+    GENERATORS,
     UnitRangeGenerator,
     convert_reference_state_dict,
     generator_from_architecture,
@@ -83,15 +93,22 @@ class MRIGenerator:
         """
         path = Path(path)
         state, arch, metadata = _read_generator_file(path)
-        arch = dict(architecture or arch or {})
-        if not arch:
+        if not (architecture or arch):
             raise CheckpointError(
                 f"{path}: does not record the generator architecture; pass "
                 f"architecture={{'name': 'mrigan', 'image_size': 256}} (or export it with "
                 f"`mrigan export-generator`)")
+        side = sidecar_path(path)
+        arch_file = (side if architecture is None and path.suffix == ".safetensors"
+                     and side.is_file() and "architecture" in side.read_text(encoding="utf-8",
+                                                                             errors="replace")
+                     else path)
+        arch = validate_architecture(architecture or arch, arch_file)
+        state = convert_reference_state_dict(state)
+        check_state_fits(state, arch, path)
         net = generator_from_architecture(arch)
         try:
-            net.load_state_dict(convert_reference_state_dict(state))
+            net.load_state_dict(state)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit architecture {arch}: {exc}") from exc
         return cls(net, device=device, precision=precision, batch_size=batch_size,
@@ -115,6 +132,10 @@ class MRIGenerator:
                                   antialias=True)
             with autocast(self.device, self.precision):
                 y = self.net(x).float()
+            if not bool(torch.isfinite(y).all()):
+                raise InputValueError(
+                    f"generator {self.metadata.get('source', '')} produced non-finite MRIs "
+                    "(NaN/inf): its weights or these faces are broken")
             if (h, w) != (size, size):
                 y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False,
                                   antialias=True).clamp_(0.0, 1.0)
@@ -198,10 +219,77 @@ def _tensor_to_unit(x: torch.Tensor, what: str) -> torch.Tensor:
         return x.float().div_(255.0)
     if not x.is_floating_point():
         raise TypeError(f"{what}: expected uint8 or float values, got {x.dtype}")
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise InputValueError(f"{what}: {int((~torch.isfinite(x)).sum())} non-finite value(s) "
+                              "(NaN or inf) in the faces")
     if x.numel() and (x.min() < 0.0 or x.max() > 1.0):
         raise ValueError(f"{what}: float faces must be in [0, 1] (got "
                          f"[{float(x.min()):.3g}, {float(x.max()):.3g}]); pass uint8 for 0..255")
     return x.float()
+
+
+# --- validating architectures and weights ---------------------------------------------------
+
+#: Allowed architecture keys and their ranges (inclusive). Sizes beyond these are refused
+#: before anything is built: ngf 256 at 256 px is already ~870M parameters.
+ARCHITECTURE_LIMITS: dict[str, tuple[float, float]] = {
+    "image_size": (4, 4096), "ngf": (1, 256), "in_channels": (3, 3), "out_channels": (3, 3),
+    "dropout": (0.0, 1.0), "depth": (2, 12),
+}
+
+
+def validate_architecture(arch: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """A generator architecture record checked against the registry and the limits."""
+    if not isinstance(arch, dict):
+        raise CheckpointError(f"architecture must be a JSON object, got {arch!r}", path)
+    arch = dict(arch)
+    name = arch.get("name")
+    if not isinstance(name, str) or name not in GENERATORS.names():
+        raise CheckpointError(f"architecture name {name!r} is not a known generator "
+                              f"({', '.join(GENERATORS.names())})", path)
+    unknown = sorted(set(arch) - {"name", *ARCHITECTURE_LIMITS})
+    if unknown:
+        raise CheckpointError(f"architecture has unknown key(s) {unknown}", path)
+    if "image_size" not in arch:
+        raise CheckpointError("architecture lacks image_size", path)
+    for key, (lo, hi) in ARCHITECTURE_LIMITS.items():
+        if key not in arch or (key == "depth" and arch[key] is None):
+            continue
+        value = arch[key]
+        integral = key != "dropout"
+        ok_type = (isinstance(value, int) if integral else isinstance(value, (int, float)))
+        if isinstance(value, bool) or not ok_type or not lo <= value <= hi:
+            kind = "an integer" if integral else "a number"
+            raise CheckpointError(f"architecture {key}={value!r} must be {kind} in "
+                                  f"[{lo:g}, {hi:g}]", path)
+    try:
+        with torch.device("meta"):
+            generator_from_architecture(arch)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"architecture {arch} cannot be built: {exc}", path) from exc
+    return arch
+
+
+def check_state_fits(state: dict[str, torch.Tensor], arch: dict[str, Any],
+                     path: str | os.PathLike) -> None:
+    """Names and shapes of ``state`` against ``arch`` (built on the meta device: no memory),
+    then every weight finite."""
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in generator_from_architecture(arch)
+                    .state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"weights do not fit architecture {arch}: missing {missing[:5]}"
+                              f"{'...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+                              f"{'...' if len(extra) > 5 else ''}", path)
+    wrong = [f"{k} {got[k]} (expected {expected[k]})" for k in expected if got[k] != expected[k]]
+    if wrong:
+        raise CheckpointError(f"weights do not fit architecture {arch}: {len(wrong)} wrong "
+                              f"shape(s), e.g. {wrong[0]}", path)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{len(bad)} weight tensor(s) hold NaN or inf, e.g. {bad[0]}", path)
 
 
 # --- reading and exporting weight files ------------------------------------------------------
@@ -216,18 +304,21 @@ def _read_generator_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | No
         meta = _safetensors_metadata(path)
         side = sidecar_path(path)
         if side.is_file():
-            try:
-                meta = {**meta, **json.loads(side.read_text(encoding="utf-8"))}
-            except json.JSONDecodeError as exc:
-                raise CheckpointError(f"{side}: sidecar is not valid JSON ({exc})") from exc
+            meta = {**meta, **_read_json_object(side, "sidecar")}
         return state, meta.get("architecture"), meta
     ckpt = load_checkpoint(path)
     if ckpt.get("format") == _TRAIN_FORMAT:
-        at_step = [h for h in ckpt.get("history", []) if h.get("step") == ckpt["step"]]
-        meta = {"step": ckpt["step"], "eval_at_step": at_step[-1] if at_step else None,
-                "best_step": ckpt["best_step"], "best_mean_ssim": ckpt["best_mean_ssim"],
-                "config": ckpt["config"]}
-        return ckpt["generator"], ckpt["architecture"]["generator"], meta
+        try:
+            at_step = [h for h in ckpt.get("history", []) if h.get("step") == ckpt["step"]]
+            meta = {"step": ckpt["step"], "eval_at_step": at_step[-1] if at_step else None,
+                    "best_step": ckpt["best_step"], "best_mean_ssim": ckpt["best_mean_ssim"],
+                    "config": ckpt["config"]}
+            gen, arch = ckpt["generator"], ckpt["architecture"]["generator"]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"training checkpoint lacks an entry ({exc!r})", path) from exc
+        if not isinstance(gen, dict) or not all(isinstance(v, torch.Tensor) for v in gen.values()):
+            raise CheckpointError("training checkpoint's generator is not a state dict", path)
+        return gen, arch, meta
     for key in ("generator", "generator_state_dict", "state_dict"):
         if key in ckpt and isinstance(ckpt[key], dict):
             return ckpt[key], None, {}
@@ -236,12 +327,32 @@ def _read_generator_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | No
     raise CheckpointError(f"{path}: no generator weights found (keys: {sorted(ckpt)[:20]})")
 
 
+def _read_json_object(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{what} is not UTF-8 text ({exc.reason})", path) from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{what} is not valid JSON ({exc})", path) from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what} must be a JSON object, got {type(data).__name__}", path)
+    return data
+
+
 def _safetensors_metadata(path: Path) -> dict:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as fh:
         raw = (fh.metadata() or {}).get("mrigan")
-    return json.loads(raw) if raw else {}
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"header metadata 'mrigan' is not valid JSON ({exc})", path) from exc
+    if not isinstance(data, dict):
+        raise CheckpointError("header metadata 'mrigan' must be a JSON object", path)
+    return data
 
 
 def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, Path]:
@@ -255,10 +366,14 @@ def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> t
 
     checkpoint, out = Path(checkpoint), Path(out)
     if out.suffix != ".safetensors":
-        raise ValueError(f"{out}: the exported file must end in .safetensors")
+        raise CheckpointError("the exported file must end in .safetensors", out)
+    if out.is_dir():
+        raise CheckpointError("is a folder; give the .safetensors file to write", out)
     state, arch, meta = _read_generator_file(checkpoint)
     if not arch:
         raise CheckpointError(f"{checkpoint}: not a training checkpoint recording its architecture")
+    arch = validate_architecture(arch, checkpoint)
+    check_state_fits(convert_reference_state_dict(state), arch, checkpoint)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     header = {"format": EXPORT_FORMAT, "architecture": arch,
               "image_size": arch["image_size"], "mrigan_version": __version__}

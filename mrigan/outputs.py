@@ -33,6 +33,9 @@ def check_output_dir(out_dir: str | os.PathLike, inputs: Iterable[str | os.PathL
     if out.exists() and not out.is_dir():
         raise OutputLocationError("output must be a folder, but a file of that name exists",
                                   out_dir)
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise OutputLocationError(f"output folder cannot be made: {blocking} is a file", out_dir)
     for raw in inputs:
         guarded = guarded_folder(raw)
         if out == guarded or guarded in out.parents:

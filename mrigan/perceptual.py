@@ -13,6 +13,16 @@ also in float64: float32 sums of squares miss scikit-image by ~2e-4 on real fram
 
 Images inside the library are float tensors; ``data_range`` is always explicit (255 for
 uint8-valued data, 1 for [0, 1] data), because SSIM's constants depend on it.
+
+Bad inputs are refused, never turned into a plausible map (:class:`mrigan.errors.InputValueError`):
+
+* **Non-finite pixels** (NaN, +-inf): one NaN would spread over its whole 11x11 window and the
+  "[0, 1]" map would hold NaN. Checked once per call, vectorised (``torch.isfinite``), before
+  the kernel runs. (``ssim_loss`` does not check: the trainer's non-finite-loss stop handles it.)
+* **Mixed dtypes**: the two images of a pair must both be integer or both be floating point.
+  A uint8 real (0..255) with a float fake (0..1) measured every pixel as dissimilar (a map of
+  ~1.0 everywhere). Integer pairs are converted to float32; two float dtypes are computed
+  together in the first one's dtype.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from mrigan import _ssim_cpu
+from mrigan.errors import InputValueError
 from mrigan.registry import Registry
 
 PerceptualMap = Callable[..., torch.Tensor]
@@ -78,6 +89,19 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W) tensors, got shape {tuple(x.shape)}")
+    if x.is_floating_point() != y.is_floating_point():
+        raise InputValueError(
+            f"cannot compare a {x.dtype} image with a {y.dtype} image: integer (0..255) and "
+            "floating (0..1) pixels are on different scales; convert one so both match")
+
+
+def check_finite(*tensors: torch.Tensor, names: tuple[str, ...] = ("real", "fake")) -> None:
+    """Raise :class:`InputValueError` when any floating tensor holds NaN or infinity."""
+    for name, t in zip(names, tensors, strict=False):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise InputValueError(f"{name} image has {bad} non-finite value(s) (NaN or inf); "
+                                  "a perceptual map of it would be meaningless")
 
 
 def ssim_map(
@@ -101,12 +125,15 @@ def ssim_map(
 
 
 def _ssim_or_mri(x, y, *, data_range, window=11, sigma=1.5, k1=0.01, k2=0.03, mri,
-                 precise=True) -> torch.Tensor:
+                 precise=True, finite=True) -> torch.Tensor:
     """Checks, integer-to-float conversion, then the fused CPU kernel or the torch path.
 
-    ``precise=False`` lets the torch path work in the input's precision (see ssim_loss).
+    ``precise=False`` lets the torch path work in the input's precision (see ssim_loss);
+    ``finite=False`` skips the non-finite check (the training loss).
     """
     _check_pair(x, y)
+    if finite:
+        check_finite(x, y)
     if data_range is None or not data_range > 0:
         raise ValueError(f"data_range must be a positive number, got {data_range!r}")
     if not x.is_floating_point():
@@ -214,7 +241,8 @@ def ssim_loss(
     training loss needs no 1e-4 parity per pixel, so with autograd it is computed in the
     input's precision (float64 depthwise convolutions cost 2-4x on CPU).
     """
-    ssim = _ssim_or_mri(x, y, data_range=data_range, mri=False, precise=False, **kwargs)
+    ssim = _ssim_or_mri(x, y, data_range=data_range, mri=False, precise=False, finite=False,
+                        **kwargs)
     one_minus = (1.0 - ssim.mean()).clamp_min(0.0)
     return torch.sqrt(one_minus + eps) - math.sqrt(eps)
 
@@ -253,6 +281,7 @@ def gms_dissimilarity(
     ``c`` is relative to ``data_range**2`` (0.0026 * 255**2 ~= 170, the GMSD paper's value).
     """
     _check_pair(real, fake)
+    check_finite(real, fake)
     if not real.is_floating_point():
         real = real.float()
     fake = fake.to(real.dtype)
@@ -302,8 +331,18 @@ def _default_range(img: np.ndarray, data_range: float | None) -> float:
     raise ValueError("data_range is required for non-uint8 images (255 for 0..255, 1 for 0..1)")
 
 
+def _check_np_pair(a: np.ndarray, b: np.ndarray) -> None:
+    """The numpy wrappers convert to float32, so the dtype rule is checked on the arrays."""
+    ka, kb = np.asarray(a).dtype.kind, np.asarray(b).dtype.kind
+    if (ka == "f") != (kb == "f"):
+        raise InputValueError(
+            f"cannot compare a {np.asarray(a).dtype} image with a {np.asarray(b).dtype} image: "
+            "integer (0..255) and floating (0..1) pixels are on different scales; convert one")
+
+
 def ssim_map_np(a: np.ndarray, b: np.ndarray, *, data_range: float | None = None, **kw) -> np.ndarray:
     """SSIM map of HxWxC (or NxHxWxC, or HxW) images as float32, same layout as the input."""
+    _check_np_pair(a, b)
     dr = _default_range(a, data_range)
     with torch.no_grad():
         return _from_nchw(ssim_map(_to_nchw(a), _to_nchw(b), data_range=dr, **kw), a)
@@ -311,12 +350,19 @@ def ssim_map_np(a: np.ndarray, b: np.ndarray, *, data_range: float | None = None
 
 def mri_map_np(real: np.ndarray, fake: np.ndarray, *, data_range: float | None = None, **kw) -> np.ndarray:
     """MRI map in [0, 1] of HxWxC uint8 (or float, with ``data_range``) images, float32."""
+    _check_np_pair(real, fake)
     dr = _default_range(real, data_range)
     with torch.no_grad():
         return _from_nchw(mri_map(_to_nchw(real), _to_nchw(fake), data_range=dr, **kw), real)
 
 
 def mri_to_uint8(mri: np.ndarray | torch.Tensor) -> np.ndarray:
-    """[0, 1] MRI -> uint8 image (rounded, clipped: never wraps around)."""
+    """[0, 1] MRI -> uint8 image (rounded, clipped: never wraps around).
+
+    NaN or infinite values are an :class:`InputValueError` (NaN would become 0, "untouched").
+    """
     arr = mri.detach().cpu().numpy() if isinstance(mri, torch.Tensor) else np.asarray(mri)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputValueError(f"MRI has {int((~np.isfinite(arr)).sum())} non-finite value(s) "
+                              "(NaN or inf); refusing to write them as 0")
     return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)

@@ -47,7 +47,7 @@ import torch
 
 from mrigan import distributed
 from mrigan.checkpoint import CheckpointError, seed_everything
-from mrigan.config import to_dict
+from mrigan.config import ConfigError, to_dict
 from mrigan.fileio import atomic_write_json
 from mrigan.gan_config import (
     DataConfig,
@@ -271,11 +271,11 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     Uses the process group of the caller when there is one (torchrun / ``distributed.setup``).
     """
     if not cfg.data.root:
-        raise ValueError("data.root is not set: point it at an MRI-DF folder (manifest.csv)")
+        raise ConfigError("data.root is not set: point it at an MRI-DF folder (manifest.csv)")
     dist = distributed.info()
     tc = cfg.train
     if tc.batch_size % dist.world_size:
-        raise ValueError(f"train.batch_size {tc.batch_size} (global) is not divisible by the "
+        raise ConfigError(f"train.batch_size {tc.batch_size} (global) is not divisible by the "
                          f"{dist.world_size} processes")
     seed_everything(tc.seed)
     trainer = GanTrainer(cfg)

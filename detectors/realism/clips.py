@@ -30,6 +30,7 @@ import numpy as np
 from datasets_builders.faces import FaceDetector, crop_face, track_faces
 from datasets_builders.frames import iter_frames
 from detectors.realism.labels import MosRecord
+from mrigan.errors import MriganError
 from mrigan.fileio import atomic_save_image, read_image
 from mrigan.mri_df_format import read_manifest
 
@@ -93,11 +94,19 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
+class ClipFilesError(MriganError, ValueError):
+    """Face-crop folders that do not fit the labels (a key outside the clips folder)."""
+
+
+class MissingClipFilesError(MriganError, FileNotFoundError):
+    """MRIs asked for but missing for some face frames."""
+
+
 def clip_dir(root: str | os.PathLike, key: str) -> Path:
     """Where a video's face crops live under ``root``: the key without its extension."""
     rel = PurePosixPath(key.replace("\\", "/"))
     if rel.is_absolute() or ".." in rel.parts:
-        raise ValueError(f"label key {key!r} must be a relative path inside the clips folder")
+        raise ClipFilesError(f"label key {key!r} must be a relative path inside the clips folder")
     stem = rel.name.rsplit(".", 1)[0] if "." in rel.name else rel.name
     return Path(root, *rel.parent.parts, stem)
 
@@ -122,11 +131,11 @@ def clips_from_folders(records: Sequence[MosRecord], root: str | os.PathLike,
             by_name = {p.name: p for p in _images(mri_dir)}
             lacking = [f.name for f in faces if f.name not in by_name]
             if lacking:
-                raise FileNotFoundError(f"{mri_dir}: no MRI for face frame(s) {lacking[:3]}")
+                raise MissingClipFilesError(f"{mri_dir}: no MRI for face frame(s) {lacking[:3]}")
             mris = tuple(str(by_name[f.name]) for f in faces)
         elif require_mri:
-            raise FileNotFoundError(f"{mri_dir}: MRI inputs asked for but no MRI folder "
-                                    "(use data.mri_source=generator to make them on the fly)")
+            raise MissingClipFilesError(f"{mri_dir}: MRI inputs asked for but no MRI folder "
+                                        "(use data.mri_source=generator to make them on the fly)")
         clips.append(Clip(r, tuple(str(f) for f in faces), mris))
     return clips, missing
 

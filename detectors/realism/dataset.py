@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from detectors.realism.clips import Clip, load_face, load_mri
 from detectors.realism.sampler import SequenceSampler
+from mrigan.config import ConfigError
 
 INPUTS = ("plain", "mri", "fused")
 
@@ -29,7 +30,7 @@ def needs_mri(inputs: str) -> bool:
 
 def check_inputs(inputs: str) -> str:
     if inputs not in INPUTS:
-        raise ValueError(f"unknown realism input {inputs!r}; known: {', '.join(INPUTS)}")
+        raise ConfigError(f"unknown realism input {inputs!r}; known: {', '.join(INPUTS)}")
     return inputs
 
 

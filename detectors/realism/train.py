@@ -44,12 +44,13 @@ from torch.utils.data import DataLoader
 from detectors.realism import metrics
 from detectors.realism.clips import Clip
 from detectors.realism.config import RealismConfig
+from detectors.realism.data import RealismDataError
 from detectors.realism.dataset import ClipDataset
 from detectors.realism.losses import build_loss
 from detectors.realism.model import ModelConfig, RealismRegressor
 from detectors.realism.predict import predict_clips
-from mrigan.checkpoint import load_checkpoint, seed_everything
-from mrigan.config import from_dict, to_dict
+from mrigan.checkpoint import CheckpointError, load_checkpoint, seed_everything
+from mrigan.config import ConfigError, from_dict, to_dict
 from mrigan.device import autocast, resolve_device, use_channels_last
 from mrigan.loop import BestTracker, NonFiniteLossError, TrainingRun, check_same_architecture
 
@@ -75,7 +76,7 @@ def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu"
     """A trained regressor and the config it was trained with, from ``best.pt``/``last.pt``."""
     state = load_checkpoint(path, map_location="cpu")
     if state.get("kind") != CHECKPOINT_KIND:
-        raise ValueError(f"{path}: not a realism regressor checkpoint (kind={state.get('kind')!r})")
+        raise CheckpointError(f"{path}: not a realism regressor checkpoint (kind={state.get('kind')!r})")
     cfg = from_dict(RealismConfig, state["config"], where=str(path))
     # Local backbone weights are inside the state dict: do not require their file again.
     model_cfg = from_dict(ModelConfig, {**to_dict(cfg.model), "weights": ""}, where=str(path))
@@ -87,11 +88,11 @@ def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu"
 def check_train_config(cfg: RealismConfig) -> None:
     tc = cfg.train
     if tc.select_by not in SELECT_BY:
-        raise ValueError(f"train.select_by {tc.select_by!r}: use one of {', '.join(SELECT_BY)}")
+        raise ConfigError(f"train.select_by {tc.select_by!r}: use one of {', '.join(SELECT_BY)}")
     if tc.scheduler not in SCHEDULERS:
-        raise ValueError(f"train.scheduler {tc.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
+        raise ConfigError(f"train.scheduler {tc.scheduler!r}: use one of {', '.join(SCHEDULERS)}")
     if tc.accumulation < 1 or tc.early_stopping < 0 or tc.retrain_epochs < 0:
-        raise ValueError("train.accumulation must be >= 1, train.early_stopping and "
+        raise ConfigError("train.accumulation must be >= 1, train.early_stopping and "
                          f"train.retrain_epochs >= 0 (got {tc.accumulation}, "
                          f"{tc.early_stopping}, {tc.retrain_epochs})")
 
@@ -203,7 +204,7 @@ def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Cl
          init: dict | None = None, mos_centre: float | None = None) -> TrainResult:
     tc = cfg.train
     if len(train_clips) < 2:
-        raise ValueError(f"need at least 2 training clips, got {len(train_clips)}")
+        raise RealismDataError(f"need at least 2 training clips, got {len(train_clips)}")
     if tc.threads:
         torch.set_num_threads(tc.threads)
     seed_everything(tc.seed)

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import pytest
+import torch
 
-from mrigan.config import ConfigError, load_config, parse_overrides, save_config
+from mrigan import device
+from mrigan.config import (
+    PROJECT_ROOT,
+    ConfigError,
+    bounds,
+    load_config,
+    parse_overrides,
+    save_config,
+)
+from mrigan.device import DeviceError, resolve_device
 from mrigan.fileio import atomic_open, atomic_write_json
 from mrigan.registry import Registry
 
@@ -109,3 +120,157 @@ def test_disjoint_sets_group_transitively_whatever_the_order():
             sets.union(x, y)
         assert {sets.find(k) for k in "abcd"} == {"a"}  # one group, smallest key as its root
         assert sets.find("e") == "e" and sets.find("z") == "z"
+
+
+# --- config parsing: numbers, ranges, base inheritance, encodings (issue 15 family 6) ---------
+
+
+@pytest.mark.parametrize("raw, value", [("1e-4", 1e-4), ("1E5", 1e5), (".5", 0.5), ("-3", -3.0),
+                                        ("2.0e-4", 2e-4), ("+2e3", 2000.0)])
+def test_numbers_parse_as_users_write_them(raw, value, tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class Number:
+        x: float = 0.0
+
+    cfg = load_config(Number, None, [f"x={raw}"])
+    assert cfg.x == value and isinstance(cfg.x, float)
+    (tmp_path / "n.yaml").write_text(f"x: {raw}\n")
+    assert load_config(Number, tmp_path / "n.yaml").x == value
+
+
+def test_project_config_numbers_and_overrides_parse_like_the_docs_say():
+    from mrigan.train import GanConfig
+
+    cfg = load_config(GanConfig, "configs/mri_gan_cpu.yaml", ["optim.lr=1e-4", "train.batch_size=8"])
+    assert cfg.optim.lr == 1e-4 and cfg.train.batch_size == 8
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.batch_size=-4", "train.batch_size"), ("train.max_steps=-5", "train.max_steps"),
+    ("optim.lr=0", "optim.lr"), ("model.ngf=100000", "model.ngf"),
+    ("train.precision=fp8", "train.precision"), ("model.dropout=1.5", "model.dropout"),
+    ("train.batch_size=true", "train.batch_size"), ("optim.lr=.nan", "optim.lr"),
+])
+def test_out_of_range_values_name_the_key(override, key):
+    from mrigan.train import GanConfig
+
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(GanConfig, "configs/mri_gan_cpu.yaml", [override])
+
+
+def test_field_metadata_bounds_win_over_the_named_rules():
+    @dataclasses.dataclass(frozen=True)
+    class Custom:
+        batch_size: int = dataclasses.field(default=0, metadata=bounds(minimum=0))
+        mode: str = dataclasses.field(default="a", metadata=bounds(choices=("a", "b")))
+
+    assert load_config(Custom, None, ["batch_size=0"]).batch_size == 0
+    with pytest.raises(ConfigError, match=r"Custom\.mode: 'c' is not one of \['a', 'b'\]"):
+        load_config(Custom, None, ["mode=c"])
+
+
+def test_base_inheritance_chains_and_relative_paths(tmp_path):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "root.yaml").write_text("name: root\ninner:\n  lr: 1e-3\n  steps: 4\n")
+    (tmp_path / "presets" / "mid.yaml").write_text("base: root.yaml\ninner:\n  steps: 5\n")
+    (tmp_path / "leaf.yaml").write_text("base: presets/mid.yaml\nname: leaf\nsizes: [9]\n")
+    assert load_config(Outer, tmp_path / "leaf.yaml") == Outer(name="leaf", inner=Inner(1e-3, 5),
+                                                               sizes=(9,))
+
+
+def test_base_cycles_missing_bases_and_unknown_keys_are_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"cycle: a\.yaml -> b\.yaml -> a\.yaml"):
+        load_config(Outer, tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: config file not found \(base of"):
+        load_config(Outer, tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: e.yaml\ninner: {steps: 2}\n")
+    (tmp_path / "e.yaml").write_text("inner: {typo: 1}\n")
+    with pytest.raises(ConfigError, match=r"d\.yaml.*unknown key\(s\) \['typo'\]"):
+        load_config(Outer, tmp_path / "d.yaml")
+
+
+def test_non_utf8_yaml_names_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1\.yaml: not UTF-8"):
+        load_config(Outer, path)
+
+
+def _config_classes():
+    from datasets_builders.mri_df import BuildConfig
+    from detectors.config import DetectorConfig, EvaluateConfig
+    from detectors.realism.config import RealismConfig
+    from mrigan.app.commands.demo import DemoConfig
+    from mrigan.train import GanConfig
+
+    return {"mri_gan": GanConfig, "detector_evaluate": EvaluateConfig, "detector": DetectorConfig,
+            "realism": RealismConfig, "build": BuildConfig, "demo": DemoConfig}
+
+
+def test_every_project_config_loads_and_cpu_presets_inherit_their_base():
+    classes = _config_classes()
+    paths = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
+    assert len(paths) >= 12
+    for path in paths:
+        cls = next(c for prefix, c in classes.items() if path.stem.startswith(prefix))
+        cfg = load_config(cls, path)
+        assert cfg.name if hasattr(cfg, "name") else cfg
+    # the *_cpu presets give only what differs: what they leave out is the base's value
+    gan = load_config(classes["mri_gan"], "configs/mri_gan_cpu.yaml")
+    assert (gan.name, gan.model.image_size, gan.loss.tau, gan.optim.beta1) == ("mri_gan_cpu", 64, 0.3, 0.5)
+    det = load_config(classes["detector"], "configs/detector_mri_cpu.yaml")
+    assert (det.input.name, det.input.mri_cache, det.model.backbone) == ("mri", None, "tiny-cnn")
+    for stem in ("mri_gan_cpu", "detector_plain_cpu", "detector_mri_cpu", "realism_cpu"):
+        text = (PROJECT_ROOT / "configs" / f"{stem}.yaml").read_text()
+        assert f"base: {stem.removesuffix('_cpu')}.yaml" in text
+
+
+# --- devices and CPU bf16 (issue 15 family 5, issue 14 goal 5) --------------------------------
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("cpu;id", "is not a device name"), ("gpu", "is not a device name"),
+    ("cuda", "CUDA is not available"), ("cuda:7", "CUDA"), ("meta", "not supported"),
+])
+def test_bad_or_absent_devices_are_user_errors(spec, message, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match=re.escape(repr(spec)) + ".*" + message):
+        resolve_device(spec)
+    assert resolve_device("CPU") == torch.device("cpu")
+
+
+def test_cpuinfo_flags_decide_native_bf16(tmp_path, monkeypatch):
+    intel = tmp_path / "intel"
+    intel.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
+    amd = tmp_path / "amd"
+    amd.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")
+    real = device._cpuinfo_flags
+    for path, native in ((intel, True), (amd, False), (arm, True), (tmp_path / "none", False)):
+        monkeypatch.setattr(device, "_cpuinfo_flags", lambda p=path: real(str(p)))
+        device.cpu_has_native_bf16.cache_clear()
+        assert device.cpu_has_native_bf16() is native
+    device.cpu_has_native_bf16.cache_clear()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_cpu_follows_native_bf16(native, monkeypatch, recwarn):
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    device._warn_slow_bf16_once.cache_clear()
+    cpu = torch.device("cpu")
+    assert device.resolve_precision(cpu, "auto") == ("bf16" if native else "fp32")
+    assert device.resolve_precision(cpu, "fp32") == "fp32"
+    with device.autocast(cpu, "auto"):
+        dtype = (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+    assert dtype == (torch.bfloat16 if native else torch.float32)
+    # an explicit bf16 is honoured; without native bf16 it warns, once per process
+    for _ in range(3):
+        assert device.resolve_precision(cpu, "bf16") == "bf16"
+    slow = [w for w in recwarn if "without native bf16" in str(w.message)]
+    assert len(slow) == (0 if native else 1)
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        device.resolve_precision(cpu, "fp8")

@@ -14,6 +14,7 @@ from PIL import Image
 import mrigan
 from datasets_builders.synthetic import demo_faces, write_synthetic_mri_df
 from mrigan.checkpoint import CheckpointError, load_checkpoint
+from mrigan.errors import InputValueError
 from mrigan.inference import MRIGenerator, export_generator
 from mrigan.models import generator_from_architecture
 from mrigan.train import train_gan
@@ -152,3 +153,59 @@ def test_reference_code_checkpoint_loads_with_its_architecture(tmp_path, faces32
     x = torch.from_numpy(faces32).permute(0, 3, 1, 2).float() / 255
     with torch.no_grad():
         assert torch.equal(gen.predict_tensor(x), net(x))
+
+
+# --- validation before anything is built (issue 15 families 4, 5, 9) --------------------------
+
+
+def test_predict_refuses_nan_faces_which_pass_a_plain_range_check(trained):
+    gen = MRIGenerator.load(trained[1], "cpu")
+    face = np.full((32, 32, 3), 0.5, np.float32)
+    face[4, 4, 1] = np.nan
+    with pytest.raises(InputValueError, match="1 non-finite"):
+        gen.predict(face)
+    with pytest.raises(InputValueError, match="non-finite"):
+        gen.predict(torch.from_numpy(face).permute(2, 0, 1))
+
+
+def test_weights_with_nan_are_refused_at_load_naming_the_file(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(trained[1]))
+    first = sorted(k for k, v in tensors.items() if v.is_floating_point())[0]
+    tensors[first] = tensors[first].clone()
+    tensors[first].view(-1)[0] = float("nan")
+    bad = tmp_path / "nan.safetensors"
+    save_file(tensors, str(bad))
+    shutil.copy(trained[2], tmp_path / "nan.json")
+    with pytest.raises(CheckpointError, match=r"nan\.safetensors: 1 weight tensor\(s\) hold NaN"):
+        MRIGenerator.load(bad, "cpu")
+
+
+def test_a_generator_that_outputs_nan_is_an_error_not_an_mri(trained, faces32):
+    gen = MRIGenerator.load(trained[1], "cpu")
+    with torch.no_grad():
+        next(gen.net.parameters()).fill_(float("nan"))
+    with pytest.raises(InputValueError, match="produced non-finite MRIs"):
+        gen.predict(faces32)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ngf": 100000}, r"ngf=100000 must be an integer in \[1, 256\]"),
+    ({"image_size": 10**9}, "image_size=1000000000 must be an integer"),
+    ({"image_size": 48}, "cannot be built: image_size must be a power of two"),
+    ({"in_channels": 1}, r"in_channels=1 must be an integer in \[3, 3\]"),
+    ({"name": None}, "architecture name None is not a known generator"),
+])
+def test_explicit_architectures_are_validated_too(trained, change, message):
+    arch = {"name": "mrigan", "image_size": 32, "ngf": 4, **change}
+    with pytest.raises(CheckpointError, match=message):
+        MRIGenerator.load(trained[0], "cpu", architecture=arch)
+
+
+def test_export_refuses_a_folder_and_a_wrong_suffix(trained, tmp_path):
+    with pytest.raises(CheckpointError, match="must end in .safetensors"):
+        export_generator(trained[0], tmp_path / "gen.pt")
+    (tmp_path / "dir.safetensors").mkdir()
+    with pytest.raises(CheckpointError, match="is a folder"):
+        export_generator(trained[0], tmp_path / "dir.safetensors")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
+import struct
 import warnings
+import zlib
 from contextlib import contextmanager
 
 import av
@@ -15,7 +18,8 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from mrigan import _ssim_cpu, perceptual
-from mrigan.fileio import read_image
+from mrigan.errors import InputValueError
+from mrigan.fileio import MAX_PIXELS_ENV, ImageFileError, read_image
 
 SK = dict(channel_axis=-1, full=True, gaussian_weights=True, sigma=1.5,
           use_sample_covariance=False)
@@ -338,3 +342,108 @@ def test_parallel_runner_covers_every_task_once_and_reraises_errors():
 
     with pytest.raises(ValueError, match="task"):
         _ssim_cpu.run_parallel(fails, 10, threads=2)
+
+
+# --- non-finite values and mixed dtypes are refused (issue 15 family 4) ----------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("path", ["fused", "torch", "np"])
+def test_one_non_finite_pixel_is_an_error_not_a_map(ff_pair, bad, path):
+    real, fake, _ = ff_pair
+    fake = fake.astype(np.float32)
+    fake[200, 300, 1] = bad
+    real_f = real.astype(np.float32)
+    with pytest.raises(InputValueError, match=r"fake image has 1 non-finite value"):
+        if path == "np":
+            perceptual.mri_map_np(real_f, fake, data_range=255)
+        else:
+            x, y = perceptual._to_nchw(real_f), perceptual._to_nchw(fake)
+            if path == "torch":
+                x, y = x.double(), y.double()
+            perceptual.mri_map(x, y, data_range=255)
+
+
+def test_the_same_pair_without_the_bad_pixel_is_finite_and_in_range(ff_pair):
+    real, fake, _ = ff_pair
+    mri = perceptual.mri_map_np(real.astype(np.float32), fake.astype(np.float32), data_range=255)
+    assert np.isfinite(mri).all() and mri.min() >= 0 and mri.max() <= 1
+
+
+def test_uint8_real_with_float_fake_is_refused_by_the_documented_rule(ff_pair):
+    real, fake, _ = ff_pair
+    with pytest.raises(InputValueError, match="uint8 image with a float32 image"):
+        perceptual.mri_map_np(real, fake.astype(np.float32) / 255, data_range=255)
+    with pytest.raises(InputValueError, match="torch.uint8 image with a torch.float32"):
+        perceptual.mri_map(perceptual._to_nchw(real).to(torch.uint8),
+                           perceptual._to_nchw(fake) / 255, data_range=255)
+    # two integer images are fine (converted to float32 together), and match the float path
+    got = perceptual.mri_map(torch.from_numpy(real).permute(2, 0, 1)[None],
+                             torch.from_numpy(fake).permute(2, 0, 1)[None], data_range=255)
+    want = perceptual.mri_map_np(real, fake)
+    np.testing.assert_allclose(got[0].permute(1, 2, 0).numpy(), want, atol=1e-6)
+
+
+def test_mri_to_uint8_refuses_nan_instead_of_writing_zero():
+    mri = np.full((8, 8, 3), 0.5, np.float32)
+    assert perceptual.mri_to_uint8(mri).max() == 128
+    mri[3, 3, 0] = np.nan
+    with pytest.raises(InputValueError, match="1 non-finite"):
+        perceptual.mri_to_uint8(mri)
+    with pytest.raises(InputValueError, match="non-finite"):
+        perceptual.mri_to_uint8(torch.from_numpy(mri))
+
+
+def test_gms_refuses_non_finite_too():
+    x = torch.rand(1, 3, 16, 16)
+    y = x.clone()
+    y[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputValueError, match="non-finite"):
+        perceptual.get("gms")(x, y, data_range=1.0)
+
+
+# --- image reading: pixel cap before decoding (issue 15 family 9) ----------------------------
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header says width x height (one row of data: a decompression-bomb stand-in)."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * (width * 3 + 1)))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [12000, 20000])
+def test_huge_images_are_refused_from_their_header(tmp_path, side):
+    path = tmp_path / f"big{side}.png"
+    _png_header_only(path, side, side)
+    with pytest.raises(ImageFileError, match=rf"big{side}\.png: image of .*pixels is over the cap"):
+        read_image(path)
+
+
+def test_pixel_cap_is_configurable(ff_examples, monkeypatch):
+    real = ff_examples / "ex_original.png"  # 640x480 = 307,200 pixels
+    assert read_image(real).shape == (480, 640, 3)
+    with pytest.raises(ImageFileError, match="640x480 = 307,200 pixels is over the cap of 300,000"):
+        read_image(real, max_pixels=300_000)
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1e5")
+    with pytest.raises(ImageFileError, match="cap of 100,000"):
+        read_image(real)
+    assert read_image(real, max_pixels=0).shape == (480, 640, 3)  # 0: no cap
+
+
+def test_unreadable_images_name_the_file(tmp_path, ff_examples):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "half.png"
+    truncated.write_bytes((ff_examples / "ex_original.png").read_bytes()[:200])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    for path in (empty, truncated, text):
+        with pytest.raises(ImageFileError, match=re.escape(str(path)) + ": not a readable image"):
+            read_image(path)
+    with pytest.raises(FileNotFoundError, match="missing.png: no such image file"):
+        read_image(tmp_path / "missing.png")

@@ -8,7 +8,16 @@ import argparse
 
 from detectors.config import EvaluateConfig
 from detectors.evaluate import evaluate_detector
-from mrigan.config import add_config_arguments, deep_merge, from_dict, parse_overrides, read_yaml
+from mrigan.config import (
+    add_config_arguments,
+    deep_merge,
+    from_dict,
+    parse_overrides,
+    read_yaml,
+    require_path,
+)
+from mrigan.device import resolve_device
+from mrigan.outputs import check_output_dir
 
 
 def _test_set(text: str) -> dict:
@@ -44,8 +53,16 @@ def run(args: argparse.Namespace) -> int:
         data.setdefault("aggregation", {})["rule"] = args.rule
     if args.test:
         data["test_sets"] = args.test
-    cfg = from_dict(EvaluateConfig, deep_merge(data, parse_overrides(args.overrides)),
-                    where=args.config or "command line")
+    where = args.config or "command line"
+    cfg = from_dict(EvaluateConfig, deep_merge(data, parse_overrides(args.overrides)), where=where)
+    require_path(cfg.checkpoint, "checkpoint", where=where,
+                 hint="a train-detector best.pt, e.g. --checkpoint runs/x/checkpoints/best.pt")
+    if cfg.data_root:
+        root = require_path(cfg.data_root, "data_root", kind="dir", where=where)
+        require_path(root / "manifest.csv", "data_root", where=where)
+    resolve_device(cfg.device)
+    if cfg.out_dir:
+        check_output_dir(cfg.out_dir, [cfg.data_root] if cfg.data_root else [])
     results = evaluate_detector(cfg)
     for name, res in results["test_sets"].items():
         v, f = res["video"], res["frame"]

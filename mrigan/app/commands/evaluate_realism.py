@@ -9,7 +9,6 @@ averages this model with others. Writes report.json, predictions.csv and scatter
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from detectors.realism.config import RealismConfig
@@ -17,13 +16,15 @@ from detectors.realism.data import prepare_data
 from detectors.realism.dataset import needs_mri
 from detectors.realism.evaluate import evaluate_run
 from detectors.realism.train import load_regressor
-from mrigan.app.commands.train_realism import USER_ERRORS, load_members
+from mrigan.app.commands.train_realism import check_realism_config, load_members
 from mrigan.config import (
+    ConfigError,
     add_config_arguments,
     deep_merge,
     from_dict,
     parse_overrides,
     read_yaml,
+    require_path,
     save_config,
     to_dict,
 )
@@ -44,15 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Bad configs, labels or data end with one clear line on stderr and exit code 2."""
-    try:
-        return _run(args)
-    except USER_ERRORS as exc:
-        print(f"mrigan evaluate-realism: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
+    """Bad configs, labels or data end with one clear line on stderr and exit code 2
+    (:class:`mrigan.errors.MriganError`, caught by ``mrigan.app.cli``)."""
     device_spec = args.device
     model, trained_cfg = load_regressor(args.checkpoint, "cpu")
     data_dict = to_dict(trained_cfg)
@@ -61,11 +55,17 @@ def _run(args: argparse.Namespace) -> int:
     data_dict = deep_merge(data_dict, parse_overrides(args.overrides))
     cfg = from_dict(RealismConfig, data_dict, where=str(args.config or args.checkpoint))
     if cfg.model != trained_cfg.model:
-        raise SystemExit("evaluate-realism: the model section cannot change after training "
-                         f"(checkpoint {args.checkpoint} was trained with {trained_cfg.model})")
+        raise ConfigError("the model section cannot change after training (trained with "
+                          f"{trained_cfg.model})", args.checkpoint)
+    if len(args.weights) not in (0, 1 + len(args.ensemble)):
+        raise ConfigError(f"--weights gives {len(args.weights)} weight(s) for "
+                          f"{1 + len(args.ensemble)} model(s) (this checkpoint + --ensemble)")
     device = resolve_device(device_spec or cfg.train.device)
-    model = model.to(device)
     out = args.out or args.checkpoint.resolve().parent.parent / "reports_eval"
+    check_realism_config(cfg, out, str(args.config or args.checkpoint))
+    for path in args.ensemble:
+        require_path(path, "--ensemble", where="command line")
+    model = model.to(device)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     members = load_members(args.ensemble, device)

@@ -1,14 +1,22 @@
 """``mrigan train-detector --config configs/detector_plain.yaml``: train a frame (or temporal)
-detector on plain faces or MRIs; outputs in ``runs/<name>/``."""
+detector on plain faces or MRIs; outputs in ``runs/<name>/``.
+
+Checked before any work: the config, the data root and its manifest, the device, local
+weights and the generator named by the config, and that the run folder is not inside the data.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from detectors.backbones import BACKBONES
 from detectors.config import DetectorConfig
 from detectors.train import train_detector
 from mrigan import distributed
-from mrigan.config import add_config_arguments, config_from_args
+from mrigan.config import add_config_arguments, config_from_args, require_path
+from mrigan.device import resolve_device
+from mrigan.outputs import check_output_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +27,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", help="parent folder of runs (default: runs)")
 
 
+def check_detector_config(cfg: DetectorConfig, where: str) -> None:
+    """Up-front validation of a detector run (see the module docstring)."""
+    root = require_path(cfg.data.root, "data.root", kind="dir", where=where,
+                        hint="an MRI-DF folder from `mrigan build-dataset` (or --data)")
+    require_path(root / "manifest.csv", "data.root", where=where,
+                 hint="the MRI-DF folder must hold manifest.csv")
+    resolve_device(cfg.train.device)
+    if not cfg.model.backbone.startswith("timm:"):
+        BACKBONES.get(cfg.model.backbone)  # an unknown name lists the known ones
+    if cfg.model.weights:
+        require_path(cfg.model.weights, "model.weights", where=where)
+    if cfg.input.name == "mri" and cfg.input.generator:
+        require_path(cfg.input.generator, "input.generator", where=where,
+                     hint="a `mrigan export-generator` .safetensors")
+    check_output_dir(Path(cfg.out_dir) / cfg.name, [root])
+
+
 def run(args: argparse.Namespace) -> int:
 
     extra = [f"{key}={value}" for key, value in (("data.root", args.data),
@@ -27,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
                                                  ("out_dir", args.out_dir)) if value]
     args.overrides = list(args.overrides) + extra
     cfg = config_from_args(DetectorConfig, args)
+    check_detector_config(cfg, args.config or "DetectorConfig")
     with distributed.session() as dist_info:  # torchrun: one process per device
         result = train_detector(cfg)
     if dist_info.is_main:

@@ -6,6 +6,11 @@
 
 Writes ``<out_dir>/<name>/`` (``runs/mri_gan/`` by default): ``config.yaml``,
 ``checkpoints/{last,best}.pt``, ``tb/`` (TensorBoard), ``eval_history.json``.
+
+Everything a user gives is checked before any work (:func:`check_gan_config`): the config's
+keys, types and ranges, the data root and its manifest, the device, the model (built on the
+``meta`` device: no memory), the resume checkpoint, and that the run folder is not inside the
+data. A bad value ends in one line naming the key or file (exit 2, from ``mrigan.app.cli``).
 """
 
 from __future__ import annotations
@@ -13,9 +18,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+import torch
 
 from mrigan import distributed
-from mrigan.config import add_config_arguments, config_from_args
+from mrigan.checkpoint import CheckpointError
+from mrigan.config import ConfigError, add_config_arguments, config_from_args, require_path
+from mrigan.device import resolve_device
+from mrigan.models import define_discriminator, define_generator
+from mrigan.outputs import check_output_dir
 from mrigan.train import GanConfig, NonFiniteLossError, train_gan
 
 
@@ -25,15 +37,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from <run>/checkpoints/last.pt (or the given checkpoint)")
 
 
-def run(args: argparse.Namespace) -> int:
+def check_gan_config(cfg: GanConfig, resume: bool | str | None, where: str) -> None:
+    """Up-front validation of a GAN run (see the module docstring)."""
+    root = require_path(cfg.data.root, "data.root", kind="dir", where=where,
+                        hint="an MRI-DF folder from `mrigan build-dataset`")
+    require_path(root / "manifest.csv", "data.root", where=where,
+                 hint="the MRI-DF folder must hold manifest.csv (build one with "
+                      "`mrigan build-dataset`)")
+    resolve_device(cfg.train.device)
+    m = cfg.model
+    try:
+        with torch.device("meta"):
+            define_generator(m.generator, m.image_size, init=False, **m.generator_kwargs())
+            define_discriminator(m.discriminator, init=False, ndf=m.ndf)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: model section cannot be built: {exc}") from exc
+    if resume not in (None, True) and not Path(resume).is_file():
+        raise CheckpointError("no checkpoint to resume from (--resume)", resume)
+    check_output_dir(cfg.run_dir, [root])
 
+
+def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(GanConfig, args)
+    check_gan_config(cfg, args.resume, args.config or "GanConfig")
     with distributed.session() as dist:
         logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING,
                             format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
         try:
             result = train_gan(cfg, resume=args.resume)
-        except NonFiniteLossError as exc:
+        except NonFiniteLossError as exc:  # the run diverged (exit 1), not a bad input (exit 2)
             print(f"mrigan train-gan: {exc}", file=sys.stderr)
             return 1
         if dist.is_main:

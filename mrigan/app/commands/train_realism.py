@@ -8,19 +8,25 @@ frozen-feature baseline and, when ``ensemble.checkpoints`` are given, the weight
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from detectors.realism.baseline import REGRESSORS
 from detectors.realism.config import RealismConfig
-from detectors.realism.data import RealismDataError, prepare_data
+from detectors.realism.data import prepare_data
 from detectors.realism.dataset import check_inputs, needs_mri
 from detectors.realism.evaluate import evaluate_run
-from detectors.realism.labels import LabelError
-from detectors.realism.splits import SplitError
+from detectors.realism.losses import build_loss
+from detectors.realism.model import FUSIONS
 from detectors.realism.train import load_regressor, train_regressor
-from mrigan.checkpoint import CheckpointError
-from mrigan.config import ConfigError, add_config_arguments, config_from_args, save_config
+from mrigan.config import (
+    ConfigError,
+    add_config_arguments,
+    config_from_args,
+    require_path,
+    save_config,
+)
 from mrigan.device import resolve_device
+from mrigan.outputs import check_output_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,23 +45,38 @@ def load_members(paths, device) -> list:
     return members
 
 
-USER_ERRORS = (RealismDataError, LabelError, SplitError, ConfigError, CheckpointError,
-               FileNotFoundError, ValueError, FloatingPointError)
+def check_realism_config(cfg: RealismConfig, out: Path, where: str) -> None:
+    """Up-front validation: names (inputs, fusion, loss, baseline, selection), label files,
+    device, ensemble members, output folder (not a file, not inside the data)."""
+    check_inputs(cfg.model.inputs)
+    names = {"model.fusion": (cfg.model.fusion, FUSIONS),
+             "baseline.regressor": (cfg.baseline.regressor, REGRESSORS),
+             "train.select_by": (cfg.train.select_by, ("score", "srcc", "plcc", "rmse", "mae"))}
+    for key, (value, known) in names.items():
+        if value not in known:
+            raise ConfigError(f"{where}: {key} {value!r} is not one of {list(known)}")
+    try:
+        build_loss(cfg.train.loss)
+    except (ValueError, KeyError) as exc:  # KeyError: an unknown loss name
+        raise ConfigError(f"{where}: train.loss: {exc}") from exc
+    for i, labels in enumerate(cfg.data.labels):
+        if not Path(labels).is_file():
+            raise ConfigError(f"MOS label file not found (data.labels[{i}] in {where})", labels)
+    resolve_device(cfg.train.device)
+    for i, ckpt in enumerate(cfg.ensemble.checkpoints):
+        require_path(ckpt, f"ensemble.checkpoints[{i}]", where=where)
+    if cfg.model.weights:
+        require_path(cfg.model.weights, "model.weights", where=where)
+    data_dirs = [d for d in (cfg.data.clips, cfg.data.videos) if d and Path(d).is_dir()]
+    check_output_dir(out, data_dirs)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Bad configs, labels or data end with one clear line on stderr and exit code 2."""
-    try:
-        return _run(args)
-    except USER_ERRORS as exc:
-        print(f"mrigan train-realism: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
+    """Bad configs, labels or data end with one clear line on stderr and exit code 2
+    (:class:`mrigan.errors.MriganError`, caught by ``mrigan.app.cli``)."""
     cfg = config_from_args(RealismConfig, args)
-    check_inputs(cfg.model.inputs)  # fail before any data is read
     out = Path(args.out) if args.out else Path(cfg.out_dir) / cfg.name
+    check_realism_config(cfg, out, args.config or "RealismConfig")  # before any data is read
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     device = resolve_device(cfg.train.device)
