@@ -24,7 +24,7 @@ from datasets_builders.synthetic import demo_faces, graded_params, quality_to_mo
 from detectors.realism.clips import Clip, clip_dir, video_face_track
 from detectors.realism.labels import MosRecord, write_table
 from mrigan.fileio import atomic_save_image, read_image
-from mrigan.mri_df_format import write_manifest
+from mrigan.mri_df_format import MriDfWriter, write_manifest
 from mrigan.perceptual import mri_map_np, mri_to_uint8
 
 
@@ -140,25 +140,20 @@ def write_people_mri_df(people: Mapping[str, Sequence[np.ndarray]], out: str | o
 
     root = Path(out)
     rng = np.random.default_rng(seed)
-    size = next(iter(people.values()))[0].shape[0]
-    black = f"mri/black_{size}.png"
-    atomic_save_image(root / black, np.zeros((size, size, 3), np.uint8))
+    writer = MriDfWriter(root)
     rows = []
     for ident, faces in people.items():
         common = {"split": "val" if ident in val_people else "train", "identity": ident,
-                  "source": "graded", "track": 0}
+                  "source": "graded"}
         for f, face in enumerate(faces):
-            real = f"face/{ident}_{f:04d}_real.png"
-            atomic_save_image(root / real, np.ascontiguousarray(face))
-            rows.append({"image": real, "mri": black, "label": "real", "video": f"{ident}_real",
-                         "method": "original", "frame": f, **common})
+            face = np.ascontiguousarray(face)
+            rows.append(writer.write(face=face, label="real", video=f"{ident}_real", frame=f,
+                                     method="original", **common))
             for k in range(fakes_per_frame):
-                pair = self_blend(np.ascontiguousarray(face), rng)
-                img, mri = f"face/{ident}_{f:04d}_fake{k}.png", f"mri/{ident}_{f:04d}_fake{k}.png"
-                atomic_save_image(root / img, pair.fake)
-                atomic_save_image(root / mri, mri_to_uint8(mri_map_np(pair.real, pair.fake)))
-                rows.append({"image": img, "mri": mri, "label": "fake", "video": f"{ident}_fake{k}",
-                             "method": "self_blend", "frame": f, **common})
+                pair = self_blend(face, rng)
+                rows.append(writer.write(face=pair.fake, mri=mri_map_np(pair.real, pair.fake),
+                                         label="fake", video=f"{ident}_fake{k}", frame=f,
+                                         method="self_blend", **common))
     write_manifest(root, rows)
     return root
 
