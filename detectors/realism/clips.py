@@ -31,9 +31,9 @@ from datasets_builders.faces import FaceDetector, crop_face, track_faces
 from datasets_builders.frames import iter_frames
 from detectors.realism.labels import MosRecord
 from mrigan.fileio import atomic_save_image, read_image
+from mrigan.media import IMAGE_SUFFIXES
 from mrigan.mri_df_format import read_manifest
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 FrameRef = str | os.PathLike | np.ndarray
 

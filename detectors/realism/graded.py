@@ -24,6 +24,7 @@ from datasets_builders.synthetic import demo_faces, graded_params, quality_to_mo
 from detectors.realism.clips import Clip, clip_dir, video_face_track
 from detectors.realism.labels import MosRecord, write_table
 from mrigan.fileio import atomic_save_image, read_image
+from mrigan.media import VIDEO_SUFFIXES
 from mrigan.mri_df_format import MriDfWriter, write_manifest
 from mrigan.perceptual import mri_map_np, mri_to_uint8
 
@@ -78,9 +79,6 @@ def write_clips(clips: Sequence[Clip], root: str | os.PathLike, labels_name: str
 
 def records_of(clips: Sequence[Clip]) -> list[MosRecord]:
     return [c.record for c in clips]
-
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
 def still_to_frames(face: np.ndarray, n: int, rng: np.random.Generator, shift: float = 2.0) -> list[np.ndarray]:
