@@ -34,7 +34,6 @@ from mrigan.fileio import atomic_save_image, read_image
 from mrigan.media import IMAGE_SUFFIXES
 from mrigan.mri_df_format import read_manifest
 
-
 FrameRef = str | os.PathLike | np.ndarray
 
 
