@@ -47,6 +47,9 @@ PAPER_THRESHOLDS = (0.85, 0.95, 0.95)
 MTCNN_FACTOR = 0.709  # MTCNN's image pyramid step
 #: permissive thresholds of the second detection pass (face recall on dark / low-contrast video)
 PERMISSIVE_THRESHOLDS = (0.6, 0.7, 0.7)
+#: the second-pass coverage fraction used where recall matters more than precision (analysis
+#: of a suspect video, labelled face sets): under half the sampled frames with a face
+RECALL_SECOND_PASS_BELOW = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,10 @@ class FaceDetectionConfig:
     margin: float = 1.3  # crop side = margin * max(box w, box h)
     size: int = 256  # crop side (paper: 256)
     iou_threshold: float = 0.3  # face tracks across sampled frames
-    # second pass for videos whose coverage is under this fraction (0 turns it off)
-    second_pass_below: float = 0.5
+    # second pass for videos whose coverage is under this fraction. 0 (off) by default: in
+    # training data a permissive detector's false faces (it finds "faces" in plain masks) do
+    # more harm than missed frames; analysis and face sets turn it on (RECALL_SECOND_PASS_BELOW)
+    second_pass_below: float = 0.0
     second_pass_thresholds: tuple[float, float, float] = PERMISSIVE_THRESHOLDS
 
     def __post_init__(self) -> None:
@@ -382,4 +387,4 @@ def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | N
 __all__ = ["FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
            "TrackedFace", "TrackedFrame", "VideoFaces", "crop_face", "square_box", "track_faces",
            "find_faces", "iter_face_tracks", "iou", "boxes_from_json", "boxes_to_json",
-           "passes_from_json", "PAPER_THRESHOLDS", "PERMISSIVE_THRESHOLDS", "detector_settings"]
+           "passes_from_json", "PAPER_THRESHOLDS", "PERMISSIVE_THRESHOLDS", "RECALL_SECOND_PASS_BELOW", "detector_settings"]
