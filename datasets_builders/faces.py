@@ -39,6 +39,7 @@ from datasets_builders.face_boxes import (
 )
 from mrigan.config import ConfigError
 from mrigan.device import resolve_device
+from mrigan.errors import MriganError
 
 #: MTCNN stage thresholds of the paper's code (P-Net, R-Net, O-Net).
 PAPER_THRESHOLDS = (0.85, 0.95, 0.95)
@@ -203,6 +204,10 @@ class FaceDetector:
 
 
 # ----------------------------------------------------------------------- the face-track iterator
+
+
+class NoFaceError(MriganError, ValueError):
+    """No face found in a video or image (names the file)."""
 
 
 class Detectors:
@@ -384,7 +389,7 @@ def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | N
         yield TrackedFrame(index, frame, tracked, payload, coverage, second)
 
 
-__all__ = ["FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
+__all__ = ["NoFaceError", "FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
            "TrackedFace", "TrackedFrame", "VideoFaces", "crop_face", "square_box", "track_faces",
            "find_faces", "iter_face_tracks", "iou", "boxes_from_json", "boxes_to_json",
            "passes_from_json", "PAPER_THRESHOLDS", "PERMISSIVE_THRESHOLDS", "RECALL_SECOND_PASS_BELOW", "detector_settings"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets_builders.faces import FaceDetector, crop_face
+from datasets_builders.faces import FaceDetectionConfig, NoFaceError, iter_face_tracks
 from datasets_builders.synthetic import demo_faces, graded_params, quality_to_mos, self_blend
 from detectors.realism.clips import Clip, clip_dir, video_face_track
 from detectors.realism.labels import MosRecord, write_table
@@ -100,7 +100,9 @@ def faces_from_media(media: Mapping[str, str | os.PathLike], *, size: int = 64, 
     Photos become ``still_frames`` slightly shifted copies, so every person has a sequence.
     """
 
-    detector = detector or FaceDetector(device="cpu", max_side=480)
+    # 480 px detection: these are close-up interviews and a photo (faster on CPU, same faces)
+    config = FaceDetectionConfig(device="cpu", max_side=480, size=size)
+    detector = detector or config.detector()
     rng = np.random.default_rng(seed)
     people: dict[str, list[np.ndarray]] = {}
     for name, path in media.items():
@@ -110,10 +112,10 @@ def faces_from_media(media: Mapping[str, str | os.PathLike], *, size: int = 64, 
             people[name] = [crop for _, crop in track]
         else:
             photo = read_image(path)
-            boxes = detector.detect([photo])[0]
-            if not boxes:
-                raise ValueError(f"{path}: no face found")
-            people[name] = still_to_frames(crop_face(photo, boxes[0], size=size), still_frames, rng)
+            first = next(iter_face_tracks(lambda photo=photo: [(0, photo)], detector, config))
+            if not first.faces:
+                raise NoFaceError("no face found", path)
+            people[name] = still_to_frames(first.faces[0].crop, still_frames, rng)
     return people
 
 
