@@ -85,6 +85,9 @@ def read_manifest(root: str | os.PathLike, require_mri: bool = True) -> list[dic
             raise ManifestError(f"row {i + 2} does not have one value per column", path)
         if r["label"] not in LABELS:
             raise ManifestError(f"row {i + 2} has label {r['label']!r}, expected real/fake", path)
+        if require_mri and not r["mri"]:
+            raise ManifestError(f"row {i + 2} has no mri (a face set? read it with "
+                                "require_mri=False)", path)
         if not require_mri and r.get("detection_pass", "") not in ("", "1", "2"):
             raise ManifestError(f"row {i + 2} has detection_pass {r['detection_pass']!r}, "
                                 "expected 1 or 2", path)
