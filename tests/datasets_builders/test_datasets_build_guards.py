@@ -198,3 +198,20 @@ def test_non_utf8_csv_is_one_line_error_and_extra_field_row_is_counted(tmp_path,
     summary = build_mri_df(_cfg(tmp_path / "out2", extra), log=lambda _l: None, detector=detector)
     assert summary.skipped == {"bad CSV row (not one value per column)": 1}
     assert {r["identity"] for r in read_manifest(tmp_path / "out2")} == {"634"}
+
+
+def test_colliding_original_ids_become_two_units(tmp_path, ffpp_root):
+    media = tmp_path / "media"
+    media.mkdir()
+    shutil.copy(ffpp_root / VIDEOS / "519.mp4", media / "a b.mp4")
+    shutil.copy(ffpp_root / VIDEOS / "634.mp4", media / "a_b.mp4")
+    shutil.copy(ffpp_root / "manipulated_sequences/FaceSwap/c23/videos/634_660.mp4", media / "fake.mp4")
+    csv = media / "list.csv"
+    csv.write_text("path,label,original\na b.mp4,real,\na_b.mp4,real,\nfake.mp4,fake,a_b.mp4\n")
+    units = plan_units(_cfg(tmp_path / "out", csv)).units
+    assert len({u.key for u in units}) == 2 and all(u.key.startswith("csv/a_b-") for u in units)
+    with_fake = [u for u in units if u.fakes]
+    assert len(with_fake) == 1 and with_fake[0].original.path.name == "a_b.mp4"
+    csv.write_text("path,label,original\na b.mp4,real,\na b.mp4,fake,a_b.mp4\n")
+    with pytest.raises(BuildError, match="listed twice with different labels"):
+        plan_units(_cfg(tmp_path / "out", csv))
