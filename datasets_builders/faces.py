@@ -1,75 +1,115 @@
-"""Face boxes (MTCNN), face tracks across frames, square crops, and the per-video box cache.
+"""Faces in videos: MTCNN boxes, face tracks, and THE face-track iterator every stage uses.
+
+``iter_face_tracks`` is the one "detect -> boxes -> tracks -> crops" loop of the project (the
+MRI-DF builder, face sets, realism clips, the analyst pipeline and the demo use it), and
+``FaceDetectionConfig`` is the one place for face-detection defaults.
 
 Boxes are detected once, on the ORIGINAL video, and cached as JSON; every fake made from that
 original is cropped with the same boxes. Real and fake crops are therefore aligned pixel for
 pixel and their SSIM map shows the manipulation, not a one-pixel detector jitter (the original
 MRI-GAN code detected faces separately in fake and original).
+
+Face recall (departs from the paper, which runs one pass at 0.85/0.95/0.95): on dark or
+low-contrast video the paper's thresholds find faces in few frames. When the share of sampled
+frames with a face (``coverage``) is under ``second_pass_below``, a second pass with permissive
+thresholds (``second_pass_thresholds``, default 0.6/0.7/0.7) runs on the frames without a face;
+every face records which pass found it.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from datasets_builders.frames import iter_frames
+from datasets_builders.face_boxes import (
+    BoxCache,
+    FaceBox,
+    FaceTracker,
+    boxes_from_json,
+    boxes_to_json,
+    crop_face,
+    iou,
+    passes_from_json,
+    square_box,
+    track_faces,
+)
+from mrigan.config import ConfigError
 from mrigan.device import resolve_device
-from mrigan.fileio import atomic_write_json
+from mrigan.errors import MriganError
 
 #: MTCNN stage thresholds of the paper's code (P-Net, R-Net, O-Net).
 PAPER_THRESHOLDS = (0.85, 0.95, 0.95)
 
 
-@dataclass(frozen=True)
-class FaceBox:
-    """A face box in frame pixels (x0, y0) top-left, (x1, y1) bottom-right; detector score."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    score: float = 1.0
-
-    @property
-    def width(self) -> float:
-        return self.x1 - self.x0
-
-    @property
-    def height(self) -> float:
-        return self.y1 - self.y0
-
-    @property
-    def area(self) -> float:
-        return max(self.width, 0.0) * max(self.height, 0.0)
-
-    def scaled(self, factor: float) -> FaceBox:
-        return FaceBox(self.x0 * factor, self.y0 * factor, self.x1 * factor, self.y1 * factor, self.score)
-
-    def to_list(self) -> list[float]:
-        return [round(float(v), 3) for v in (self.x0, self.y0, self.x1, self.y1)] + [
-            round(float(self.score), 5)]
-
-    @classmethod
-    def from_list(cls, values: Sequence[float]) -> FaceBox:
-        if len(values) not in (4, 5):
-            raise ValueError(f"a face box needs 4 or 5 numbers, got {values!r}")
-        return cls(*(float(v) for v in values))
-
-
-def iou(a: FaceBox, b: FaceBox) -> float:
-    ix = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
-    iy = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
-    inter = ix * iy
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
-
-
 MTCNN_FACTOR = 0.709  # MTCNN's image pyramid step
+#: permissive thresholds of the second detection pass (face recall on dark / low-contrast video)
+PERMISSIVE_THRESHOLDS = (0.6, 0.7, 0.7)
+#: the second-pass coverage fraction used where recall matters more than precision (analysis
+#: of a suspect video, labelled face sets): under half the sampled frames with a face
+RECALL_SECOND_PASS_BELOW = 0.5
+
+
+@dataclass(frozen=True)
+class FaceDetectionConfig:
+    """Face detection, tracking and cropping: the one set of defaults (YAML section ``faces``).
+
+    ``max_side`` 960: a 1080p face is found at this size and MTCNN's cost grows with pixels.
+    """
+
+    device: str = "auto"
+    thresholds: tuple[float, float, float] = PAPER_THRESHOLDS
+    min_face_size: int = 40  # in full-frame pixels
+    max_side: int | None = 960  # detect on frames downscaled to this longer side (None: full size)
+    batch_size: int = 8
+    margin: float = 1.3  # crop side = margin * max(box w, box h)
+    size: int = 256  # crop side (paper: 256)
+    iou_threshold: float = 0.3  # face tracks across sampled frames
+    # second pass for videos whose coverage is under this fraction. 0 (off) by default: in
+    # training data a permissive detector's false faces (it finds "faces" in plain masks) do
+    # more harm than missed frames; analysis and face sets turn it on (RECALL_SECOND_PASS_BELOW)
+    second_pass_below: float = 0.0
+    second_pass_thresholds: tuple[float, float, float] = PERMISSIVE_THRESHOLDS
+
+    def __post_init__(self) -> None:
+        def bad(key: str, why: str) -> ConfigError:
+            return ConfigError(f"faces.{key} {why}, got {getattr(self, key)!r}")
+
+        for key in ("thresholds", "second_pass_thresholds"):
+            t = getattr(self, key)
+            if len(t) != 3 or not all(0.0 < float(v) < 1.0 for v in t):
+                raise bad(key, "must be three numbers in (0, 1)")
+        if self.min_face_size < 1:
+            raise bad("min_face_size", "must be >= 1 pixel")
+        if self.max_side is not None and self.max_side < 32:
+            raise bad("max_side", "must be >= 32 pixels (or null for full size)")
+        if self.batch_size < 1:
+            raise bad("batch_size", "must be >= 1")
+        if not self.margin > 0:
+            raise bad("margin", "must be > 0")
+        if self.size < 16:
+            raise bad("size", "must be >= 16 pixels (SSIM uses an 11-pixel window)")
+        if not 0.0 <= self.iou_threshold <= 1.0:
+            raise bad("iou_threshold", "must be in [0, 1]")
+        if not 0.0 <= self.second_pass_below <= 1.0:
+            raise bad("second_pass_below", "must be in [0, 1]")
+
+    def detector(self, *, second_pass: bool = False) -> FaceDetector:
+        """A loaded MTCNN with these settings (the permissive one for ``second_pass``)."""
+        return FaceDetector(device=self.device, min_face_size=self.min_face_size,
+                            max_side=self.max_side, batch_size=self.batch_size,
+                            thresholds=self.second_pass_thresholds if second_pass else self.thresholds)
+
+    def cache_settings(self) -> dict:
+        """What boxes depend on (the box-cache key), without loading MTCNN."""
+        first = detector_settings(self.thresholds, self.min_face_size, self.max_side)
+        if self.second_pass_below > 0:
+            first["second_pass"] = {"below": self.second_pass_below,
+                                    "thresholds": [float(t) for t in self.second_pass_thresholds]}
+        return first
 
 
 def detector_settings(thresholds: Sequence[float], min_face_size: int, max_side: int | None,
@@ -163,180 +203,193 @@ class FaceDetector:
         return results
 
 
-def square_box(box: FaceBox, margin: float = 1.3) -> tuple[int, int, int, int]:
-    """The integer square ``(x0, y0, x1, y1)`` of side ``margin * max(w, h)`` on the box centre.
-
-    Integer pixels so a fake and its original are cut at exactly the same place.
-    """
-    if margin <= 0:
-        raise ValueError(f"margin must be > 0, got {margin}")
-    cx, cy = (box.x0 + box.x1) / 2.0, (box.y0 + box.y1) / 2.0
-    side = max(1, int(round(max(box.width, box.height) * margin)))
-    x0 = int(math.floor(cx - side / 2.0 + 0.5))
-    y0 = int(math.floor(cy - side / 2.0 + 0.5))
-    return x0, y0, x0 + side, y0 + side
+# ----------------------------------------------------------------------- the face-track iterator
 
 
-def crop_face(frame: np.ndarray, box: FaceBox, margin: float = 1.3, size: int = 256) -> np.ndarray:
-    """Square crop around ``box`` (scaled by ``margin``), black-padded at the frame borders,
-    resized to ``size`` x ``size`` (area interpolation when shrinking)."""
-    h, w = frame.shape[:2]
-    x0, y0, x1, y1 = square_box(box, margin)
-    side = x1 - x0
-    crop = np.zeros((side, side) + frame.shape[2:], dtype=frame.dtype)
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if sx1 > sx0 and sy1 > sy0:
-        crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = frame[sy0:sy1, sx0:sx1]
-    if side == size:
-        return crop
-    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-    return cv2.resize(crop, (size, size), interpolation=interp)
+class NoFaceError(MriganError, ValueError):
+    """No face found in a video or image (names the file)."""
 
 
-class FaceTracker:
-    """Online IoU tracker: feed the boxes of each sampled frame in order, get track ids.
+class Detectors:
+    """The first-pass and (lazily) the second-pass detector of one ``FaceDetectionConfig``;
+    nothing is loaded until a frame needs detecting (a build served from the box cache never
+    loads MTCNN)."""
 
-    Each box joins the track whose last box overlaps it most (IoU >= ``iou_threshold``); a
-    track takes at most one box per frame; unmatched boxes start new tracks (ids 0, 1, ... in
-    order of creation). ``max_gap`` (in positions) retires a track not seen for that long.
-    Online, so the builder can crop frame by frame without holding a whole video.
-    """
+    def __init__(self, config: FaceDetectionConfig, first: FaceDetector | None = None,
+                 second: FaceDetector | None = None) -> None:
+        self.config = config
+        self._first, self._second = first, second
 
-    def __init__(self, iou_threshold: float = 0.3, max_gap: int | None = None) -> None:
-        self.iou_threshold = iou_threshold
-        self.max_gap = max_gap
-        self._last: list[tuple[int, FaceBox]] = []  # per track id: (position, last box)
-        self._pos = -1
+    @property
+    def first(self) -> FaceDetector:
+        if self._first is None:
+            self._first = self.config.detector()
+        return self._first
 
-    def update(self, boxes: Sequence[FaceBox]) -> list[int]:
-        """Track id of each box of the next frame, in the order of ``boxes``."""
-        self._pos += 1
-        pos = self._pos
-        candidates = []
-        for t, (last_pos, last) in enumerate(self._last):
-            if self.max_gap is not None and pos - last_pos > self.max_gap:
-                continue
-            for b, box in enumerate(boxes):
-                overlap = iou(last, box)
-                if overlap >= self.iou_threshold:
-                    candidates.append((-overlap, t, b))
-        ids: list[int | None] = [None] * len(boxes)
-        used_t: set[int] = set()
-        for _neg, t, b in sorted(candidates):
-            if t in used_t or ids[b] is not None:
-                continue
-            ids[b] = t
-            used_t.add(t)
-        for b, box in enumerate(boxes):
-            if ids[b] is None:
-                ids[b] = len(self._last)
-                self._last.append((pos, box))
-            else:
-                self._last[ids[b]] = (pos, box)
-        return [int(i) for i in ids]
+    @property
+    def second(self) -> FaceDetector:
+        if self._second is None:
+            self._second = self.config.detector(second_pass=True)
+        return self._second
+
+    def cache_settings(self) -> dict:
+        settings = self.config.cache_settings()
+        if self._first is not None:  # a detector given by the caller: its own settings count
+            settings.update(self._first.settings())
+        return settings
 
 
-def track_faces(boxes_per_frame: Sequence[Sequence[FaceBox]], iou_threshold: float = 0.3,
-                max_gap: int | None = None) -> list[list[tuple[int, FaceBox]]]:
-    """Group boxes into per-person tracks: ``[[(frame_pos, box), ...], ...]``.
-
-    ``frame_pos`` is the position in ``boxes_per_frame`` (not the video frame number). Tracks
-    are ordered by first appearance; see ``FaceTracker`` for the matching rule.
-    """
-    tracker = FaceTracker(iou_threshold, max_gap)
-    tracks: list[list[tuple[int, FaceBox]]] = []
-    for pos, boxes in enumerate(boxes_per_frame):
-        for t, box in zip(tracker.update(boxes), boxes, strict=True):
-            if t == len(tracks):
-                tracks.append([])
-            tracks[t].append((pos, box))
-    return tracks
+@dataclass(frozen=True)
+class TrackedFace:
+    track: int  # face track id within the video (0, 1, ... by first appearance)
+    box: FaceBox  # in frame pixels
+    detection_pass: int  # 1: found with the configured thresholds, 2: by the permissive pass
+    crop: np.ndarray | None  # size x size RGB uint8 (None when crops were not asked for)
 
 
-# ------------------------------------------------------------------------------ box cache
+@dataclass(frozen=True)
+class TrackedFrame:
+    index: int  # frame index in the video
+    frame: np.ndarray
+    faces: tuple[TrackedFace, ...]
+    payload: Any  # whatever the caller's frame source carried beside the frame (e.g. fakes)
+    coverage: float  # share of the video's detected frames with a face (video-level)
+    second_pass: bool  # whether the second pass ran on this video
 
 
-def boxes_to_json(frame_indices: Sequence[int], boxes: Sequence[Sequence[FaceBox]],
-                  meta: dict) -> dict:
-    return {**meta, "frames": [int(i) for i in frame_indices],
-            "boxes": [[b.to_list() for b in bs] for bs in boxes]}
+@dataclass(frozen=True)
+class VideoFaces:
+    """Detection result of one video: per detected frame its index, boxes and passes."""
+
+    indices: tuple[int, ...]
+    boxes: tuple[tuple[FaceBox, ...], ...]
+    passes: tuple[tuple[int, ...], ...]
+    second_pass: bool
+    from_cache: bool
+
+    @property
+    def coverage(self) -> float:
+        return sum(bool(b) for b in self.boxes) / len(self.boxes) if self.boxes else 0.0
 
 
-def boxes_from_json(data: dict) -> tuple[list[int], list[list[FaceBox]]]:
-    frames = [int(i) for i in data["frames"]]
-    boxes = [[FaceBox.from_list(v) for v in bs] for bs in data["boxes"]]
-    if len(frames) != len(boxes):
-        raise ValueError(f"box cache has {len(frames)} frames but {len(boxes)} box lists")
-    return frames, boxes
+FrameSource = Callable[[], Iterable[tuple]]
 
 
-class BoxCache:
-    """One JSON file per original video under ``folder``: its frame indices and boxes.
-
-    An entry is used only when its ``key`` (video size, frame step, detector settings)
-    matches, so changing the thresholds or ``every`` never silently reuses stale boxes.
-    """
-
-    def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = Path(folder)
-
-    def path(self, video_id: str) -> Path:
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in video_id)
-        return self.folder / f"{safe}.json"
-
-    @staticmethod
-    def key(video: str | os.PathLike, every: int, max_frames: int | None, settings: dict) -> dict:
-        st = os.stat(video)
-        return {"video_name": Path(video).name, "video_bytes": st.st_size, "every": int(every),
-                "max_frames": max_frames, "settings": settings}
-
-    def load(self, video_id: str, key: dict) -> tuple[list[int], list[list[FaceBox]]] | None:
-        import json
-
-        path = self.path(video_id)
-        if not path.is_file():
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None  # unreadable cache entry: detect again and overwrite it
-        if data.get("key") != key:
-            return None
-        return boxes_from_json(data)
-
-    def save(self, video_id: str, key: dict, frame_indices: Sequence[int],
-             boxes: Sequence[Sequence[FaceBox]]) -> Path:
-        path = self.path(video_id)
-        atomic_write_json(path, boxes_to_json(frame_indices, boxes, {"key": key}), indent=None)
-        return path
+def _as_detectors(detector: Detectors | FaceDetector | None, config: FaceDetectionConfig) -> Detectors:
+    if isinstance(detector, Detectors):
+        return detector
+    return Detectors(config, first=detector)
 
 
-def detect_video(detector: FaceDetector, video: str | os.PathLike, *, every: int = 10,
-                 max_frames: int | None = None, cache: BoxCache | None = None,
-                 video_id: str | None = None) -> tuple[list[int], list[list[FaceBox]]]:
-    """Frame indices and boxes of every ``every``-th frame of ``video``, via the cache."""
-
-    video_id = video_id or Path(video).stem
-    key = BoxCache.key(video, every, max_frames, detector.settings()) if cache else None
-    if cache is not None:
-        hit = cache.load(video_id, key)
-        if hit is not None:
-            return hit
-    indices: list[int] = []
-    boxes: list[list[FaceBox]] = []
-    batch: list[np.ndarray] = []
-    for index, frame in iter_frames(video, every=every, max_frames=max_frames):
-        indices.append(index)
-        batch.append(frame)
-        if len(batch) == detector.batch_size:
-            boxes.extend(detector.detect(batch))
+def _detect_all(frames: Iterable[tuple], detector: FaceDetector, wanted=None):
+    """(index, boxes) of each frame of ``frames`` (``wanted``: only these indices), batched."""
+    batch: list[tuple[int, np.ndarray]] = []
+    for item in frames:
+        index, frame = item[0], item[1]
+        if wanted is not None and index not in wanted:
+            continue
+        batch.append((index, frame))
+        if len(batch) >= detector.batch_size:
+            yield from zip((i for i, _ in batch), detector.detect([f for _, f in batch]), strict=True)
             batch = []
     if batch:
-        boxes.extend(detector.detect(batch))
+        yield from zip((i for i, _ in batch), detector.detect([f for _, f in batch]), strict=True)
+
+
+def find_faces(frames: FrameSource, detector: Detectors | FaceDetector | None = None,
+               config: FaceDetectionConfig | None = None, *, cache: BoxCache | None = None,
+               cache_id: str | None = None, cache_key: dict | None = None) -> VideoFaces:
+    """Boxes of every frame ``frames()`` yields (``(index, frame, ...)``), via the box cache.
+
+    ``frames`` is called once per pass (a video is decoded again for the second pass rather
+    than held in memory). The second pass runs only on frames without a face, only when the
+    first pass's coverage is under ``config.second_pass_below``.
+    """
+    config = config or FaceDetectionConfig()
+    dets = _as_detectors(detector, config)
     if cache is not None:
-        cache.save(video_id, key, indices, boxes)
-    return indices, boxes
+        if cache_id is None or cache_key is None:
+            raise ValueError("a box cache needs cache_id and cache_key")
+        hit = cache.load_with_passes(cache_id, cache_key)
+        if hit is not None:
+            idx, boxes, passes = hit
+            return VideoFaces(tuple(idx), tuple(map(tuple, boxes)), tuple(map(tuple, passes)),
+                              any(2 in p for p in passes) or _needs_second(boxes, config), True)
+    found = list(_detect_all(frames(), dets.first))
+    indices = [i for i, _ in found]
+    boxes = [list(b) for _, b in found]
+    passes = [[1] * len(b) for b in boxes]
+    second = _needs_second(boxes, config)
+    if second:
+        missed = {i for i, b in zip(indices, boxes, strict=True) if not b}
+        pos = {i: k for k, i in enumerate(indices)}
+        for index, more in _detect_all(frames(), dets.second, wanted=missed):
+            boxes[pos[index]] = list(more)
+            passes[pos[index]] = [2] * len(more)
+    if cache is not None:
+        cache.save(cache_id, cache_key, indices, boxes, passes)
+    return VideoFaces(tuple(indices), tuple(map(tuple, boxes)), tuple(map(tuple, passes)), second, False)
 
 
-__all__ = ["FaceBox", "FaceDetector", "FaceTracker", "BoxCache", "crop_face", "square_box", "track_faces",
-           "detect_video", "iou", "PAPER_THRESHOLDS"]
+def _needs_second(boxes: Sequence[Sequence[FaceBox]], config: FaceDetectionConfig) -> bool:
+    if not boxes or config.second_pass_below <= 0:
+        return False
+    return sum(bool(b) for b in boxes) / len(boxes) < config.second_pass_below
+
+
+def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | None = None,
+                     config: FaceDetectionConfig | None = None, *, cache: BoxCache | None = None,
+                     cache_id: str | None = None, cache_key: dict | None = None,
+                     crop_frames: FrameSource | None = None, detect_every: int = 1,
+                     crops: bool = True, margin: float | None = None,
+                     whole_frame: bool = False) -> Iterator[TrackedFrame]:
+    """THE face-track loop: detect -> boxes -> tracks -> crops, one ``TrackedFrame`` per frame.
+
+    ``frames()`` yields ``(index, frame)`` or ``(index, frame, payload)``; detection runs on every
+    ``detect_every``-th of them (frames in between reuse the last detected boxes and track ids:
+    faces move little in a fraction of a second and MTCNN dominates the cost). Boxes come from
+    ``cache`` when ``cache_key`` matches (see ``BoxCache``), else are detected and saved.
+    ``crop_frames()`` (default ``frames``) is what is tracked and cropped: the builder detects
+    on the original alone and crops the original with its fakes in lockstep (payload). Crops
+    are ``config.size`` squares of ``margin`` (default ``config.margin``) times the box.
+    ``whole_frame``: no detection, the whole frame is the face (folders of face crops).
+    """
+    config = config or FaceDetectionConfig()
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    margin = config.margin if margin is None else margin
+    if whole_frame:
+        faces = None
+    else:
+        def probed() -> Iterator[tuple]:
+            return (item for pos, item in enumerate(frames()) if pos % detect_every == 0)
+
+        faces = find_faces(probed, detector, config, cache=cache, cache_id=cache_id,
+                           cache_key=cache_key)
+        by_index = {i: (b, p) for i, b, p in zip(faces.indices, faces.boxes, faces.passes, strict=True)}
+    tracker = FaceTracker(config.iou_threshold)
+    current: tuple[tuple[FaceBox, ...], tuple[int, ...], list[int]] = ((), (), [])
+    for item in (crop_frames or frames)():
+        index, frame = item[0], item[1]
+        payload = item[2] if len(item) > 2 else None
+        if whole_frame:
+            h, w = frame.shape[:2]
+            boxes, passes = (FaceBox(0.0, 0.0, float(w), float(h), 1.0),), (1,)
+            current = (boxes, passes, tracker.update(boxes))
+            coverage, second = 1.0, False
+        else:
+            if index in by_index:
+                boxes, passes = by_index[index]
+                current = (boxes, passes, tracker.update(boxes))
+            coverage, second = faces.coverage, faces.second_pass
+        boxes, passes, ids = current
+        tracked = tuple(
+            TrackedFace(t, b, p, crop_face(frame, b, margin=margin, size=config.size) if crops else None)
+            for t, b, p in zip(ids, boxes, passes, strict=True))
+        yield TrackedFrame(index, frame, tracked, payload, coverage, second)
+
+
+__all__ = ["NoFaceError", "FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
+           "TrackedFace", "TrackedFrame", "VideoFaces", "crop_face", "square_box", "track_faces",
+           "find_faces", "iter_face_tracks", "iou", "boxes_from_json", "boxes_to_json",
+           "passes_from_json", "PAPER_THRESHOLDS", "PERMISSIVE_THRESHOLDS", "RECALL_SECOND_PASS_BELOW", "detector_settings"]

@@ -77,8 +77,11 @@ def iter_frames(path: str | os.PathLike, every: int = 10,
 
     The file is opened at call time, so a missing or unreadable video raises
     ``VideoDecodeError`` at once; corrupt data met while decoding raises it from the iterator.
-    A video that decodes to no frame at all is an error too. ``max_frames`` caps the number of
-    frames yielded (not decoded).
+    A video that decodes to no frame at all is an error too, and so is a truncated one: when
+    decoding reaches the end, fewer frames than the container declares raise
+    ``VideoDecodeError`` (the first 30% of a faststart MP4 otherwise decodes "cleanly" as a
+    short video). ``max_frames`` caps the number of frames yielded (not decoded); a run stopped
+    by it does not reach the end and so does not check the count.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
@@ -112,5 +115,10 @@ def _decode(container, path: Path, every: int, max_frames: int | None):
             raise VideoDecodeError(path, f"decoding failed after {decoded} frames: {exc}") from exc
         if decoded == 0:
             raise VideoDecodeError(path, "no decodable frame")
+        declared = int(stream.frames or 0)
+        if declared and decoded < declared:
+            # a cut-off file decodes without an exception (threaded decoding drops the error)
+            raise VideoDecodeError(path, f"truncated: decoded {decoded} of the {declared} frames "
+                                         "the container declares")
     finally:
         container.close()

@@ -18,8 +18,7 @@ import cv2
 import numpy as np
 
 from mrigan import perceptual
-from mrigan.fileio import atomic_save_image
-from mrigan.mri_df_format import write_manifest
+from mrigan.mri_df_format import MriDfWriter, write_manifest
 
 
 @dataclass(frozen=True)
@@ -206,24 +205,18 @@ def write_synthetic_mri_df(out_dir, *, n_faces: int = 16, size: int = 64, fakes_
     if val_fraction > 0 and n_faces >= 2:
         n_val = min(max(n_val, 1), n_faces - 1)
     val_ids = set(rng.permutation(n_faces)[:n_val].tolist())
-    black = f"mri/black_{size}.png"
-    atomic_save_image(root / black, np.zeros((size, size, 3), np.uint8))
+    writer = MriDfWriter(root)
     rows = []
     for i, face in enumerate(faces):
         ident = f"face{i:03d}"
         split = "val" if i in val_ids else "train"
-        common = {"split": split, "identity": ident, "source": "synthetic", "frame": 0, "track": 0}
-        real_img = f"face/{ident}_real.png"
-        atomic_save_image(root / real_img, face)
-        rows.append({"image": real_img, "mri": black, "label": "real", "video": f"{ident}_real",
-                     "method": "original", **common})
+        common = {"split": split, "identity": ident, "source": "synthetic"}
+        rows.append(writer.write(face=face, label="real", video=f"{ident}_real",
+                                 method="original", **common))
         for k in range(fakes_per_face):
             blend = self_blend(face, rng)
-            mri = perceptual.mri_map_np(blend.real, blend.fake)
-            img_rel, mri_rel = f"face/{ident}_fake{k}.png", f"mri/{ident}_fake{k}.png"
-            atomic_save_image(root / img_rel, blend.fake)
-            atomic_save_image(root / mri_rel, perceptual.mri_to_uint8(mri))
-            rows.append({"image": img_rel, "mri": mri_rel, "label": "fake",
-                         "video": f"{ident}_fake{k}", "method": "self_blend", **common})
+            rows.append(writer.write(face=blend.fake, mri=perceptual.mri_map_np(blend.real, blend.fake),
+                                     label="fake", video=f"{ident}_fake{k}", method="self_blend",
+                                     **common))
     write_manifest(root, rows)
     return root

@@ -14,6 +14,21 @@ copied to another machine as a whole. Columns (at least, in this order; extra co
 ``source``    the dataset the row comes from (``ffpp``, ``dfdc``, ``synthetic``, ...)
 ``frame``     frame index in the video (0 for still images)
 ``track``     face track within the video (several faces per video are separate tracks)
+
+Optional columns: ``coverage`` (share of the video's sampled frames with a face) and
+``detection_pass`` (1: the face was found with the configured thresholds, 2: by the permissive
+second pass for low-coverage videos).
+
+A *face set* is the same layout without MRIs (labelled faces of videos that have no
+originals): columns at least ``image,label,video,identity,split``; read it with
+``read_manifest(root, require_mri=False)``.
+
+The one writer, :class:`MriDfWriter`, is used by every producer (the builder, the synthetic
+sets, graded realism sets, the demo). It holds the two rules every producer shares:
+
+* file names: ``faces/<video>/f<frame:06d>_t<track>.png`` and ``mri/<video>/<same name>``;
+* black MRIs: a real face's MRI is the one shared ``mri/black_<size>.png`` (all zeros; a real
+  face has no manipulated pixel), written once per size.
 """
 
 from __future__ import annotations
@@ -29,12 +44,13 @@ import torch
 from torch.utils.data import Dataset
 
 from mrigan.errors import MriganError
-from mrigan.fileio import atomic_write_text, read_image
+from mrigan.fileio import atomic_save_image, atomic_write_text, read_image
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "image", "mri", "label", "video", "split", "identity", "method", "source", "frame", "track",
 )
+FACE_SET_COLUMNS: tuple[str, ...] = ("image", "label", "video", "identity", "split")
 LABELS = {"real": 0, "fake": 1}
 
 
@@ -46,20 +62,35 @@ def manifest_path(root: str | os.PathLike) -> Path:
     return Path(root) / MANIFEST_NAME
 
 
-def read_manifest(root: str | os.PathLike) -> list[dict]:
-    """Rows of ``<root>/manifest.csv`` as dicts of strings (``frame``/``track`` stay strings)."""
+def read_manifest(root: str | os.PathLike, require_mri: bool = True) -> list[dict]:
+    """Rows of ``<root>/manifest.csv`` as dicts of strings (``frame``/``track`` stay strings).
+
+    ``require_mri=False`` reads a face set (no ``mri`` column needed; ``image,label,video,
+    identity,split`` are)."""
     path = manifest_path(root)
     if not path.is_file():
-        raise ManifestError(f"{path}: no manifest (build one with `mrigan build-dataset`)")
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("image", "mri", "label") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
-        rows = [dict(r) for r in reader]
+        raise ManifestError("no manifest (build one with `mrigan build-dataset`)", path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            needed = ("image", "mri", "label") if require_mri else FACE_SET_COLUMNS
+            missing = [c for c in needed if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ManifestError(f"missing column(s) {missing}; has {reader.fieldnames}", path)
+            rows = [dict(r) for r in reader]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ManifestError(f"not a readable UTF-8 CSV: {exc}", path) from exc
     for i, r in enumerate(rows):
+        if None in r or any(v is None for v in r.values()):
+            raise ManifestError(f"row {i + 2} does not have one value per column", path)
         if r["label"] not in LABELS:
-            raise ManifestError(f"{path}: row {i + 2} has label {r['label']!r}, expected real/fake")
+            raise ManifestError(f"row {i + 2} has label {r['label']!r}, expected real/fake", path)
+        if require_mri and not r["mri"]:
+            raise ManifestError(f"row {i + 2} has no mri (a face set? read it with "
+                                "require_mri=False)", path)
+        if not require_mri and r.get("detection_pass", "") not in ("", "1", "2"):
+            raise ManifestError(f"row {i + 2} has detection_pass {r['detection_pass']!r}, "
+                                "expected 1 or 2", path)
     return rows
 
 
@@ -84,6 +115,104 @@ def write_manifest(root: str | os.PathLike, rows: Iterable[Mapping]) -> Path:
     path = manifest_path(root)
     atomic_write_text(path, manifest_text(rows))
     return path
+
+
+def face_file_name(frame: int, track: int) -> str:
+    """The one file-naming rule: ``f<frame:06d>_t<track>.png`` inside the video's folder."""
+    if int(frame) < 0 or int(track) < 0:
+        raise ManifestError(f"frame and track must be >= 0, got frame={frame} track={track}")
+    return f"f{int(frame):06d}_t{int(track)}.png"
+
+
+def _check_video_id(video: str) -> str:
+    parts = str(video).replace("\\", "/").split("/")
+    if not video or video.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ManifestError(f"video id {video!r} must be a relative path without '.' or '..' parts")
+    return "/".join(parts)
+
+
+def black_mri_name(shape: tuple[int, ...]) -> str:
+    """The shared black MRI of real faces of this size: ``mri/black_<size>.png``."""
+    h, w = int(shape[0]), int(shape[1])
+    return f"mri/black_{h}.png" if h == w else f"mri/black_{h}x{w}.png"
+
+
+class MriDfWriter:
+    """The one MRI-DF (and face-set) writer: PNG pair + manifest row for each face.
+
+    ``write`` saves the face PNG and the MRI PNG (each atomically: a reader or a killed run never
+    leaves half a PNG), then returns the manifest row; a producer records the rows (manifest,
+    resume records) only after ``write`` returned, so a row never points at a missing file.
+    Real faces get the shared black MRI (see the module doc); fakes need their MRI (float in
+    [0, 1], stored as ``round(MRI * 255)``, or uint8). ``with_mri=False`` writes a face set (no
+    ``mri`` file, empty ``mri`` column). Writing one (video, frame, track) twice in one writer is
+    an error: two inputs mapped to one id would overwrite each other's files.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, with_mri: bool = True) -> None:
+        self.root = Path(root)
+        self.with_mri = with_mri
+        self._written: set[str] = set()
+        self._blacks: set[str] = set()
+
+    def paths(self, video: str, frame: int, track: int) -> tuple[str, str]:
+        """Relative (face, MRI) paths of a face: the one naming rule."""
+        video = _check_video_id(video)
+        name = face_file_name(frame, track)
+        return f"faces/{video}/{name}", f"mri/{video}/{name}"
+
+    def black_mri(self, shape: tuple[int, ...]) -> str:
+        rel = black_mri_name(shape)
+        if rel not in self._blacks:
+            if not (self.root / rel).is_file():
+                atomic_save_image(self.root / rel, np.zeros((int(shape[0]), int(shape[1]), 3), np.uint8))
+            self._blacks.add(rel)
+        return rel
+
+    def write(self, *, face: np.ndarray, label: str, video: str, frame: int = 0, track: int = 0,
+              mri: np.ndarray | None = None, **columns) -> dict:
+        """Save one face (and its MRI) and return its manifest row (``columns`` are added)."""
+        if label not in LABELS:
+            raise ManifestError(f"label must be real/fake, got {label!r}")
+        face = np.asarray(face)
+        if face.ndim != 3 or face.shape[2] != 3 or face.dtype != np.uint8:
+            raise ManifestError(f"face of {video!r} must be RGB uint8 HxWx3, got {face.shape} {face.dtype}")
+        img_rel, mri_rel = self.paths(video, frame, track)
+        if img_rel in self._written:
+            raise ManifestError(f"{img_rel} written twice: two inputs map to video id {video!r} "
+                                f"(frame {frame}, track {track})")
+        mri_u8 = None
+        if not self.with_mri:
+            if mri is not None:
+                raise ManifestError("a face set has no MRIs; got one for " + img_rel)
+            mri_rel = ""
+        elif label == "real":
+            if mri is not None:
+                raise ManifestError(f"{img_rel}: real faces get the black MRI, not a given one")
+            mri_rel = self.black_mri(face.shape)
+        else:
+            if mri is None:
+                raise ManifestError(f"{img_rel}: a fake needs its MRI")
+            mri_u8 = _mri_uint8(np.asarray(mri), img_rel)
+            if mri_u8.shape[:2] != face.shape[:2]:
+                raise ManifestError(f"{img_rel}: MRI {mri_u8.shape} and face {face.shape} differ in size")
+        atomic_save_image(self.root / img_rel, face)
+        if mri_u8 is not None:
+            atomic_save_image(self.root / mri_rel, mri_u8)
+        self._written.add(img_rel)
+        return {"image": img_rel, "mri": mri_rel, "label": label, "video": video,
+                "frame": int(frame), "track": int(track), **columns}
+
+
+def _mri_uint8(mri: np.ndarray, where: str) -> np.ndarray:
+    if mri.ndim == 2:
+        mri = np.repeat(mri[..., None], 3, axis=2)
+    if mri.dtype == np.uint8:
+        return mri
+    mri = mri.astype(np.float32)
+    if not np.isfinite(mri).all():
+        raise ManifestError(f"{where}: MRI holds NaN or infinite values")
+    return np.clip(np.rint(np.clip(mri, 0.0, 1.0) * 255.0), 0, 255).astype(np.uint8)
 
 
 def balanced_indices(labels: Sequence[int], epoch: int, seed: int) -> list[int]:

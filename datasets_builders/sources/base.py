@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrigan.errors import MriganError
+from mrigan.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # noqa: F401 (re-exported to the readers)
 from mrigan.registry import Registry
 
 SOURCES = Registry("dataset source")
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 class SourceError(MriganError, ValueError):

@@ -29,15 +29,30 @@ def read_csv_list(csv_path: str | os.PathLike, *, name: str = "csv") -> Listing:
     if not csv_path.is_file():
         raise SourceError(csv_path, "CSV listing not found")
     base = csv_path.parent
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c.strip() for c in reader.fieldnames or []]
-        if "path" not in cols or "label" not in cols:
-            raise SourceError(csv_path, f"needs columns path,label (optional original,identity,"
-                                        f"method); has {cols}")
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            cols = [c.strip() for c in reader.fieldnames or []]
+            if "path" not in cols or "label" not in cols:
+                raise SourceError(csv_path, f"needs columns path,label (optional original,identity,"
+                                            f"method); has {cols}")
+            raw = list(reader)
+    except UnicodeDecodeError as exc:
+        raise SourceError(csv_path, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save "
+                                    "the listing as UTF-8") from exc
+    except csv.Error as exc:
+        raise SourceError(csv_path, f"not a readable CSV: {exc}") from exc
     out = Listing()
+    rows = []
+    for n, r in enumerate(raw, 2):
+        if None in r or any(v is None for v in r.values()):
+            out.skip(f"{csv_path}:{n}", "bad CSV row (not one value per column)")
+            rows.append(None)
+            continue
+        rows.append({(k or "").strip(): (v or "").strip() for k, v in r.items()})
     for n, row in enumerate(rows, 2):
+        if row is None:
+            continue
         where = f"{csv_path}:{n}"
         label = LABEL_WORDS.get(row["label"].lower())
         if not row["path"] or label is None:

@@ -27,14 +27,13 @@ from pathlib import Path, PurePosixPath
 import cv2
 import numpy as np
 
-from datasets_builders.faces import FaceDetector, crop_face, track_faces
+from datasets_builders.faces import FaceDetectionConfig, NoFaceError, iter_face_tracks
 from datasets_builders.frames import iter_frames
 from detectors.realism.labels import MosRecord
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_save_image, read_image
+from mrigan.media import IMAGE_SUFFIXES
 from mrigan.mri_df_format import read_manifest
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 FrameRef = str | os.PathLike | np.ndarray
 
@@ -199,23 +198,21 @@ def video_face_track(video: str | os.PathLike, *, detector=None, every: int = 5,
     """``(frame_index, RGB uint8 size x size crop)`` of the longest face track of ``video``.
 
     Frames are every ``every``-th of the video; MTCNN runs on every ``detect_every``-th of
-    those (boxes linked by overlap into tracks) and the frames in between reuse the last
-    box: faces move little in a fraction of a second, and detection dominates the cost.
+    those and the frames in between reuse the last box (``faces.iter_face_tracks``, the one
+    face-track loop). ``detector``: a loaded ``FaceDetector`` (default: one of
+    ``FaceDetectionConfig``'s defaults).
     """
-    if detect_every < 1:
-        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
-
-    detector = detector or FaceDetector(max_side=640)
-    frames = list(iter_frames(video, every=every, max_frames=max_frames))
-    probed = frames[::detect_every]
-    tracks = track_faces(detector.detect([f for _, f in probed]))
+    config = FaceDetectionConfig(size=size, margin=margin)
+    tracks: dict[int, list[tuple[int, np.ndarray]]] = {}
+    probed = 0
+    for pos, tf in enumerate(iter_face_tracks(lambda: iter_frames(video, every=every, max_frames=max_frames),
+                                              detector, config, detect_every=detect_every)):
+        probed += pos % detect_every == 0
+        for face in tf.faces:
+            tracks.setdefault(face.track, []).append((tf.index, face.crop))
     if not tracks:
-        raise ValueError(f"{video}: no face found in {len(probed)} probed frames")
-    out = []
-    for pos, box in max(tracks, key=len):
-        for index, frame in frames[pos * detect_every:(pos + 1) * detect_every]:
-            out.append((index, crop_face(frame, box, margin=margin, size=size)))
-    return out
+        raise NoFaceError(f"no face found in {probed} probed frames", video)
+    return max(tracks.values(), key=len)
 
 
 def extract_video_faces(video: str | os.PathLike, out_dir: str | os.PathLike, **kwargs) -> list[Path]:

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets_builders.faces import FaceDetector, crop_face
+from datasets_builders.faces import FaceDetectionConfig, NoFaceError, iter_face_tracks
 from datasets_builders.synthetic import demo_faces, graded_params, quality_to_mos, self_blend
 from detectors.realism.clips import Clip, clip_dir, video_face_track
 from detectors.realism.labels import MosRecord, write_table
 from mrigan.fileio import atomic_save_image, read_image
-from mrigan.mri_df_format import write_manifest
+from mrigan.media import VIDEO_SUFFIXES
+from mrigan.mri_df_format import MriDfWriter, write_manifest
 from mrigan.perceptual import mri_map_np, mri_to_uint8
 
 
@@ -80,9 +81,6 @@ def records_of(clips: Sequence[Clip]) -> list[MosRecord]:
     return [c.record for c in clips]
 
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-
-
 def still_to_frames(face: np.ndarray, n: int, rng: np.random.Generator, shift: float = 2.0) -> list[np.ndarray]:
     """A still photo as a short handheld "video": small random shifts of the crop."""
     import cv2
@@ -102,7 +100,9 @@ def faces_from_media(media: Mapping[str, str | os.PathLike], *, size: int = 64, 
     Photos become ``still_frames`` slightly shifted copies, so every person has a sequence.
     """
 
-    detector = detector or FaceDetector(device="cpu", max_side=480)
+    # 480 px detection: these are close-up interviews and a photo (faster on CPU, same faces)
+    config = FaceDetectionConfig(device="cpu", max_side=480, size=size)
+    detector = detector or config.detector()
     rng = np.random.default_rng(seed)
     people: dict[str, list[np.ndarray]] = {}
     for name, path in media.items():
@@ -112,10 +112,10 @@ def faces_from_media(media: Mapping[str, str | os.PathLike], *, size: int = 64, 
             people[name] = [crop for _, crop in track]
         else:
             photo = read_image(path)
-            boxes = detector.detect([photo])[0]
-            if not boxes:
-                raise ValueError(f"{path}: no face found")
-            people[name] = still_to_frames(crop_face(photo, boxes[0], size=size), still_frames, rng)
+            first = next(iter_face_tracks(lambda photo=photo: [(0, photo)], detector, config))
+            if not first.faces:
+                raise NoFaceError("no face found", path)
+            people[name] = still_to_frames(first.faces[0].crop, still_frames, rng)
     return people
 
 
@@ -140,25 +140,20 @@ def write_people_mri_df(people: Mapping[str, Sequence[np.ndarray]], out: str | o
 
     root = Path(out)
     rng = np.random.default_rng(seed)
-    size = next(iter(people.values()))[0].shape[0]
-    black = f"mri/black_{size}.png"
-    atomic_save_image(root / black, np.zeros((size, size, 3), np.uint8))
+    writer = MriDfWriter(root)
     rows = []
     for ident, faces in people.items():
         common = {"split": "val" if ident in val_people else "train", "identity": ident,
-                  "source": "graded", "track": 0}
+                  "source": "graded"}
         for f, face in enumerate(faces):
-            real = f"face/{ident}_{f:04d}_real.png"
-            atomic_save_image(root / real, np.ascontiguousarray(face))
-            rows.append({"image": real, "mri": black, "label": "real", "video": f"{ident}_real",
-                         "method": "original", "frame": f, **common})
+            face = np.ascontiguousarray(face)
+            rows.append(writer.write(face=face, label="real", video=f"{ident}_real", frame=f,
+                                     method="original", **common))
             for k in range(fakes_per_frame):
-                pair = self_blend(np.ascontiguousarray(face), rng)
-                img, mri = f"face/{ident}_{f:04d}_fake{k}.png", f"mri/{ident}_{f:04d}_fake{k}.png"
-                atomic_save_image(root / img, pair.fake)
-                atomic_save_image(root / mri, mri_to_uint8(mri_map_np(pair.real, pair.fake)))
-                rows.append({"image": img, "mri": mri, "label": "fake", "video": f"{ident}_fake{k}",
-                             "method": "self_blend", "frame": f, **common})
+                pair = self_blend(face, rng)
+                rows.append(writer.write(face=pair.fake, mri=mri_map_np(pair.real, pair.fake),
+                                         label="fake", video=f"{ident}_fake{k}", frame=f,
+                                         method="self_blend", **common))
     write_manifest(root, rows)
     return root
 

@@ -291,11 +291,13 @@ def test_image_pairs_and_real_image_folder(tmp_path, ff_examples, detector):
 
 
 def test_unreadable_videos_are_skipped_and_counted(tmp_path, ffpp_root, detector):
-    (tmp_path / "broken_real.mp4").write_text("not a video")
-    (tmp_path / "broken_fake.mp4").write_bytes(
+    media = tmp_path / "media"  # the inputs' folder: the output goes beside it, never inside
+    media.mkdir()
+    (media / "broken_real.mp4").write_text("not a video")
+    (media / "broken_fake.mp4").write_bytes(
         (ffpp_root / "manipulated_sequences/FaceSwap/c23/videos/634_660.mp4").read_bytes()[:3000])
     good = ffpp_root / "original_sequences/youtube/c23/videos/634.mp4"
-    csv = tmp_path / "list.csv"
+    csv = media / "list.csv"
     csv.write_text(f"path,label,original\nbroken_real.mp4,real,\nbroken_fake.mp4,fake,{good}\n")
     cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES, every=100,
                       max_frames=1, sources=(SourceConfig(kind="csv", root=str(csv)),))

@@ -9,13 +9,15 @@ import torch
 from datasets_builders.faces import (
     BoxCache,
     FaceBox,
+    FaceDetectionConfig,
     FaceDetector,
     crop_face,
-    detect_video,
+    find_faces,
     iou,
     square_box,
     track_faces,
 )
+from datasets_builders.frames import iter_frames
 from mrigan.fileio import read_image
 
 
@@ -65,12 +67,21 @@ def test_track_faces_keeps_two_people_apart():
 def test_box_cache_reuses_and_invalidates(detector, ffpp_root, tmp_path):
     video = ffpp_root / "original_sequences/youtube/c23/videos/519.mp4"
     cache = BoxCache(tmp_path / "boxes")
-    frames, boxes = detect_video(detector, video, every=250, cache=cache, video_id="519")
+    config = FaceDetectionConfig(device="cpu", max_side=480, batch_size=4)
+    key = BoxCache.key(video, 250, None, detector.settings())
+
+    def detect():
+        found = find_faces(lambda: iter_frames(video, every=250), detector, config, cache=cache,
+                           cache_id="519", cache_key=key)
+        return found, (list(found.indices), [list(b) for b in found.boxes])
+
+    first, (frames, boxes) = detect()
     assert frames == [0, 250, 500, 750] and all(len(b) >= 1 for b in boxes)
+    assert not first.from_cache and not first.second_pass and first.coverage == 1.0
     entry = cache.path("519")
     stamp = entry.stat().st_mtime_ns
-    again = detect_video(detector, video, every=250, cache=cache, video_id="519")
+    second, again = detect()
     assert again == (frames, [[FaceBox.from_list(b.to_list()) for b in bs] for bs in boxes])
-    assert entry.stat().st_mtime_ns == stamp  # served from the cache
+    assert second.from_cache and entry.stat().st_mtime_ns == stamp  # served from the cache
     key = BoxCache.key(video, 250, None, {**detector.settings(), "thresholds": [0.5, 0.5, 0.5]})
     assert cache.load("519", key) is None  # other detector settings: not reused

@@ -242,7 +242,8 @@ def test_labels_join_a_manifest_written_by_the_mri_df_writer(tmp_path):
                                    test_fraction=0.3, val_fraction=0.0), need_mri=True)
     assert len(data.clips) == 8 and not data.missing
     clip = next(c for c in data.clips if c.key == "face002_fake0.mp4")
-    assert clip.faces[0].endswith("face/face002_fake0.png") and clip.mris[0].endswith("mri/face002_fake0.png")
+    assert clip.faces[0].endswith("faces/face002_fake0/f000000_t0.png")
+    assert clip.mris[0].endswith("mri/face002_fake0/f000000_t0.png")
     assert read_image(clip.mris[0]).max() > 0  # the fake's MRI, not the black real one
     test_ids = {c.record.identities[0] for c in data.tests["unseen_identity"]}
     assert test_ids and not test_ids & {c.record.identities[0] for c in data.train}

@@ -97,3 +97,61 @@ def test_write_manifest_roundtrip_and_bad_label(tmp_path):
     write_manifest(tmp_path, [{**rows[0], "label": "FAKE"}])
     with pytest.raises(ManifestError, match="label 'FAKE'"):
         read_manifest(tmp_path)
+
+
+def test_the_writer_names_files_by_one_rule_and_shares_one_black_mri(tmp_path, ff_examples):
+    from mrigan.mri_df_format import MriDfWriter
+    from mrigan.perceptual import mri_map_np, mri_to_uint8
+
+    real = read_image(ff_examples / "ex_original.png")[100:196, 260:356]
+    fake = read_image(ff_examples / "ex_deepfakes.png")[100:196, 260:356]
+    writer = MriDfWriter(tmp_path)
+    rows = [writer.write(face=real, label="real", video="ffpp/original/634", frame=7, track=1,
+                         identity="634", split="train"),
+            writer.write(face=real, label="real", video="ffpp/original/519", identity="519", split="val"),
+            writer.write(face=fake, label="fake", video="ffpp/Deepfakes/634_660", frame=7, track=1,
+                         mri=mri_map_np(real, fake), identity="634", split="train")]
+    assert [r["image"] for r in rows] == ["faces/ffpp/original/634/f000007_t1.png",
+                                          "faces/ffpp/original/519/f000000_t0.png",
+                                          "faces/ffpp/Deepfakes/634_660/f000007_t1.png"]
+    assert rows[0]["mri"] == rows[1]["mri"] == "mri/black_96.png"  # one black MRI per size
+    assert read_image(tmp_path / rows[0]["mri"]).max() == 0
+    assert rows[2]["mri"] == "mri/ffpp/Deepfakes/634_660/f000007_t1.png"
+    np.testing.assert_array_equal(read_image(tmp_path / rows[2]["mri"]),
+                                  mri_to_uint8(mri_map_np(real, fake)))
+    np.testing.assert_array_equal(read_image(tmp_path / rows[2]["image"]), fake)
+    write_manifest(tmp_path, rows)
+    assert [r["video"] for r in read_manifest(tmp_path)] == [r["video"] for r in rows]
+    with pytest.raises(ManifestError, match="written twice"):  # two inputs mapped to one id
+        writer.write(face=fake, label="real", video="ffpp/original/634", frame=7, track=1)
+    with pytest.raises(ManifestError, match="needs its MRI"):
+        writer.write(face=fake, label="fake", video="x", frame=1)
+    with pytest.raises(ManifestError, match="black MRI"):
+        writer.write(face=real, label="real", video="y", mri=np.zeros((96, 96), np.float32))
+    with pytest.raises(ManifestError, match="NaN"):
+        writer.write(face=fake, label="fake", video="z", mri=np.full((96, 96), np.nan, np.float32))
+    with pytest.raises(ManifestError, match="relative path"):
+        writer.write(face=real, label="real", video="../escape")
+    assert not (tmp_path.parent / "faces").exists()
+
+
+def test_face_sets_are_read_without_mri(tmp_path, ff_examples):
+    from mrigan.mri_df_format import MriDfWriter
+
+    face = read_image(ff_examples / "ex_original.png")[100:196, 260:356]
+    writer = MriDfWriter(tmp_path, with_mri=False)
+    rows = [writer.write(face=face, label=label, video=f"dfdc/{label}", identity="p1", split="test",
+                         coverage=0.25, detection_pass=p) for label, p in (("real", 1), ("fake", 2))]
+    assert [r["mri"] for r in rows] == ["", ""] and not (tmp_path / "mri").exists()
+    write_manifest(tmp_path, rows)
+    with pytest.raises(ManifestError, match="mri"):
+        read_manifest(tmp_path)  # an MRI-DF reader needs MRIs
+    got = read_manifest(tmp_path, require_mri=False)
+    assert [(r["label"], r["detection_pass"], r["coverage"]) for r in got] == [
+        ("real", "1", "0.25"), ("fake", "2", "0.25")]
+    (tmp_path / "manifest.csv").write_text("image,label,video\nfaces/a.png,real,a\n")
+    with pytest.raises(ManifestError, match=r"missing column\(s\) \['identity', 'split'\]"):
+        read_manifest(tmp_path, require_mri=False)
+    (tmp_path / "manifest.csv").write_bytes("image,label,video,identity,split\né,real,a,b,test\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match="UTF-8"):
+        read_manifest(tmp_path, require_mri=False)

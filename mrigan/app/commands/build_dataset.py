@@ -9,19 +9,19 @@ Full run from a YAML config (``configs/build_*.yaml``), one shard of eight on a 
     mrigan build-dataset --config configs/build_mri_df.yaml --shard 3/8
     mrigan build-dataset --config configs/build_mri_df.yaml --merge    # after all shards
 
-Rerunning the same command resumes: finished videos are skipped.
+Rerunning the same command resumes: finished videos are skipped. A rerun with settings that
+change the output (``--size``, ``--every``, face thresholds, ...) is refused naming the keys;
+``--restart`` rebuilds the folder from scratch. Errors (bad config values, unreadable CSV, an
+output inside the inputs' folder, a second build writing the same folder) end in one line and
+exit code 2 (caught once by ``mrigan.app.cli``).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from datasets_builders.frames import VideoDecodeError
 from datasets_builders.mri_df import BuildConfig, BuildError, build_mri_df, merge_shards
-from datasets_builders.sources import SourceError
 from mrigan.config import (
-    ConfigError,
     add_config_arguments,
     deep_merge,
     load_config,
@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", help="build only part k of n (k/n), e.g. for a job array")
     parser.add_argument("--merge", action="store_true",
                         help="join the finished shards into manifest.csv and stop")
+    parser.add_argument("--restart", action="store_true",
+                        help="remove an earlier build in --out first (needed after changing settings)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -66,16 +68,10 @@ def config_from_namespace(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-
-    try:
-        cfg = config_from_namespace(args)
-        if not cfg.sources:
-            print("mrigan build-dataset: give --csv FILE or a --config with sources", file=sys.stderr)
-            return 2
-        summary = merge_shards(cfg) if args.merge else build_mri_df(cfg)
-    except (ConfigError, BuildError, SourceError, VideoDecodeError) as exc:
-        print(f"mrigan build-dataset: {exc}", file=sys.stderr)
-        return 2
+    cfg = config_from_namespace(args)
+    if not cfg.sources:
+        raise BuildError("give --csv FILE or a --config with sources")
+    summary = merge_shards(cfg) if args.merge else build_mri_df(cfg, restart=args.restart)
     if summary.units_pending:
         return 0  # this shard is done; the others are still to run
     return 0 if summary.pairs_written else 1

@@ -1,0 +1,115 @@
+"""The MRI-DF builder's settings (YAML ``configs/build_*.yaml``), validated when loaded.
+
+Every value is checked in ``__post_init__``, so a bad config stops before any work with a
+``ConfigError`` naming the key (``--size 3`` -> ``faces.size``, ``--max-frames -1`` ->
+``max_frames``, ``faces.margin=-1`` -> ``faces.margin``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from datasets_builders.faces import FaceDetectionConfig
+from mrigan.config import ConfigError
+from mrigan.errors import MriganError
+
+#: the builder's face settings are THE face-detection settings (one set of defaults)
+FaceConfig = FaceDetectionConfig
+
+
+class BuildError(MriganError, RuntimeError):
+    """A build that cannot start or finish (bad config, output inside an input, pending shards,
+    changed settings on resume, a second writer)."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ConfigError(f"shard must look like k/n (e.g. 2/8), got {text!r}") from None
+    if not 1 <= k <= n:
+        raise ConfigError(f"shard {text!r}: need 1 <= k <= n")
+    return k, n
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One dataset to read. ``options`` go to its reader (e.g. ``compression``, ``methods``
+    for ``ffpp``; ``metadata`` for ``dfdc``; ``identity_from`` for ``images``)."""
+
+    kind: str = "csv"  # ffpp | dfdc | celebdf | csv | images
+    root: str = ""  # dataset folder (or the CSV file)
+    name: str = ""  # the manifest's ``source`` value; default: kind
+    fraction: float = 1.0  # share of its units (original videos) used; paper: 0.5 of DFDC
+    detect_faces: bool = True  # False for folders of images that already are face crops
+    include_reals: bool = True  # write (real crop, black MRI) rows for the originals
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ConfigError(f"sources[{self.label}].fraction must be in [0, 1], got {self.fraction}")
+        if not self.root:
+            raise ConfigError(f"sources[{self.label}].root is empty: name the dataset folder or CSV")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    augment_fraction: float = 0.0  # share of units given one augmentation
+    distraction_fraction: float = 0.0  # share of units given a distraction
+    augmentations: tuple[str, ...] = ()  # restrict to these names (default: all)
+
+    def __post_init__(self) -> None:
+        for key in ("augment_fraction", "distraction_fraction"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"augment.{key} must be in [0, 1], got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    val: float = 0.1
+    test: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.val < 0 or self.test < 0 or self.val + self.test >= 1:
+            raise ConfigError(f"split.val={self.val} and split.test={self.test} must be >= 0 "
+                              "and sum to less than 1")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    out: str = "runs/mri_df"
+    sources: tuple[SourceConfig, ...] = ()
+    every: int = 10  # decode every Nth frame
+    max_frames: int | None = None  # per video, after ``every``
+    seed: int = 0
+    shard: str = "1/1"  # k/n: build the k-th of n deterministic parts
+    progress: bool = True
+    faces: FaceDetectionConfig = field(default_factory=FaceDetectionConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+    def __post_init__(self) -> None:
+        if not str(self.out):
+            raise ConfigError("out is empty: name the output folder")
+        if self.every < 1:
+            raise ConfigError(f"every must be >= 1, got {self.every}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"max_frames must be >= 1 (or null for all), got {self.max_frames}")
+        parse_shard(self.shard)
+
+    @property
+    def shard_tag(self) -> str:
+        return self.shard.replace("/", "-of-")
+
+
+#: settings that do not change what is written (where, which part, how it is shown, on what
+#: device): left out of the resume fingerprint
+NOT_SHAPING = ("out", "shard", "progress", "faces.device", "faces.batch_size")
+
+
+__all__ = ["AugmentConfig", "BuildConfig", "BuildError", "FaceConfig", "NOT_SHAPING", "SourceConfig",
+           "SplitConfig", "parse_shard"]
