@@ -46,14 +46,19 @@ def manifest_path(root: str | os.PathLike) -> Path:
     return Path(root) / MANIFEST_NAME
 
 
-def read_manifest(root: str | os.PathLike) -> list[dict]:
-    """Rows of ``<root>/manifest.csv`` as dicts of strings (``frame``/``track`` stay strings)."""
+def read_manifest(root: str | os.PathLike, require_mri: bool = True) -> list[dict]:
+    """Rows of ``<root>/manifest.csv`` as dicts of strings (``frame``/``track`` stay strings).
+
+    ``require_mri=False`` also accepts a *face set* (the same format without the ``mri``
+    column: labelled faces to score, with no ground-truth MRIs).
+    """
     path = manifest_path(root)
     if not path.is_file():
         raise ManifestError(f"{path}: no manifest (build one with `mrigan build-dataset`)")
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in ("image", "mri", "label") if c not in (reader.fieldnames or [])]
+        required = ("image", "mri", "label") if require_mri else ("image", "label")
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise ManifestError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
         rows = [dict(r) for r in reader]
