@@ -22,8 +22,8 @@ callers always pass ``[0, 1]`` images - faces and MRI maps alike - and a detecto
 temporal model cannot forget it. EfficientNet, torchvision and timm networks use ImageNet
 mean/std (timm: the model's own ``pretrained_cfg``), whether their weights come from a file or
 from scratch, so a from-scratch run and a fine-tune see the same inputs; ``tiny-cnn`` uses none.
-With ``in_channels`` other than 3 the per-channel values are replaced by their average (what
-timm does). The buffers are not saved in state dicts (weights files stay plain).
+With ``in_channels`` a multiple of 3 (a face and an MRI stacked) the RGB values repeat; with
+any other count they are replaced by their average (what timm does for one channel). The buffers are not saved in state dicts (weights files stay plain).
 
 EfficientNet from scratch (a departure from efficientnet-pytorch's defaults, which the paper used
 only with ImageNet weights): efficientnet-pytorch leaves PyTorch's default conv init (weight
@@ -75,8 +75,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _channel_stats(values: Sequence[float], in_channels: int) -> tuple[float, ...]:
     values = tuple(float(v) for v in values)
-    if len(values) == in_channels:
-        return values
+    if in_channels % len(values) == 0:  # 3 -> 3, or 6 (face + MRI stacked) -> RGB twice
+        return values * (in_channels // len(values))
     return (sum(values) / len(values),) * in_channels
 
 
