@@ -34,10 +34,12 @@ class SplitLeakError(ManifestError):
     """A video or identity that appears in two splits."""
 
 
-def load_rows(root: str | os.PathLike) -> list[dict]:
-    """Manifest rows with ``label`` as int (1 = fake) and ``frame`` as int."""
+def load_rows(root: str | os.PathLike, require_mri: bool = True) -> list[dict]:
+    """Manifest rows with ``label`` as int (1 = fake) and ``frame`` as int.
+
+    ``require_mri=False`` reads face sets too (manifests without the ``mri`` column)."""
     rows = []
-    for r in read_manifest(root):
+    for r in read_manifest(root, require_mri=require_mri):
         row = dict(r)
         row["label"] = LABELS[r["label"]]
         row["frame"] = int(r.get("frame") or 0)

@@ -1,11 +1,19 @@
 """Evaluate a trained detector at frame and video level, on one or several test sets.
 
-1. Score every face (or clip) of the validation set and of each test set.
-2. Choose the video rule's parameters on validation only (:func:`score_test_sets`).
-3. Apply that choice unchanged to every test set; compute the paper's table at video and
-   frame level with EER, AP and bootstrap 95% intervals (frames resampled by video).
+1. Score every face (or clip) of the validation set.
+2. Choose the video rule's parameters on validation only (:func:`choose_rule`).
+3. Only then read and score each test set and apply that choice unchanged to it; compute the
+   paper's table at video and frame level with EER, AP and bootstrap 95% intervals (frames
+   resampled by video).
 4. Write ``report.json``, ``report.md``, per-video and per-face prediction CSVs, ROC and
    confusion-matrix PNGs (see :mod:`detectors.report`).
+
+A face set is an MRI-DF root or a *face set* folder (the same ``manifest.csv`` without the
+``mri`` column: labelled faces of videos that have no originals, e.g. DFDC's test set). A set's
+``split`` picks rows of one split; an empty split takes every row (a folder that is a
+validation or test set as a whole). With ``mri`` input and a generator but no
+``input.mri_cache``, the MRIs are made once and kept in ``<out_dir>/mri_cache``, keyed by the
+content of each face and of the generator (:func:`detectors.inputs.hashed_mri_input`).
 """
 
 from __future__ import annotations
@@ -31,23 +39,18 @@ from detectors.aggregate import (
 from detectors.config import AggregationConfig, EvaluateConfig, FaceSetConfig
 from detectors.data import load_rows, select_rows
 from detectors.inference import load_detector
-from detectors.inputs import build_input
+from detectors.inputs import InputAdapter, build_input, hashed_mri_input
 from detectors.metrics import binary_report, bootstrap_ci
 from detectors.predict import predict_probs
 from detectors.train import make_dataset
 from mrigan.config import save_config, to_dict
 from mrigan.device import resolve_device
+from mrigan.outputs import check_output_dir
 
 
-def score_test_sets(rule: str, validation: Sequence[VideoScores],
-                    test_sets: Mapping[str, Sequence[VideoScores]], *,
-                    aggregation: AggregationConfig | None = None,
-                    ) -> tuple[GridSearchResult, dict[str, VideoResults]]:
-    """Choose the rule's parameters on ``validation`` and apply them to every test set.
-
-    The choice is made before any test set is touched, from a function that only receives
-    validation videos; the test sets then get exactly ``chosen.params``.
-    """
+def choose_rule(rule: str, validation: Sequence[VideoScores], *,
+                aggregation: AggregationConfig | None = None) -> GridSearchResult:
+    """The rule's parameters, from validation videos only (grid search or fixed values)."""
     agg = aggregation or AggregationConfig(rule=rule)
     if agg.search:
         chosen = grid_search(rule, validation, thresholds=agg.thresholds,
@@ -60,6 +63,19 @@ def score_test_sets(rule: str, validation: Sequence[VideoScores],
         value = (apply_rule(rule, validation, params).report()[agg.objective]
                  if validation else float("nan"))
         chosen = GridSearchResult(rule, agg.objective, params, float(value), [])
+    return chosen
+
+
+def score_test_sets(rule: str, validation: Sequence[VideoScores],
+                    test_sets: Mapping[str, Sequence[VideoScores]], *,
+                    aggregation: AggregationConfig | None = None,
+                    ) -> tuple[GridSearchResult, dict[str, VideoResults]]:
+    """Choose the rule's parameters on ``validation`` and apply them to every test set.
+
+    The choice is made before any test set is touched, from a function that only receives
+    validation videos; the test sets then get exactly ``chosen.params``.
+    """
+    chosen = choose_rule(rule, validation, aggregation=aggregation)
     frozen = dict(chosen.params)
     results = {name: apply_rule(rule, videos, frozen) for name, videos in test_sets.items()}
     return chosen, results
@@ -83,17 +99,34 @@ class _Scored:
         self.videos = group_by_video(units, probs)
 
 
-def _score_set(detector, face_set: FaceSetConfig, default_root: str, cfg: EvaluateConfig,
-               device, log) -> _Scored:
+def _set_root(face_set: FaceSetConfig, default_root: str) -> str:
     root = face_set.root or default_root
-    rows = select_rows(load_rows(root), split=face_set.split, methods=face_set.methods,
+    if not root:
+        raise ValueError(f"face set {face_set.name!r}: no root (set its root or data_root)")
+    return root
+
+
+def _adapter(input_cfg, root: str, rows: list[dict], out_dir: Path, device, log) -> InputAdapter:
+    """The input adapter of one face set; generated MRIs go to the content-hash cache."""
+    if (input_cfg.name == "mri" and input_cfg.generator and not input_cfg.mri_cache
+            and not input_cfg.manifest_mri):
+        return hashed_mri_input(input_cfg.generator, root, rows, out_dir / "mri_cache",
+                                device=device, batch_size=input_cfg.generator_batch, log=log)
+    return build_input(input_cfg, root, device=device, rows=rows, log=log)
+
+
+def _score_set(detector, face_set: FaceSetConfig, default_root: str, cfg: EvaluateConfig,
+               device, out_dir: Path, log) -> _Scored:
+    root = _set_root(face_set, default_root)
+    input_cfg = cfg.input or detector.config.input
+    rows = select_rows(load_rows(root, require_mri=bool(input_cfg.manifest_mri)),
+                       split=face_set.split or None, methods=face_set.methods,
                        sources=face_set.sources)
     if not rows:
         raise ValueError(f"{root}: face set {face_set.name!r} is empty (split "
                          f"{face_set.split!r}, methods {list(face_set.methods)}, sources "
                          f"{list(face_set.sources)})")
-    input_cfg = cfg.input or detector.config.input
-    adapter = build_input(input_cfg, root, device=device, rows=rows, log=log)
+    adapter = _adapter(input_cfg, root, rows, out_dir, device, log)
     dataset = make_dataset(rows, adapter, detector.config)
     t0 = time.perf_counter()
     probs = predict_probs(detector.model, adapter, dataset, batch_size=cfg.batch_size,
@@ -116,17 +149,23 @@ def evaluate_detector(cfg: EvaluateConfig, *, log=print) -> dict:
     default_root = cfg.data_root or detector.config.data.root
     out_dir = Path(cfg.out_dir) if cfg.out_dir else (
         Path(cfg.checkpoint).resolve().parent.parent / "reports" / cfg.name)
+    check_output_dir(out_dir, [_set_root(s, default_root)
+                               for s in (cfg.validation, *cfg.test_sets)])
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / "config.yaml")
 
-    validation = _score_set(detector, cfg.validation, default_root, cfg, device, log)
-    tests = {t.name: _score_set(detector, t, default_root, cfg, device, log)
-             for t in cfg.test_sets}
+    # validation first, the rule fixed from it alone; no test face is read before that
+    validation = _score_set(detector, cfg.validation, default_root, cfg, device, out_dir, log)
     agg = cfg.aggregation
-    chosen, per_set = score_test_sets(agg.rule, validation.videos,
-                                      {n: s.videos for n, s in tests.items()}, aggregation=agg)
+    chosen = choose_rule(agg.rule, validation.videos, aggregation=agg)
+    frozen = dict(chosen.params)
     log(f"video rule {agg.rule} chosen on validation ({agg.objective} "
         f"{chosen.value:.4f}): {chosen.params}")
+    tests: dict[str, _Scored] = {}
+    per_set: dict[str, VideoResults] = {}
+    for t in cfg.test_sets:
+        tests[t.name] = _score_set(detector, t, default_root, cfg, device, out_dir, log)
+        per_set[t.name] = apply_rule(agg.rule, tests[t.name].videos, frozen)
 
     results = {
         "detector": {"checkpoint": str(cfg.checkpoint), "backbone": detector.config.model.backbone,
@@ -138,15 +177,18 @@ def evaluate_detector(cfg: EvaluateConfig, *, log=print) -> dict:
                         "description": describe(agg.rule, **chosen.params),
                         "ties": sum(row[agg.objective] == chosen.value for row in chosen.table),
                         "grid": chosen.table},
-        "validation": {"videos": len(validation.videos), "units": len(validation.units)},
+        "validation": {"videos": len(validation.videos), "units": len(validation.units),
+                       "root": _set_root(cfg.validation, default_root),
+                       "split": cfg.validation.split or "(all rows)"},
         "frame_threshold": cfg.frame_threshold,
         "test_sets": {},
         "config": to_dict(cfg),
     }
-    for name, scored in tests.items():
-        video = per_set[name]
+    for t in cfg.test_sets:
+        name, scored, video = t.name, tests[t.name], per_set[t.name]
         groups = [u["video"] for u in scored.units]
         results["test_sets"][name] = {
+            "root": _set_root(t, default_root), "split": t.split or "(all rows)",
             "videos": len(video.videos), "units": len(scored.units),
             "video": _with_ci(video.labels, video.scores, y_pred=video.fake, n_boot=cfg.bootstrap),
             "frame": _with_ci(scored.labels, scored.probs, threshold=cfg.frame_threshold,

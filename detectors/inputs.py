@@ -12,10 +12,18 @@ Precomputed MRIs live in a cache folder that mirrors the manifest's image paths
 (``<cache>/face/x.png`` is the MRI of ``<root>/face/x.png``). The cache records the SHA-256 of
 the generator that filled it; a cache made by another generator is refused, because mixing
 MRIs of two generators silently would invalidate an experiment.
+
+Evaluation makes MRIs of faces it has never seen (face sets of labelled videos) with a
+content-addressed cache instead (:class:`HashedMriInput`): the MRI of a face is stored under
+``sha256(face PNG bytes + generator file sha256)``, so two faces with the same file name in
+different sets never collide, a changed face or generator is simply a new key, and one cache
+folder can serve any number of face sets. The cache is an output folder: it may never lie in
+an input (face set) folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -28,6 +36,7 @@ from detectors.config import InputConfig
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_save_image, atomic_write_json, read_image, sha256_file
 from mrigan.inference import MRIGenerator
+from mrigan.outputs import check_output_dir
 from mrigan.registry import Registry
 
 CACHE_INFO = "mri_cache.json"
@@ -107,6 +116,69 @@ class GeneratorMriInput(InputAdapter):
 
     def describe(self) -> dict:
         return {"name": self.name, "source": "generator (on the fly)", "generator": self.source}
+
+
+class HashedMriInput(InputAdapter):
+    """MRIs read from a content-addressed cache (see the module docstring)."""
+
+    name = "mri"
+
+    def __init__(self, root: str | os.PathLike, cache: str | os.PathLike, keys: dict[str, str],
+                 generator: str | None = None, generator_sha256: str | None = None) -> None:
+        super().__init__(root)
+        self.cache = Path(cache)
+        self.keys = keys  # manifest image path -> content key
+        self.generator = generator
+        self.generator_sha256 = generator_sha256
+
+    def path_of(self, row: dict) -> Path:
+        return hashed_path(self.cache, self.keys[row["image"]])
+
+    def describe(self) -> dict:
+        return {"name": self.name, "source": "content-hash cache", "cache": str(self.cache),
+                "generator": self.generator, "generator_sha256": self.generator_sha256}
+
+
+def content_key(face: str | os.PathLike, generator_sha256: str) -> str:
+    """``sha256(face file bytes + generator sha256)``: the cache key of one face's MRI."""
+    path = Path(face)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read face ({exc.strerror or exc})") from exc
+    return hashlib.sha256(data + generator_sha256.encode("ascii")).hexdigest()
+
+
+def hashed_path(cache: Path, key: str) -> Path:
+    return cache / key[:2] / f"{key}.png"
+
+
+def hashed_mri_input(generator_file: str | os.PathLike, root: str | os.PathLike,
+                     rows: Sequence[dict], cache: str | os.PathLike, *,
+                     device: str | torch.device = "cpu", batch_size: int = 32,
+                     log=print) -> HashedMriInput:
+    """The MRIs of ``rows`` made by ``generator_file``, from (and into) the content-hash
+    ``cache``; the generator is loaded only when some MRI is missing. Refuses a cache inside
+    ``root``."""
+    root, cache = Path(root), Path(cache)
+    check_output_dir(cache, [root])
+    if not Path(generator_file).is_file():
+        raise InputError(f"{generator_file}: generator weights not found")
+    gen_sha = sha256_file(generator_file)
+    keys = {r["image"]: content_key(root / r["image"], gen_sha) for r in rows}
+    missing = {k: img for img, k in keys.items() if not hashed_path(cache, k).is_file()}
+    if missing:
+        gen = load_generator(generator_file, device, batch_size)
+        todo = list(missing.items())
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            mris = gen.predict([read_image(root / img) for _, img in chunk])
+            for (key, _), mri in zip(chunk, mris, strict=True):
+                arr = np.clip(np.rint(np.asarray(mri, dtype=np.float32) * 255.0), 0, 255)
+                atomic_save_image(hashed_path(cache, key), arr.astype(np.uint8))
+    log(f"MRI cache {cache}: {len(missing)} made, {len(keys) - len(missing)} reused "
+        f"(generator {generator_file}, sha256 {gen_sha[:12]}...)")
+    return HashedMriInput(root, cache, keys, str(generator_file), gen_sha)
 
 
 def cache_path(cache: Path, row: dict) -> Path:

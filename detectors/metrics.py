@@ -13,6 +13,7 @@ except precision and F1, which follow scikit-learn's ``zero_division=0``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -200,3 +201,26 @@ def bootstrap_ci(y_true, y_score, threshold: float = 0.5, *, n_boot: int = 1000,
         out[m] = ((float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha)))
                   if v.size else (math.nan, math.nan))
     return out
+
+
+class ScoreTieWarning(UserWarning):
+    """Every score of a set is the same: the model gives one constant output."""
+
+
+def all_scores_tie(scores: Sequence[float] | np.ndarray) -> bool:
+    """True when there are at least two scores and all of them are equal (a collapsed model:
+    its AUC is exactly 0.5 and says nothing)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    return s.size > 1 and bool(np.all(s == s[0]))
+
+
+def warn_if_scores_tie(scores: Sequence[float] | np.ndarray, what: str = "validation") -> bool:
+    """Warn (:class:`ScoreTieWarning`) when :func:`all_scores_tie`; returns whether it did."""
+    if not all_scores_tie(scores):
+        return False
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    warnings.warn(
+        f"all {s.size} {what} scores are identical ({s[0]:.6g}): the detector gives one constant "
+        f"output (AUC 0.5 means nothing); check BatchNorm running statistics, the learning rate "
+        f"and the input normalisation", ScoreTieWarning, stacklevel=2)
+    return True

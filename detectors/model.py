@@ -3,6 +3,9 @@
 Both return logits (positive = fake). The image they see is whatever the input adapter
 (:mod:`detectors.inputs`) gives them - a face crop or its MRI - so the same classes serve the
 paper's two methods.
+
+The head always runs in fp32, also under bf16/fp16 autocast: bf16 keeps ~3 significant digits,
+so bf16 logits of similar faces tie, and tied validation scores make AUC meaningless.
 """
 
 from __future__ import annotations
@@ -13,6 +16,12 @@ from torch import nn
 from detectors.backbones import Backbone, build_backbone
 from detectors.config import ModelConfig
 from detectors.heads import HEADS, TemporalHead
+
+
+def fp32_head(head: nn.Module, features: torch.Tensor, *args) -> torch.Tensor:
+    """``head(features.float(), *args)`` with autocast off: fp32 logits whatever the precision."""
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return head(features.float(), *args)
 
 
 class FrameDetector(nn.Module):
@@ -26,7 +35,7 @@ class FrameDetector(nn.Module):
         self.head = head
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.backbone.features(images))
+        return fp32_head(self.head, self.backbone.features(images))
 
 
 class TemporalDetector(nn.Module):
@@ -50,7 +59,7 @@ class TemporalDetector(nn.Module):
         vectors = self.backbone(flat)
         features = vectors.new_zeros(b, t, vectors.shape[-1])
         features[mask] = vectors
-        return self.head(features, mask)
+        return fp32_head(self.head, features, mask)
 
 
 def build_detector(cfg: ModelConfig, in_channels: int = 3) -> FrameDetector | TemporalDetector:

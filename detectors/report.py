@@ -95,6 +95,10 @@ def markdown_table(results: dict, level: str) -> str:
     return "\n".join(lines)
 
 
+def _where(face_set: dict) -> str:
+    return f" of `{face_set['root']}`, {face_set['split']}" if face_set.get("root") else ""
+
+
 def write_reports(out_dir: Path, results: dict) -> None:
     atomic_write_json(out_dir / "report.json", results)
     det, agg = results["detector"], results["aggregation"]
@@ -107,7 +111,8 @@ def write_reports(out_dir: Path, results: dict) -> None:
         "",
         f"Checkpoint: `{det['checkpoint']}`  ",
         f"Video rule: **{agg['rule']}** {agg['params']} - {agg['description']}.  ",
-        (f"Chosen on the validation set only ({results['validation']['videos']} videos) by "
+        (f"Chosen on the validation set only ({results['validation']['videos']} videos"
+         f"{_where(results['validation'])}) by "
          f"maximising {agg['objective']} ({agg['validation_value']:.3f}; {agg['ties']} of "
          f"{len(agg['grid'])} candidates reach it, the first in grid order is kept); applied "
          f"unchanged to every test set." if agg["searched"] else "Fixed parameters (no search)."),

@@ -37,7 +37,7 @@ from detectors.data import (
 )
 from detectors.inputs import build_input
 from detectors.losses import LOSSES, class_weights
-from detectors.metrics import binary_report
+from detectors.metrics import binary_report, warn_if_scores_tie
 from detectors.model import build_detector
 from detectors.predict import forward_batch, predict_probs
 from detectors.samplers import epoch_batches
@@ -108,6 +108,7 @@ class DetectorTrainer:
 def _validate(model, adapter, dataset, cfg: DetectorConfig, device) -> dict:
     probs = predict_probs(model, adapter, dataset, batch_size=cfg.train.batch_size, device=device,
                           precision=cfg.train.precision, workers=cfg.data.workers)
+    warn_if_scores_tie(probs, "validation")  # a collapsed (constant) model: say so
     labels = np.asarray(dataset.labels)
     report = binary_report(labels, probs, 0.5)
     out = {k: report[k] for k in ("auc", "eer", "ap", "accuracy", "balanced_accuracy", "f1")}

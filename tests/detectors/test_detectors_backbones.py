@@ -36,6 +36,12 @@ def test_one_channel_inputs():
             assert module(torch.rand(1, 1, 64, 64)).shape == (1, dim)
 
 
+def _imagenet(x):
+    mean = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_resnet_imagenet_style_checkpoint_loads_and_matches_torchvision(tmp_path, suffix):
     reference = torchvision.models.resnet18(weights=None).eval()  # random "ImageNet" weights
@@ -49,8 +55,8 @@ def test_resnet_imagenet_style_checkpoint_loads_and_matches_torchvision(tmp_path
     module.eval()
     reference.fc = torch.nn.Identity()
     x = torch.rand(2, 3, 64, 64)
-    with torch.no_grad():
-        torch.testing.assert_close(module(x), reference(x))
+    with torch.no_grad():  # the backbone applies ImageNet normalisation to its [0, 1] input
+        torch.testing.assert_close(module(x), reference(_imagenet(x)))
 
 
 def test_efficientnet_checkpoint_loads(tmp_path):
@@ -63,7 +69,8 @@ def test_efficientnet_checkpoint_loads(tmp_path):
     module.eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(module(x), reference.extract_features(x).mean(dim=(2, 3)))
+        torch.testing.assert_close(module(x),
+                                   reference.extract_features(_imagenet(x)).mean(dim=(2, 3)))
 
 
 def test_weight_errors_are_clear(tmp_path):

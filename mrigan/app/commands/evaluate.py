@@ -1,6 +1,13 @@
 """``mrigan evaluate --checkpoint runs/x/checkpoints/best.pt``: the paper's table at video and
 frame level (EER, AP, bootstrap 95% CIs), ROC and confusion PNGs, JSON/Markdown reports and
-per-video predictions, for one or several test sets side by side."""
+per-video predictions, for one or several test sets side by side.
+
+Face sets (labelled faces without MRIs, e.g. from videos that have no originals)::
+
+    mrigan evaluate --checkpoint best.pt --validation-set faces_val --test-set dfdc=faces_test
+    mrigan evaluate --checkpoint best.pt --validation-set faces@val --test-set test=faces@test \
+        --generator mri_generator.safetensors     # MRI detector: MRIs cached in <out>/mri_cache
+"""
 
 from __future__ import annotations
 
@@ -29,6 +36,19 @@ def _test_set(text: str) -> dict:
     return {"name": name, "split": split, "methods": [m for m in methods.split(",") if m]}
 
 
+def _folder_set(text: str, name: str | None = None) -> dict:
+    """``DIR`` (every row) or ``DIR@SPLIT`` (rows of that split)."""
+    root, _, split = text.partition("@")
+    return {"name": name or "validation", "root": root, "split": split}
+
+
+def _named_folder_set(text: str) -> dict:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--test-set {text!r}: use NAME=DIR[@SPLIT]")
+    name, rest = text.split("=", 1)
+    return _folder_set(rest, name)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
     parser.add_argument("--checkpoint", help="train-detector checkpoint (best.pt)")
@@ -40,6 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="NAME=SPLIT[:METHODS]",
                         help="a test set; repeat for several side by side, e.g. "
                              "--test test=test --test nt_only=test:NeuralTextures")
+    parser.add_argument("--validation-set", type=_folder_set, metavar="DIR[@SPLIT]",
+                        help="validation faces (the video rule is chosen on these only): an "
+                             "MRI-DF or face-set folder, all rows or those of SPLIT")
+    parser.add_argument("--test-set", action="append", type=_named_folder_set, default=[],
+                        metavar="NAME=DIR[@SPLIT]",
+                        help="a test face set from a folder; repeatable, combines with --test")
+    parser.add_argument("--generator",
+                        help="MRI-GAN generator (.safetensors): score MRIs of the faces made by "
+                             "it (cached in <out>/mri_cache by content hash)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,8 +80,12 @@ def run(args: argparse.Namespace) -> int:
             data[key] = value
     if args.rule:
         data.setdefault("aggregation", {})["rule"] = args.rule
-    if args.test:
-        data["test_sets"] = args.test
+    if args.test or args.test_set:
+        data["test_sets"] = args.test + args.test_set
+    if args.validation_set:
+        data["validation"] = args.validation_set
+    if args.generator:
+        data.setdefault("input", {}).update(name="mri", generator=args.generator)
     where = args.config or "command line"
     cfg = from_dict(EvaluateConfig, deep_merge(data, parse_overrides(args.overrides)), where=where)
     require_path(cfg.checkpoint, "checkpoint", where=where,
