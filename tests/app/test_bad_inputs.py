@@ -40,6 +40,7 @@ from mrigan.config import PROJECT_ROOT, load_config
 from mrigan.errors import MriganError
 from mrigan.fileio import read_image
 from mrigan.inference import MRIGenerator, export_generator
+from mrigan.mri_df_format import read_manifest
 from mrigan.train import GanConfig, train_gan
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -73,7 +74,8 @@ def world(tmp_path_factory) -> World:
     labels = root / "labels.csv"
     labels.write_text("file,mos\na.mp4,3.0\nb.mp4,4.0\n", encoding="utf-8")
     face = root / "face.png"
-    shutil.copy(data / "face" / "face000_real.png", face)
+    real_row = next(r for r in read_manifest(data) if r["label"] == "real")
+    shutil.copy(data / real_row["image"], face)
     config = root / "tiny_gan.yaml"
     config.write_text(f"base: {PROJECT_ROOT / 'configs' / 'mri_gan_cpu.yaml'}\n"
                       f"data: {{root: {data}, eval_samples: 4}}\n"

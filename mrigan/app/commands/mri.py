@@ -13,7 +13,7 @@ import numpy as np
 
 from mrigan import perceptual
 from mrigan.errors import MriganError
-from mrigan.fileio import atomic_save_image, atomic_write_json, read_image
+from mrigan.fileio import ImageNotFoundError, atomic_save_image, atomic_write_json, read_image
 from mrigan.outputs import check_output_dir
 
 
@@ -58,6 +58,9 @@ def _refuse_colliding_names(fakes: list[Path], metric: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for path in (args.real, *args.fakes):  # every input before anything else
+        if not path.is_file():
+            raise ImageNotFoundError("no such image file", path)
     check_output_dir(args.out, [args.real, *args.fakes])
     _refuse_colliding_names(args.fakes, args.metric)
     results = [mri_pair_to_files(args.real, f, args.out, args.metric) for f in args.fakes]
