@@ -135,7 +135,8 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
         adapter = build_input(cfg.input, cfg.data.root, device=device,
                               rows=train_rows + val_rows, log=say)
     augment = build_augmenter(tc.augment, cfg.data.image_size,
-                              max_frames=cfg.model.clip_length if cfg.model.temporal else 1)
+                              max_frames=cfg.model.clip_length if cfg.model.temporal else 1,
+                              params=tc.augment_params)
     train_ds = make_dataset(train_rows, adapter, cfg, augment)
     val_ds = make_dataset(val_rows, adapter, cfg) if val_rows else None
     say(f"train: {len(train_ds)} {'clips' if cfg.model.temporal else 'faces'} "
