@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from detectors.config import DetectorConfig
+from detectors.repeats import add_repeat_arguments, repeat_detector
 from detectors.train import train_detector
 from mrigan import distributed
 from mrigan.config import add_config_arguments, config_from_args
@@ -17,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", choices=["plain", "mri"], help="same as --set input.name=...")
     parser.add_argument("--name", help="run name: outputs go to <out_dir>/<name>/")
     parser.add_argument("--out-dir", help="parent folder of runs (default: runs)")
+    add_repeat_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
                                                  ("out_dir", args.out_dir)) if value]
     args.overrides = list(args.overrides) + extra
     cfg = config_from_args(DetectorConfig, args)
+    if args.repeats:  # <out_dir>/<name>/run<k>/ + repeats.md (the Xception/LSTM study's protocol)
+        repeat_detector(cfg, args.repeats)
+        return 0
     with distributed.session() as dist_info:  # torchrun: one process per device
         result = train_detector(cfg)
     if dist_info.is_main:

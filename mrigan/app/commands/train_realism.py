@@ -16,8 +16,10 @@ from detectors.realism.data import RealismDataError, prepare_data
 from detectors.realism.dataset import check_inputs, needs_mri
 from detectors.realism.evaluate import evaluate_run
 from detectors.realism.labels import LabelError
+from detectors.realism.repeats import repeat_realism
 from detectors.realism.splits import SplitError
 from detectors.realism.train import load_regressor, train_regressor
+from detectors.repeats import add_repeat_arguments
 from mrigan.checkpoint import CheckpointError
 from mrigan.config import ConfigError, add_config_arguments, config_from_args, save_config
 from mrigan.device import resolve_device
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: <out_dir>/<name> from the config)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the frozen-feature baseline")
+    add_repeat_arguments(parser, protocols=("splits", "seeds"), default="splits")
 
 
 def load_members(paths, device) -> list:
@@ -66,6 +69,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{len(data.clips)} rated videos ({len(data.missing)} without frames skipped); "
           f"train {len(s.train)}, val {len(s.val)}, "
           + ", ".join(f"test {k} {len(v)}" for k, v in s.tests.items()))
+    if args.repeats:  # <out>/run<k>/ + repeats.md (DREAM: a new split per run; or seeds only)
+        repeat_realism(cfg, data, out, device, args.repeats, protocol=args.repeat_protocol,
+                       baseline=not args.no_baseline, members=members)
+        return 0
     result = train_regressor(cfg, data.train, data.val, out)
     print(f"best epoch {result.best_epoch}: {result.best_path}")
     evaluate_run(cfg, result.model, data, out / "reports", device, baseline=not args.no_baseline,
