@@ -162,6 +162,8 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     trainer = DetectorTrainer(model, optimizer, Freezer(model, tc.freeze))
+    if tc.freeze.enabled and not cfg.model.weights:
+        say("warning: train.freeze without model.weights: frozen groups keep random weights")
     start_epoch, batches_done, step = 0, 0, 0
     best, history = BestTracker("auc", higher_is_better=True, value=-math.inf), []
     found = run.resume(tc.resume, map_location=device, required=False)

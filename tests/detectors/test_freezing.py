@@ -20,7 +20,7 @@ from detectors.freezing import (
 from detectors.model import build_detector
 from detectors.train import train_detector
 from mrigan.checkpoint import load_checkpoint, seed_everything
-from mrigan.config import ConfigError, from_dict
+from mrigan.config import ConfigError, from_dict, load_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -38,6 +38,9 @@ def test_schedule_per_epoch(cfg, expected):
 
 
 def test_config_from_yaml_dict_and_bad_values():
+    preset = load_config(DetectorConfig, "configs/detector_gradual_unfreeze.yaml")
+    assert preset.train.freeze == FreezeConfig(1, "gradual", 4, 0)
+    assert [trainable_groups(preset.train.freeze, 4, e) for e in range(6)] == [0, 1, 2, 3, 4, 4]
     cfg = from_dict(TrainConfig, {"freeze": {"backbone_until_epoch": 2, "unfreeze": "gradual",
                                              "groups": 3}})
     assert cfg.freeze == FreezeConfig(2, "gradual", 3, 0)
