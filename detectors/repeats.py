@@ -154,7 +154,8 @@ def _fmt(v: Any) -> str:
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
                    columns: Sequence[str] | None = None) -> str:
-    """One table: a row per run, then mean, std and best (value and run)."""
+    """One table: a row per run, then mean, std and best (value and run); ``columns`` picks
+    the metrics shown (default: all; ``repeats.json`` always holds all)."""
     cols = [c for c in (columns or summary["metrics"]) if c in summary["metrics"]]
     lines = ["| run | seed | split seed | " + " | ".join(cols) + " |",
              "|---|---|---|" + "---|" * len(cols)]
@@ -305,6 +306,8 @@ def repeat_detector(cfg: DetectorConfig, n: int, *, evaluate: EvaluateConfig | N
         info["report"] = report["out_dir"]
         return metrics, info
 
+    columns = ["val_auc"] + [f"{t.name}.{m}" for t in ev.test_sets for m in (
+        "video.auc", "video.accuracy", "video.f1", "video.eer", "frame.auc", "frame.eer")]
     return run_series(series, settings, run_one, protocol="seeds",
                       seeds=[c.train.seed for c in configs], split_seeds=[None] * n,
-                      title=cfg.name, log=log)
+                      columns=columns, title=cfg.name, log=log)
