@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from detectors.freezing import FreezeConfig
 from mrigan.config import ConfigError
 
 #: The augmentations the paper-style training uses, by name (see detectors.augment).
@@ -104,6 +105,8 @@ class TrainConfig:
     val_every: int = 1  # validate every N epochs (and always when the run stops)
     resume: bool = True  # continue from checkpoints/last.pt when it exists
     max_minutes: float = 0.0  # wall-time budget (0: none); stops with last.pt, resume continues
+    # backbone freezing / gradual unfreezing by epoch (detectors.freezing; default: none)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
 
 
 @dataclass(frozen=True)
