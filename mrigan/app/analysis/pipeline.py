@@ -4,6 +4,11 @@ model output) is a reported skip and never loses the batch.
 
 ``face_crops`` is the face loop (decode -> MTCNN in batches -> the builder's square crop), kept
 apart from the rest so it can be swapped for the shared face-track iterator.
+
+Speed (issue 14 goal 4, ``bench/analyze.py``): on a CPU the time is the generator and MTCNN;
+the rest is kept small - the generator gets one stacked uint8 batch per call, and without
+``out_dir`` the report-only pictures (frame thumbnails, worst-k frames) are not made. Neither
+changes a figure (``tests/app/test_analyze_levers.py``).
 """
 
 from __future__ import annotations
