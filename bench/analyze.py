@@ -15,7 +15,8 @@ module-level functions; the rest is "other").
 
 The generator is the paper's U-Net (``define_generator("mrigan")``) at ``--size`` px with
 random weights (speed does not depend on them); ``--detector`` adds an EfficientNet-B0 + paper
-head MRI detector, also random. The machine may be shared: each path is measured
+head MRI detector, also random (with ``--out`` the pipeline also draws the detector's Grad-CAM
+per face, ``report.gradcam``, which model-only does not: compare detector runs without ``--out``). The machine may be shared: each path is measured
 ``--repeats`` times and the best is kept (say so when quoting figures).
 
     .venv/bin/python bench/analyze.py [--every 10] [--max-frames 12] [--repeats 3] [--out]
@@ -220,9 +221,9 @@ def main() -> None:
           f"batch {args.batch}; outputs {'written' if args.out else 'not written'}; best of "
           f"{args.repeats} (shared machine)")
     pipe, model = faces / pipe_best, len(crops) / model_best
-    print(f"{'':<32} {'faces/s (wall)':>15} {'faces per CPU-s':>16}")
-    print(f"{'pipeline (Analyzer.run)':<32} {pipe:15.2f} {faces / pipe_cpu:16.2f}")
-    print(f"{models + '-only on its crops':<32} {model:15.2f} {len(crops) / model_cpu:16.2f}")
+    print(f"{'':<38} {'faces/s (wall)':>15} {'faces per CPU-s':>16}")
+    print(f"{'pipeline (Analyzer.run)':<38} {pipe:15.2f} {faces / pipe_cpu:16.2f}")
+    print(f"{models + '-only on its crops':<38} {model:15.2f} {len(crops) / model_cpu:16.2f}")
     print(f"ratio pipeline / {models}-only: {pipe / model:.0%} by wall time, "
           f"{model_cpu / pipe_cpu * faces / len(crops):.0%} by process CPU time (less sensitive "
           f"to other processes on a shared machine)")
