@@ -186,9 +186,11 @@ class BuildSummary:
     second_pass_videos: int = 0  # videos whose low coverage ran the permissive second pass
     faces_second_pass: int = 0  # rows whose face only the second pass found
     manifest: str | None = None
+    unit_word: str = "original videos/images"  # what a unit is, in the printed lines
+    row_word: str = "pairs"  # what a manifest row is ("faces" for a face set)
 
     def lines(self) -> list[str]:
-        out = [f"units (original videos/images): {self.units_total} total, {self.units_in_shard} in "
+        out = [f"units ({self.unit_word}): {self.units_total} total, {self.units_in_shard} in "
                f"this shard, {self.units_built} built now, {self.units_resumed} already done"]
         if self.units_pending:
             out.append(f"waiting for other shards: {self.units_pending} units not built yet")
@@ -205,7 +207,8 @@ class BuildSummary:
                        f"found {self.faces_second_pass} faces"
                        + (f"; under 0.5: {', '.join(low[:5])}" + (" ..." if len(low) > 5 else "")
                           if low else ""))
-        out.append(f"pairs written: {self.pairs_written} ({self.fake_rows} fake, {self.real_rows} real)")
+        out.append(f"{self.row_word} written: {self.pairs_written} ({self.fake_rows} fake, "
+                   f"{self.real_rows} real)")
         if self.manifest:
             out.append(f"manifest: {self.manifest}")
         return out

@@ -25,7 +25,7 @@ import numpy as np
 from datasets_builders.augment import PlanRunner, make_plan, plan_label, save_plan
 from datasets_builders.build_config import BuildConfig
 from datasets_builders.build_plan import Unit
-from datasets_builders.faces import BoxCache, Detectors, crop_face, iter_face_tracks
+from datasets_builders.faces import BoxCache, Detectors, MultiFaceError, crop_face, iter_face_tracks
 from datasets_builders.frames import VideoDecodeError, iter_frames
 from datasets_builders.sources import VideoItem
 from mrigan import perceptual
@@ -201,6 +201,8 @@ def process_unit(unit: Unit, ctx: Context) -> dict:
             _write_fake_pairs(batch, unit, ctx, base_row)
     except VideoDecodeError as exc:
         return skip_unit("original unreadable", exc.reason)
+    except MultiFaceError as exc:  # the unit's fakes go with their original
+        return skip_unit(exc.reason, exc.problem)
     if not n_frames:
         return skip_unit("no frame decoded", "")
     record["coverage"] = {video: round(n_with_face / n_frames, 4)}
