@@ -136,9 +136,11 @@ def _lockstep(unit: Unit, ctx: Context, runner: PlanRunner, fakes: list[_Fake]):
 def process_unit(unit: Unit, ctx: Context) -> dict:
     """Decode, augment, detect, crop, MRI, write one unit; return its record (not yet saved)."""
     cfg, timer = ctx.cfg, ctx.timer
-    plan = make_plan(cfg.seed, unit.key, augment_fraction=cfg.augment.augment_fraction,
-                     distraction_fraction=cfg.augment.distraction_fraction,
-                     augmentations=cfg.augment.augmentations or None)
+    aug = cfg.augment
+    on = unit.source.augment  # the per-source switch (the paper left real-face sets alone)
+    plan = make_plan(cfg.seed, unit.key, augment_fraction=aug.augment_fraction if on else 0.0,
+                     distraction_fraction=aug.distraction_fraction if on else 0.0,
+                     augmentations=aug.augmentations or None, distraction_style=aug.distraction)
     runner = PlanRunner(plan)
     if not runner.is_identity:
         save_plan(ctx.out / "plans" / f"{unit.file_key}.json", plan)
