@@ -200,14 +200,16 @@ def test_non_utf8_yaml_names_the_file(tmp_path):
 
 
 def _config_classes():
+    from datasets_builders.build_faces import FaceSetConfig
     from datasets_builders.mri_df import BuildConfig
     from detectors.config import DetectorConfig, EvaluateConfig
     from detectors.realism.config import RealismConfig
-    from mrigan.app.commands.demo import DemoConfig
+    from mrigan.app.demo.config import DemoConfig
     from mrigan.train import GanConfig
 
     return {"mri_gan": GanConfig, "detector_evaluate": EvaluateConfig, "detector": DetectorConfig,
-            "realism": RealismConfig, "build": BuildConfig, "demo": DemoConfig}
+            "realism": RealismConfig, "build": BuildConfig, "demo": DemoConfig,
+            "face_set": FaceSetConfig}
 
 
 def test_every_project_config_loads_and_cpu_presets_inherit_their_base():

@@ -5,10 +5,10 @@ Quick run on a CSV listing (``path,label[,identity,split,...]``, paths relative 
     mrigan build-faces --csv labels.csv --out runs/faces --every 10 --size 256
 
 Dataset layouts (DFDC ``metadata.json`` folders, FF++ with its split lists, Celeb-DF-v2, image
-folders) from a YAML config (``configs/build_faces.yaml``), in shards if need be::
+folders) from a YAML config (``configs/face_set.yaml``), in shards if need be::
 
-    mrigan build-faces --config configs/build_faces.yaml --shard 2/4
-    mrigan build-faces --config configs/build_faces.yaml --merge    # after all shards
+    mrigan build-faces --config configs/face_set.yaml --shard 2/4
+    mrigan build-faces --config configs/face_set.yaml --merge    # after all shards
 
 Rerunning the same command resumes; other settings are refused naming the keys (``--restart``
 rebuilds). Errors end in one line and exit code 2 (caught once by ``mrigan.app.cli``).
