@@ -30,9 +30,24 @@ from mrigan.mri_df_format import write_manifest
 
 FINGERPRINT_NAME = "fingerprint.json"
 
+#: settings added after builds were already being made, with the value that reproduces the
+#: older builds: left out of the fingerprint while they hold it, so a folder built before they
+#: existed still resumes (any other value changes the output and is refused as usual)
+ADDED_LATER = {
+    "faces.drop_multi_face": False,
+    "faces.multi_face_fraction": 0.1,
+    "augment.distraction.colors": [],
+    "augment.distraction.text_scale": [0.6, 2.5],
+    "augment.distraction.whole_units": False,
+    "augment.distraction.text_thickness": [1, 5],
+    "augment.distraction.count": [1, 1],
+}
+ADDED_LATER_SOURCE = {"augment": True}
+
 
 def fingerprint(cfg: BuildConfig) -> dict:
-    """The settings that shape the output, as a flat ``{"faces.size": 64, ...}`` dict."""
+    """The settings that shape the output, as a flat ``{"faces.size": 64, ...}`` dict
+    (without the ``ADDED_LATER`` settings while they hold their old behaviour's value)."""
     flat: dict = {}
 
     def walk(prefix: str, value) -> None:
@@ -42,7 +57,13 @@ def fingerprint(cfg: BuildConfig) -> dict:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else k, v)
         elif prefix not in NOT_SHAPING:
-            flat[prefix] = json.loads(json.dumps(value, default=str))
+            plain = json.loads(json.dumps(value, default=str))
+            if prefix == "sources":
+                plain = [{k: v for k, v in src.items()
+                          if k not in ADDED_LATER_SOURCE or v != ADDED_LATER_SOURCE[k]}
+                         for src in plain]
+            if prefix not in ADDED_LATER or plain != ADDED_LATER[prefix]:
+                flat[prefix] = plain
 
     walk("", cfg)
     return dict(sorted(flat.items()))
