@@ -18,7 +18,7 @@ _LAZY = {
     "write_synthetic_mri_df": "datasets_builders.synthetic",
     "build_face_set": "datasets_builders.build_faces",
     "merge_face_shards": "datasets_builders.build_faces",
-    "FaceSetConfig": "datasets_builders.build_faces",
+    "FaceSetBuildConfig": "datasets_builders.build_faces",
 }
 
 

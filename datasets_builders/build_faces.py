@@ -63,7 +63,7 @@ def _recall_faces() -> FaceDetectionConfig:
 
 
 @dataclass(frozen=True)
-class FaceSetConfig:
+class FaceSetBuildConfig:
     """A face set's settings (YAML, or ``mrigan build-faces`` flags); checked when loaded."""
 
     out: str = "runs/faces"
@@ -103,7 +103,7 @@ def _dataset_split(value: str | None, where) -> str | None:
     return split
 
 
-def plan_face_units(cfg: FaceSetConfig) -> Plan:
+def plan_face_units(cfg: FaceSetBuildConfig) -> Plan:
     """One unit per listed video or image (fakes need no original); ids unique, splits set."""
     if not cfg.sources:
         raise BuildError("no sources configured (add `sources:` to the config or use --csv)")
@@ -145,7 +145,7 @@ def select_faces(faces_per_frame: list[tuple[int, int]], k: int) -> set[tuple[in
 class FaceUnitBuilder:
     """One video of a face set -> face PNGs and manifest rows (a done record, not yet saved)."""
 
-    def __init__(self, cfg: FaceSetConfig, out: Path, detectors: Detectors) -> None:
+    def __init__(self, cfg: FaceSetBuildConfig, out: Path, detectors: Detectors) -> None:
         self.cfg, self.out, self.detectors = cfg, out, detectors
         self.cache = BoxCache(out / "boxes")
         self.writer = MriDfWriter(out, with_mri=False)
@@ -206,7 +206,7 @@ class FaceUnitBuilder:
         return record
 
 
-def build_face_set(cfg: FaceSetConfig, *, log=print, detector: FaceDetector | None = None,
+def build_face_set(cfg: FaceSetBuildConfig, *, log=print, detector: FaceDetector | None = None,
                    restart: bool = False) -> BuildSummary:
     """Build (or resume, or build one shard of) a face set under ``cfg.out``; see the module doc.
 
@@ -223,7 +223,7 @@ def build_face_set(cfg: FaceSetConfig, *, log=print, detector: FaceDetector | No
                      log=log)
 
 
-def merge_face_shards(cfg: FaceSetConfig, *, log=print) -> BuildSummary:
+def merge_face_shards(cfg: FaceSetBuildConfig, *, log=print) -> BuildSummary:
     """Join the shards' records into ``manifest.csv`` (fails listing what is still missing)."""
     return merge_records(cfg, plan_face_units(cfg), _summary(), log=log)
 
@@ -232,5 +232,5 @@ def _summary() -> BuildSummary:
     return BuildSummary(unit_word="videos/images", row_word="faces")
 
 
-__all__ = ["FaceSetConfig", "FaceUnitBuilder", "build_face_set", "merge_face_shards",
+__all__ = ["FaceSetBuildConfig", "FaceUnitBuilder", "build_face_set", "merge_face_shards",
            "plan_face_units", "select_faces"]

@@ -16,7 +16,7 @@ import torch
 
 from datasets_builders import build_faces as bf
 from datasets_builders.build_config import BuildError, SourceConfig, SplitConfig
-from datasets_builders.build_faces import FaceSetConfig, build_face_set, plan_face_units
+from datasets_builders.build_faces import FaceSetBuildConfig, build_face_set, plan_face_units
 from datasets_builders.faces import RECALL_SECOND_PASS_BELOW, FaceDetectionConfig, FaceDetector
 from datasets_builders.sources import SourceError, read_source
 from mrigan.app.cli import main as cli_main
@@ -48,7 +48,7 @@ def face_set(labelled, tmp_path_factory, detector):
     path, _ = labelled
     before = {p: sha256_file(p) for p in sorted(path.parent.rglob("*")) if p.is_file()}
     out = tmp_path_factory.mktemp("faces")
-    cfg = FaceSetConfig(out=str(out), sources=(SourceConfig(kind="csv", root=str(path)),),
+    cfg = FaceSetBuildConfig(out=str(out), sources=(SourceConfig(kind="csv", root=str(path)),),
                         every=40, max_frames=3, max_faces=2, faces=FAST, progress=False,
                         split=SplitConfig(val=0.2, test=0.2))
     logs: list[str] = []
@@ -103,10 +103,10 @@ def _wild_csv(tmp_path: Path, shared_data: Path) -> Path:
     return path
 
 
-def _cfg(out: Path, csv_path: Path, **kw) -> FaceSetConfig:
+def _cfg(out: Path, csv_path: Path, **kw) -> FaceSetBuildConfig:
     base = {"out": str(out), "sources": (SourceConfig(kind="csv", root=str(csv_path)),),
             "every": 25, "max_frames": 3, "max_faces": 2, "faces": FAST, "progress": False}
-    return FaceSetConfig(**{**base, **kw})
+    return FaceSetBuildConfig(**{**base, **kw})
 
 
 def _same_face_set(a: Path, b: Path) -> None:
@@ -174,7 +174,7 @@ def test_dfdc_metadata_face_set_counts_the_missing_file(tmp_path, shared_data, d
     listing = read_source("dfdc", root)
     assert [i.path.name for i in listing.items] == ["widuwuoiur.mp4"]  # its original is absent
     assert listing.skip_counts() == {"listed file missing": 1}
-    cfg = FaceSetConfig(out=str(tmp_path / "dfdc"), sources=(SourceConfig(kind="dfdc", root=str(root)),),
+    cfg = FaceSetBuildConfig(out=str(tmp_path / "dfdc"), sources=(SourceConfig(kind="dfdc", root=str(root)),),
                         every=100, max_frames=2, max_faces=3, faces=FAST, progress=False)
     summary = build_face_set(cfg, log=lambda _l: None, detector=detector)
     rows = read_manifest(tmp_path / "dfdc", require_mri=False)
@@ -195,7 +195,7 @@ def _ffpp_lists(folder: Path, lists: dict) -> Path:
 def test_ffpp_official_split_lists(tmp_path, ffpp_root):
     lists = _ffpp_lists(tmp_path / "splits", {"train": [["519", "515"]], "val": [["660", "634"]],
                                               "test": [["004", "982"]]})
-    cfg = FaceSetConfig(out=str(tmp_path / "out"), faces=FAST, progress=False,
+    cfg = FaceSetBuildConfig(out=str(tmp_path / "out"), faces=FAST, progress=False,
                         sources=(SourceConfig(kind="ffpp", root=str(ffpp_root),
                                               options={"split_lists": str(lists)}),))
     plan = plan_face_units(cfg)
@@ -205,7 +205,7 @@ def test_ffpp_official_split_lists(tmp_path, ffpp_root):
                       "original/004": "test", "NeuralTextures/004_982": "test"}
     assert {u.original.label for u in plan.units} == {"real", "fake"}
     # no lists: identity-grouped splits from the seeded fractions
-    plain = plan_face_units(FaceSetConfig(out=str(tmp_path / "out"), sources=(
+    plain = plan_face_units(FaceSetBuildConfig(out=str(tmp_path / "out"), sources=(
         SourceConfig(kind="ffpp", root=str(ffpp_root)),), split=SplitConfig(val=0.34, test=0.34)))
     assert sorted(u.split for u in plain.units) == ["test", "test", "train", "train", "val", "val"]
     _ffpp_lists(tmp_path / "bad", {"train": [["519", "515"]], "test": [["515", "519"]]})
@@ -241,3 +241,23 @@ def test_max_faces_are_evenly_spaced():
     assert len(picked) == 4 and (0, 0) in picked and (90, 1) in picked
     assert bf.select_faces(faces[:3], 4) == set(faces[:3])
     assert np.ptp(sorted(i for i, _ in picked)) == 90
+
+
+def test_bad_videos_are_skipped_and_counted(tmp_path, shared_data, ff_examples, detector):
+    """The MRI-DF builder's skip-and-count rules: a truncated video, an image without a face
+    and a missing file are each counted; the good video is still written."""
+    wild = shared_data / "labelled_unpaired" / "in_the_wild"
+    data = (wild / "obama_fake.mp4").read_bytes()
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    path = inputs / "bad.csv"
+    path.write_text("path,label\n"
+                    f"{wild / 'obama_real.mp4'},real\n"
+                    "truncated.mp4,fake\n"
+                    f"{ff_examples / 'ex_deepfakes_mask.png'},fake\n"  # black and white: no face
+                    "gone.mp4,fake\n")
+    summary = build_face_set(_cfg(tmp_path / "out", path), log=lambda _l: None, detector=detector)
+    assert summary.skipped == {"listed file missing": 1, "no face found": 1, "video unreadable": 1}
+    rows = read_manifest(tmp_path / "out", require_mri=False)
+    assert {r["video"] for r in rows} == {f"csv/abs{wild.as_posix()}/obama_real"}
