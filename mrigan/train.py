@@ -130,7 +130,10 @@ class RunBatchSampler:
             yield after
 
     def __len__(self) -> int:
-        return sum(1 for _ in self._walk())
+        """Batches left; every balanced epoch has the same length (2 x the fakes)."""
+        per_epoch = len(epoch_batches(self.labels, 0, self.seed, self.batch_size))
+        left = (self.epochs - self.epoch) * per_epoch - min(self.batch_in_epoch, per_epoch)
+        return max(0, left)
 
 
 def make_loader(train_set: MriDfDataset, sampler: RunBatchSampler, data: DataConfig,
