@@ -11,6 +11,7 @@ one after the other in the same process on the same inputs, so the ratios are si
 * ``cl``          + channels_last memory format
 * ``bf16``        + bf16 autocast (losses stay fp32)
 * ``cl+bf16``     both
+* ``fused``       fp32 with fused Adam
 * ``bf16+fused``  bf16 with fused Adam
 * ``compile``     bf16 + fused Adam + ``torch.compile`` of G and D (compile time apart)
 * ``auto``        every ``auto`` setting: what ``mrigan train-gan`` runs by default on the device
@@ -49,6 +50,7 @@ VARIANTS = {  # name -> train.* settings (the rest: GanConfig defaults)
     "cl": {"precision": "fp32", "channels_last": True, "adam_impl": "foreach"},
     "bf16": {"precision": "bf16", "channels_last": False, "adam_impl": "foreach"},
     "cl+bf16": {"precision": "bf16", "channels_last": True, "adam_impl": "foreach"},
+    "fused": {"precision": "fp32", "channels_last": False, "adam_impl": "fused"},
     "bf16+fused": {"precision": "bf16", "channels_last": False, "adam_impl": "fused"},
     "compile": {"precision": "bf16", "channels_last": False, "adam_impl": "fused",
                 "compile": True},
@@ -149,19 +151,21 @@ def main() -> None:
     print(f"MRI-GAN training step (paper U-Net + PatchGAN, full width), {os.cpu_count()} CPU "
           f"cores, torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{args.steps} timed steps after {args.warmup} warm-up")
+    chosen = {}
     for device in devices:
         print(f"{device}: {device_description(device)}")
+        chosen[device] = args.variants or [
+            v for v in VARIANTS if resolve_device(device).type == "cuda" or cpu_has_native_bf16()
+            or v not in SLOW_ON_EMULATED_BF16]
+        if chosen[device] != list(VARIANTS) and not args.variants:
+            print(f"{device}: left out {[v for v in VARIANTS if v not in chosen[device]]} (bf16 "
+                  "is emulated on this CPU; name them with --variants to time them)")
     header = (f"{'device':6} {'px':>4} {'batch':>5} {'variant':10} {'steps/s':>8} {'img/s':>8} "
               f"{'vs textbook':>11} {'vs fp32':>8} {'out err':>8} {'compile s':>9}")
     print(header)
     print("-" * len(header))
     for device in devices:
-        variants = args.variants or [
-            v for v in VARIANTS if resolve_device(device).type == "cuda" or cpu_has_native_bf16()
-            or v not in SLOW_ON_EMULATED_BF16]
-        if variants != list(VARIANTS) and not args.variants:
-            print(f"{device}: left out {[v for v in VARIANTS if v not in variants]} (bf16 is "
-                  "emulated on this CPU; name them with --variants to time them)")
+        variants = chosen[device]
         for size in sizes:
             probe = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(2))
             for batch in args.batches:

@@ -73,7 +73,8 @@ class TrainConfig:
     # Speed levers (issue 14; ``auto`` is what measured fastest, see mrigan.gan_trainer):
     # channels_last: auto (off everywhere: on an H200 cl+bf16 ran slower than bf16) | true | false
     channels_last: str | bool = "auto"
-    # Adam implementation: auto (fused on CUDA, foreach elsewhere) | fused | foreach | for_loop
+    # Adam implementation: auto (fused where torch has it: CUDA and, torch >= 2.4, CPU; else
+    # foreach) | fused | foreach | for_loop
     adam_impl: str = field(default="auto",
                            metadata=bounds(choices=("auto", "fused", "foreach", "for_loop")))
     # torch.backends.cudnn.benchmark: auto (on for CUDA) | true | false

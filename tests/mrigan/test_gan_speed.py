@@ -53,9 +53,13 @@ def test_channels_last_auto_is_off_on_cpu_and_cuda_and_stays_selectable():
         resolve_channels_last(CPU, "sometimes")
 
 
-def test_adam_impl_auto_is_fused_on_cuda_and_foreach_on_cpu():
+def test_adam_impl_auto_is_fused_where_torch_has_it(monkeypatch):
     assert adam_kwargs(CUDA, "auto") == {"fused": True}
+    assert adam_kwargs(CPU, "auto") == (
+        {"fused": True} if device_mod.fused_adam_supported(CPU) else {"foreach": True})
+    monkeypatch.setattr(device_mod, "fused_adam_supported", lambda device: False)
     assert adam_kwargs(CPU, "auto") == {"foreach": True}
+    monkeypatch.undo()
     assert adam_kwargs(CPU, "for_loop") == {"foreach": False}
     assert adam_kwargs(CUDA, "foreach") == {"foreach": True}
     with pytest.raises(ConfigError, match="adam_impl"):
@@ -103,12 +107,13 @@ def test_config_files_name_the_levers_and_reject_bad_values():
             load_config(GanConfig, "configs/mri_gan.yaml", [bad])
 
 
-def test_trainer_on_cpu_uses_foreach_adam_and_the_contiguous_layout(tiny_data, tmp_path):
+def test_trainer_on_cpu_uses_fused_adam_and_the_contiguous_layout(tiny_data, tmp_path):
     tr = GanTrainer(tiny_config(tiny_data, tmp_path, "cpu", channels_last="auto",
                                 adam_impl="auto"))
     assert tr.channels_last is False and tr.cudnn_benchmark is False
+    fused = device_mod.fused_adam_supported(CPU)  # torch >= 2.4
     for opt in (tr.opt_g, tr.opt_d):
-        assert opt.defaults["foreach"] is True and not opt.defaults.get("fused")
+        assert bool(opt.defaults.get("fused")) == fused and opt.defaults["foreach"] is not fused
 
 
 # --- the faster implementations train the same -----------------------------------------------
