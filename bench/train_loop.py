@@ -34,19 +34,30 @@ from datasets_builders.synthetic import write_synthetic_mri_df
 from mrigan.config import load_config
 from mrigan.device import device_description
 from mrigan.mri_df_format import MriDfDataset
-from mrigan.train import GanConfig, GanTrainer, epoch_batches, replace, train_gan
+from mrigan.train import (
+    GanConfig,
+    GanTrainer,
+    RunBatchSampler,
+    epoch_batches,
+    replace,
+    train_gan,
+)
 
 
 def loop_img_s(cfg: GanConfig, warmup: int) -> tuple[float, int]:
-    """images/s of train_gan between the end of step ``warmup`` and its last step; epochs."""
+    """images/s of train_gan between the end of step ``warmup`` and its last step (the images
+    of the batches it trained, last batches of epochs may be smaller); epochs run."""
     times: list[float] = []
 
     def clock(trainer, step, terms):
         times.append(time.perf_counter())
 
     result = train_gan(cfg, callbacks=[clock])
-    steps = len(times) - warmup
-    return steps * cfg.train.batch_size / (times[-1] - times[warmup - 1]), result.epoch
+    labels = MriDfDataset(cfg.data.root, cfg.data.train_split, cfg.model.image_size).labels
+    batches = list(RunBatchSampler(labels, cfg.train.seed, cfg.train.batch_size,
+                                   result.epoch + 1))[warmup:len(times)]
+    images = sum(len(b) for b in batches)
+    return images / (times[-1] - times[warmup - 1]), result.epoch
 
 
 def step_img_s(cfg: GanConfig, steps: int, warmup: int) -> float:
@@ -75,7 +86,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=2, help="data.num_workers")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="data.num_workers (default: the config's; the CPU preset loads in the "
+                         "main process, the paper config with 4 workers)")
     ap.add_argument("--faces", type=int, default=64, help="identities of the long-epoch MRI-DF")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -89,29 +102,28 @@ def main() -> None:
             "long": write_synthetic_mri_df(tmp / "long", n_faces=args.faces, size=args.size,
                                            fakes_per_face=4),
             "short": write_synthetic_mri_df(tmp / "short", n_faces=4, size=args.size,
-                                            fakes_per_face=2),
+                                            fakes_per_face=args.batch // 2),  # ~3 batches
         }
         base = load_config(GanConfig, args.config, [
             f"out_dir={tmp / 'runs'}", f"model.image_size={args.size}",
             f"train.batch_size={args.batch}", f"train.device={args.device}",
             f"train.max_steps={args.warmup + args.steps}", "train.epochs=100000",
             "train.eval_every=0", "train.checkpoint_every=0",
-            f"data.num_workers={args.workers}", *args.overrides])
+            *([f"data.num_workers={args.workers}"] if args.workers is not None else []),
+            *args.overrides])
         device = GanTrainer(base).device
         print(f"MRI-GAN loop vs step: {args.config}, {args.size} px, batch {args.batch}, "
-              f"{args.workers} workers, precision {base.train.precision}, {args.steps} timed "
+              f"{base.data.num_workers} workers, precision {base.train.precision}, {args.steps} timed "
               f"steps after {args.warmup}; torch {torch.__version__}, {os.cpu_count()} CPU "
               f"cores, {torch.get_num_threads()} threads")
         print(f"{device.type}: {device_description(device)}")
-        step = None
         header = (f"{'dataset':8} {'train rows':>10} {'batches/epoch':>13} {'epochs run':>10} "
                   f"{'step img/s':>10} {'loop img/s':>10} {'loop/step':>9}")
         print(header)
         print("-" * len(header))
         for name, root in datasets.items():
             cfg = replace(base, name=name, data={"root": str(root)})
-            if step is None:
-                step = step_img_s(cfg, args.steps, args.warmup)
+            step = step_img_s(cfg, args.steps, args.warmup)  # right before: same machine load
             loop, epochs = loop_img_s(cfg, args.warmup)
             labels = MriDfDataset(root, cfg.data.train_split, args.size).labels
             n_batches = len(epoch_batches(labels, 0, cfg.train.seed, args.batch))
