@@ -8,21 +8,32 @@
   fp32: on an AMD EPYC without those, bf16 autocast ran 20x slower than fp32, while on Intel
   CPUs with AMX it ran 1.4-1.85x faster (issue 14, ``bench/train_gan.py``). An explicit
   ``bf16`` on a CPU without native bf16 is honoured with a warning (once per process).
+* ``adam_kwargs``: ``Adam(..., **adam_kwargs(device, impl))`` for ``impl`` = ``auto`` (fused
+  wherever this torch has it, else foreach), ``fused``, ``foreach`` or ``for_loop``. Fused
+  measured fastest on both: +2% over foreach on an H200 (issue 14), and on a 2-core AMD EPYC the
+  Adam update of the 64 px MRI-GAN (32 M parameters, one thread) took 141 ms fused vs 633 ms
+  foreach vs 832 ms for_loop (torch 2.14, medians of 5).
+* ``set_cudnn_benchmark``: ``torch.backends.cudnn.benchmark`` (``auto``: on for CUDA; a
+  process-wide setting that picks the fastest convolution algorithms for fixed input shapes).
+* ``device_description``: the CPU model or GPU name and its bf16 capability, for benchmarks.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import platform
 import warnings
 
 import torch
 
+from mrigan.config import ConfigError
 from mrigan.errors import MriganError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ADAM_IMPLS = ("auto", "fused", "foreach", "for_loop")
 
 #: /proc/cpuinfo flags that mean native bf16 arithmetic (x86: AVX512-BF16, AMX; ARM: BF16).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
@@ -133,3 +144,66 @@ def autocast(device: torch.device, precision: str = "auto"):
 def use_channels_last(device: torch.device) -> bool:
     """channels_last helps convolutions on CUDA tensor cores; on CPU we measured it per model."""
     return device.type == "cuda"
+
+
+def fused_adam_supported(device: torch.device) -> bool:
+    """Whether ``torch.optim.Adam(fused=True)`` runs on ``device``'s type in this torch."""
+    if "fused" not in inspect.signature(torch.optim.Adam).parameters:
+        return False
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+    except ImportError:  # older torch: fused Adam was CUDA-only
+        return device.type == "cuda"
+    return device.type in _get_fused_kernels_supported_devices()
+
+
+def adam_kwargs(device: torch.device, impl: str = "auto") -> dict[str, bool]:
+    """Keyword arguments of ``torch.optim.Adam`` for an implementation choice (module doc).
+
+    All implementations compute the same update (up to float rounding). A ``fused`` that this
+    device/torch lacks is a :class:`DeviceError`."""
+    impl = str(impl).lower()
+    if impl not in ADAM_IMPLS:
+        raise ConfigError(f"train.adam_impl: unknown Adam implementation {impl!r}; use "
+                          f"{', '.join(ADAM_IMPLS)}")
+    if impl == "auto":
+        impl = "fused" if fused_adam_supported(device) else "foreach"
+    if impl == "fused":
+        if not fused_adam_supported(device):
+            raise DeviceError(f"fused Adam is not available on {device.type} with torch "
+                              f"{torch.__version__}; use adam_impl auto, foreach or for_loop")
+        return {"fused": True}
+    return {"foreach": impl == "foreach"}
+
+
+def resolve_switch(setting: str | bool, auto: bool, key: str) -> bool:
+    """An ``auto | true | false`` setting (also yes/no, on/off, 1/0) as a bool; ``auto`` is
+    ``auto``. Anything else is a :class:`~mrigan.config.ConfigError` naming ``key``."""
+    if isinstance(setting, bool):
+        return setting
+    value = str(setting).strip().lower()
+    if value == "auto":
+        return auto
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise ConfigError(f"{key} must be auto, true or false, got {setting!r}")
+
+
+def set_cudnn_benchmark(device: torch.device, setting: str | bool = "auto") -> bool:
+    """Set ``torch.backends.cudnn.benchmark`` for a run on ``device`` (``auto``: on for CUDA);
+    returns the value set. On other devices the flag has no effect and is left as it is."""
+    on = resolve_switch(setting, device.type == "cuda", "train.cudnn_benchmark")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = on
+    return on
+
+
+def device_description(device: torch.device | str = "cpu") -> str:
+    """``NVIDIA H200 (bf16: supported)`` or the :func:`cpu_description` of this machine."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"{name} (bf16: {'supported' if torch.cuda.is_bf16_supported() else 'no'})"
+    return cpu_description()

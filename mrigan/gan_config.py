@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrigan.config import bounds
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import LossConfig
 from mrigan.paired_augment import PairedAugmentConfig
@@ -53,6 +54,11 @@ class DataConfig:
     val_split: str = "val"
     eval_samples: int = 64  # fixed held-out pairs (half fakes) for mean SSIM and best.pt
     num_workers: int = 0
+    # batches each worker loads ahead (num_workers > 0). One DataLoader iterator spans the whole
+    # run (mrigan.train.RunBatchSampler), so workers start once, not once per epoch.
+    prefetch_factor: int = field(default=4, metadata=bounds(minimum=1))
+    # page-locked host batches for asynchronous copies: auto (CUDA only) | true | false
+    pin_memory: str | bool = field(default="auto", metadata=bounds(choices=("auto", True, False)))
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,19 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32)
-    channels_last: str | bool = "auto"  # auto (CUDA only) | true | false
+    # Speed levers (issue 14; ``auto`` is what measured fastest, see mrigan.gan_trainer):
+    # channels_last: auto (off everywhere: on an H200 cl+bf16 ran slower than bf16) | true | false
+    channels_last: str | bool = "auto"
+    # Adam implementation: auto (fused where torch has it: CUDA and, torch >= 2.4, CPU; else
+    # foreach) | fused | foreach | for_loop
+    adam_impl: str = field(default="auto",
+                           metadata=bounds(choices=("auto", "fused", "foreach", "for_loop")))
+    # torch.backends.cudnn.benchmark: auto (on for CUDA) | true | false
+    cudnn_benchmark: str | bool = field(default="auto",
+                                        metadata=bounds(choices=("auto", True, False)))
+    # torch.compile of G and D: ~1.4x the bf16 step on an H200 but ~26 s of compilation before
+    # the first step (logged separately); off by default
+    compile: bool = False
     log_every: int = 50
     eval_every: int = 500
     checkpoint_every: int = 1000

@@ -30,6 +30,11 @@ What a run guarantees:
 * **Augmentation** (``augment.enabled``, :mod:`mrigan.paired_augment`): training batches only,
   never the held-out sample; its randomness is a function of (seed, rank, step), so resume stays
   exact and the trainer's other randomness (dropout) is not shifted by it.
+* **Data loading keeps up with the step**: one DataLoader iterator over a
+  :class:`RunBatchSampler` spans every remaining epoch, so worker processes start once per run
+  (short epochs on tiny datasets pay no per-epoch start-up), load ``data.prefetch_factor``
+  batches ahead each, into pinned memory on CUDA (``data.pin_memory``) for asynchronous copies.
+  Evaluation, checkpoints and log reductions run only at their intervals, never per step.
 * **Logs**: TensorBoard scalars (every loss term, mean SSIM, lr, images/s) and an image grid
   (face | true MRI | generated MRI per row) under ``<run>/tb``; ``<run>/eval_history.json``.
 """
@@ -48,6 +53,7 @@ import torch
 from mrigan import distributed
 from mrigan.checkpoint import CheckpointError, seed_everything
 from mrigan.config import ConfigError, to_dict
+from mrigan.device import resolve_switch
 from mrigan.fileio import atomic_write_json
 from mrigan.gan_config import (
     DataConfig,
@@ -73,7 +79,8 @@ from mrigan.mri_df_format import MriDfDataset, balanced_indices
 from mrigan.paired_augment import build_paired_augment, step_generator
 
 __all__ = ["CHECKPOINT_FORMAT", "DataConfig", "GanConfig", "GanTrainer", "HeldOut", "ModelConfig",
-           "NonFiniteLossError", "OptimConfig", "TrainConfig", "TrainResult", "epoch_batches",
+           "NonFiniteLossError", "OptimConfig", "RunBatchSampler", "TrainConfig", "TrainResult",
+           "epoch_batches", "make_loader",
            "evaluate_generator", "image_grid", "lr_factor", "replace", "resolve_channels_last",
            "resolve_precision", "train_gan"]
 
@@ -90,6 +97,59 @@ def epoch_batches(labels: Sequence[int], epoch: int, seed: int, batch_size: int)
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+class RunBatchSampler:
+    """This rank's batches of every epoch from ``(epoch, batch_in_epoch)`` to ``epochs``, in order.
+
+    A pure function of its arguments (each epoch is :func:`epoch_batches`), so a resumed run
+    that starts it at the saved position sees exactly the batches an uninterrupted one saw. One
+    sampler spans epochs so that one DataLoader iterator, and its workers, live for the whole
+    run. :meth:`positions` yields the ``(epoch, batch_in_epoch)`` *after* each batch, in the
+    same order, for the loop's progress counters (the next epoch starts at batch 0).
+    """
+
+    def __init__(self, labels: Sequence[int], seed: int, batch_size: int, epochs: int,
+                 epoch: int = 0, batch_in_epoch: int = 0) -> None:
+        self.labels, self.seed, self.batch_size = list(labels), seed, batch_size
+        self.epochs, self.epoch, self.batch_in_epoch = epochs, epoch, batch_in_epoch
+
+    def _walk(self):
+        start = self.batch_in_epoch
+        for epoch in range(self.epoch, self.epochs):
+            batches = epoch_batches(self.labels, epoch, self.seed, self.batch_size)
+            for b in range(start, len(batches)):
+                after = (epoch, b + 1) if b + 1 < len(batches) else (epoch + 1, 0)
+                yield after, batches[b]
+            start = 0
+
+    def __iter__(self):
+        for _, batch in self._walk():
+            yield distributed.shard_indices(batch)
+
+    def positions(self):
+        for after, _ in self._walk():
+            yield after
+
+    def __len__(self) -> int:
+        """Batches left; every balanced epoch has the same length (2 x the fakes)."""
+        per_epoch = len(epoch_batches(self.labels, 0, self.seed, self.batch_size))
+        left = (self.epochs - self.epoch) * per_epoch - min(self.batch_in_epoch, per_epoch)
+        return max(0, left)
+
+
+def make_loader(train_set: MriDfDataset, sampler: RunBatchSampler, data: DataConfig,
+                device: torch.device, seed: int) -> torch.utils.data.DataLoader:
+    """The run's one DataLoader: workers persist, prefetch, and pin memory on CUDA (``auto``).
+
+    It draws its workers' base seed from its own generator (seeded by ``seed``), never from the
+    global RNG, so dropout noise is the same with or without a resume."""
+    workers = data.num_workers
+    pin = resolve_switch(data.pin_memory, device.type == "cuda", "data.pin_memory")
+    extra = {"persistent_workers": True, "prefetch_factor": data.prefetch_factor} if workers else {}
+    return torch.utils.data.DataLoader(
+        train_set, batch_sampler=sampler, num_workers=workers, pin_memory=pin,
+        generator=torch.Generator().manual_seed(seed), **extra)
+
+
 class _GanRun:
     """The GAN's progress (epoch, position, step, best SSIM, history) around a TrainingRun."""
 
@@ -104,6 +164,7 @@ class _GanRun:
         self.sums: dict[str, torch.Tensor] = {}
         self.n_summed = 0
         self.tick, self.tick_step = time.perf_counter(), 0
+        self.compile_logged = False
 
     # --- checkpoints -----------------------------------------------------------------------
 
@@ -217,14 +278,12 @@ class _GanRun:
         self.tick, self.tick_step = time.perf_counter(), self.step
         finished = bool(tc.max_steps and self.step >= tc.max_steps)
         out_of_time = False
-        while self.epoch < tc.epochs and not finished:
-            batches = epoch_batches(train_set.labels, self.epoch, tc.seed, tc.batch_size)
-            shards = [distributed.shard_indices(b) for b in batches[self.batch_in_epoch:]]
-            loader = torch.utils.data.DataLoader(
-                train_set, batch_sampler=shards, num_workers=cfg.data.num_workers,
-                pin_memory=trainer.device.type == "cuda",
-                generator=torch.Generator().manual_seed(tc.seed + self.epoch))  # keeps global RNG
-            for batch in loader:
+        if not finished and self.epoch < tc.epochs:
+            sampler = RunBatchSampler(train_set.labels, tc.seed, tc.batch_size, tc.epochs,
+                                      self.epoch, self.batch_in_epoch)
+            loader = make_loader(train_set, sampler, cfg.data, trainer.device,
+                                 tc.seed + self.epoch)
+            for after, batch in zip(sampler.positions(), loader, strict=True):
                 face, mri = trainer.to_device(batch["image"]), trainer.to_device(batch["mri"])
                 if cfg.augment.enabled:
                     face, mri = augment(face, mri, step_generator(tc.seed, self.step, rank))
@@ -234,11 +293,17 @@ class _GanRun:
                                                             cfg.optim.decay_steps))
                 terms = trainer.train_step(face, mri)
                 self.step += 1
-                self.batch_in_epoch += 1
+                if trainer.compile_seconds is not None and not self.compile_logged:
+                    self.compile_logged = True  # compile time apart: not in img/s
+                    log.info("step %d: torch.compile of G and D took %.1f s (first step)",
+                             self.step, trainer.compile_seconds)
+                    self.tick, self.tick_step = time.perf_counter(), self.step
+                    self.run.scalars({"perf/compile_seconds": trainer.compile_seconds}, self.step)
                 self.run.check_finite(terms, f"step {self.step} (epoch {self.epoch})",
                                       NonFiniteLossError, "Lower optim.lr, use "
                                       "train.precision=fp32, or check the data.")
                 self.log_terms(terms)
+                self.epoch, self.batch_in_epoch = after  # where a checkpoint resumes from
                 if tc.eval_every and self.step % tc.eval_every == 0:
                     self.evaluate_and_keep_best()
                 if tc.checkpoint_every and self.step % tc.checkpoint_every == 0:
@@ -253,8 +318,7 @@ class _GanRun:
                     log.info("step %d: time budget of %.1f min used; stopping (resume continues "
                              "exactly from %s)", self.step, tc.max_minutes, self.run.last_path)
                     break
-            else:
-                self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            del loader  # stops the workers
         # end of training: a final evaluation and checkpoint. Out of time, the checkpoint alone:
         # a resumed run then equals an uninterrupted one, evaluation history included.
         if tc.eval_every and self.last_eval_step != self.step and not out_of_time:
