@@ -48,10 +48,12 @@ def eval_stage(cfg: BenchmarkConfig, checkpoint: str, validation: dict, tests: d
            "validation_videos": res["validation"]["videos"], "test_sets": {}}
     for name, t in res["test_sets"].items():
         video = t["video"]
+        ci = dict(video.get("ci95", {}))
+        ci.setdefault("recall", ci.get("tpr"))  # recall is the TPR
         out["test_sets"][name] = {
             "videos": t["videos"], "faces": t["units"],
             "video": {k: video[k] for k in VIDEO_KEYS},
-            "ci95": {k: video.get("ci95", {}).get(k) for k in VIDEO_KEYS[:7]},
+            "ci95": {k: ci.get(k) for k in VIDEO_KEYS[:7]},
             "frame_auc": t["frame"]["auc"],
             "predictions": str(folder / "report" / "predictions" / f"{name}_videos.csv")}
     return out

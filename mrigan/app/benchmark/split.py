@@ -59,7 +59,7 @@ def _write_csv(path: Path, rows: list[list[str]]) -> None:
 def _describe(units) -> dict:
     return {"identities": sorted({i for u in units for it in (u.original, *u.fakes)
                                   for i in it.identities}),
-            "videos": sorted(str(it.path) for u in units for it in (u.original, *u.fakes)),
+            "videos": sorted(os.path.normpath(os.path.abspath(it.path)) for u in units for it in (u.original, *u.fakes)),
             "fakes": sum(len(u.fakes) for u in units), "reals": len(units)}
 
 
