@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from datasets_builders.build_config import SourceConfig
 from detectors.config import DetectorConfig
 from detectors.train import split_rows
+from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.split import split_stage
 from mrigan.app.benchmark.stages import STAGE_FILE
 from mrigan.app.cli import main
 from mrigan.config import load_config
@@ -99,3 +102,19 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
     assert main(_argv(shared_data, out, ["detector.set.train.lr=0.5"])) == 2
     err = capsys.readouterr().err
     assert "detector_plain" in err and "detector.train.lr" in err
+
+
+def test_split_stage_reads_dataset_layouts(tmp_path, shared_data):
+    """``sources:`` (here the FF++ folder layout) instead of a pairs CSV: three identities go
+    to three splits, and the training CSV lists no test video."""
+    cfg = BenchmarkConfig(sources=(SourceConfig(kind="ffpp", root=str(shared_data / "ffpp"),
+                                                options={"compression": "c23"}),))
+    result = split_stage(cfg, tmp_path)
+    splits = result["splits"]
+    ids = {k: set(v["identities"]) for k, v in splits.items()}
+    assert all(len(v) >= 1 for v in ids.values())
+    assert not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
+    trainval = (tmp_path / "trainval.csv").read_text()
+    for video in splits["test"]["videos"]:
+        assert Path(video).name not in trainval
+    assert splits["test"]["fakes"] >= 1

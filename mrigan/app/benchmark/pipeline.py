@@ -26,17 +26,21 @@ WHAT = ("Identity-grouped split of the paired videos; MRI-GAN and both detectors
 
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = False,
                   log=print) -> dict:
-    if not cfg.pairs or not Path(cfg.pairs).is_file():
-        raise BenchmarkError("pairs CSV not found (give --pairs)", cfg.pairs or None)
+    if not cfg.sources and (not cfg.pairs or not Path(cfg.pairs).is_file()):
+        raise BenchmarkError("pairs CSV not found (give --pairs, or `sources:` in --config)",
+                             cfg.pairs or None)
     if cfg.labelled and not Path(cfg.labelled).is_file():
         raise BenchmarkError("labelled CSV not found", cfg.labelled)
-    inputs = [cfg.pairs] + ([cfg.labelled] if cfg.labelled else [])
+    inputs = ([cfg.pairs] if cfg.pairs and not cfg.sources else []) + [
+        s.root for s in cfg.sources] + ([cfg.labelled] if cfg.labelled else [])
     out = check_output_dir(out, inputs)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     st = Stages(out, restart=restart, log=log)
 
-    split = st.run("split", {"pairs": file_hash(cfg.pairs), "split": to_dict(cfg.split)},
+    listing = ({"sources": [to_dict(s) for s in cfg.sources]} if cfg.sources
+               else {"pairs": file_hash(cfg.pairs)})
+    split = st.run("split", {**listing, "split": to_dict(cfg.split)},
                    lambda f: split_stage(cfg, f))
     mdf_settings = data.mri_df_settings(cfg)
     mri_df = st.run("mri_df", {"split": split["fingerprint"], **mdf_settings},

@@ -29,10 +29,17 @@ from mrigan.fileio import atomic_write_json, atomic_write_text
 CSV_COLUMNS = ("path", "label", "original", "identity", "method")
 
 
-def _plan(csv_path: Path, *, val: float, test: float, seed: int):
-    cfg = BuildConfig(out="unused", sources=(SourceConfig(kind="csv", root=str(csv_path)),),
-                      seed=seed, split=SplitConfig(val=val, test=test))
+def _plan(sources, *, val: float, test: float, seed: int):
+    cfg = BuildConfig(out="unused", sources=tuple(sources), seed=seed,
+                      split=SplitConfig(val=val, test=test))
     return plan_units(cfg)
+
+
+def pair_sources(cfg: BenchmarkConfig) -> tuple[SourceConfig, ...]:
+    """The paired videos: ``sources`` (dataset layouts), else the ``pairs`` CSV."""
+    if cfg.sources:
+        return cfg.sources
+    return (SourceConfig(kind="csv", root=str(cfg.pairs)),)
 
 
 def _rows(units, base: Path) -> list[list[str]]:
@@ -64,8 +71,8 @@ def _describe(units) -> dict:
 
 
 def split_stage(cfg: BenchmarkConfig, folder: Path) -> dict:
-    pairs = Path(cfg.pairs)
-    first = _plan(pairs, val=0.0, test=cfg.split.test, seed=cfg.split.seed)
+    pairs = cfg.pairs or cfg.sources[0].root
+    first = _plan(pair_sources(cfg), val=0.0, test=cfg.split.test, seed=cfg.split.seed)
     units = [u for u in first.units if u.fakes]
     if len(units) < 3:
         raise BenchmarkError(f"the benchmark needs real/fake pairs of at least 3 identity groups "
@@ -75,7 +82,8 @@ def split_stage(cfg: BenchmarkConfig, folder: Path) -> dict:
     rest = [u for u in units if u.split != "test"]
     _write_csv(folder / "trainval.csv", _rows(rest, folder))
     _write_csv(folder / "test.csv", _rows(test, folder))
-    second = _plan(folder / "trainval.csv", val=cfg.split.val, test=0.0, seed=cfg.split.seed)
+    trainval = (SourceConfig(kind="csv", root=str(folder / "trainval.csv")),)
+    second = _plan(trainval, val=cfg.split.val, test=0.0, seed=cfg.split.seed)
     val = [u for u in second.units if u.split == "val"]
     train = [u for u in second.units if u.split == "train"]
     _write_csv(folder / "val.csv", _rows(val, folder))
@@ -93,4 +101,4 @@ def split_stage(cfg: BenchmarkConfig, folder: Path) -> dict:
     return result
 
 
-__all__ = ["split_stage"]
+__all__ = ["pair_sources", "split_stage"]
