@@ -1,7 +1,8 @@
 """Training-time augmentations by name (albumentations), on uint8 RGB images.
 
 Names: ``flip``, ``blur``, ``color_jitter``, ``random_resized_crop``, ``random_erasing``,
-``jpeg``. For the ``mri`` input the augmentation is applied to the image the model sees: a
+``jpeg``. Their tunable parameters come from :class:`detectors.config.AugmentParams`
+(``train.augment_params``; today the JPEG quality range and probability). For the ``mri`` input the augmentation is applied to the image the model sees: a
 cached MRI, or the face *before* an on-the-fly generator (so JPEG and blur act on the face, as
 they would on a real upload, and the MRI reflects them).
 """
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from detectors.config import AugmentParams
 from mrigan.registry import Registry
 
 AUGMENTATIONS = Registry("augmentation")
@@ -24,36 +26,37 @@ def _albumentations():
 
 
 @AUGMENTATIONS.register("flip")
-def _flip(size: int):
+def _flip(size: int, params: AugmentParams):
     return _albumentations().HorizontalFlip(p=0.5)
 
 
 @AUGMENTATIONS.register("blur")
-def _blur(size: int):
+def _blur(size: int, params: AugmentParams):
     return _albumentations().GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.5), p=0.2)
 
 
 @AUGMENTATIONS.register("color_jitter")
-def _color_jitter(size: int):
+def _color_jitter(size: int, params: AugmentParams):
     return _albumentations().ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02,
                                          p=0.5)
 
 
 @AUGMENTATIONS.register("random_resized_crop")
-def _random_resized_crop(size: int):
+def _random_resized_crop(size: int, params: AugmentParams):
     return _albumentations().RandomResizedCrop(size=(size, size), scale=(0.8, 1.0),
                                                ratio=(0.9, 1.1), p=0.5)
 
 
 @AUGMENTATIONS.register("random_erasing")
-def _random_erasing(size: int):
+def _random_erasing(size: int, params: AugmentParams):
     return _albumentations().CoarseDropout(num_holes_range=(1, 2), hole_height_range=(0.1, 0.25),
                                            hole_width_range=(0.1, 0.25), fill=0, p=0.3)
 
 
 @AUGMENTATIONS.register("jpeg")
-def _jpeg(size: int):
-    return _albumentations().ImageCompression(quality_range=(60, 100), p=0.3)
+def _jpeg(size: int, params: AugmentParams):
+    return _albumentations().ImageCompression(quality_range=tuple(params.jpeg_quality),
+                                              p=params.jpeg_p)
 
 
 class Augmenter:
@@ -64,10 +67,11 @@ class Augmenter:
     """
 
     def __init__(self, names: Sequence[str], image_size: int, seed: int | None = None,
-                 max_frames: int = 1) -> None:
+                 max_frames: int = 1, params: AugmentParams | None = None) -> None:
         A = _albumentations()
         self.names = tuple(names)
-        transforms = [AUGMENTATIONS.build(n, image_size) for n in self.names]
+        self.params = params or AugmentParams()
+        transforms = [AUGMENTATIONS.build(n, image_size, self.params) for n in self.names]
         extra = {f"image{i}": "image" for i in range(1, max_frames)}
         self.compose: Callable = A.Compose(transforms, additional_targets=extra, seed=seed)
         self.max_frames = max_frames
@@ -93,6 +97,6 @@ class Augmenter:
 
 
 def build_augmenter(names: Sequence[str], image_size: int, seed: int | None = None,
-                    max_frames: int = 1) -> Augmenter | None:
+                    max_frames: int = 1, params: AugmentParams | None = None) -> Augmenter | None:
     """None when ``names`` is empty (no augmentation at all, e.g. for evaluation)."""
-    return Augmenter(names, image_size, seed, max_frames) if names else None
+    return Augmenter(names, image_size, seed, max_frames, params) if names else None

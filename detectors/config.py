@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from detectors.freezing import FreezeConfig
+from mrigan.config import ConfigError
+
 #: The augmentations the paper-style training uses, by name (see detectors.augment).
 DEFAULT_AUGMENT = ("flip", "blur", "color_jitter", "random_resized_crop", "random_erasing", "jpeg")
 
@@ -56,6 +59,31 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class AugmentParams:
+    """The tunable parameters of the named augmentations (``train.augment_params``).
+
+    ``jpeg``: a quality drawn uniformly from ``jpeg_quality`` (inclusive, 1-100), applied with
+    probability ``jpeg_p``. Default (60, 100) with p = 0.3: mild re-encoding as on upload. The
+    Xception/LSTM study's "JPEG Quality Augmentation" is (10, 50); it does not state a
+    probability, and torchvision's ``JPEG`` transform it names compresses every image, so its
+    preset (``configs/detector_xception_jpeg_study.yaml``) uses p = 1.
+    """
+
+    jpeg_quality: tuple[int, int] = (60, 100)
+    jpeg_p: float = 0.3
+
+    def __post_init__(self) -> None:
+        q = self.jpeg_quality
+        if (not isinstance(q, (tuple, list)) or len(q) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in q)
+                or not 1 <= q[0] <= q[1] <= 100):
+            raise ConfigError(f"train.augment_params.jpeg_quality={list(q)!r}: expected "
+                              "[low, high] integers with 1 <= low <= high <= 100")
+        if not 0.0 <= self.jpeg_p <= 1.0:
+            raise ConfigError(f"train.augment_params.jpeg_p={self.jpeg_p!r}: expected a "
+                              "probability in [0, 1]")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 20
     max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
@@ -68,6 +96,7 @@ class TrainConfig:
     focal_gamma: float = 2.0
     balance: str = "weight"  # none | weight (loss weights) | sample (balanced epochs) | paired
     augment: tuple[str, ...] = DEFAULT_AUGMENT
+    augment_params: AugmentParams = field(default_factory=AugmentParams)
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto
@@ -76,6 +105,8 @@ class TrainConfig:
     val_every: int = 1  # validate every N epochs (and always when the run stops)
     resume: bool = True  # continue from checkpoints/last.pt when it exists
     max_minutes: float = 0.0  # wall-time budget (0: none); stops with last.pt, resume continues
+    # backbone freezing / gradual unfreezing by epoch (detectors.freezing; default: none)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from detectors.inference import Detector
+from mrigan.config import ConfigError
 
 HIDE = ("mean", "zero")
 
@@ -55,9 +56,10 @@ class LimeConfig:
 
     def __post_init__(self) -> None:
         if self.hide not in ("", *HIDE):
-            raise ValueError(f"lime.hide must be one of {HIDE} or '', got {self.hide!r}")
+            raise ConfigError(f"lime.hide must be one of {HIDE} or '', got {self.hide!r}")
         if self.n_segments < 2 or self.n_samples < 2 or self.batch_size < 1:
-            raise ValueError("lime needs n_segments >= 2, n_samples >= 2 and batch_size >= 1")
+            raise ConfigError("lime needs n_segments >= 2, n_samples >= 2 and batch_size >= 1, "
+                              f"got {self.n_segments}, {self.n_samples}, {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -175,3 +177,22 @@ def lime_faces(detector: Detector, faces=None, mris=None,
         maps.append(res.weights)
         probs.append(res.probability)
     return np.stack(maps), np.asarray(probs, dtype=np.float64)
+
+
+def lime_overlay(face: np.ndarray, weights: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """Face (HxWx3 uint8) with a signed LIME map (any HxW, e.g. :func:`lime_faces` output)
+    blended on top as the thesis draws it: superpixels pushing towards "fake" in red, towards
+    "real" in green, opacity proportional to ``|weight| / max |weight|`` (a map of zeros leaves
+    the face unchanged)."""
+    import cv2
+
+    w = np.asarray(weights, dtype=np.float32)
+    if w.shape != face.shape[:2]:
+        w = cv2.resize(w, face.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+    peak = float(np.abs(w).max())
+    strength = np.abs(w) / peak if peak > 0 else np.zeros_like(w)
+    colour = np.zeros(face.shape, dtype=np.float32)
+    colour[w > 0] = (255.0, 0.0, 0.0)
+    colour[w < 0] = (0.0, 200.0, 0.0)
+    a = (alpha * strength)[..., None]
+    return np.clip((1 - a) * face + a * colour, 0, 255).round().astype(np.uint8)

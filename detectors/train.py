@@ -35,6 +35,7 @@ from detectors.data import (
     load_rows,
     select_rows,
 )
+from detectors.freezing import Freezer
 from detectors.inputs import build_input
 from detectors.losses import LOSSES, class_weights
 from detectors.metrics import binary_report, warn_if_scores_tie
@@ -91,10 +92,23 @@ def split_rows(cfg: DetectorConfig) -> tuple[list[dict], list[dict]]:
 
 
 class DetectorTrainer:
-    """The detector's :class:`mrigan.loop.TrainerPlugin`: the model and its Adam optimizer."""
+    """The detector's :class:`mrigan.loop.TrainerPlugin`: the model, its Adam optimizer and the
+    backbone freezing schedule (``train.freeze``, a function of the epoch: nothing to save)."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 freezer: Freezer | None = None) -> None:
+        self.model, self.optimizer, self.freezer = model, optimizer, freezer
+
+    def freeze_for(self, epoch: int) -> bool:
+        """Freeze / unfreeze for ``epoch``. True when the trainable parameters changed (a
+        DistributedDataParallel wrapper must then be rebuilt: it registers them once)."""
+        return self.freezer.apply(epoch) if self.freezer is not None else False
+
+    def train_mode(self, ddp_model: torch.nn.Module) -> None:
+        """Training mode, with the BatchNorm layers of frozen groups in eval mode."""
+        ddp_model.train()
+        if self.freezer is not None:
+            self.freezer.freeze_norm_stats()
 
     def state_dict(self) -> dict:
         return {"model": distributed.unwrap(self.model).state_dict(),
@@ -135,7 +149,8 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
         adapter = build_input(cfg.input, cfg.data.root, device=device,
                               rows=train_rows + val_rows, log=say)
     augment = build_augmenter(tc.augment, cfg.data.image_size,
-                              max_frames=cfg.model.clip_length if cfg.model.temporal else 1)
+                              max_frames=cfg.model.clip_length if cfg.model.temporal else 1,
+                              params=tc.augment_params)
     train_ds = make_dataset(train_rows, adapter, cfg, augment)
     val_ds = make_dataset(val_rows, adapter, cfg) if val_rows else None
     say(f"train: {len(train_ds)} {'clips' if cfg.model.temporal else 'faces'} "
@@ -148,7 +163,9 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    trainer = DetectorTrainer(model, optimizer)
+    trainer = DetectorTrainer(model, optimizer, Freezer(model, tc.freeze))
+    if tc.freeze.enabled and not cfg.model.weights:
+        say("warning: train.freeze without model.weights: frozen groups keep random weights")
     start_epoch, batches_done, step = 0, 0, 0
     best, history = BestTracker("auc", higher_is_better=True, value=-math.inf), []
     found = run.resume(tc.resume, map_location=device, required=False)
@@ -189,7 +206,11 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
             loader = DataLoader(train_ds, batch_sampler=mine, num_workers=cfg.data.workers,
                                 pin_memory=device.type == "cuda",
                                 generator=torch.Generator().manual_seed(tc.seed + epoch))
-            ddp_model.train()
+            if trainer.freeze_for(epoch):
+                say(f"epoch {epoch}: {trainer.freezer.describe()}")
+                if distributed.is_distributed():
+                    ddp_model = distributed.wrap_ddp(model, device)
+            trainer.train_mode(ddp_model)
             for batch in loader:
                 logits = forward_batch(ddp_model, adapter, batch, device, tc.precision)
                 targets = batch["label"].to(device).float()

@@ -266,6 +266,10 @@ def _input_section(root: Path, entry: Mapping[str, Any], worst_k: int) -> str:
                      ("overlay", _img(root, files.get("overlay"), f"{when}: MRI overlay", "face"))]
             if files.get("gradcam"):
                 cells.append(("Grad-CAM", _img(root, files["gradcam"], f"{when}: detector Grad-CAM", "face")))
+            if files.get("lime"):
+                cells.append(("LIME", _img(root, files["lime"],
+                                           f"{when}: detector LIME (red: towards fake, green: "
+                                           "towards real)", "face")))
             parts.append('<figure class="face">' + "".join(
                 f'<div class="cell"><div class="lab">{lab}</div>{c}</div>' for lab, c in cells if c) +
                 f'<figcaption>{html.escape(caption)}</figcaption></figure>')

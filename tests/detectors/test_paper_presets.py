@@ -23,3 +23,22 @@ def test_mri_gan_paper_text_uses_eq_9_and_the_papers_monitoring():
     assert (paper.loss.lambda_recon, paper.loss.tau, paper.loss.eta) == (100.0, 0.3, 0.5)
     # everything else is mri_gan.yaml's
     assert paper.model == code.model and paper.optim == code.optim
+
+
+def test_xception_jpeg_study_preset_loads_with_the_studys_values():
+    from detectors.backbones import build_backbone
+    from detectors.config import DetectorConfig
+
+    cfg = load_config(DetectorConfig, "configs/detector_xception_jpeg_study.yaml")
+    tc = cfg.train
+    assert tuple(tc.augment_params.jpeg_quality) == (10, 50) and tc.augment_params.jpeg_p == 1.0
+    assert "jpeg" in tc.augment
+    assert (tc.epochs, tc.batch_size, tc.lr) == (10, 32, 3e-4)
+    assert cfg.data.image_size == 224 and cfg.model.backbone == "timm:legacy_xception"
+    # the named backbone exists (Xception, ~20.8 M parameters without its classifier)
+    backbone, dim = build_backbone(cfg.model.backbone)
+    assert dim == 2048
+    assert 20.5e6 < sum(p.numel() for p in backbone.parameters()) < 21.0e6
+    # today's default is unchanged
+    plain = load_config(DetectorConfig, "configs/detector_plain.yaml").train.augment_params
+    assert (tuple(plain.jpeg_quality), plain.jpeg_p) == ((60, 100), 0.3)

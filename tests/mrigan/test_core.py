@@ -203,7 +203,7 @@ def _config_classes():
     from datasets_builders.mri_df import BuildConfig
     from detectors.config import DetectorConfig, EvaluateConfig
     from detectors.realism.config import RealismConfig
-    from mrigan.app.commands.demo import DemoConfig
+    from mrigan.app.demo.config import DemoConfig
     from mrigan.train import GanConfig
 
     return {"mri_gan": GanConfig, "detector_evaluate": EvaluateConfig, "detector": DetectorConfig,

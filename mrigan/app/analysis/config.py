@@ -7,10 +7,12 @@ key, instead of after every input has been analysed.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass, field
 
 from detectors import aggregate
+from detectors.lime_explain import LimeConfig
 from mrigan.config import ConfigError
 
 
@@ -46,7 +48,11 @@ class ReportConfig:
     worst_k: int = 6  # most suspicious faces shown per input
     heat_vmax: float = 0.5  # MRI value drawn at full colour (fixed scale)
     thumbnail_side: int = 480  # longest side of the frame pictures in the report
-    gradcam: bool = True  # with a frame detector: also save its Grad-CAM over each face
+    # with a frame detector, what explains its score over each face: gradcam (detectors.explain)
+    # | lime (detectors.lime_explain, optional extra mrigan[lime]; lime.n_samples forward
+    # passes per face, so much slower than gradcam on long videos) | none
+    explain: str = "gradcam"
+    lime: LimeConfig = field(default_factory=LimeConfig)  # settings for explain=lime (seeded)
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class AnalyzeConfig:
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+EXPLAINERS = ("gradcam", "lime", "none")
 
 
 def _check(ok: bool, key: str, value: object, need: str) -> None:
@@ -107,4 +114,8 @@ def validate_config(cfg: AnalyzeConfig) -> AnalyzeConfig:
     _check(_finite(rc.heat_vmax) and rc.heat_vmax > 0, "report.heat_vmax", rc.heat_vmax,
            "a number > 0")
     _check(rc.thumbnail_side >= 16, "report.thumbnail_side", rc.thumbnail_side, "an integer >= 16")
+    _check(rc.explain in EXPLAINERS, "report.explain", rc.explain, f"one of {', '.join(EXPLAINERS)}")
+    if rc.explain == "lime" and importlib.util.find_spec("captum") is None:
+        raise ConfigError("report.explain='lime' needs the optional captum package: "
+                          "pip install 'mrigan[lime]' (or use report.explain=gradcam)")
     return cfg

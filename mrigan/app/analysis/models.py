@@ -1,4 +1,5 @@
-"""The models an analysis runs: the MRI-GAN generator, an optional detector (with its Grad-CAM),
+"""The models an analysis runs: the MRI-GAN generator, an optional detector (with its Grad-CAM
+or LIME explanation),
 their provenance, and the checks that keep non-finite numbers out of verdicts.
 
 A generator whose weights hold NaN/inf is refused before any input is read
@@ -18,6 +19,8 @@ import numpy as np
 from detectors import inference
 from detectors.explain import explain_faces
 from detectors.explain import overlay as cam_overlay
+from detectors.inference import Detector
+from detectors.lime_explain import LimeConfig, lime_faces, lime_overlay
 from mrigan.errors import MriganError
 from mrigan.fileio import read_image, sha256_file
 from mrigan.inference import MRIGenerator
@@ -127,6 +130,26 @@ def gradcam_overlays(detector: Any, crops: list[np.ndarray],
         return None
     heat, _probs = explain_faces(detector, faces=crops, mris=mris)
     return [cam_overlay(face, h) for face, h in zip(crops, heat, strict=True)]
+
+
+def explanation_overlays(detector: Any, crops: list[np.ndarray], mris: np.ndarray,
+                         method: str, lime: LimeConfig | None = None) -> list[np.ndarray] | None:
+    """The ``report.explain`` overlay of each face: ``gradcam`` (:func:`gradcam_overlays`),
+    ``lime`` (:func:`detectors.lime_explain.lime_faces`, seeded by ``lime.seed``, drawn red
+    towards fake / green towards real over the face crop; an MRI detector's map is computed on
+    the MRI over the face's superpixels) or ``none``. ``None`` when there is nothing to draw:
+    ``none``, clip models, or detectors that are not a loaded ``Detector`` for LIME."""
+    if method == "none":
+        return None
+    if method == "gradcam":
+        return gradcam_overlays(detector, crops, mris)
+    if method != "lime":
+        raise ValueError(f"unknown explanation {method!r}: gradcam, lime or none")
+    model = getattr(detector, "model", None)
+    if not isinstance(detector, Detector) or getattr(model, "temporal", False):
+        return None
+    maps, _probs = lime_faces(detector, faces=crops, mris=mris, cfg=lime or LimeConfig())
+    return [lime_overlay(face, m) for face, m in zip(crops, maps, strict=True)]
 
 
 def artifact_map(face_image: Any, generator: Any, *, device: str = "auto") -> np.ndarray:

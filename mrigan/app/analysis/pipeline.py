@@ -34,9 +34,9 @@ from mrigan.app.analysis.models import (
     as_mri_array,
     check_finite_weights,
     describe_model,
+    explanation_overlays,
     fake_probabilities,
     file_info,
-    gradcam_overlays,
     load_detector,
     load_generator,
     mri_stats,
@@ -266,8 +266,9 @@ class Analyzer:
         probs = cams = None
         if self.detector is not None:
             probs = fake_probabilities(self.detector, crops, mris, self.detector_name)
-            if out is not None and self.config.report.gradcam:
-                cams = gradcam_overlays(self.detector, crops, mris)
+            if out is not None:
+                rc = self.config.report
+                cams = explanation_overlays(self.detector, crops, mris, rc.explain, rc.lime)
         for k, p in enumerate(pending):
             stats = mri_stats(mris[k])
             prob = None if probs is None else float(probs[k])
@@ -279,8 +280,9 @@ class Analyzer:
                 save_face_files(p.crop, mris[k], {kind: out / rel for kind, rel in files.items()},
                                 vmax=self.config.report.heat_vmax)
                 if cams is not None:
-                    files["gradcam"] = f"{stem}_gradcam.png"
-                    atomic_save_image(out / files["gradcam"], cams[k])
+                    kind = self.config.report.explain  # files key and name: gradcam | lime
+                    files[kind] = f"{stem}_{kind}.png"
+                    atomic_save_image(out / files[kind], cams[k])
             state.faces[(p.frame, p.slot)] = {
                 "box": p.box, "stats": stats, "prob": prob, "score": float(score), "files": files}
         self._update_worst(pending, state)

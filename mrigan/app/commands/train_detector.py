@@ -12,6 +12,7 @@ from pathlib import Path
 
 from detectors.backbones import BACKBONES
 from detectors.config import DetectorConfig
+from detectors.repeats import add_repeat_arguments, repeat_detector
 from detectors.train import train_detector
 from mrigan import distributed
 from mrigan.config import add_config_arguments, config_from_args, require_path
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", choices=["plain", "mri"], help="same as --set input.name=...")
     parser.add_argument("--name", help="run name: outputs go to <out_dir>/<name>/")
     parser.add_argument("--out-dir", help="parent folder of runs (default: runs)")
+    add_repeat_arguments(parser)
 
 
 def check_detector_config(cfg: DetectorConfig, where: str) -> None:
@@ -53,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     args.overrides = list(args.overrides) + extra
     cfg = config_from_args(DetectorConfig, args)
     check_detector_config(cfg, args.config or "DetectorConfig")
+    if args.repeats:  # <out_dir>/<name>/run<k>/ + repeats.md (the Xception/LSTM study's protocol)
+        repeat_detector(cfg, args.repeats)
+        return 0
     with distributed.session() as dist_info:  # torchrun: one process per device
         result = train_detector(cfg)
     if dist_info.is_main:

@@ -14,10 +14,11 @@ from detectors.realism.baseline import REGRESSORS
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import prepare_data
 from detectors.realism.dataset import check_inputs, needs_mri
-from detectors.realism.evaluate import evaluate_run
 from detectors.realism.losses import build_loss
 from detectors.realism.model import FUSIONS
-from detectors.realism.train import load_regressor, train_regressor
+from detectors.realism.repeats import repeat_realism, train_and_evaluate
+from detectors.realism.train import load_regressor
+from detectors.repeats import add_repeat_arguments
 from mrigan.config import (
     ConfigError,
     add_config_arguments,
@@ -34,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: <out_dir>/<name> from the config)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the frozen-feature baseline")
+    add_repeat_arguments(parser, protocols=("splits", "seeds"), default="splits")
 
 
 def load_members(paths, device) -> list:
@@ -87,10 +89,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(data.clips)} rated videos ({len(data.missing)} without frames skipped); "
           f"train {len(s.train)}, val {len(s.val)}, "
           + ", ".join(f"test {k} {len(v)}" for k, v in s.tests.items()))
-    result = train_regressor(cfg, data.train, data.val, out)
-    print(f"best epoch {result.best_epoch}: {result.best_path}")
-    evaluate_run(cfg, result.model, data, out / "reports", device, baseline=not args.no_baseline,
-                 members=members, weights=cfg.ensemble.weights,
-                 extra={"checkpoint": str(result.best_path), "best_epoch": result.best_epoch,
-                        "history": result.history})
+    if args.repeats:  # <out>/run<k>/ + repeats.md (DREAM: a new split per run; or seeds only)
+        repeat_realism(cfg, data, out, device, args.repeats, protocol=args.repeat_protocol,
+                       baseline=not args.no_baseline, members=members)
+        return 0
+    train_and_evaluate(cfg, data, out, device, baseline=not args.no_baseline, members=members)
     return 0
