@@ -22,7 +22,13 @@ from pathlib import Path
 
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.pipeline import run_benchmark
-from mrigan.config import PROJECT_ROOT, add_config_arguments, load_config, parse_overrides
+from mrigan.config import (
+    PROJECT_ROOT,
+    add_config_arguments,
+    deep_merge,
+    load_config,
+    parse_overrides,
+)
 
 PRESETS = {"cpu": "configs/benchmark_cpu.yaml", "paper": "configs/benchmark_paper.yaml"}
 
@@ -35,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "without originals")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                         help="settings preset when no --config is given (default: cpu)")
+    parser.add_argument("--weights", help="local ImageNet weights of the detectors' backbone "
+                                          "(both detectors; same as --set "
+                                          "detector.set.model.weights=FILE)")
     parser.add_argument("--out", required=True, help="output folder (resumable)")
     parser.add_argument("--restart", action="store_true",
                         help="redo the stages whose settings changed (removes their folders)")
@@ -46,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         overrides["pairs"] = str(Path(args.pairs).resolve())
     if args.labelled:
         overrides["labelled"] = str(Path(args.labelled).resolve())
+    if args.weights:
+        overrides = deep_merge(overrides, {"detector": {"set": {"model": {
+            "weights": str(Path(args.weights).resolve())}}}})
     config = args.config or str(PROJECT_ROOT / PRESETS[args.preset])
     cfg = load_config(BenchmarkConfig, config, overrides)
     summary = run_benchmark(cfg, args.out, restart=args.restart)
