@@ -4,6 +4,11 @@ model output) is a reported skip and never loses the batch.
 
 ``face_crops`` is the face loop (decode -> MTCNN in batches -> the builder's square crop), kept
 apart from the rest so it can be swapped for the shared face-track iterator.
+
+Speed (issue 14 goal 4, ``bench/analyze.py``): on a CPU the time is the generator and MTCNN;
+the rest is kept small - the generator gets one stacked uint8 batch per call, and without
+``out_dir`` the report-only pictures (frame thumbnails, worst-k frames) are not made. Neither
+changes a figure (``tests/app/test_analyze_levers.py``).
 """
 
 from __future__ import annotations
@@ -242,7 +247,7 @@ class Analyzer:
                 state.position[index] = len(state.frame_order)
                 state.frame_order.append(index)
                 state.boxes.append(boxes)
-                if boxes:
+                if boxes and out is not None:  # report pictures only when a report is written
                     state.pending_frames[index] = _thumbnail(frame, cfg.report.thumbnail_side)
                 pending.extend(_Pending(index, slot, box, crop)
                                for slot, (box, crop) in enumerate(zip(boxes, crops, strict=True)))
@@ -262,7 +267,9 @@ class Analyzer:
     def _score(self, pending: list[_Pending], state: _InputState, out: Path | None) -> None:
         """Generator (and detector) on a batch of faces; record stats, write files."""
         crops = [p.crop for p in pending]
-        mris = as_mri_array(self.generator.predict(crops), len(crops), self.generator_name)
+        # one stacked uint8 batch: a single conversion instead of one per face (same values)
+        mris = as_mri_array(self.generator.predict(np.stack(crops)), len(crops),
+                            self.generator_name)
         probs = cams = None
         if self.detector is not None:
             probs = fake_probabilities(self.detector, crops, mris, self.detector_name)
@@ -285,7 +292,8 @@ class Analyzer:
                     atomic_save_image(out / files[kind], cams[k])
             state.faces[(p.frame, p.slot)] = {
                 "box": p.box, "stats": stats, "prob": prob, "score": float(score), "files": files}
-        self._update_worst(pending, state)
+        if out is not None:
+            self._update_worst(pending, state)
 
     def _update_worst(self, pending: list[_Pending], state: _InputState) -> None:
         """Keep small pictures of the ``worst_k`` frames with the highest face score."""

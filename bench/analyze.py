@@ -1,0 +1,237 @@
+"""Analysis throughput: ``mrigan analyze``'s pipeline vs generator(+detector)-only inference.
+
+On the same device, in one run, on the same faces:
+
+* ``pipeline``: :class:`mrigan.app.analysis.Analyzer` over real FF++ videos (decode every Nth
+  frame, MTCNN, crops, generator, optional detector, tracks, verdict; ``--out`` also writes the
+  report's files), in faces/s;
+* ``model-only``: the generator (and detector) on the crops that the pipeline produced, in
+  batches of the same size and precision, in faces/s;
+
+and the ratio pipeline / model-only (issue 14 goal 4: >= 50%). A profile run then splits the
+pipeline's time into decode, detection, crop, generator, detector, stats/tracks/report pictures
+and file writing (wall time of each stage, measured with timing wrappers around the pipeline's
+module-level functions; the rest is "other").
+
+The generator is the paper's U-Net (``define_generator("mrigan")``) at ``--size`` px with
+random weights (speed does not depend on them); ``--detector`` adds an EfficientNet-B0 + paper
+head MRI detector, also random (with ``--out`` the pipeline also draws the detector's Grad-CAM
+per face, ``report.gradcam``, which model-only does not: compare detector runs without ``--out``). The machine may be shared: each path is measured
+``--repeats`` times and the best is kept (say so when quoting figures).
+
+    .venv/bin/python bench/analyze.py [--every 10] [--max-frames 12] [--repeats 3] [--out]
+        [--detector] [--threads N] [--device cpu] [--precision fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from detectors.config import DetectorConfig, InputConfig
+from detectors.inference import Detector
+from detectors.model import build_detector
+from mrigan.app.analysis import AnalyzeConfig, Analyzer, FacesConfig, FramesConfig
+from mrigan.app.analysis import pipeline as pipeline_module
+from mrigan.inference import MRIGenerator
+from mrigan.models import define_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("MRIGAN_SHARED_DATA", ROOT.parent / "shared" / "data")) / "ffpp"
+VIDEOS = ("original_sequences/youtube/c23/videos/519.mp4",
+          "manipulated_sequences/Deepfakes/c23/videos/519_515.mp4",
+          "original_sequences/youtube/c23/videos/634.mp4",
+          "manipulated_sequences/FaceSwap/c23/videos/634_660.mp4")
+
+
+def cpu_report() -> str:
+    """The CPU model and whether it has native bf16 (AVX512-BF16 / AMX), from /proc/cpuinfo."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    native = sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile"))
+    return (f"{model}; native bf16: {'yes (' + ', '.join(native) + ')' if native else 'no'}; "
+            f"cores visible: {torch.get_num_threads()} torch threads")
+
+
+class Recorder:
+    """A generator wrapper that keeps the crops it is given (one untimed pass)."""
+
+    def __init__(self, gen: MRIGenerator) -> None:
+        self.gen, self.net, self.crops = gen, gen.net, []
+
+    @property
+    def image_size(self) -> int:
+        return self.gen.image_size
+
+    def predict(self, faces):
+        self.crops.extend(np.asarray(f) for f in faces)
+        return self.gen.predict(faces)
+
+
+def run_pipeline(analyzer: Analyzer, videos: list[Path], out: bool) -> tuple[float, float, int]:
+    """(wall s, process CPU s, faces) of one ``Analyzer.run``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t, c = time.perf_counter(), time.process_time()
+        res = analyzer.run(videos, Path(tmp) / "out" if out else None)
+        dt, dc = time.perf_counter() - t, time.process_time() - c
+    bad = [r for r in res.inputs if r.status != "analysed"]
+    if bad:
+        raise SystemExit(f"not analysed: {[(r.path, r.status, r.reason) for r in bad]}")
+    return dt, dc, sum(r.faces for r in res.inputs)
+
+
+def model_only(analyzer: Analyzer, crops: list[np.ndarray], batch: int) -> tuple[float, float]:
+    """(wall s, process CPU s) of generator (+ detector) on ``crops`` in batches, called as the
+    pipeline calls them (one stacked uint8 batch)."""
+    t, c = time.perf_counter(), time.process_time()
+    for i in range(0, len(crops), batch):
+        chunk = crops[i:i + batch]
+        mris = analyzer.generator.predict(np.stack(chunk))
+        if analyzer.detector is not None:
+            analyzer.detector.predict_proba(faces=chunk, mris=mris)
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def profile(analyzer: Analyzer, videos: list[Path], out: bool) -> dict[str, float]:
+    """Wall seconds per stage of one pipeline run (timing wrappers, restored afterwards)."""
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(stage, fn):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[stage] += time.perf_counter() - t
+        return wrapper
+
+    def timed_iter(it):
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                spent["decode"] += time.perf_counter() - t
+                return
+            spent["decode"] += time.perf_counter() - t
+            yield item
+
+    def open_input(item, frames, _orig=pipeline_module.open_input):
+        stream, meta = _orig(item, frames)
+        return timed_iter(stream), meta
+
+    patches = {"open_input": open_input}
+    for name, stage in (("crop_face", "crop"), ("mri_stats", "stats"), ("as_mri_array", "stats"),
+                        ("track_faces", "tracks"), ("_thumbnail", "report pictures"),
+                        ("draw_boxes", "report pictures"), ("save_face_files", "writing"),
+                        ("atomic_save_image", "writing"), ("timeline_png", "writing"),
+                        ("move_into_tracks", "writing"), ("write_progress", "writing"),
+                        ("write_outputs", "writing"), ("sha256_file", "hash input"),
+                        ("gradcam_overlays", "detector"), ("fake_probabilities", "detector")):
+        if hasattr(pipeline_module, name):
+            patches[name] = timed(stage, getattr(pipeline_module, name))
+    saved = {name: getattr(pipeline_module, name) for name in patches}
+    det, gen = analyzer.face_detector, analyzer.generator
+    analyzer.face_detector = type("T", (), {"detect": staticmethod(timed("detect", det.detect))})()
+    analyzer.generator = type("G", (), {"image_size": gen.image_size, "net": gen.net,
+                                        "predict": staticmethod(timed("generator", gen.predict))})()
+    try:
+        for name, fn in patches.items():
+            setattr(pipeline_module, name, fn)
+        total, _cpu, _faces = run_pipeline(analyzer, videos, out)
+    finally:
+        for name, fn in saved.items():
+            setattr(pipeline_module, name, fn)
+        analyzer.face_detector, analyzer.generator = det, gen
+    spent["other"] = total - sum(spent.values())
+    spent["total"] = total
+    return dict(spent)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--videos", nargs="*", type=Path, default=None,
+                    help=f"default: four FF++ videos under {DATA} ($MRIGAN_SHARED_DATA/ffpp)")
+    ap.add_argument("--every", type=int, default=10)
+    ap.add_argument("--max-frames", type=int, default=12)
+    ap.add_argument("--size", type=int, default=256, help="generator input side (paper: 256)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--detector", action="store_true", help="add a random MRI detector")
+    ap.add_argument("--out", action="store_true", help="also write the report's files")
+    ap.add_argument("--max-side", type=int, default=1280, help="faces.max_side")
+    ap.add_argument("--repeats", type=int, default=3, help="timings per path (best kept)")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    videos = args.videos or [DATA / v for v in VIDEOS]
+
+    gen = MRIGenerator(define_generator("mrigan", image_size=args.size), device=args.device,
+                       precision=args.precision, batch_size=args.batch)
+    detector = None
+    if args.detector:
+        dcfg = DetectorConfig(input=InputConfig(name="mri"))
+        detector = Detector(build_detector(dcfg.model), dcfg, device=args.device,
+                            precision=args.precision, batch_size=args.batch)
+    cfg = AnalyzeConfig(device=args.device, precision=args.precision, batch_size=args.batch,
+                        frames=FramesConfig(every=args.every, max_frames=args.max_frames),
+                        faces=FacesConfig(max_side=args.max_side))
+    recorder = Recorder(gen)
+    analyzer = Analyzer(recorder, detector, cfg)
+    run_pipeline(analyzer, videos, args.out)  # warm-up and the crops for model-only
+    crops = recorder.crops
+    analyzer.generator = gen
+
+    pipe_best = model_best = pipe_cpu = model_cpu = float("inf")
+    faces = 0
+    for _ in range(args.repeats):  # interleaved, so both see the same machine load
+        dt, dc, faces = run_pipeline(analyzer, videos, args.out)
+        pipe_best, pipe_cpu = min(pipe_best, dt), min(pipe_cpu, dc)
+        dt, dc = model_only(analyzer, crops, args.batch)
+        model_best, model_cpu = min(model_best, dt), min(model_cpu, dc)
+    if faces != len(crops):
+        raise SystemExit(f"pipeline scored {faces} faces but recorded {len(crops)} crops")
+    prof = profile(analyzer, videos, args.out)
+
+    models = "generator" + ("+detector" if detector is not None else "")
+    print(f"CPU: {cpu_report()}")
+    print(f"torch {torch.__version__}, device {args.device}, precision {args.precision}, "
+          f"threads {torch.get_num_threads()}")
+    print(f"{len(videos)} FF++ videos, every {args.every}th frame, <= {args.max_frames} frames "
+          f"each, faces.max_side {args.max_side}: {faces} faces; generator mrigan {args.size} px, "
+          f"batch {args.batch}; outputs {'written' if args.out else 'not written'}; best of "
+          f"{args.repeats} (shared machine)")
+    pipe, model = faces / pipe_best, len(crops) / model_best
+    print(f"{'':<38} {'faces/s (wall)':>15} {'faces per CPU-s':>16}")
+    print(f"{'pipeline (Analyzer.run)':<38} {pipe:15.2f} {faces / pipe_cpu:16.2f}")
+    print(f"{models + '-only on its crops':<38} {model:15.2f} {len(crops) / model_cpu:16.2f}")
+    print(f"ratio pipeline / {models}-only: {pipe / model:.0%} by wall time, "
+          f"{model_cpu / pipe_cpu * faces / len(crops):.0%} by process CPU time (less sensitive "
+          f"to other processes on a shared machine)")
+    print(f"profile of one pipeline run ({prof['total']:.1f} s):")
+    for stage, sec in sorted(prof.items(), key=lambda kv: -kv[1]):
+        if stage != "total":
+            print(f"  {stage:<16} {sec:7.2f} s  {sec / prof['total']:6.1%}")
+
+
+if __name__ == "__main__":
+    main()

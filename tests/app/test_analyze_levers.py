@@ -1,0 +1,61 @@
+"""The analysis speed levers (issue 14 goal 4) leave the figures unchanged, on a real FF++ video.
+
+Levers checked: without ``out_dir`` the report-only work (frame thumbnails, worst-k pictures) is
+skipped; the generator gets one stacked uint8 batch instead of a list of faces converted one by
+one. The figures (boxes, detection scores, MRI statistics, face scores, tracks, verdict) must be
+the same as with the report written, and the MRI statistics the same as the generator's list path
+gives on the same crops.
+"""
+
+from __future__ import annotations
+
+import pytest
+from _gan_setup import write_tiny_generator
+
+from datasets_builders.frames import iter_frames
+from mrigan.app.analysis import AnalyzeConfig, Analyzer, FacesConfig, FramesConfig, face_crops
+from mrigan.app.analysis.models import as_mri_array, mri_stats
+
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
+
+REPORT_ONLY = ("files", "thumbnail", "timeline", "dir")
+
+
+def _figures(value):
+    """results.json content without the report's file names."""
+    if isinstance(value, dict):
+        return {k: _figures(v) for k, v in value.items() if k not in REPORT_ONLY}
+    if isinstance(value, (list, tuple)):
+        return [_figures(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def runs(ffpp_root, tmp_path_factory):
+    base = tmp_path_factory.mktemp("levers")
+    video = ffpp_root / "original_sequences/youtube/c23/videos/519.mp4"
+    cfg = AnalyzeConfig(device="cpu", frames=FramesConfig(every=60, max_frames=4),
+                        faces=FacesConfig(max_side=640))
+    analyzer = Analyzer(write_tiny_generator(base / "gen.safetensors"), None, cfg)
+    bare = analyzer.run([video]).to_dict()["inputs"][0]
+    written = analyzer.run([video], base / "out").to_dict()["inputs"][0]
+    return {"analyzer": analyzer, "video": video, "cfg": cfg, "bare": bare, "written": written}
+
+
+def test_figures_do_not_depend_on_writing_the_report(runs):
+    bare, written = runs["bare"], runs["written"]
+    assert bare["status"] == written["status"] == "analysed" and bare["faces"] >= 4
+    assert written["timeline"] and any(f.get("thumbnail") for f in written["frames"])
+    assert not any(f.get("thumbnail") for f in bare["frames"]) and not bare.get("timeline")
+    assert _figures(bare) == _figures(written)
+
+
+def test_stacked_batch_gives_the_list_paths_maps(runs):
+    analyzer, cfg = runs["analyzer"], runs["cfg"]
+    gen = analyzer.generator
+    frames = iter_frames(runs["video"], every=cfg.frames.every, max_frames=cfg.frames.max_frames)
+    crops = [c for _i, _f, _b, cs in face_crops(frames, analyzer.face_detector, cfg.faces,
+                                                gen.image_size) for c in cs]
+    expected = [mri_stats(m) for m in as_mri_array(gen.predict(list(crops)), len(crops))]
+    got = [face["mri"] for fr in runs["bare"]["frames"] for face in fr["faces"]]
+    assert len(got) == len(crops) and got == expected
