@@ -101,13 +101,14 @@ class Stages:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(record_path, {"stage": name, "settings": settings, "done": False})
         self.log(f"[{name}] running")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = _plain(fn(folder))
         seconds = round(time.perf_counter() - t0, 2)
+        cpu = round(time.process_time() - c0, 2)  # all threads: sizes presets for other machines
         atomic_write_json(record_path, {"stage": name, "settings": settings, "done": True,
-                                        "seconds": seconds, "result": result})
-        self.timings[name] = {"skipped": False, "seconds": seconds}
-        self.log(f"[{name}] finished in {seconds:.1f}s")
+                                        "seconds": seconds, "cpu_seconds": cpu, "result": result})
+        self.timings[name] = {"skipped": False, "seconds": seconds, "cpu_seconds": cpu}
+        self.log(f"[{name}] finished in {seconds:.1f}s ({cpu:.1f} CPU-s)")
         return {**result, "fingerprint": fp}
 
 
