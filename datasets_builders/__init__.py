@@ -1,6 +1,7 @@
-"""Readers of real deepfake datasets, face extraction, augmentation plans, the MRI-DF builder.
+"""Readers of real deepfake datasets, face extraction, augmentation plans, the MRI-DF builder
+and the labelled face-set builder.
 
-``datasets_builders.build_mri_df(config)`` and ``BuildConfig`` are imported lazily so that
+``datasets_builders.build_mri_df(config)``, ``build_face_set(config)`` and their configs are imported lazily so that
 ``import datasets_builders`` stays cheap (no torch/MTCNN until a build starts).
 """
 
@@ -15,6 +16,9 @@ _LAZY = {
     "BuildConfig": "datasets_builders.mri_df",
     "SourceConfig": "datasets_builders.mri_df",
     "write_synthetic_mri_df": "datasets_builders.synthetic",
+    "build_face_set": "datasets_builders.build_faces",
+    "merge_face_shards": "datasets_builders.build_faces",
+    "FaceSetBuildConfig": "datasets_builders.build_faces",
 }
 
 

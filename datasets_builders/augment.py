@@ -26,7 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets_builders.distractions import draw_distraction, sample_distraction
+from datasets_builders.distractions import (
+    DistractionStyle,
+    draw_distraction,
+    sample_distractions,
+)
 from mrigan.fileio import atomic_write_json
 from mrigan.registry import Registry
 
@@ -107,11 +111,14 @@ def _seed_of(*parts: object) -> int:
 
 
 def make_plan(seed: int, video_id: str, *, augment_fraction: float = 0.0,
-              distraction_fraction: float = 0.0, augmentations: tuple[str, ...] | None = None) -> dict:
-    """The plan for one original video: a pure function of ``(seed, video_id, fractions)``.
+              distraction_fraction: float = 0.0, augmentations: tuple[str, ...] | None = None,
+              distraction_style: DistractionStyle | None = None) -> dict:
+    """The plan for one original video: a pure function of ``(seed, video_id, fractions, style)``.
 
     ``augment_fraction`` of the videos get one augmentation (uniform over ``augmentations``,
-    default all registered), ``distraction_fraction`` get a distraction, independently.
+    default all registered), ``distraction_fraction`` get distractions, independently, drawn
+    with ``distraction_style`` (default: today's, one per video, stored as one dict under
+    ``distraction``; a style with more than one stores the list).
     """
     for name, value in (("augment_fraction", augment_fraction),
                         ("distraction_fraction", distraction_fraction)):
@@ -125,8 +132,14 @@ def make_plan(seed: int, video_id: str, *, augment_fraction: float = 0.0,
         name = str(rng.choice(names))
         plan["augmentation"] = {"name": name, **AUGMENTATIONS.get(name).sample(rng)}
     if rng.random() < distraction_fraction:
-        plan["distraction"] = sample_distraction(rng)
+        drawn = sample_distractions(rng, distraction_style)
+        plan["distraction"] = drawn[0] if len(drawn) == 1 else drawn
     return plan
+
+
+def _distraction_list(plan: dict) -> list[dict]:
+    dis = plan.get("distraction")
+    return [] if not dis else [dis] if isinstance(dis, dict) else list(dis)
 
 
 def plan_label(plan: dict | None) -> str:
@@ -137,9 +150,7 @@ def plan_label(plan: dict | None) -> str:
     aug = plan.get("augmentation")
     if aug:
         parts.append(aug["name"] + (f":{aug['mode']}" if aug["name"] == "noise" else ""))
-    dis = plan.get("distraction")
-    if dis:
-        parts.append(f"{dis['kind']}:{dis['motion']}")
+    parts += [f"{dis['kind']}:{dis['motion']}" for dis in _distraction_list(plan)]
     return "+".join(parts) or "none"
 
 
@@ -153,20 +164,20 @@ class PlanRunner:
         if aug:
             params = {k: v for k, v in aug.items() if k != "name"}
             self._aug = AUGMENTATIONS.get(aug["name"]).build(params)
-        self._distraction = self.plan.get("distraction")
+        self._distractions = _distraction_list(self.plan)
         self._seed = int(self.plan.get("seed", 0))
 
     @property
     def is_identity(self) -> bool:
-        return self._aug is None and self._distraction is None
+        return self._aug is None and not self._distractions
 
     def __call__(self, frame: np.ndarray, frame_index: int) -> np.ndarray:
         out = frame
         if self._aug is not None:
             out = self._aug(out, _seed_of(self._seed, frame_index) % (2**32))
             out = np.ascontiguousarray(out, dtype=np.uint8)
-        if self._distraction is not None:
-            out = draw_distraction(out, self._distraction, frame_index, self._seed)
+        for k, dis in enumerate(self._distractions):  # each its own spontaneous draws
+            out = draw_distraction(out, dis, frame_index, self._seed + k)
         return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from datasets_builders.distractions import DistractionStyle
 from datasets_builders.faces import FaceDetectionConfig
 from mrigan.config import ConfigError
 from mrigan.errors import MriganError
@@ -43,6 +44,9 @@ class SourceConfig:
     fraction: float = 1.0  # share of its units (original videos) used; paper: 0.5 of DFDC
     detect_faces: bool = True  # False for folders of images that already are face crops
     include_reals: bool = True  # write (real crop, black MRI) rows for the originals
+    # augment/distract this source's units (with ``augment:``); the paper did not augment its
+    # real-face datasets (Celeb-DF-v2, FDF, FFHQ), only DFDC
+    augment: bool = True
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,6 +65,9 @@ class AugmentConfig:
     augment_fraction: float = 0.0  # share of units given one augmentation
     distraction_fraction: float = 0.0  # share of units given a distraction
     augmentations: tuple[str, ...] = ()  # restrict to these names (default: all)
+    # what a distraction looks like: today's by default; the paper's is
+    # ``distractions.PAPER_DISTRACTIONS`` (configs/build_mri_df_paper.yaml spells it out)
+    distraction: DistractionStyle = field(default_factory=DistractionStyle)
 
     def __post_init__(self) -> None:
         for key in ("augment_fraction", "distraction_fraction"):

@@ -30,9 +30,24 @@ from mrigan.mri_df_format import write_manifest
 
 FINGERPRINT_NAME = "fingerprint.json"
 
+#: settings added after builds were already being made, with the value that reproduces the
+#: older builds: left out of the fingerprint while they hold it, so a folder built before they
+#: existed still resumes (any other value changes the output and is refused as usual)
+ADDED_LATER = {
+    "faces.drop_multi_face": False,
+    "faces.multi_face_fraction": 0.1,
+    "augment.distraction.colors": [],
+    "augment.distraction.text_scale": [0.6, 2.5],
+    "augment.distraction.whole_units": False,
+    "augment.distraction.text_thickness": [1, 5],
+    "augment.distraction.count": [1, 1],
+}
+ADDED_LATER_SOURCE = {"augment": True}
+
 
 def fingerprint(cfg: BuildConfig) -> dict:
-    """The settings that shape the output, as a flat ``{"faces.size": 64, ...}`` dict."""
+    """The settings that shape the output, as a flat ``{"faces.size": 64, ...}`` dict
+    (without the ``ADDED_LATER`` settings while they hold their old behaviour's value)."""
     flat: dict = {}
 
     def walk(prefix: str, value) -> None:
@@ -42,7 +57,13 @@ def fingerprint(cfg: BuildConfig) -> dict:
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else k, v)
         elif prefix not in NOT_SHAPING:
-            flat[prefix] = json.loads(json.dumps(value, default=str))
+            plain = json.loads(json.dumps(value, default=str))
+            if prefix == "sources":
+                plain = [{k: v for k, v in src.items()
+                          if k not in ADDED_LATER_SOURCE or v != ADDED_LATER_SOURCE[k]}
+                         for src in plain]
+            if prefix not in ADDED_LATER or plain != ADDED_LATER[prefix]:
+                flat[prefix] = plain
 
     walk("", cfg)
     return dict(sorted(flat.items()))
@@ -186,9 +207,11 @@ class BuildSummary:
     second_pass_videos: int = 0  # videos whose low coverage ran the permissive second pass
     faces_second_pass: int = 0  # rows whose face only the second pass found
     manifest: str | None = None
+    unit_word: str = "original videos/images"  # what a unit is, in the printed lines
+    row_word: str = "pairs"  # what a manifest row is ("faces" for a face set)
 
     def lines(self) -> list[str]:
-        out = [f"units (original videos/images): {self.units_total} total, {self.units_in_shard} in "
+        out = [f"units ({self.unit_word}): {self.units_total} total, {self.units_in_shard} in "
                f"this shard, {self.units_built} built now, {self.units_resumed} already done"]
         if self.units_pending:
             out.append(f"waiting for other shards: {self.units_pending} units not built yet")
@@ -205,7 +228,8 @@ class BuildSummary:
                        f"found {self.faces_second_pass} faces"
                        + (f"; under 0.5: {', '.join(low[:5])}" + (" ..." if len(low) > 5 else "")
                           if low else ""))
-        out.append(f"pairs written: {self.pairs_written} ({self.fake_rows} fake, {self.real_rows} real)")
+        out.append(f"{self.row_word} written: {self.pairs_written} ({self.fake_rows} fake, "
+                   f"{self.real_rows} real)")
         if self.manifest:
             out.append(f"manifest: {self.manifest}")
         return out

@@ -25,7 +25,7 @@ import numpy as np
 from datasets_builders.augment import PlanRunner, make_plan, plan_label, save_plan
 from datasets_builders.build_config import BuildConfig
 from datasets_builders.build_plan import Unit
-from datasets_builders.faces import BoxCache, Detectors, crop_face, iter_face_tracks
+from datasets_builders.faces import BoxCache, Detectors, MultiFaceError, crop_face, iter_face_tracks
 from datasets_builders.frames import VideoDecodeError, iter_frames
 from datasets_builders.sources import VideoItem
 from mrigan import perceptual
@@ -136,9 +136,11 @@ def _lockstep(unit: Unit, ctx: Context, runner: PlanRunner, fakes: list[_Fake]):
 def process_unit(unit: Unit, ctx: Context) -> dict:
     """Decode, augment, detect, crop, MRI, write one unit; return its record (not yet saved)."""
     cfg, timer = ctx.cfg, ctx.timer
-    plan = make_plan(cfg.seed, unit.key, augment_fraction=cfg.augment.augment_fraction,
-                     distraction_fraction=cfg.augment.distraction_fraction,
-                     augmentations=cfg.augment.augmentations or None)
+    aug = cfg.augment
+    on = unit.source.augment  # the per-source switch (the paper left real-face sets alone)
+    plan = make_plan(cfg.seed, unit.key, augment_fraction=aug.augment_fraction if on else 0.0,
+                     distraction_fraction=aug.distraction_fraction if on else 0.0,
+                     augmentations=aug.augmentations or None, distraction_style=aug.distraction)
     runner = PlanRunner(plan)
     if not runner.is_identity:
         save_plan(ctx.out / "plans" / f"{unit.file_key}.json", plan)
@@ -201,6 +203,8 @@ def process_unit(unit: Unit, ctx: Context) -> dict:
             _write_fake_pairs(batch, unit, ctx, base_row)
     except VideoDecodeError as exc:
         return skip_unit("original unreadable", exc.reason)
+    except MultiFaceError as exc:  # the unit's fakes go with their original
+        return skip_unit(exc.reason, exc.problem)
     if not n_frames:
         return skip_unit("no frame decoded", "")
     record["coverage"] = {video: round(n_with_face / n_frames, 4)}

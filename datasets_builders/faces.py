@@ -2,7 +2,9 @@
 
 ``iter_face_tracks`` is the one "detect -> boxes -> tracks -> crops" loop of the project (the
 MRI-DF builder, face sets, realism clips, the analyst pipeline and the demo use it), and
-``FaceDetectionConfig`` is the one place for face-detection defaults.
+``FaceDetectionConfig`` is the one place for face-detection defaults. (Over 400 lines: the
+detector, its settings and the one iterator belong together; the box/track helpers already
+live in ``face_boxes``.)
 
 Boxes are detected once, on the ORIGINAL video, and cached as JSON; every fake made from that
 original is cropped with the same boxes. Real and fake crops are therefore aligned pixel for
@@ -14,6 +16,13 @@ low-contrast video the paper's thresholds find faces in few frames. When the sha
 frames with a face (``coverage``) is under ``second_pass_below``, a second pass with permissive
 thresholds (``second_pass_thresholds``, default 0.6/0.7/0.7) runs on the frames without a face;
 every face records which pass found it.
+
+Multi-face rule (thesis 002, section 4.1.2, optional, off by default): a video where more than
+``multi_face_fraction`` (thesis: 10%) of the detected frames hold more than one face is
+discarded (``MultiFaceError``; builders count it as the skip reason ``multi_face``): in such
+videos one cannot tell which face was manipulated. Today's tracking of every face stays the
+default (``drop_multi_face: false``). The thesis counts frames with "a probable second face" of
+its SSD detector; here a second face is a second MTCNN box above the configured thresholds.
 """
 
 from __future__ import annotations
@@ -51,6 +60,8 @@ PERMISSIVE_THRESHOLDS = (0.6, 0.7, 0.7)
 #: the second-pass coverage fraction used where recall matters more than precision (analysis
 #: of a suspect video, labelled face sets): under half the sampled frames with a face
 RECALL_SECOND_PASS_BELOW = 0.5
+#: the thesis' multiple_face_threshold: share of frames with a second face that discards a video
+MULTI_FACE_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,9 @@ class FaceDetectionConfig:
     # more harm than missed frames; analysis and face sets turn it on (RECALL_SECOND_PASS_BELOW)
     second_pass_below: float = 0.0
     second_pass_thresholds: tuple[float, float, float] = PERMISSIVE_THRESHOLDS
+    # the thesis' multi-face rule (see the module doc): off by default, 0.1 as in the thesis
+    drop_multi_face: bool = False
+    multi_face_fraction: float = MULTI_FACE_FRACTION
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ConfigError:
@@ -96,6 +110,8 @@ class FaceDetectionConfig:
             raise bad("iou_threshold", "must be in [0, 1]")
         if not 0.0 <= self.second_pass_below <= 1.0:
             raise bad("second_pass_below", "must be in [0, 1]")
+        if not 0.0 <= self.multi_face_fraction < 1.0:
+            raise bad("multi_face_fraction", "must be in [0, 1)")
 
     def detector(self, *, second_pass: bool = False) -> FaceDetector:
         """A loaded MTCNN with these settings (the permissive one for ``second_pass``)."""
@@ -210,6 +226,18 @@ class NoFaceError(MriganError, ValueError):
     """No face found in a video or image (names the file)."""
 
 
+class MultiFaceError(MriganError, ValueError):
+    """A video discarded by the multi-face rule (``faces.drop_multi_face``); builders count it
+    as the skip reason ``multi_face``."""
+
+    reason = "multi_face"
+
+    def __init__(self, fraction: float, limit: float, frames: int, path=None) -> None:
+        self.fraction, self.limit, self.frames = fraction, limit, frames
+        super().__init__(f"{fraction:.0%} of {frames} sampled frames hold more than one face "
+                         f"(limit {limit:.0%})", path)
+
+
 class Detectors:
     """The first-pass and (lazily) the second-pass detector of one ``FaceDetectionConfig``;
     nothing is loaded until a frame needs detecting (a build served from the box cache never
@@ -270,6 +298,19 @@ class VideoFaces:
     @property
     def coverage(self) -> float:
         return sum(bool(b) for b in self.boxes) / len(self.boxes) if self.boxes else 0.0
+
+    @property
+    def multi_face_fraction(self) -> float:
+        """Share of the detected frames holding more than one face."""
+        return sum(len(b) > 1 for b in self.boxes) / len(self.boxes) if self.boxes else 0.0
+
+
+def check_multi_face(faces: VideoFaces, config: FaceDetectionConfig, path=None) -> None:
+    """Raise ``MultiFaceError`` when ``config.drop_multi_face`` is on and more than
+    ``config.multi_face_fraction`` of the frames hold more than one face (the thesis' rule)."""
+    if config.drop_multi_face and faces.multi_face_fraction > config.multi_face_fraction:
+        raise MultiFaceError(faces.multi_face_fraction, config.multi_face_fraction,
+                             len(faces.boxes), path)
 
 
 FrameSource = Callable[[], Iterable[tuple]]
@@ -353,6 +394,8 @@ def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | N
     on the original alone and crops the original with its fakes in lockstep (payload). Crops
     are ``config.size`` squares of ``margin`` (default ``config.margin``) times the box.
     ``whole_frame``: no detection, the whole frame is the face (folders of face crops).
+    With ``config.drop_multi_face`` a video failing the multi-face rule raises
+    ``MultiFaceError`` before its first frame is yielded.
     """
     config = config or FaceDetectionConfig()
     if detect_every < 1:
@@ -366,6 +409,7 @@ def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | N
 
         faces = find_faces(probed, detector, config, cache=cache, cache_id=cache_id,
                            cache_key=cache_key)
+        check_multi_face(faces, config)
         by_index = {i: (b, p) for i, b, p in zip(faces.indices, faces.boxes, faces.passes, strict=True)}
     tracker = FaceTracker(config.iou_threshold)
     current: tuple[tuple[FaceBox, ...], tuple[int, ...], list[int]] = ((), (), [])
@@ -389,7 +433,7 @@ def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | N
         yield TrackedFrame(index, frame, tracked, payload, coverage, second)
 
 
-__all__ = ["NoFaceError", "FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
+__all__ = ["MULTI_FACE_FRACTION", "MultiFaceError", "check_multi_face", "NoFaceError", "FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
            "TrackedFace", "TrackedFrame", "VideoFaces", "crop_face", "square_box", "track_faces",
            "find_faces", "iter_face_tracks", "iou", "boxes_from_json", "boxes_to_json",
            "passes_from_json", "PAPER_THRESHOLDS", "PERMISSIVE_THRESHOLDS", "RECALL_SECOND_PASS_BELOW", "detector_settings"]

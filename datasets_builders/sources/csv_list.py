@@ -1,8 +1,9 @@
-"""A generic CSV listing: ``path,label[,original,identity,method]``, paths relative to the CSV.
+"""A generic CSV listing: ``path,label[,original,identity,method,split]``, paths relative to the CSV.
 
 ``label`` is ``real``/``fake`` (also ``REAL``/``FAKE``, ``0``/``1`` with 1 = fake). ``original``
 (for fakes) names the real video the fake was made from; ``identity`` defaults to the
-original's file stem, which groups a fake with its real for splitting.
+original's file stem, which groups a fake with its real for splitting. ``split`` (optional)
+is the listing's own train/val/test split, kept as ``dataset_split``.
 """
 
 from __future__ import annotations
@@ -72,5 +73,6 @@ def read_csv_list(csv_path: str | os.PathLike, *, name: str = "csv") -> Listing:
             method=row.get("method") or ("original" if label == "real" else "unknown"),
             original=original if label == "fake" else None,
             original_id=stem_id(original, base) if original is not None and label == "fake" else None,
+            dataset_split=row.get("split") or None,
             is_image=path.suffix.lower() in IMAGE_SUFFIXES))
     return out

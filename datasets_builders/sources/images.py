@@ -1,4 +1,5 @@
-"""A folder of real face images (FFHQ, FDF, ...): extra reals with black MRIs."""
+"""A folder of face images (FFHQ, FDF, ...): extra reals with black MRIs, or a labelled image
+folder of a face set (``label: fake`` for a folder of fake images)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from datasets_builders.sources.base import (
 
 @SOURCES.register("images")
 def read_image_folder(root: str | os.PathLike, *, name: str = "images",
-                      identity_from: str = "file") -> Listing:
+                      identity_from: str = "file", label: str = "real") -> Listing:
     """Every image below ``root`` (sorted), as a real item.
 
     ``identity_from``: ``file`` (FFHQ: one person per image) or ``folder`` (one folder per
-    person) decides what the splitter keeps together.
+    person) decides what the splitter keeps together. ``label``: every image's label.
     """
+    if label not in ("real", "fake"):
+        raise SourceError(root, f"label must be 'real' or 'fake', got {label!r}")
     if identity_from not in ("file", "folder"):
         raise ValueError(f"identity_from must be 'file' or 'folder', got {identity_from!r}")
     root = require_dir(root, "image")
@@ -33,6 +36,7 @@ def read_image_folder(root: str | os.PathLike, *, name: str = "images",
     for path in paths:
         vid = stem_id(path, root)
         identity = vid if identity_from == "file" else stem_id(path.parent, root.parent)
-        out.items.append(VideoItem(path=path, label="real", source=name, video_id=vid,
-                                   identity=identity, method="original", is_image=True))
+        out.items.append(VideoItem(path=path, label=label, source=name, video_id=vid,
+                                   identity=identity, is_image=True,
+                                   method="original" if label == "real" else "unknown"))
     return out

@@ -20,6 +20,7 @@ from mrigan.errors import MriganError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mri": ("mrigan.app.commands.mri", "compute MRI (1 - SSIM) maps of real/fake image pairs"),
     "build-dataset": ("mrigan.app.commands.build_dataset", "build the MRI-DF dataset from videos"),
+    "build-faces": ("mrigan.app.commands.build_faces", "build a labelled face set (no originals needed)"),
     "train-gan": ("mrigan.app.commands.train_gan", "train the MRI-GAN generator"),
     "export-generator": ("mrigan.app.commands.export", "export a GAN checkpoint as .safetensors"),
     "train-detector": ("mrigan.app.commands.train_detector", "train a plain or MRI frame detector"),

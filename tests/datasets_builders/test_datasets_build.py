@@ -363,3 +363,32 @@ def test_augmentation_plan_is_saved_and_applied_to_both(tmp_path, ff_examples, d
     expected = perceptual.mri_map_np(read_image(out / real_row["image"]), read_image(out / fake_row["image"]))
     assert np.abs(mri - expected).max() <= 0.5 / 255 + 1e-4
     assert cache["key"]["settings"]["plan"] == plan  # boxes of augmented frames are cached per plan
+
+
+def test_per_source_augmentation_switch(tmp_path, ff_examples, detector):
+    """``augment: false`` on a source (the paper's real-face sets) leaves its units unaugmented
+    while another source of the same build is augmented."""
+    from datasets_builders.mri_df import AugmentConfig
+
+    folders = {}
+    for name in ("aug", "plain"):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        (folders[name] / "pairs.csv").write_text(
+            "path,label,original\n"
+            f"{ff_examples / 'ex_deepfakes.png'},fake,{ff_examples / 'ex_original.png'}\n")
+    cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES, seed=4,
+                      sources=(SourceConfig(kind="csv", name="aug", root=str(folders["aug"] / "pairs.csv")),
+                               SourceConfig(kind="csv", name="plain", augment=False,
+                                            root=str(folders["plain"] / "pairs.csv"))),
+                      augment=AugmentConfig(augment_fraction=1.0, distraction_fraction=1.0,
+                                            augmentations=("noise",)))
+    build_mri_df(cfg, log=lambda _l: None, detector=detector)
+    out = tmp_path / "out"
+    assert [p.name.split("__")[0] for p in (out / "plans").glob("*.json")] == ["aug"]
+    rows = read_manifest(out)
+    by_source = {s: {r["augmentation"] for r in rows if r["source"] == s} for s in ("aug", "plain")}
+    assert by_source["plain"] == {"none"} and by_source["aug"] != {"none"}
+    plain_real = next(r for r in rows if r["source"] == "plain" and r["label"] == "real")
+    aug_real = next(r for r in rows if r["source"] == "aug" and r["label"] == "real")
+    assert not np.array_equal(read_image(out / plain_real["image"]), read_image(out / aug_real["image"]))

@@ -79,8 +79,9 @@ def _crop_face_set(labels_csv: Path, out: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def face_sets(shared_data, tmp_path_factory):
-    """``all`` (one folder, split column val/test), ``val`` and ``test`` (separate folders,
-    no split column), all without an ``mri`` column."""
+    """``all`` (one folder, split column val/test), ``val`` and ``test`` (separate folders, read
+    whole: ``split=""``), all without an ``mri`` column (the face-set format requires
+    image,label,video,identity,split)."""
     base = tmp_path_factory.mktemp("facesets")
     rows = _crop_face_set(shared_data / "labelled_unpaired" / "labels.csv", base / "all")
     _write_face_set(base / "all", rows)
@@ -89,7 +90,7 @@ def face_sets(shared_data, tmp_path_factory):
         for r in part:
             (base / split / r["image"]).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(base / "all" / r["image"], base / split / r["image"])
-        _write_face_set(base / split, part, [c for c in COLUMNS if c != "split"])
+        _write_face_set(base / split, part)
     return {"all": base / "all", "val": base / "val", "test": base / "test", "rows": rows}
 
 

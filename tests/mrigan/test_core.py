@@ -200,6 +200,7 @@ def test_non_utf8_yaml_names_the_file(tmp_path):
 
 
 def _config_classes():
+    from datasets_builders.build_faces import FaceSetBuildConfig
     from datasets_builders.mri_df import BuildConfig
     from detectors.config import DetectorConfig, EvaluateConfig
     from detectors.realism.config import RealismConfig
@@ -207,7 +208,8 @@ def _config_classes():
     from mrigan.train import GanConfig
 
     return {"mri_gan": GanConfig, "detector_evaluate": EvaluateConfig, "detector": DetectorConfig,
-            "realism": RealismConfig, "build": BuildConfig, "demo": DemoConfig}
+            "realism": RealismConfig, "build": BuildConfig, "demo": DemoConfig,
+            "face_set": FaceSetBuildConfig}
 
 
 def test_every_project_config_loads_and_cpu_presets_inherit_their_base():

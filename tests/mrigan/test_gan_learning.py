@@ -23,29 +23,30 @@ from _gan_setup import tiny_config
 
 from datasets_builders.synthetic import graded_params, self_blend, write_synthetic_mri_df
 from mrigan import perceptual
-from mrigan.fileio import atomic_save_image, read_image
-from mrigan.mri_df_format import read_manifest, write_manifest
+from mrigan.fileio import read_image
+from mrigan.mri_df_format import MriDfWriter, read_manifest, write_manifest
 from mrigan.train import replace, train_gan
 
 
 def crude_synthetic_mri_df(root, n_faces: int = 64, fakes_per_face: int = 2, size: int = 64):
-    """The builder's real faces and splits, with crude self-blended fakes added per identity."""
+    """The builder's real faces and splits, with crude self-blended fakes added per identity
+    (written by the one MRI-DF writer)."""
     write_synthetic_mri_df(root, n_faces=n_faces, size=size, fakes_per_face=0, seed=0)
     rows = read_manifest(root)
+    writer = MriDfWriter(root)
     rng = np.random.default_rng(0)
     out = []
     for row in rows:
         out.append(row)
         real = read_image(root / row["image"])
+        keep = {k: v for k, v in row.items()
+                if k not in ("image", "mri", "label", "video", "frame", "track", "method")}
         for k in range(fakes_per_face):
             blend = self_blend(real, rng, graded_params(0.0, rng))
-            ident = row["identity"]
-            face, mri = f"face/{ident}_crude{k}.png", f"mri/{ident}_crude{k}.png"
-            atomic_save_image(root / face, blend.fake)
-            atomic_save_image(root / mri, perceptual.mri_to_uint8(
-                perceptual.mri_map_np(blend.real, blend.fake)))
-            out.append({**row, "image": face, "mri": mri, "label": "fake",
-                        "video": f"{ident}_crude{k}", "method": "self_blend_crude"})
+            out.append(writer.write(
+                face=blend.fake, label="fake", video=f"{row['identity']}_crude{k}",
+                mri=perceptual.mri_to_uint8(perceptual.mri_map_np(blend.real, blend.fake)),
+                method="self_blend_crude", **keep))
     write_manifest(root, out)
     return root
 

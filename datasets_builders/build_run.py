@@ -1,0 +1,107 @@
+"""The one build loop of the unit builders (MRI-DF and labelled face sets).
+
+Both builders plan *units* (``build_plan.Unit``), then run this loop: refuse an output folder
+inside the inputs, take the shard's writer lock, check the settings fingerprint, save the
+config, build every unit of the shard that has no done record (``build_records``), and join
+the records into ``manifest.csv`` + ``summary.json`` once no unit is pending. What a unit
+becomes is the builder's ``process(unit) -> record`` function; resume, shards, locks,
+fingerprints and the skip-and-count summary are the same mechanism for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from datasets_builders.build_config import BuildError
+from datasets_builders.build_plan import Plan, Unit, shard_units
+from datasets_builders.build_records import (
+    BuildLock,
+    BuildSummary,
+    check_fingerprint,
+    fingerprint,
+    load_record,
+    save_record,
+    summarise,
+)
+from mrigan.config import save_config
+from mrigan.outputs import OutputLocationError, check_output_dir
+
+
+def check_output(cfg, plan: Plan | None = None) -> Path:
+    """The output folder, refused when it is inside an input's folder (a listed video's folder
+    or a dataset folder), holds an input, or is a file. A CSV listing's own folder is not an
+    input folder (its videos' folders are)."""
+    inputs = [s.root for s in cfg.sources if s.kind != "csv" and s.root]
+    if plan is not None:
+        inputs += [str(p) for p in plan.inputs]
+    try:
+        return check_output_dir(cfg.out, inputs)
+    except OutputLocationError as exc:
+        raise BuildError(exc.problem, exc.path) from exc
+
+
+def shard_config_name(cfg) -> str:
+    return "config.yaml" if cfg.shard == "1/1" else f"config.shard-{cfg.shard_tag}.yaml"
+
+
+def run_units(cfg, plan: Plan, start: Callable[[Path], Callable[[Unit], dict]], *,
+              restart: bool, summary: BuildSummary, desc: str, log=print,
+              finish: Callable[[BuildSummary], None] | None = None) -> BuildSummary:
+    """Build the shard's units of ``plan`` under ``cfg.out`` (see the module doc).
+
+    ``start(out)`` is called once the folder is locked and checked, and returns the builder's
+    ``process(unit) -> record``; ``finish(summary)`` adds the builder's own totals (timings)
+    before the summary is written.
+    """
+    out = check_output(cfg, plan)
+    mine = shard_units(plan.units, cfg.shard)
+    out.mkdir(parents=True, exist_ok=True)
+    fp = fingerprint(cfg)
+    summary.units_total, summary.units_in_shard = len(plan.units), len(mine)
+    with BuildLock(out, cfg.shard_tag):
+        check_fingerprint(out, fp, restart=restart)
+        save_config(cfg, out / shard_config_name(cfg))
+        process = start(out)
+        bar = _progress(mine, cfg.progress, desc)
+        rows = 0
+        for unit in bar:
+            if load_record(out, unit, fp) is not None:
+                summary.units_resumed += 1
+                continue
+            record = process(unit)
+            save_record(out, unit, record, fp)
+            summary.units_built += 1
+            rows += len(record["rows"])
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix({summary.row_word: rows}, refresh=False)
+        if finish is not None:
+            finish(summary)
+        summarise(plan, out, summary, fp, write=True)
+    for line in summary.lines():
+        log(line)
+    return summary
+
+
+def merge_records(cfg, plan: Plan, summary: BuildSummary, *, log=print) -> BuildSummary:
+    """Join the shards' records into ``manifest.csv`` (fails listing what is still missing)."""
+    out = check_output(cfg, plan)
+    summary.units_total = len(plan.units)
+    summarise(plan, out, summary, fingerprint(cfg), write=True)
+    for line in summary.lines():
+        log(line)
+    if summary.units_pending:
+        raise BuildError(f"{summary.units_pending} units are not built yet; run the missing "
+                         "shards (same config) first", out)
+    return summary
+
+
+def _progress(units: list[Unit], enabled: bool, desc: str):
+    if not enabled:
+        return units
+    from tqdm import tqdm
+
+    return tqdm(units, desc=desc, unit="video", dynamic_ncols=True)
+
+
+__all__ = ["check_output", "merge_records", "run_units", "shard_config_name"]
