@@ -29,13 +29,25 @@ TINY = [
     "detector.set.train.max_steps=2", "evaluate.bootstrap=20",
 ]
 STAGES = ("split", "mri_df", "heldout_mri_df", "gan", "export", "detector_plain", "detector_mri",
-          "faces_validation", "faces_test", "eval_plain", "eval_mri", "gan_quality", "report")
+          "faces_validation", "faces_test", "faces_labelled", "eval_plain", "eval_mri", "gan_quality", "report")
 PAPER_COLUMNS = ("accuracy", "auc", "precision", "recall", "f1", "eer", "ap")
+
+
+def _labelled_csv(shared_data: Path, folder: Path) -> Path:
+    """Two of the labelled videos without originals (a real and a fake clip of one person),
+    listed by absolute path: the media stay where they are."""
+    wild = shared_data / "labelled_unpaired" / "in_the_wild"
+    (folder / "lists").mkdir(exist_ok=True)
+    path = folder / "lists" / "labelled.csv"
+    path.write_text("path,label,identity\n"
+                    f"{wild / 'obama_real.mp4'},real,wild_obama\n"
+                    f"{wild / 'obama_fake.mp4'},fake,wild_obama\n")
+    return path
 
 
 def _argv(shared_data: Path, out: Path, extra=()) -> list[str]:
     argv = ["benchmark", "--pairs", str(shared_data / "pairs" / "pairs.csv"), "--preset", "cpu",
-            "--out", str(out)]
+            "--labelled", str(_labelled_csv(shared_data, out.parent)), "--out", str(out)]
     for item in (*TINY, *extra):
         argv += ["--set", item]
     return argv
@@ -50,12 +62,13 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
 
     # the table: both detectors, the paper's columns, with n and CIs
     rows = summary["table"]
-    assert {(r["test_set"], r["detector"]) for r in rows} == {("test", "plain"), ("test", "mri")}
+    assert {(r["test_set"], r["detector"]) for r in rows} == {
+        (s, d) for s in ("test", "labelled") for d in ("plain", "mri")}
     for r in rows:
         for key in PAPER_COLUMNS:
             assert key in r and key in r["ci95"]
         assert r["videos"] == 2 and r["fake_videos"] == 1 and r["identities"] == 1
-    for name in ("benchmark.md", "benchmark.html", "roc_test.png"):
+    for name in ("benchmark.md", "benchmark.html", "roc_test.png", "roc_labelled.png"):
         assert (out / "report" / name).stat().st_size > 0
     md = (out / "report" / "benchmark.md").read_text()
     assert "| Accuracy | AUC | Precision | Recall | F1 | EER | AP |" in md
@@ -74,9 +87,13 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
         train_rows, val_rows = split_rows(dcfg)
         assert train_rows and val_rows
         assert not test_ids & {r["identity"] for r in train_rows + val_rows}
-    # ... while the test face set is exactly the held-out identity's two videos
+    # ... while the test face set is exactly the held-out identity's two videos, and the
+    # validation face set (the video rule's only data) the validation identity's
     test_faces = read_manifest(summary["face_sets"]["test"]["root"], require_mri=False)
     assert {r["identity"] for r in test_faces} == test_ids
+    assert len({r["video"] for r in test_faces}) == 2
+    val_faces = read_manifest(summary["face_sets"]["validation"]["root"], require_mri=False)
+    assert {r["identity"] for r in val_faces} == set(split["val"]["identities"])
 
     # GAN quality on held-out identities, with the all-black baseline beside it
     q = summary["gan_quality"]

@@ -11,8 +11,10 @@ only) and the labelled face sets the detectors are judged on.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from datasets_builders.build_faces import FaceSetBuildConfig, build_face_set
 from datasets_builders.faces import FaceDetectionConfig
 from datasets_builders.mri_df import (
     AugmentConfig,
@@ -64,16 +66,34 @@ def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float
     return {"root": build.out, "splits": counts, "pairs_written": summary.pairs_written}
 
 
-def face_set_from_mri_df(mri_df_root: str, split: str | None, folder: Path) -> dict:
-    """STOP-GAP until ``datasets_builders.build_faces`` is in main: the faces of an MRI-DF
-    (its rows read without the ``mri`` column) stand in for a face set of the same videos.
-    They are cut at the original's face boxes, not detected on each video as a face set's are."""
-    rows = [r for r in read_manifest(mri_df_root) if split is None or r["split"] == split]
+def face_set_settings(cfg: BenchmarkConfig) -> dict:
+    d = cfg.data
+    return {"every": d.every, "max_frames": d.max_frames, "size": d.size,
+            "max_side": d.max_side, "max_faces": d.max_faces, "seed": cfg.split.seed}
+
+
+def face_set_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, log=print) -> dict:
+    """A labelled face set of every video a CSV lists (``datasets_builders.build_faces``: one
+    unit per video, no originals needed, the face-set builder's recall settings). Every row is
+    one set (no split inside it); it resumes its own per-video records when rerun."""
+    base = FaceSetBuildConfig()
+    fcfg = FaceSetBuildConfig(
+        out=str(folder / "data"), sources=(SourceConfig(kind="csv", root=str(csv_path)),),
+        every=cfg.data.every, max_frames=cfg.data.max_frames, max_faces=cfg.data.max_faces,
+        seed=cfg.split.seed, progress=False, dataset_splits=False,
+        faces=dataclasses.replace(base.faces, device=cfg.device, max_side=cfg.data.max_side,
+                                  size=cfg.data.size),
+        split=SplitConfig(val=0.0, test=0.0))
+    summary = build_face_set(fcfg, log=log)
+    rows = read_manifest(fcfg.out, require_mri=False)
     if not rows:
-        raise BenchmarkError(f"no faces in split {split!r}", mri_df_root)
-    return {"root": mri_df_root, "split": split or "", "rows": len(rows),
+        raise BenchmarkError("the face-set build found no face in the listed videos", csv_path)
+    return {"root": fcfg.out, "split": "", "rows": len(rows),
             "videos": len({r["video"] for r in rows}),
-            "identities": sorted({r["identity"] for r in rows}), "stop_gap": True}
+            "fake_videos": len({r["video"] for r in rows if r["label"] == "fake"}),
+            "identities": sorted({r["identity"] for r in rows}),
+            "skipped": dict(summary.skipped)}
 
 
-__all__ = ["build_stage", "face_set_from_mri_df", "face_settings", "mri_df_settings"]
+__all__ = ["build_stage", "face_set_settings", "face_set_stage", "face_settings",
+           "mri_df_settings"]

@@ -62,17 +62,17 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = Fals
                       lambda f: models.detector_stage(cfg, "mri", mri_df["root"], f,
                                                       export["generator"], log=log)),
     }
-    # STOP-GAP (see data.face_set_from_mri_df): face sets are the MRI-DF faces of the
-    # validation / test identities until the face-set builder is available
+    fs_settings = data.face_set_settings(cfg)
     face_sets = {
-        "validation": st.run("faces_validation", {"mri_df": mri_df["fingerprint"]},
-                             lambda f: data.face_set_from_mri_df(mri_df["root"], "val", f)),
-        "test": st.run("faces_test", {"heldout": heldout["fingerprint"]},
-                       lambda f: data.face_set_from_mri_df(heldout["root"], None, f)),
+        "validation": st.run("faces_validation", {"split": split["fingerprint"], **fs_settings},
+                             lambda f: data.face_set_stage(cfg, split["val_csv"], f, log=log)),
+        "test": st.run("faces_test", {"split": split["fingerprint"], **fs_settings},
+                       lambda f: data.face_set_stage(cfg, split["test_csv"], f, log=log)),
     }
     if cfg.labelled:
-        log("benchmark: --labelled needs the face-set builder (datasets_builders.build_faces), "
-            "not available in this version: the labelled videos are not scored")
+        face_sets["labelled"] = st.run(
+            "faces_labelled", {"labelled": file_hash(cfg.labelled), **fs_settings},
+            lambda f: data.face_set_stage(cfg, cfg.labelled, f, log=log))
     tests = {k: v for k, v in face_sets.items() if k != "validation"}
     evals = {}
     for det, trained in detectors.items():
