@@ -135,3 +135,21 @@ def test_split_stage_reads_dataset_layouts(tmp_path, shared_data):
     for video in splits["test"]["videos"]:
         assert Path(video).name not in trainval
     assert splits["test"]["fakes"] >= 1
+
+
+@pytest.mark.parametrize("preset", ["cpu", "paper"])
+def test_presets_resolve_both_detectors_with_one_backbone_and_budget(preset):
+    """Each preset's GAN and detector configs load; plain and MRI share backbone, weights,
+    size and budget, and differ in their input."""
+    from mrigan.app.benchmark import models
+    from mrigan.config import PROJECT_ROOT
+
+    cfg = load_config(BenchmarkConfig, PROJECT_ROOT / "configs" / f"benchmark_{preset}.yaml")
+    assert cfg.name == f"benchmark_{preset}"
+    gan = models.gan_settings(cfg)
+    assert gan["model"]["image_size"] == (64 if preset == "cpu" else 256)
+    plain, mri = (models.detector_settings(cfg, k) for k in ("plain", "mri"))
+    assert plain["model"] == mri["model"] and plain["data"] == mri["data"]
+    budget = ("epochs", "max_steps", "batch_size", "lr", "seed", "loss")
+    assert [plain["train"][k] for k in budget] == [mri["train"][k] for k in budget]
+    assert (plain["input"]["name"], mri["input"]["name"]) == ("plain", "mri")
