@@ -28,6 +28,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-realism": ("mrigan.app.commands.train_realism", "train a realism (MOS) regressor"),
     "evaluate-realism": ("mrigan.app.commands.evaluate_realism", "evaluate a realism regressor"),
     "analyze": ("mrigan.app.commands.analyze", "artifact maps and verdicts for videos/images"),
+    "benchmark": ("mrigan.app.commands.benchmark",
+                  "the paper's protocol end to end: split, MRI-DF, GAN, detectors, table"),
     "demo": ("mrigan.app.commands.demo", "end-to-end demo on embedded data"),
 }
 

@@ -204,12 +204,13 @@ def _config_classes():
     from datasets_builders.mri_df import BuildConfig
     from detectors.config import DetectorConfig, EvaluateConfig
     from detectors.realism.config import RealismConfig
+    from mrigan.app.benchmark.config import BenchmarkConfig
     from mrigan.app.demo.config import DemoConfig
     from mrigan.train import GanConfig
 
     return {"mri_gan": GanConfig, "detector_evaluate": EvaluateConfig, "detector": DetectorConfig,
             "realism": RealismConfig, "build": BuildConfig, "demo": DemoConfig,
-            "face_set": FaceSetBuildConfig}
+            "face_set": FaceSetBuildConfig, "benchmark": BenchmarkConfig}
 
 
 def test_every_project_config_loads_and_cpu_presets_inherit_their_base():

@@ -1,0 +1,99 @@
+"""Stages 2 and 6: the MRI-DF of the training identities, the held-out MRI-DF (GAN quality
+only) and the labelled face sets the detectors are judged on.
+
+* ``mri_df``: the MRI-DF builder on ``trainval.csv`` (no test identity is listed there), its
+  ``val`` split = the validation identities of the split stage (same planner, same seed).
+* ``heldout_mri_df``: the same builder on ``test.csv``; read only by the GAN-quality stage
+  (true MRIs of unseen identities), never by a training stage.
+* face sets: labelled faces of the validation and test identities' videos, and of the
+  ``--labelled`` videos (no originals needed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from datasets_builders.build_faces import FaceSetBuildConfig, build_face_set
+from datasets_builders.faces import FaceDetectionConfig
+from datasets_builders.mri_df import (
+    AugmentConfig,
+    BuildConfig,
+    SourceConfig,
+    SplitConfig,
+    build_mri_df,
+)
+from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.stages import BenchmarkError
+from mrigan.mri_df_format import read_manifest
+
+
+def face_settings(cfg: BenchmarkConfig) -> FaceDetectionConfig:
+    return FaceDetectionConfig(device=cfg.device, max_side=cfg.data.max_side, size=cfg.data.size)
+
+
+def mri_df_settings(cfg: BenchmarkConfig) -> dict:
+    d = cfg.data
+    return {"every": d.every, "max_frames": d.max_frames, "size": d.size,
+            "max_side": d.max_side, "augment_fraction": d.augment_fraction,
+            "val": cfg.split.val, "seed": cfg.split.seed}
+
+
+def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float,
+                log=print) -> dict:
+    """The MRI-DF builder on a split CSV; resumes its own unit records when rerun."""
+    build = BuildConfig(
+        out=str(folder / "data"), sources=(SourceConfig(kind="csv", root=csv_path),),
+        every=cfg.data.every, max_frames=cfg.data.max_frames, seed=cfg.split.seed,
+        progress=False, faces=face_settings(cfg),
+        augment=AugmentConfig(augment_fraction=cfg.data.augment_fraction),
+        split=SplitConfig(val=val, test=0.0))
+    summary = build_mri_df(build, log=log)
+    rows = read_manifest(build.out)
+    if not rows:
+        raise BenchmarkError("the MRI-DF build wrote no (face, MRI) pair: no face found in the "
+                             "listed videos", csv_path)
+    by_split: dict[str, dict] = {}
+    for r in rows:
+        s = by_split.setdefault(r["split"], {"rows": 0, "fake": 0, "videos": set(),
+                                             "identities": set()})
+        s["rows"] += 1
+        s["fake"] += r["label"] == "fake"
+        s["videos"].add(r["video"])
+        s["identities"].add(r["identity"])
+    counts = {k: {"rows": v["rows"], "fake_rows": v["fake"], "videos": len(v["videos"]),
+                  "identities": sorted(v["identities"])} for k, v in by_split.items()}
+    return {"root": build.out, "splits": counts, "pairs_written": summary.pairs_written}
+
+
+def face_set_settings(cfg: BenchmarkConfig) -> dict:
+    d = cfg.data
+    return {"every": d.every, "max_frames": d.max_frames, "size": d.size,
+            "max_side": d.max_side, "max_faces": d.max_faces, "seed": cfg.split.seed}
+
+
+def face_set_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, log=print) -> dict:
+    """A labelled face set of every video a CSV lists (``datasets_builders.build_faces``: one
+    unit per video, no originals needed, the face-set builder's recall settings). Every row is
+    one set (no split inside it); it resumes its own per-video records when rerun."""
+    base = FaceSetBuildConfig()
+    fcfg = FaceSetBuildConfig(
+        out=str(folder / "data"), sources=(SourceConfig(kind="csv", root=str(csv_path)),),
+        every=cfg.data.every, max_frames=cfg.data.max_frames, max_faces=cfg.data.max_faces,
+        seed=cfg.split.seed, progress=False, dataset_splits=False,
+        faces=dataclasses.replace(base.faces, device=cfg.device, max_side=cfg.data.max_side,
+                                  size=cfg.data.size),
+        split=SplitConfig(val=0.0, test=0.0))
+    summary = build_face_set(fcfg, log=log)
+    rows = read_manifest(fcfg.out, require_mri=False)
+    if not rows:
+        raise BenchmarkError("the face-set build found no face in the listed videos", csv_path)
+    return {"root": fcfg.out, "split": "", "rows": len(rows),
+            "videos": len({r["video"] for r in rows}),
+            "fake_videos": len({r["video"] for r in rows if r["label"] == "fake"}),
+            "identities": sorted({r["identity"] for r in rows}),
+            "skipped": dict(summary.skipped)}
+
+
+__all__ = ["build_stage", "face_set_settings", "face_set_stage", "face_settings",
+           "mri_df_settings"]

@@ -1,0 +1,82 @@
+"""Stages 3-5: MRI-GAN on the training identities' MRI-DF, its export, and the plain and MRI
+detectors (one backbone, one budget; the MRI detector reads the exported generator's MRIs).
+
+Each stage's settings are its *resolved* library config without output paths, so an edited
+preset or base YAML that changes what a stage does is noticed on the next run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from detectors.config import DetectorConfig
+from detectors.train import train_detector
+from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.config import deep_merge, load_config, to_dict
+from mrigan.inference import export_generator
+from mrigan.train import GanConfig, train_gan
+
+#: resolved-config keys that say where things go, not what is computed
+_PATH_KEYS = {("out_dir",), ("name",), ("data", "root"), ("input", "generator"),
+              ("input", "mri_cache"), ("train", "resume")}
+
+
+def _without_paths(d: dict, prefix: tuple = ()) -> dict:
+    return {k: (_without_paths(v, (*prefix, k)) if isinstance(v, dict) else v)
+            for k, v in d.items() if (*prefix, k) not in _PATH_KEYS}
+
+
+def gan_config(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> GanConfig:
+    extra = {"out_dir": str(folder), "name": "run", "data": {"root": mri_df_root}}
+    if cfg.device != "auto":
+        extra["train"] = {"device": cfg.device}
+    return load_config(GanConfig, cfg.gan.config, deep_merge(cfg.gan.set, extra))
+
+
+def gan_settings(cfg: BenchmarkConfig) -> dict:
+    return _without_paths(to_dict(gan_config(cfg, "", Path("."))))
+
+
+def gan_stage(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> dict:
+    gcfg = gan_config(cfg, mri_df_root, folder)
+    last = Path(gcfg.run_dir) / "checkpoints" / "last.pt"
+    result = train_gan(gcfg, resume=True if last.is_file() else None)
+    best = result.best_checkpoint or result.last_checkpoint
+    return {"checkpoint": str(best), "step": result.step, "best_step": result.best_step,
+            "best_val_mean_ssim": result.best_mean_ssim, "used": "best" if
+            result.best_checkpoint else "last"}
+
+
+def export_stage(checkpoint: str, folder: Path) -> dict:
+    weights, sidecar = export_generator(checkpoint, folder / "generator.safetensors")
+    return {"generator": str(weights), "sidecar": str(sidecar)}
+
+
+def detector_config(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Path,
+                    generator: str = "") -> DetectorConfig:
+    d = cfg.detector
+    extra: dict = {"out_dir": str(folder), "name": "run", "data": {"root": mri_df_root}}
+    if cfg.device != "auto":
+        extra["train"] = {"device": cfg.device}
+    if kind == "mri":
+        extra["input"] = {"name": "mri", "generator": generator,
+                          "mri_cache": str(folder / "mri_cache")}
+    path = d.plain_config if kind == "plain" else d.mri_config
+    return load_config(DetectorConfig, path, deep_merge(d.set, extra))
+
+
+def detector_settings(cfg: BenchmarkConfig, kind: str) -> dict:
+    return _without_paths(to_dict(detector_config(cfg, kind, "", Path("."))))
+
+
+def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Path,
+                   generator: str = "", log=print) -> dict:
+    dcfg = detector_config(cfg, kind, mri_df_root, folder, generator)
+    result = train_detector(dcfg, log=log)
+    return {"checkpoint": str(result.best), "best_val_auc": result.best_auc,
+            "best_epoch": result.best_epoch, "steps": result.steps,
+            "run_dir": str(result.run_dir)}
+
+
+__all__ = ["detector_config", "detector_settings", "detector_stage", "export_stage",
+           "gan_config", "gan_settings", "gan_stage"]

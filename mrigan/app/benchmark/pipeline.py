@@ -1,0 +1,108 @@
+"""``run_benchmark(cfg, out)``: the MRI-GAN paper's protocol end to end, stage by stage.
+
+split -> mri_df (training identities) + heldout_mri_df (test identities, GAN quality only)
+-> gan -> export -> detector_plain, detector_mri -> face sets (validation, test, labelled)
+-> eval_plain, eval_mri -> gan_quality -> report. See :mod:`mrigan.app.benchmark.stages` for
+how each stage is skipped, resumed or refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mrigan.app.benchmark import data, evaluation, models, report
+from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.split import split_stage
+from mrigan.app.benchmark.stages import BenchmarkError, Stages, file_hash
+from mrigan.config import save_config, to_dict
+from mrigan.outputs import check_output_dir
+
+WHAT = ("Identity-grouped split of the paired videos; MRI-GAN and both detectors trained on "
+        "the training identities only; video rule chosen on the validation identities; scored "
+        "on videos of identities no model saw (and on the --labelled videos, if given). Few "
+        "videos and identities make wide intervals: this compares the two inputs on this data, "
+        "it does not estimate performance on a dataset.")
+
+
+def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = False,
+                  log=print) -> dict:
+    if not cfg.sources and (not cfg.pairs or not Path(cfg.pairs).is_file()):
+        raise BenchmarkError("pairs CSV not found (give --pairs, or `sources:` in --config)",
+                             cfg.pairs or None)
+    if cfg.labelled and not Path(cfg.labelled).is_file():
+        raise BenchmarkError("labelled CSV not found", cfg.labelled)
+    inputs = ([cfg.pairs] if cfg.pairs and not cfg.sources else []) + [
+        s.root for s in cfg.sources] + ([cfg.labelled] if cfg.labelled else [])
+    out = check_output_dir(out, inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    st = Stages(out, restart=restart, log=log)
+
+    listing = ({"sources": [to_dict(s) for s in cfg.sources]} if cfg.sources
+               else {"pairs": file_hash(cfg.pairs)})
+    split = st.run("split", {**listing, "split": to_dict(cfg.split)},
+                   lambda f: split_stage(cfg, f))
+    mdf_settings = data.mri_df_settings(cfg)
+    mri_df = st.run("mri_df", {"split": split["fingerprint"], **mdf_settings},
+                    lambda f: data.build_stage(cfg, split["trainval_csv"], f,
+                                               val=cfg.split.val, log=log))
+    heldout = st.run("heldout_mri_df", {"split": split["fingerprint"], **mdf_settings},
+                     lambda f: data.build_stage(cfg, split["test_csv"], f, val=0.0, log=log))
+    gan = st.run("gan", {"mri_df": mri_df["fingerprint"], "gan": models.gan_settings(cfg)},
+                 lambda f: models.gan_stage(cfg, mri_df["root"], f))
+    export = st.run("export", {"gan": gan["fingerprint"]},
+                    lambda f: models.export_stage(gan["checkpoint"], f))
+    detectors = {
+        "plain": st.run("detector_plain", {"mri_df": mri_df["fingerprint"],
+                                           "detector": models.detector_settings(cfg, "plain")},
+                        lambda f: models.detector_stage(cfg, "plain", mri_df["root"], f, log=log)),
+        "mri": st.run("detector_mri", {"mri_df": mri_df["fingerprint"],
+                                       "export": export["fingerprint"],
+                                       "detector": models.detector_settings(cfg, "mri")},
+                      lambda f: models.detector_stage(cfg, "mri", mri_df["root"], f,
+                                                      export["generator"], log=log)),
+    }
+    fs_settings = data.face_set_settings(cfg)
+    face_sets = {
+        "validation": st.run("faces_validation", {"split": split["fingerprint"], **fs_settings},
+                             lambda f: data.face_set_stage(cfg, split["val_csv"], f, log=log)),
+        "test": st.run("faces_test", {"split": split["fingerprint"], **fs_settings},
+                       lambda f: data.face_set_stage(cfg, split["test_csv"], f, log=log)),
+    }
+    if cfg.labelled:
+        face_sets["labelled"] = st.run(
+            "faces_labelled", {"labelled": file_hash(cfg.labelled), **fs_settings},
+            lambda f: data.face_set_stage(cfg, cfg.labelled, f, log=log))
+    tests = {k: v for k, v in face_sets.items() if k != "validation"}
+    evals = {}
+    for det, trained in detectors.items():
+        gen = export["generator"] if det == "mri" else ""
+        settings = {"detector": trained["fingerprint"], "evaluate": to_dict(cfg.evaluate),
+                    "faces": {k: v["fingerprint"] for k, v in face_sets.items()},
+                    "export": export["fingerprint"] if gen else None}
+        evals[det] = st.run(f"eval_{det}", settings,
+                            lambda f, t=trained, g=gen: evaluation.eval_stage(
+                                cfg, t["checkpoint"], face_sets["validation"], tests, f, g,
+                                log=log))
+    quality = st.run("gan_quality", {"export": export["fingerprint"],
+                                     "heldout": heldout["fingerprint"]},
+                     lambda f: evaluation.gan_quality_stage(cfg, export["generator"],
+                                                            heldout["root"], f))
+    summary = {"name": cfg.name, "what": WHAT,
+               "table": report.table_rows(evals, face_sets),
+               "evaluations": {k: {kk: v[kk] for kk in ("aggregation", "test_sets")}
+                               for k, v in evals.items()},
+               "gan_quality": {k: v for k, v in quality.items() if k != "fingerprint"},
+               "splits": split["splits"],
+               "face_sets": {k: {kk: vv for kk, vv in v.items() if kk != "fingerprint"}
+                             for k, v in face_sets.items()},
+               "gan": {k: v for k, v in gan.items() if k != "fingerprint"}}
+    st.run("report", {"results": {k: v["fingerprint"] for k, v in
+                                  {**evals, "gan_quality": quality}.items()}},
+           lambda f: report.write_report(f, summary))
+    summary["out"] = str(out / "report")
+    summary["timings"] = st.timings
+    return summary
+
+
+__all__ = ["WHAT", "run_benchmark"]

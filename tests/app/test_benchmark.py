@@ -1,0 +1,155 @@
+"""``mrigan benchmark`` end to end on the shared real pairs (4 FF++ identities), tiny settings:
+the paper's table for plain vs MRI, no test identity in any training stage, resume skips
+every stage and gives the same table, a changed setting is refused naming its key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from datasets_builders.build_config import SourceConfig
+from detectors.config import DetectorConfig
+from detectors.train import split_rows
+from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.split import split_stage
+from mrigan.app.benchmark.stages import STAGE_FILE
+from mrigan.app.cli import main
+from mrigan.config import load_config
+from mrigan.mri_df_format import read_manifest
+
+TINY = [
+    "data.every=100", "data.max_frames=2", "data.size=64", "data.max_side=480",
+    "data.max_faces=4",
+    "gan.set.model.image_size=32", "gan.set.model.ngf=8", "gan.set.model.ndf=8",
+    "gan.set.train.max_steps=2", "gan.set.train.eval_every=2",
+    "gan.set.train.checkpoint_every=2", "gan.set.data.eval_samples=4",
+    "detector.set.data.image_size=32", "detector.set.train.epochs=1",
+    "detector.set.train.max_steps=2", "evaluate.bootstrap=20",
+]
+STAGES = ("split", "mri_df", "heldout_mri_df", "gan", "export", "detector_plain", "detector_mri",
+          "faces_validation", "faces_test", "faces_labelled", "eval_plain", "eval_mri", "gan_quality", "report")
+PAPER_COLUMNS = ("accuracy", "auc", "precision", "recall", "f1", "eer", "ap")
+
+
+def _labelled_csv(shared_data: Path, folder: Path) -> Path:
+    """Two of the labelled videos without originals (a real and a fake clip of one person),
+    listed by absolute path: the media stay where they are."""
+    wild = shared_data / "labelled_unpaired" / "in_the_wild"
+    (folder / "lists").mkdir(exist_ok=True)
+    path = folder / "lists" / "labelled.csv"
+    path.write_text("path,label,identity\n"
+                    f"{wild / 'obama_real.mp4'},real,wild_obama\n"
+                    f"{wild / 'obama_fake.mp4'},fake,wild_obama\n")
+    return path
+
+
+def _argv(shared_data: Path, out: Path, extra=()) -> list[str]:
+    argv = ["benchmark", "--pairs", str(shared_data / "pairs" / "pairs.csv"), "--preset", "cpu",
+            "--labelled", str(_labelled_csv(shared_data, out.parent)), "--out", str(out)]
+    for item in (*TINY, *extra):
+        argv += ["--set", item]
+    return argv
+
+
+def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, capsys,
+                                                      two_torch_threads):
+    out = tmp_path / "bench"
+    assert main(_argv(shared_data, out)) == 0
+    first = capsys.readouterr().out
+    summary = json.loads((out / "report" / "benchmark.json").read_text())
+
+    # the table: both detectors, the paper's columns, with n and CIs
+    rows = summary["table"]
+    assert {(r["test_set"], r["detector"]) for r in rows} == {
+        (s, d) for s in ("test", "labelled") for d in ("plain", "mri")}
+    for r in rows:
+        for key in PAPER_COLUMNS:
+            assert key in r and key in r["ci95"]
+        assert r["videos"] == 2 and r["fake_videos"] == 1 and r["identities"] == 1
+    for name in ("benchmark.md", "benchmark.html", "roc_test.png", "roc_labelled.png"):
+        assert (out / "report" / name).stat().st_size > 0
+    md = (out / "report" / "benchmark.md").read_text()
+    assert "| Accuracy | AUC | Precision | Recall | F1 | EER | AP |" in md
+
+    # no test identity in any training stage
+    split = json.loads((out / "split" / "split.json").read_text())["splits"]
+    test_ids = set(split["test"]["identities"])
+    assert len(test_ids) == 1 and not test_ids & set(split["train"]["identities"])
+    mri_df = read_manifest(out / "mri_df" / "data")
+    assert mri_df and not test_ids & {r["identity"] for r in mri_df}
+    assert {r["identity"] for r in mri_df if r["split"] == "val"} == set(split["val"]["identities"])
+    gan_cfg = (out / "gan" / "run" / "config.yaml").read_text()
+    assert str(out / "mri_df" / "data") in gan_cfg
+    for kind in ("plain", "mri"):
+        dcfg = load_config(DetectorConfig, out / f"detector_{kind}" / "run" / "config.yaml")
+        train_rows, val_rows = split_rows(dcfg)
+        assert train_rows and val_rows
+        assert not test_ids & {r["identity"] for r in train_rows + val_rows}
+    # ... while the test face set is exactly the held-out identity's two videos, and the
+    # validation face set (the video rule's only data) the validation identity's
+    test_faces = read_manifest(summary["face_sets"]["test"]["root"], require_mri=False)
+    assert {r["identity"] for r in test_faces} == test_ids
+    assert len({r["video"] for r in test_faces}) == 2
+    val_faces = read_manifest(summary["face_sets"]["validation"]["root"], require_mri=False)
+    assert {r["identity"] for r in val_faces} == set(split["val"]["identities"])
+
+    # GAN quality on held-out identities, with the all-black baseline beside it
+    q = summary["gan_quality"]
+    assert q["fake"]["n"] > 0 and q["real"]["n"] > 0
+    assert q["real"]["mean_ssim_black"] == pytest.approx(1.0, abs=1e-6)
+    assert q["fake"]["mean_ssim_black"] < 1.0
+    assert set(q["identities"]) == test_ids
+
+    # a rerun skips every stage and reproduces the table
+    assert main(_argv(shared_data, out)) == 0
+    second = capsys.readouterr().out
+    for stage in STAGES:
+        assert f"[{stage}] done earlier with the same settings: skipped" in second, stage
+        assert f"[{stage}] running" in first
+        assert json.loads((out / stage / STAGE_FILE).read_text())["done"]
+    again = json.loads((out / "report" / "benchmark.json").read_text())
+    assert again["table"] == rows
+
+    # a changed setting is refused naming the key; nothing is redone
+    assert main(_argv(shared_data, out, ["data.every=99"])) == 2
+    err = capsys.readouterr().err
+    assert "stage 'mri_df'" in err and "every" in err
+    assert main(_argv(shared_data, out, ["detector.set.train.lr=0.5"])) == 2
+    err = capsys.readouterr().err
+    assert "detector_plain" in err and "detector.train.lr" in err
+
+
+def test_split_stage_reads_dataset_layouts(tmp_path, shared_data):
+    """``sources:`` (here the FF++ folder layout) instead of a pairs CSV: three identities go
+    to three splits, and the training CSV lists no test video."""
+    cfg = BenchmarkConfig(sources=(SourceConfig(kind="ffpp", root=str(shared_data / "ffpp"),
+                                                options={"compression": "c23"}),))
+    result = split_stage(cfg, tmp_path)
+    splits = result["splits"]
+    ids = {k: set(v["identities"]) for k, v in splits.items()}
+    assert all(len(v) >= 1 for v in ids.values())
+    assert not (ids["train"] & ids["test"]) and not (ids["val"] & ids["test"])
+    trainval = (tmp_path / "trainval.csv").read_text()
+    for video in splits["test"]["videos"]:
+        assert Path(video).name not in trainval
+    assert splits["test"]["fakes"] >= 1
+
+
+@pytest.mark.parametrize("preset", ["cpu", "paper"])
+def test_presets_resolve_both_detectors_with_one_backbone_and_budget(preset):
+    """Each preset's GAN and detector configs load; plain and MRI share backbone, weights,
+    size and budget, and differ in their input."""
+    from mrigan.app.benchmark import models
+    from mrigan.config import PROJECT_ROOT
+
+    cfg = load_config(BenchmarkConfig, PROJECT_ROOT / "configs" / f"benchmark_{preset}.yaml")
+    assert cfg.name == f"benchmark_{preset}"
+    gan = models.gan_settings(cfg)
+    assert gan["model"]["image_size"] == (64 if preset == "cpu" else 256)
+    plain, mri = (models.detector_settings(cfg, k) for k in ("plain", "mri"))
+    assert plain["model"] == mri["model"] and plain["data"] == mri["data"]
+    budget = ("epochs", "max_steps", "batch_size", "lr", "seed", "loss")
+    assert [plain["train"][k] for k in budget] == [mri["train"][k] for k in budget]
+    assert (plain["input"]["name"], mri["input"]["name"]) == ("plain", "mri")
