@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets_builders.faces import FaceDetector
+from datasets_builders.faces import FaceDetectionConfig
 from datasets_builders.frames import VideoDecodeError
 from detectors.realism.clips import (
     Clip,
@@ -113,9 +113,8 @@ def extract_missing_faces(cfg: DataConfig, records: Sequence[MosRecord],
         if video is None:
             counts["no_video"] += 1
             continue
-        if detector is None:
-
-            detector = FaceDetector(max_side=640)
+        if detector is None:  # the shared detection defaults; realism clips detect at 640 px
+            detector = FaceDetectionConfig(max_side=640).detector()
         try:
             extract_video_faces(video, dest, detector=detector, every=cfg.video_every,
                                 max_frames=cfg.video_max_frames, size=cfg.face_size,

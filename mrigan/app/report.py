@@ -219,12 +219,28 @@ def _worst_faces(entry: Mapping[str, Any], k: int) -> list[dict[str, Any]]:
     return faces[:k]
 
 
-def _input_section(root: Path, entry: Mapping[str, Any], worst_k: int) -> str:
+def _coverage_html(entry: Mapping[str, Any], low: float | None) -> str:
+    """The low-coverage warning shown beside the verdict (``report.low_coverage``)."""
+    cov = entry.get("face_coverage")
+    if low is None or cov is None or cov >= low:
+        return ""
+    second = sum(f.get("detection_pass") == 2 for fr in entry.get("frames", [])
+                 for f in fr.get("faces", []))
+    text = (f"Low face coverage: faces were found in {cov:.0%} of the sampled frames (warning "
+            f"under {low:.0%}); the verdict rests on few frames.")
+    if entry.get("second_pass"):
+        text += f" The permissive second detection pass ran and found {second} of the faces."
+    return f'<p class="warning coverage" data-coverage="{cov:.4f}">{html.escape(text)}</p>'
+
+
+def _input_section(root: Path, entry: Mapping[str, Any], worst_k: int,
+                   low_coverage: float | None = None) -> str:
     path = html.escape(entry["path"])
     if entry["status"] != "analysed":
         return ""
     parts = [f'<section class="input" id="{html.escape(entry["dir"])}">',
-             f'<h2>{path}</h2>', _verdict_html(entry["verdict"])]
+             f'<h2>{path}</h2>', _verdict_html(entry["verdict"]),
+             _coverage_html(entry, low_coverage)]
     meta = [f'{entry.get("kind")}', f'{entry.get("frames_read", 0)} frames analysed',
             f'{entry.get("faces", 0)} faces in {len(entry.get("tracks", []))} track(s)']
     if entry.get("fps"):
@@ -368,7 +384,9 @@ def render_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *,
         + ". A verdict is a screening aid to be read with the maps, not proof.</p>",
     ]
     body = [_overview(results.get("inputs", []))]
-    body += [_input_section(root, e, worst_k) for e in results.get("inputs", [])]
+    # the analysis' report.low_coverage (absent from results of older versions: no warning)
+    low = ((results.get("config") or {}).get("report") or {}).get("low_coverage")
+    body += [_input_section(root, e, worst_k, low) for e in results.get("inputs", [])]
     text = "\n".join(head + body + ["</body></html>", ""])
     dest = root / filename
     atomic_write_text(dest, text)

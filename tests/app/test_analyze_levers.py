@@ -53,9 +53,11 @@ def test_figures_do_not_depend_on_writing_the_report(runs):
 def test_stacked_batch_gives_the_list_paths_maps(runs):
     analyzer, cfg = runs["analyzer"], runs["cfg"]
     gen = analyzer.generator
-    frames = iter_frames(runs["video"], every=cfg.frames.every, max_frames=cfg.frames.max_frames)
-    crops = [c for _i, _f, _b, cs in face_crops(frames, analyzer.face_detector, cfg.faces,
-                                                gen.image_size) for c in cs]
+    def frames():
+        return iter_frames(runs["video"], every=cfg.frames.every, max_frames=cfg.frames.max_frames)
+
+    crops = [f.crop for tf in face_crops(frames, analyzer.face_detector, analyzer.face_config)
+             for f in tf.faces]
     expected = [mri_stats(m) for m in as_mri_array(gen.predict(list(crops)), len(crops))]
     got = [face["mri"] for fr in runs["bare"]["frames"] for face in fr["faces"]]
     assert len(got) == len(crops) and got == expected

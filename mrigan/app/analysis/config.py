@@ -11,6 +11,7 @@ import importlib.util
 import math
 from dataclasses import dataclass, field
 
+from datasets_builders.faces import RECALL_SECOND_PASS_BELOW, FaceDetectionConfig
 from detectors import aggregate
 from detectors.lime_explain import LimeConfig
 from mrigan.config import ConfigError
@@ -23,13 +24,14 @@ class FramesConfig:
 
 
 @dataclass(frozen=True)
-class FacesConfig:
-    thresholds: tuple[float, float, float] = (0.85, 0.95, 0.95)  # MTCNN stages (paper's code)
-    min_face_size: int = 40  # pixels in the full frame
-    max_side: int | None = 1280  # frames larger than this are downscaled for detection only
-    margin: float = 1.3  # crop side = margin * longest box side, as in the MRI-DF builder
-    track_iou: float = 0.3  # a box joins the track whose last box overlaps it this much
-    detect_batch: int = 8  # frames per MTCNN batch
+class FacesConfig(FaceDetectionConfig):
+    """Face detection of the analysis: ``datasets_builders.faces.FaceDetectionConfig`` (the one
+    set of detection defaults: thresholds, min_face_size, max_side, batch_size, margin,
+    iou_threshold, ...) with the permissive second pass ON (issue 11: recall matters more than
+    precision when analysing a suspect video) and two analysis-only fields. ``size`` is replaced
+    by the generator's input size and ``device`` "auto" by the analysis' device."""
+
+    second_pass_below: float = RECALL_SECOND_PASS_BELOW
     max_faces_per_frame: int | None = None  # keep the best-scoring N faces of a frame
 
 
@@ -48,6 +50,9 @@ class ReportConfig:
     worst_k: int = 6  # most suspicious faces shown per input
     heat_vmax: float = 0.5  # MRI value drawn at full colour (fixed scale)
     thumbnail_side: int = 480  # longest side of the frame pictures in the report
+    # warn next to the verdict when faces were found in fewer than this share of the sampled
+    # frames (after the second detection pass): the verdict then rests on few frames
+    low_coverage: float = 0.5
     # with a frame detector, what explains its score over each face: gradcam (detectors.explain)
     # | lime (detectors.lime_explain, optional extra mrigan[lime]; lime.n_samples forward
     # passes per face, so much slower than gradcam on long videos) | none
@@ -100,9 +105,9 @@ def validate_config(cfg: AnalyzeConfig) -> AnalyzeConfig:
     _check(fc.max_side is None or fc.max_side >= 16, "faces.max_side", fc.max_side,
            "an integer >= 16 or null (no downscaling)")
     _check(_finite(fc.margin) and fc.margin >= 1.0, "faces.margin", fc.margin, "a number >= 1")
-    _check(_finite(fc.track_iou) and 0 <= fc.track_iou <= 1, "faces.track_iou", fc.track_iou,
-           "a number in [0, 1]")
-    _check(fc.detect_batch >= 1, "faces.detect_batch", fc.detect_batch, "an integer >= 1")
+    _check(_finite(fc.iou_threshold) and 0 <= fc.iou_threshold <= 1, "faces.iou_threshold",
+           fc.iou_threshold, "a number in [0, 1]")
+    _check(fc.batch_size >= 1, "faces.batch_size", fc.batch_size, "an integer >= 1")
     _check(fc.max_faces_per_frame is None or fc.max_faces_per_frame >= 1,
            "faces.max_faces_per_frame", fc.max_faces_per_frame, "an integer >= 1 or null")
     vc = cfg.verdict
@@ -113,6 +118,8 @@ def validate_config(cfg: AnalyzeConfig) -> AnalyzeConfig:
     _check(rc.worst_k >= 1, "report.worst_k", rc.worst_k, "an integer >= 1")
     _check(_finite(rc.heat_vmax) and rc.heat_vmax > 0, "report.heat_vmax", rc.heat_vmax,
            "a number > 0")
+    _check(_finite(rc.low_coverage) and 0 <= rc.low_coverage <= 1, "report.low_coverage",
+           rc.low_coverage, "a number in [0, 1]")
     _check(rc.thumbnail_side >= 16, "report.thumbnail_side", rc.thumbnail_side, "an integer >= 16")
     _check(rc.explain in EXPLAINERS, "report.explain", rc.explain, f"one of {', '.join(EXPLAINERS)}")
     if rc.explain == "lime" and importlib.util.find_spec("captum") is None:

@@ -1,10 +1,10 @@
 """Which files an analysis takes (``discover_inputs``), their output folder names, and opening
-one input as a stream of ``(frame index, RGB frame)``."""
+one input as a source of ``(frame index, RGB frame)`` streams. Suffixes: ``mrigan.media``."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,10 @@ from datasets_builders.frames import iter_frames, video_info
 from mrigan.app.analysis.config import FramesConfig
 from mrigan.errors import MriganError
 from mrigan.fileio import read_image
+from mrigan.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image, is_video
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
-                            ".wmv", ".flv", ".3gp", ".ts", ".mts", ".m2ts"})
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "ImageReadError", "InputItem", "discover_inputs",
+           "input_slug", "open_input"]
 
 
 class ImageReadError(MriganError, ValueError):
@@ -55,13 +55,12 @@ def discover_inputs(paths: Iterable[str | os.PathLike]) -> list[InputItem]:
                 rel = f.relative_to(p).parts
                 if not f.is_file() or any(part.startswith(".") for part in rel):
                     continue
-                suffix = f.suffix.lower()
-                if suffix in IMAGE_SUFFIXES:
+                if is_image(f):
                     add(f, "image")
-                elif suffix in VIDEO_SUFFIXES:
+                elif is_video(f):
                     add(f, "video")
         elif p.is_file():
-            add(p, "image" if p.suffix.lower() in IMAGE_SUFFIXES else "video")
+            add(p, "image" if is_image(p) else "video")
         else:
             add(p, "missing")
     return items
@@ -74,19 +73,23 @@ def input_slug(path: Path, index: int) -> str:
 
 
 def open_input(item: InputItem, frames: FramesConfig,
-               ) -> tuple[Iterator[tuple[int, np.ndarray]], dict[str, Any]]:
-    """``(frames, meta)``: the sampled ``(index, RGB uint8 frame)`` stream of one input (an image
-    is the single frame 0) and what is known before decoding (width, height, fps, the number
-    of sampled frames when the container says)."""
+               ) -> tuple[Callable[[], Iterator[tuple[int, np.ndarray]]], dict[str, Any]]:
+    """``(source, meta)``: ``source()`` starts the sampled ``(index, RGB uint8 frame)`` stream of
+    one input (an image is the single frame 0; a video is decoded again on each call, never held
+    in memory) and ``meta`` is what is known before decoding (width, height, fps, the number of
+    sampled frames when the container says)."""
     if item.kind == "image":
         try:
             img = read_image(item.path)
         except ValueError as exc:
             raise ImageReadError(str(exc)) from exc
-        return iter([(0, img)]), {"width": img.shape[1], "height": img.shape[0]}
+        return lambda: iter([(0, img)]), {"width": img.shape[1], "height": img.shape[0]}
 
     info = video_info(item.path)
-    stream = iter_frames(item.path, every=frames.every, max_frames=frames.max_frames)
+
+    def stream() -> Iterator[tuple[int, np.ndarray]]:
+        return iter_frames(item.path, every=frames.every, max_frames=frames.max_frames)
+
     sampled = -(-info.frames // frames.every) if info.frames else None
     if sampled is not None and frames.max_frames is not None:
         sampled = min(sampled, frames.max_frames)

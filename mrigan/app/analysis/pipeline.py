@@ -2,8 +2,11 @@
 one verdict, with every per-input step inside one guard so a bad input (or a file name, or a
 model output) is a reported skip and never loses the batch.
 
-``face_crops`` is the face loop (decode -> MTCNN in batches -> the builder's square crop), kept
-apart from the rest so it can be swapped for the shared face-track iterator.
+``face_crops`` is the face loop: the project's one face-track iterator
+(``datasets_builders.faces.iter_face_tracks``: MTCNN in batches, the permissive second pass when
+under ``faces.second_pass_below`` of the sampled frames show a face, tracks, the builder's square
+crop). Its detection passes decode the video and keep boxes only; the crop pass then streams
+frames through the generator, so no video is held in memory.
 
 Speed (issue 14 goal 4, ``bench/analyze.py``): on a CPU the time is the generator and MTCNN;
 the rest is kept small - the generator gets one stacked uint8 batch per call, and without
@@ -18,15 +21,22 @@ import heapq
 import os
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from datasets_builders.faces import FaceDetector, crop_face, track_faces
+from datasets_builders.faces import (
+    Detectors,
+    FaceDetectionConfig,
+    FaceDetector,
+    FrameSource,
+    TrackedFrame,
+    iter_face_tracks,
+)
 from datasets_builders.frames import VideoDecodeError
-from mrigan.app.analysis.config import AnalyzeConfig, FacesConfig, validate_config
+from mrigan.app.analysis.config import AnalyzeConfig, validate_config
 from mrigan.app.analysis.inputs import (
     ImageReadError,
     InputItem,
@@ -74,42 +84,41 @@ class AnalyzeError(MriganError, ValueError):
 # ----------------------------------------------------------------------------- the face loop
 
 
-def face_crops(frames: Iterable[tuple[int, np.ndarray]], face_detector: Any, cfg: FacesConfig,
-               size: int) -> Iterator[tuple[int, np.ndarray, list[Any], list[np.ndarray]]]:
-    """``(frame index, frame, boxes, size x size crops)`` per sampled frame, MTCNN run on
-    ``cfg.detect_batch`` frames at a time, boxes best first (at most ``max_faces_per_frame``).
-
-    A decode error after some frames were read ends the stream with the frames so far and is
-    re-raised as :class:`TruncatedStream` carrying the message; before any frame, it propagates.
-    """
-    batch: list[tuple[int, np.ndarray]] = []
-    read = 0
-
-    def detect(batch):
-        for (index, frame), found in zip(batch, face_detector.detect([f for _, f in batch]),
-                                         strict=True):
-            if cfg.max_faces_per_frame is not None:
-                found = found[:cfg.max_faces_per_frame]
-            found = list(found)
-            yield index, frame, found, [crop_face(frame, b, cfg.margin, size) for b in found]
-
-    try:
-        for index, frame in frames:
-            batch.append((index, frame))
-            read += 1
-            if len(batch) >= cfg.detect_batch:
-                yield from detect(batch)
-                batch = []
-    except VideoDecodeError as exc:
-        if read == 0:
-            raise
-        yield from detect(batch)
-        raise TruncatedStream(str(exc)) from exc
-    yield from detect(batch)
+def face_crops(frames: FrameSource, face_detector: Detectors | FaceDetector | None,
+               cfg: FaceDetectionConfig, max_faces: int | None = None) -> Iterator[TrackedFrame]:
+    """The shared face-track loop (``datasets_builders.faces.iter_face_tracks``) on one input,
+    each frame's faces cut to the best-scoring ``max_faces`` (their tracks renumbered by first
+    appearance). ``frames()`` starts a fresh ``(index, frame)`` stream; it is called once per
+    detection pass and once for the crops (a video is decoded again, never buffered)."""
+    renumber: dict[int, int] = {}
+    for tf in iter_face_tracks(frames, face_detector, cfg):
+        faces = tf.faces if max_faces is None else tf.faces[:max_faces]  # best score first
+        if max_faces is not None:
+            faces = tuple(replace(f, track=renumber.setdefault(f.track, len(renumber)))
+                          for f in faces)
+            tf = replace(tf, faces=faces)
+        yield tf
 
 
-class TruncatedStream(Exception):
-    """Decoding stopped early; the frames before it were analysed (recorded as a warning)."""
+def tolerant(source: FrameSource, warnings: list[str]) -> FrameSource:
+    """``source`` whose streams end quietly at a decode error after some frames (the message
+    recorded once in ``warnings``); before any frame the error propagates (unreadable input).
+    Every pass sees the same frames: decoding a file is deterministic."""
+
+    def frames() -> Iterator[tuple]:
+        read = 0
+        try:
+            for item in source():
+                read += 1
+                yield item
+        except VideoDecodeError as exc:
+            if read == 0:
+                raise
+            msg = f"decoding stopped early: {exc}"
+            if msg not in warnings:
+                warnings.append(msg)
+
+    return frames
 
 
 # ----------------------------------------------------------------------------- state
@@ -123,6 +132,8 @@ class _Pending:
     slot: int  # position of this face's box in its frame's box list
     box: Any
     crop: np.ndarray
+    track: int
+    detection_pass: int  # 1: the configured thresholds, 2: the permissive second pass
 
 
 @dataclass
@@ -135,6 +146,8 @@ class _InputState:
     frame_order: list[int] = field(default_factory=list)
     position: dict[int, int] = field(default_factory=dict)  # frame index -> position
     boxes: list[list[Any]] = field(default_factory=list)
+    coverage: float | None = None  # share of sampled frames with a face (after the second pass)
+    second_pass: bool = False
     faces: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     worst: list[tuple[float, int, np.ndarray, list[Any]]] = field(default_factory=list)
     pending_frames: dict[int, tuple[np.ndarray, float]] = field(default_factory=dict)  # thumb, scale
@@ -168,12 +181,13 @@ class Analyzer:
             self.detector_name = describe_model(self.detector, detector)
             check_finite_weights(self.detector, self.detector_name)
             self.detector_info = file_info(detector, self.detector)
-        if face_detector is None:
-            fc = self.config.faces
-            face_detector = FaceDetector(device=str(self.device), thresholds=fc.thresholds,
-                                         min_face_size=fc.min_face_size, max_side=fc.max_side,
-                                         batch_size=fc.detect_batch)
-        self.face_detector = face_detector
+        fc = self.config.faces
+        # crops at the generator's input size; "auto" detection device: the analysis' device
+        self.face_config = replace(fc, size=int(self.generator.image_size),
+                                   device=str(self.device) if fc.device == "auto" else fc.device)
+        # loaded on the first frame that needs it (the second-pass detector only if a video needs it)
+        self.face_detector = (face_detector if isinstance(face_detector, Detectors)
+                              else Detectors(self.face_config, first=face_detector))
 
     # -- public
 
@@ -215,12 +229,13 @@ class Analyzer:
             return InputResult(**base, status="missing", reason="no such file or folder")
         try:
             sha = sha256_file(item.path)
-            frames, meta = open_input(item, self.config.frames)
+            source, meta = open_input(item, self.config.frames)
             state = _InputState(item=item, dir=slug, fps=meta.pop("fps", None))
-            self._stream(frames, state, out, progress, meta.pop("sampled_frames", None))
+            self._stream(source, state, out, progress, meta.pop("sampled_frames", None))
             if not state.faces:
                 return InputResult(**base, status="no_face", dir=None, sha256=sha, fps=state.fps,
                                    frames_read=len(state.frame_order),
+                                   face_coverage=state.coverage, second_pass=state.second_pass,
                                    reason=f"no face found in {len(state.frame_order)} frame(s)",
                                    warnings=tuple(state.warnings), **meta)
             return self._finish(state, base, sha, meta, out)
@@ -235,29 +250,31 @@ class Analyzer:
                 append_error_log(out, item.path, traceback.format_exc())
             return InputResult(**base, status="error", reason=f"{type(exc).__name__}: {exc}")
 
-    def _stream(self, frames: Iterator[tuple[int, np.ndarray]], state: _InputState,
-                out: Path | None, progress: bool, total: int | None = None) -> None:
-        """Faces of every sampled frame (``face_crops``), scored in batches of ``batch_size``."""
+    def _stream(self, source: FrameSource, state: _InputState, out: Path | None, progress: bool,
+                total: int | None = None) -> None:
+        """Faces and tracks of every sampled frame (``face_crops``: the shared face-track
+        iterator), scored in batches of ``batch_size`` as the crop pass streams."""
         cfg = self.config
         pending: list[_Pending] = []
         bar = _progress(state.item, total) if progress else None
-        found = face_crops(frames, self.face_detector, cfg.faces, int(self.generator.image_size))
+        found = face_crops(tolerant(source, state.warnings), self.face_detector, self.face_config,
+                           cfg.faces.max_faces_per_frame)
         try:
-            for index, frame, boxes, crops in found:
+            for tf in found:
+                index, boxes = tf.index, [f.box for f in tf.faces]
+                state.coverage, state.second_pass = tf.coverage, tf.second_pass
                 state.position[index] = len(state.frame_order)
                 state.frame_order.append(index)
                 state.boxes.append(boxes)
                 if boxes and out is not None:  # report pictures only when a report is written
-                    state.pending_frames[index] = _thumbnail(frame, cfg.report.thumbnail_side)
-                pending.extend(_Pending(index, slot, box, crop)
-                               for slot, (box, crop) in enumerate(zip(boxes, crops, strict=True)))
+                    state.pending_frames[index] = _thumbnail(tf.frame, cfg.report.thumbnail_side)
+                pending.extend(_Pending(index, slot, f.box, f.crop, f.track, f.detection_pass)
+                               for slot, f in enumerate(tf.faces))
                 if bar is not None:
                     bar.update(1)
                 if len(pending) >= cfg.batch_size:
                     self._score(pending, state, out)
                     pending = []
-        except TruncatedStream as exc:
-            state.warnings.append(f"decoding stopped early: {exc}")
         finally:
             if bar is not None:
                 bar.close()
@@ -291,7 +308,8 @@ class Analyzer:
                     files[kind] = f"{stem}_{kind}.png"
                     atomic_save_image(out / files[kind], cams[k])
             state.faces[(p.frame, p.slot)] = {
-                "box": p.box, "stats": stats, "prob": prob, "score": float(score), "files": files}
+                "box": p.box, "stats": stats, "prob": prob, "score": float(score), "files": files,
+                "track": p.track, "pass": p.detection_pass}
         if out is not None:
             self._update_worst(pending, state)
 
@@ -315,14 +333,11 @@ class Analyzer:
 
     def _finish(self, state: _InputState, base: dict[str, Any], sha: str, meta: dict[str, Any],
                 out: Path | None) -> InputResult:
-        """Tracks (``track_faces``), per-frame/per-track results, the verdict, the timeline."""
+        """Per-frame/per-track results (tracks from the face-track iterator), the verdict, the
+        timeline."""
         cfg = self.config
-        tracks = track_faces(state.boxes, cfg.faces.track_iou)
-        track_of: dict[tuple[int, int], int] = {}
-        for t, members in enumerate(tracks):
-            for pos, box in members:
-                slot = next(i for i, b in enumerate(state.boxes[pos]) if b is box)
-                track_of[(state.frame_order[pos], slot)] = t
+        track_of = {key: f["track"] for key, f in state.faces.items()}
+        n_tracks = max(track_of.values()) + 1
         thumbs: dict[int, str] = {}
         if out is not None:
             move_into_tracks(state.faces, track_of, out, state.dir or "")
@@ -339,14 +354,14 @@ class Analyzer:
                 faces.append(FaceResult(
                     frame=index, track=track_of[(index, slot)],
                     box=(round(b.x0, 2), round(b.y0, 2), round(b.x1, 2), round(b.y1, 2)),
-                    detection_score=float(b.score), mri=f["stats"], fake_probability=f["prob"],
-                    score=f["score"], files=f["files"]))
+                    detection_score=float(b.score), detection_pass=f["pass"], mri=f["stats"],
+                    fake_probability=f["prob"], score=f["score"], files=f["files"]))
             time = index / state.fps if state.fps else None
             frames.append(FrameResult(index=index, time=time, faces=tuple(faces),
                                       thumbnail=thumbs.get(index)))
         all_faces = [f for fr in frames for f in fr.faces]
         track_results = []
-        for t in range(len(tracks)):
+        for t in range(n_tracks):
             mine = [f for f in all_faces if f.track == t]
             probs = [f.fake_probability for f in mine if f.fake_probability is not None]
             track_results.append(TrackResult(
@@ -369,7 +384,8 @@ class Analyzer:
         return InputResult(**base, status="analysed", dir=state.dir, sha256=sha, fps=state.fps,
                            frames_read=len(state.frame_order), faces=len(all_faces),
                            frames=tuple(frames), tracks=tuple(track_results), verdict=verdict,
-                           timeline=timeline, warnings=tuple(state.warnings), **meta)
+                           timeline=timeline, warnings=tuple(state.warnings),
+                           face_coverage=state.coverage, second_pass=state.second_pass, **meta)
 
 
 def _thumbnail(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

@@ -22,6 +22,7 @@ class FaceResult:
     track: int
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in frame pixels
     detection_score: float
+    detection_pass: int  # 1: MTCNN with faces.thresholds, 2: the permissive second pass
     mri: dict[str, float]  # mean, p50, p90, p99, max of the predicted MRI
     fake_probability: float | None
     score: float  # the face score the verdict uses
@@ -71,6 +72,9 @@ class InputResult:
     height: int | None = None
     fps: float | None = None
     frames_read: int = 0
+    # share of the sampled frames with a face, after the second detection pass (None: not read)
+    face_coverage: float | None = None
+    second_pass: bool = False  # whether the permissive second detection pass ran on this input
     faces: int = 0
     frames: tuple[FrameResult, ...] = ()
     tracks: tuple[TrackResult, ...] = ()

@@ -9,7 +9,7 @@ from typing import Any
 #: detector that returned non-finite values for its faces.
 SKIP_REASONS = ("missing", "unreadable", "no_face", "error")
 
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2  # 2: face detection_pass, input face_coverage / second_pass
 
 _NUM: dict[str, Any] = {"type": "number"}
 _NUM_OR_NULL = {"type": ["number", "null"]}
@@ -53,6 +53,8 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "status": {"enum": ["analysed", *SKIP_REASONS]},
                 "reason": _STR_OR_NULL, "dir": _STR_OR_NULL, "sha256": _STR_OR_NULL,
                 "fps": _NUM_OR_NULL, "frames_read": _INT, "faces": _INT,
+                "face_coverage": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "second_pass": {"type": "boolean"},
                 "timeline": _STR_OR_NULL,
                 "frames": {"type": "array", "items": {"$ref": "#/$defs/frame"}},
                 "tracks": {"type": "array", "items": {"$ref": "#/$defs/track"}},
@@ -71,12 +73,13 @@ RESULTS_SCHEMA: dict[str, Any] = {
         },
         "face": {
             "type": "object",
-            "required": ["frame", "track", "box", "detection_score", "mri", "fake_probability",
-                         "score", "files"],
+            "required": ["frame", "track", "box", "detection_score", "detection_pass", "mri",
+                         "fake_probability", "score", "files"],
             "properties": {
                 "frame": _INT, "track": _INT,
                 "box": {"type": "array", "items": _NUM, "minItems": 4, "maxItems": 4},
                 "detection_score": {"type": "number", "minimum": 0, "maximum": 1},
+                "detection_pass": {"enum": [1, 2]},
                 "mri": {"type": "object", "required": ["mean", "p50", "p90", "p99", "max"],
                         "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1}},
                 "fake_probability": {"type": ["number", "null"], "minimum": 0, "maximum": 1},

@@ -2,21 +2,23 @@
 dataset (``data.root``) with ``datasets_builders.build_mri_df``; and which held-out videos of a
 real dataset the demo analyses.
 
-``scene_face_pairs`` is the face loop here (MTCNN on the real scene, the same square crop from
-the real and the fake); ``build_synthetic_mri_df`` writes what it yields as MRI-DF.
+``scene_face_pairs`` is the face loop here (``datasets_builders.faces.find_faces`` on the real
+scenes - single images, so no tracks - and the same square crop from the real and the fake);
+``build_synthetic_mri_df`` writes what it yields with the one MRI-DF writer
+(``mrigan.mri_df_format.MriDfWriter``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from datasets_builders.augment import PlanRunner, make_plan, plan_label
-from datasets_builders.faces import crop_face
+from datasets_builders.faces import crop_face, find_faces
 from datasets_builders.mri_df import (
     AugmentConfig,
     BuildConfig,
@@ -29,8 +31,7 @@ from datasets_builders.mri_df import (
 from mrigan import perceptual
 from mrigan.app.demo.config import DemoConfig
 from mrigan.app.demo.scenes import Photo, blend_into, packaged_photos, render_scene, scene_params
-from mrigan.fileio import atomic_save_image
-from mrigan.mri_df_format import write_manifest
+from mrigan.mri_df_format import MriDfWriter, write_manifest
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,11 @@ class ScenePair:
 def scene_face_pairs(cfg: DemoConfig, detector, photos: list[Photo],
                      log=print) -> Iterator[ScenePair]:
     """The face loop of the synthetic data: render each scene and its fake, apply one seeded
-    augmentation plan to both, run MTCNN on the real scene (16 at a time) and crop the same
-    square from both frames."""
+    augmentation plan to both, find the faces of the real scenes (16 at a time, ``find_faces``
+    with the analysis' detection settings but no second pass: training data, where a permissive
+    detector's false faces do more harm than a skipped scene) and crop the same square from both
+    frames."""
+    faces_cfg = replace(cfg.analyze.faces, second_pass_below=0.0)
     sc, dc = cfg.data.synthetic, cfg.data
     rng = np.random.default_rng([dc.seed, 1])
     jobs = []
@@ -71,8 +75,9 @@ def scene_face_pairs(cfg: DemoConfig, detector, photos: list[Photo],
             reals.append(run(real, 0))
             fakes.append(run(fake, 0))
             plans.append(plan)
+        found = find_faces(lambda reals=reals: enumerate(reals), detector, faces_cfg)
         for (photo, k, split, _params, _seed), real, fake, plan, boxes in zip(
-                chunk, reals, fakes, plans, detector.detect(reals), strict=True):
+                chunk, reals, fakes, plans, found.boxes, strict=True):
             crops = ((crop_face(real, boxes[0], cfg.analyze.faces.margin, dc.crop_size),
                       crop_face(fake, boxes[0], cfg.analyze.faces.margin, dc.crop_size))
                      if boxes else (None, None))
@@ -84,10 +89,8 @@ def scene_face_pairs(cfg: DemoConfig, detector, photos: list[Photo],
 def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, photos: list[Photo],
                            log=print) -> dict[str, int]:
     """MRI-DF (manifest.csv + PNGs) from scenes of the packaged photos; returns counts.
-    ``MRI = clip(1 - SSIM(real crop, fake crop), 0, 1)``; reals point at one black MRI."""
-    size = cfg.data.crop_size
-    black = "mri/black.png"
-    atomic_save_image(root / black, np.zeros((size, size, 3), np.uint8))
+    ``MRI = clip(1 - SSIM(real crop, fake crop), 0, 1)``; reals get the writer's black MRI."""
+    w = MriDfWriter(root)
     rows: list[dict[str, Any]] = []
     counts = {"scenes": 0, "no_face": 0}
     for pair in scene_face_pairs(cfg, detector, photos, log):
@@ -97,15 +100,12 @@ def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, photos: list[P
             continue
         sid = pair.sid
         mri = perceptual.mri_map_np(pair.real_crop, pair.fake_crop)
-        common = {"split": pair.split, "identity": pair.identity, "source": "demo", "frame": 0,
-                  "track": 0, "augmentation": plan_label(pair.plan)}
-        atomic_save_image(root / f"face/{sid}_real.png", pair.real_crop)
-        atomic_save_image(root / f"face/{sid}_fake.png", pair.fake_crop)
-        atomic_save_image(root / f"mri/{sid}_fake.png", perceptual.mri_to_uint8(mri))
-        rows.append({"image": f"face/{sid}_real.png", "mri": black, "label": "real",
-                     "video": f"{sid}_real", "method": "original", **common})
-        rows.append({"image": f"face/{sid}_fake.png", "mri": f"mri/{sid}_fake.png",
-                     "label": "fake", "video": f"{sid}_fake", "method": "self_blend", **common})
+        common = {"split": pair.split, "identity": pair.identity, "source": "demo",
+                  "augmentation": plan_label(pair.plan)}
+        rows.append(w.write(face=pair.real_crop, label="real", video=f"{sid}_real",
+                            method="original", **common))
+        rows.append(w.write(face=pair.fake_crop, mri=mri, label="fake", video=f"{sid}_fake",
+                            method="self_blend", **common))
     write_manifest(root, rows)
     for split in ("train", "val", "test"):
         counts[f"pairs_{split}"] = sum(r["split"] == split for r in rows)

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from datasets_builders.faces import FaceDetector
 from mrigan.app.analysis import Analyzer, FramesConfig
 from mrigan.app.demo.calibration import held_out_figures
 from mrigan.app.demo.config import DemoConfig
@@ -33,9 +32,8 @@ def run_demo(cfg: DemoConfig, run_dir: Path) -> int:
     save_config(cfg, run_dir / "config.yaml")
     t0 = time.monotonic()
     fc = cfg.analyze.faces
-    detector = FaceDetector(device=cfg.analyze.device, thresholds=fc.thresholds,
-                            min_face_size=fc.min_face_size, max_side=fc.max_side,
-                            batch_size=fc.detect_batch)
+    device = cfg.analyze.device if fc.device == "auto" else fc.device
+    detector = dataclasses.replace(fc, device=device).detector()  # first pass; shared with analysis
     data_root, photos, build_cfg = build_data(cfg, run_dir / "data", detector, log)
     weights, trained = train_and_export(cfg, run_dir, data_root, log)
     gen = MRIGenerator.load(weights, device=cfg.analyze.device)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets_builders.faces import square_box
+from datasets_builders.faces import find_faces, square_box
 from datasets_builders.synthetic import graded_params, self_blend
 from mrigan.app.demo.config import SyntheticConfig
 from mrigan.fileio import read_image
@@ -34,7 +34,7 @@ def packaged_photos(detector) -> list[Photo]:
                                                                      asfileobj=False)))]
     out = []
     for name, img in photos:
-        boxes = detector.detect([img])[0]
+        boxes = find_faces(lambda img=img: [(0, img)], detector).boxes[0]
         if not boxes:
             raise RuntimeError(f"no face found in the packaged photo {name!r}")
         x0, y0, x1, y1 = square_box(boxes[0], 1.3)
