@@ -35,16 +35,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def decode_only(videos: list[Path], every: int) -> tuple[int, float]:
+def decode_only(videos: list[Path], every: int) -> tuple[int, float, float]:
+    """(frames, wall seconds, CPU seconds of this process)."""
     from datasets_builders.frames import iter_frames
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     n = sum(1 for v in videos for _ in iter_frames(v, every=every))
-    return n, time.perf_counter() - t
+    return n, time.perf_counter() - t, time.process_time() - c
 
 
 def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True,
-              detect_every: int | None = None) -> tuple[object, float, int]:
+              detect_every: int | None = None) -> tuple[object, float, int, float]:
     """The build; ``memo`` / ``prefetch`` off turn those levers off (``--levers``)."""
     from datasets_builders import build_unit
     from datasets_builders.mri_df import BuildConfig, FaceConfig, SourceConfig, build_mri_df
@@ -60,14 +61,14 @@ def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True,
         cfg = BuildConfig(out=tmp, sources=(SourceConfig(kind="ffpp", root=str(data)),),
                           every=args.every, progress=False, faces=faces,
                           detect_every=detect_every or args.detect_every)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             summary = build_mri_df(cfg, log=lambda _line: None)
         finally:
             build_unit.MEMO_BYTES, build_unit.background = saved
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
         fakes = sum(r["label"] == "fake" for r in read_manifest(tmp))
-    return summary, wall, fakes
+    return summary, wall, fakes, cpu
 
 
 def baseline_pairs(csv_path: Path) -> list[tuple[Path, Path]]:
@@ -77,7 +78,7 @@ def baseline_pairs(csv_path: Path) -> list[tuple[Path, Path]]:
             for r in rows]
 
 
-def run_baseline(pairs: list[tuple[Path, Path]], frames: int, size: int) -> tuple[int, float]:
+def run_baseline(pairs: list[tuple[Path, Path]], frames: int, size: int) -> tuple[int, float, float]:
     """The original approach (see the module doc) on the first ``frames`` frames of each pair."""
     from facenet_pytorch import MTCNN
     from skimage.metrics import structural_similarity
@@ -90,7 +91,7 @@ def run_baseline(pairs: list[tuple[Path, Path]], frames: int, size: int) -> tupl
     mtcnn = MTCNN(keep_all=True, thresholds=list(PAPER_THRESHOLDS), device="cpu")
     n_pairs = 0
     with tempfile.TemporaryDirectory(prefix="mri_df_baseline_") as tmp:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for p, (real, fake) in enumerate(pairs):
             crops: dict[str, dict[int, Path]] = {"real": {}, "fake": {}}
             for kind, video in (("real", real), ("fake", fake)):
@@ -113,8 +114,8 @@ def run_baseline(pairs: list[tuple[Path, Path]], frames: int, size: int) -> tupl
                 atomic_save_image(Path(tmp) / f"{p}_mri" / f"{index:06d}.png",
                                   np.rint(mri * 255).astype(np.uint8))
                 n_pairs += 1
-        wall = time.perf_counter() - t
-    return n_pairs, wall
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return n_pairs, wall, cpu
 
 
 def main() -> None:
@@ -146,15 +147,17 @@ def main() -> None:
           f"{torch.get_num_threads()}; every {args.every}th frame, detect every "
           f"{args.detect_every} sampled frame(s), {len(videos)} FF++ videos")
 
-    n_dec, t_dec = decode_only(videos, args.every)
-    summary, wall, fakes = run_build(args.data, args)
+    n_dec, t_dec, c_dec = decode_only(videos, args.every)
+    summary, wall, fakes, cpu = run_build(args.data, args)
     dec_fps = n_dec / t_dec
     build_fps = summary.frames_decoded / wall
-    print(f"(a) decode only: {n_dec} sampled frames in {t_dec:.1f} s = {dec_fps:.1f} frames/s")
+    print(f"(a) decode only: {n_dec} sampled frames in {t_dec:.1f} s = {dec_fps:.1f} frames/s "
+          f"({n_dec / c_dec:.1f} frames per CPU-second)")
     print(f"(b) build: {summary.frames_decoded} sampled frames in {wall:.1f} s = {build_fps:.1f} "
           f"frames/s = {build_fps / dec_fps:.2f} of decode-only; {summary.pairs_written} pairs "
           f"({summary.pairs_written / wall:.1f} pairs/s), {fakes} fake pairs "
-          f"({fakes / wall:.2f} fake pairs/s)")
+          f"({fakes / wall:.2f} fake pairs/s); per CPU-second {summary.frames_decoded / cpu:.1f} "
+          f"frames = {summary.frames_decoded / cpu / (n_dec / c_dec):.2f} of decode-only")
     secs = summary.seconds
     shares = "   ".join(f"{k} {100 * secs.get(k, 0) / wall:4.1f}%" for k in
                         ("detect", "decode", "augment", "crop", "ssim", "write"))
@@ -164,17 +167,19 @@ def main() -> None:
                                                                   detect_every=1)),
                     ("memo + prefetch, detect every 3", dict(detect_every=3))]
         for name, kw in variants:
-            s, w, _ = run_build(args.data, args, **kw)
+            s, w, _, c = run_build(args.data, args, **kw)
             print(f"    lever: {name:<38} {s.frames_decoded / w:6.1f} frames/s = "
-                  f"{s.frames_decoded / w / dec_fps:.2f} of decode-only")
+                  f"{s.frames_decoded / w / dec_fps:.2f} of decode-only; per CPU-second "
+                  f"{s.frames_decoded / c / (n_dec / c_dec):.2f} of decode-only")
     if args.baseline_frames > 0:
         pairs = baseline_pairs(args.pairs)
-        n_base, t_base = run_baseline(pairs, args.baseline_frames, args.size)
+        n_base, t_base, c_base = run_baseline(pairs, args.baseline_frames, args.size)
         base_rate = n_base / t_base
         print(f"(c) original approach (full-res MTCNN on every frame of real and fake, crops per "
               f"video, scikit-image SSIM), first {args.baseline_frames} frames of {len(pairs)} "
               f"pairs: {n_base} fake pairs in {t_base:.1f} s = {base_rate:.2f} fake pairs/s; "
-              f"build / original = {fakes / wall / base_rate:.1f}x")
+              f"build / original = {fakes / wall / base_rate:.1f}x (per CPU-second: "
+              f"{(fakes / cpu) / (n_base / c_base):.1f}x)")
 
 
 if __name__ == "__main__":
