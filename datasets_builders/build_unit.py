@@ -10,6 +10,11 @@ pixel for pixel, and written through the one MRI-DF writer (``mrigan.mri_df_form
 * each fake crop with ``MRI = clip(1 - SSIM(real crop, fake crop), 0, 1)``.
 
 Every row carries the video's face ``coverage`` and the ``detection_pass`` that found its face.
+
+Speed (issue 14, measured with ``bench/build_mri_df.py``): the detection pass's decoded frames
+of the original are kept (``FrameMemo``, up to ``MEMO_BYTES``) so the lockstep pass decodes
+only the fakes; both passes decode in a background thread (``prefetch.background``), ahead of
+MTCNN / SSIM / PNG writing; ``BuildConfig.detect_every`` runs MTCNN on every k-th sampled frame.
 """
 
 from __future__ import annotations
@@ -27,10 +32,17 @@ from datasets_builders.build_config import BuildConfig
 from datasets_builders.build_plan import Unit
 from datasets_builders.faces import BoxCache, Detectors, MultiFaceError, crop_face, iter_face_tracks
 from datasets_builders.frames import VideoDecodeError, iter_frames
+from datasets_builders.prefetch import FrameMemo, background
 from datasets_builders.sources import VideoItem
 from mrigan import perceptual
 from mrigan.fileio import read_image
 from mrigan.mri_df_format import MriDfWriter
+
+#: decoded frames of one original kept between the detection and the lockstep pass (1 GiB:
+#: 380 sampled 720p frames; a longer video is decoded twice instead)
+MEMO_BYTES = 1 << 30
+#: frames decoded ahead of the consumer by the background thread
+PREFETCH = 4
 
 
 class StageTimer:
@@ -93,10 +105,12 @@ class _Fake:
         return self.problem is None and self.ended_at is None
 
 
-def _lockstep(unit: Unit, ctx: Context, runner: PlanRunner, fakes: list[_Fake]):
-    """``(index, augmented original frame, {fake number: augmented fake frame})``."""
+def _lockstep(unit: Unit, ctx: Context, runner: PlanRunner, fakes: list[_Fake],
+              memo: FrameMemo | None = None):
+    """``(index, augmented original frame, {fake number: augmented fake frame})``; the
+    original's frames come from ``memo`` when it holds the whole video."""
     cfg, timer = ctx.cfg, ctx.timer
-    orig = open_frames(unit.original, cfg)
+    orig = (memo.replay() if memo is not None else None) or open_frames(unit.original, cfg)
     for fk in fakes:
         try:
             fk.frames = open_frames(fk.item, cfg)
@@ -156,11 +170,17 @@ def process_unit(unit: Unit, ctx: Context) -> dict:
     cache_key = None
     if detect:
         settings = {**ctx.detectors.cache_settings(), "plan": plan if not runner.is_identity else None}
+        if cfg.detect_every > 1:
+            settings["detect_every"] = cfg.detect_every
         cache_key = BoxCache.key(unit.original.path, cfg.every if not unit.original.is_image else 1,
                                  cfg.max_frames, settings)
+    memo = FrameMemo(MEMO_BYTES)
 
     def detection_frames():
-        for index, frame in open_frames(unit.original, cfg):
+        def decoded():
+            return memo.record(open_frames(unit.original, cfg))
+
+        for index, frame in background(decoded, PREFETCH):
             yield index, runner(frame, index)
 
     fakes = [_Fake(f) for f in unit.fakes]
@@ -172,9 +192,11 @@ def process_unit(unit: Unit, ctx: Context) -> dict:
     try:
         tracked = iter_face_tracks(detection_frames, ctx.detectors, cfg.faces, cache=ctx.cache,
                                    cache_id=unit.file_key, cache_key=cache_key,
-                                   crop_frames=lambda: _lockstep(unit, ctx, runner, fakes),
+                                   crop_frames=lambda: background(
+                                       lambda: _lockstep(unit, ctx, runner, fakes, memo), PREFETCH),
                                    margin=cfg.faces.margin if detect else 1.0,
-                                   whole_frame=not detect)
+                                   whole_frame=not detect,
+                                   detect_every=cfg.detect_every if detect else 1)
         batch: list[tuple] = []
         for tf in tracked:
             if n_frames == 0:
