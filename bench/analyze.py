@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detectors.config import DetectorConfig, InputConfig
+from detectors.config import DetectorConfig, DetectorInputConfig
 from detectors.inference import Detector
 from detectors.model import build_detector
-from mrigan.app.analysis import AnalyzeConfig, Analyzer, FacesConfig, FramesConfig
+from mrigan.app.analysis import AnalyzeConfig, AnalyzeFacesConfig, AnalyzeFramesConfig, Analyzer
 from mrigan.app.analysis import pipeline as pipeline_module
 from mrigan.inference import MRIGenerator
 from mrigan.models import define_generator
@@ -190,12 +190,12 @@ def main() -> None:
                        precision=args.precision, batch_size=args.batch)
     detector = None
     if args.detector:
-        dcfg = DetectorConfig(input=InputConfig(name="mri"))
+        dcfg = DetectorConfig(input=DetectorInputConfig(name="mri"))
         detector = Detector(build_detector(dcfg.model), dcfg, device=args.device,
                             precision=args.precision, batch_size=args.batch)
     cfg = AnalyzeConfig(device=args.device, precision=args.precision, batch_size=args.batch,
-                        frames=FramesConfig(every=args.every, max_frames=args.max_frames),
-                        faces=FacesConfig(max_side=args.max_side))
+                        frames=AnalyzeFramesConfig(every=args.every, max_frames=args.max_frames),
+                        faces=AnalyzeFacesConfig(max_side=args.max_side))
     recorder = Recorder(gen)
     analyzer = Analyzer(recorder, detector, cfg)
     run_pipeline(analyzer, videos, args.out)  # warm-up and the crops for model-only

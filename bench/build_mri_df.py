@@ -48,17 +48,22 @@ def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True,
               detect_every: int | None = None) -> tuple[object, float, int, float]:
     """The build; ``memo`` / ``prefetch`` off turn those levers off (``--levers``)."""
     from datasets_builders import build_unit
-    from datasets_builders.mri_df import BuildConfig, FaceConfig, SourceConfig, build_mri_df
+    from datasets_builders.mri_df import (
+        BuildConfig,
+        BuildSourceConfig,
+        FaceDetectionConfig,
+        build_mri_df,
+    )
     from mrigan.mri_df_format import read_manifest
 
     saved = build_unit.MEMO_BYTES, build_unit.background
     build_unit.MEMO_BYTES = saved[0] if memo else 0
     build_unit.background = saved[1] if prefetch else (lambda make, _depth: iter(make()))
 
-    faces = FaceConfig(device="cpu", size=args.size,
+    faces = FaceDetectionConfig(device="cpu", size=args.size,
                        **({"max_side": args.max_side} if args.max_side else {}))
     with tempfile.TemporaryDirectory(prefix="mri_df_bench_") as tmp:
-        cfg = BuildConfig(out=tmp, sources=(SourceConfig(kind="ffpp", root=str(data)),),
+        cfg = BuildConfig(out=tmp, sources=(BuildSourceConfig(kind="ffpp", root=str(data)),),
                           every=args.every, progress=False, faces=faces,
                           detect_every=detect_every or args.detect_every)
         t, c = time.perf_counter(), time.process_time()

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from detectors.config import ModelConfig
+from detectors.config import DetectorModelConfig
 from detectors.model import build_detector
 from mrigan.device import autocast
 
@@ -54,7 +54,7 @@ def main() -> None:
     from mrigan.inference import MRIGenerator
     from mrigan.models import define_generator
 
-    detector = build_detector(ModelConfig(backbone="efficientnet-b0", head="paper")).eval()
+    detector = build_detector(DetectorModelConfig(backbone="efficientnet-b0", head="paper")).eval()
     generator = MRIGenerator(define_generator("mrigan", image_size=args.generator_size),
                              device=device, batch_size=args.batch)
     faces = torch.rand(args.batch, 3, args.size, args.size)

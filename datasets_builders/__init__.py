@@ -14,11 +14,11 @@ _LAZY = {
     "build_mri_df": "datasets_builders.mri_df",
     "merge_shards": "datasets_builders.mri_df",
     "BuildConfig": "datasets_builders.mri_df",
-    "SourceConfig": "datasets_builders.mri_df",
+    "BuildSourceConfig": "datasets_builders.mri_df",
     "write_synthetic_mri_df": "datasets_builders.synthetic",
     "build_face_set": "datasets_builders.build_faces",
     "merge_face_shards": "datasets_builders.build_faces",
-    "FaceSetBuildConfig": "datasets_builders.build_faces",
+    "BuildFaceSetConfig": "datasets_builders.build_faces",
 }
 
 

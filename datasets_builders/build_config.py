@@ -14,9 +14,6 @@ from datasets_builders.faces import FaceDetectionConfig
 from mrigan.config import ConfigError
 from mrigan.errors import MriganError
 
-#: the builder's face settings are THE face-detection settings (one set of defaults)
-FaceConfig = FaceDetectionConfig
-
 
 class BuildError(MriganError, RuntimeError):
     """A build that cannot start or finish (bad config, output inside an input, pending shards,
@@ -34,7 +31,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class SourceConfig:
+class BuildSourceConfig:
     """One dataset to read. ``options`` go to its reader (e.g. ``compression``, ``methods``
     for ``ffpp``; ``metadata`` for ``dfdc``; ``identity_from`` for ``images``)."""
 
@@ -61,7 +58,7 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class BuildAugmentConfig:
     augment_fraction: float = 0.0  # share of units given one augmentation
     distraction_fraction: float = 0.0  # share of units given a distraction
     augmentations: tuple[str, ...] = ()  # restrict to these names (default: all)
@@ -76,7 +73,7 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class BuildSplitConfig:
     val: float = 0.1
     test: float = 0.1
 
@@ -89,15 +86,15 @@ class SplitConfig:
 @dataclass(frozen=True)
 class BuildConfig:
     out: str = "runs/mri_df"
-    sources: tuple[SourceConfig, ...] = ()
+    sources: tuple[BuildSourceConfig, ...] = ()
     every: int = 10  # decode every Nth frame
     max_frames: int | None = None  # per video, after ``every``
     seed: int = 0
     shard: str = "1/1"  # k/n: build the k-th of n deterministic parts
     progress: bool = True
     faces: FaceDetectionConfig = field(default_factory=FaceDetectionConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: BuildAugmentConfig = field(default_factory=BuildAugmentConfig)
+    split: BuildSplitConfig = field(default_factory=BuildSplitConfig)
     # MTCNN on every k-th sampled frame; the frames in between keep the last boxes (a face moves
     # little in k/fps*every seconds). Departs from the paper (every sampled frame) when > 1:
     # on FF++ at every 10, k=3 held boxes have mean IoU 0.87 with per-frame MTCNN but 0.46 in
@@ -125,5 +122,13 @@ class BuildConfig:
 NOT_SHAPING = ("out", "shard", "progress", "faces.device", "faces.batch_size")
 
 
-__all__ = ["AugmentConfig", "BuildConfig", "BuildError", "FaceConfig", "NOT_SHAPING", "SourceConfig",
-           "SplitConfig", "parse_shard"]
+__all__ = [
+    "NOT_SHAPING",
+    "BuildAugmentConfig",
+    "BuildConfig",
+    "BuildError",
+    "BuildSourceConfig",
+    "BuildSplitConfig",
+    "FaceDetectionConfig",
+    "parse_shard",
+]

@@ -34,7 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets_builders.build_config import BuildError, SourceConfig, SplitConfig, parse_shard
+from datasets_builders.build_config import (
+    BuildError,
+    BuildSourceConfig,
+    BuildSplitConfig,
+    parse_shard,
+)
 from datasets_builders.build_plan import Plan, Unit, _hash01, assign_splits, unique_items
 from datasets_builders.build_records import BuildSummary
 from datasets_builders.build_run import check_output, merge_records, run_units
@@ -63,11 +68,11 @@ def _recall_faces() -> FaceDetectionConfig:
 
 
 @dataclass(frozen=True)
-class FaceSetBuildConfig:
+class BuildFaceSetConfig:
     """A face set's settings (YAML, or ``mrigan build-faces`` flags); checked when loaded."""
 
     out: str = "runs/faces"
-    sources: tuple[SourceConfig, ...] = ()
+    sources: tuple[BuildSourceConfig, ...] = ()
     every: int = 10  # decode every Nth frame
     max_frames: int | None = None  # per video, after ``every``
     max_faces: int = 32  # crops kept per video (K), evenly spaced over its faces
@@ -76,7 +81,7 @@ class FaceSetBuildConfig:
     progress: bool = True
     dataset_splits: bool = True  # keep a source's own train/val/test split (see the module doc)
     faces: FaceDetectionConfig = field(default_factory=_recall_faces)
-    split: SplitConfig = field(default_factory=SplitConfig)
+    split: BuildSplitConfig = field(default_factory=BuildSplitConfig)
 
     def __post_init__(self) -> None:
         if not str(self.out):
@@ -103,7 +108,7 @@ def _dataset_split(value: str | None, where) -> str | None:
     return split
 
 
-def plan_face_units(cfg: FaceSetBuildConfig) -> Plan:
+def plan_face_units(cfg: BuildFaceSetConfig) -> Plan:
     """One unit per listed video or image (fakes need no original); ids unique, splits set."""
     if not cfg.sources:
         raise BuildError("no sources configured (add `sources:` to the config or use --csv)")
@@ -145,7 +150,7 @@ def select_faces(faces_per_frame: list[tuple[int, int]], k: int) -> set[tuple[in
 class FaceUnitBuilder:
     """One video of a face set -> face PNGs and manifest rows (a done record, not yet saved)."""
 
-    def __init__(self, cfg: FaceSetBuildConfig, out: Path, detectors: Detectors) -> None:
+    def __init__(self, cfg: BuildFaceSetConfig, out: Path, detectors: Detectors) -> None:
         self.cfg, self.out, self.detectors = cfg, out, detectors
         self.cache = BoxCache(out / "boxes")
         self.writer = MriDfWriter(out, with_mri=False)
@@ -206,7 +211,7 @@ class FaceUnitBuilder:
         return record
 
 
-def build_face_set(cfg: FaceSetBuildConfig, *, log=print, detector: FaceDetector | None = None,
+def build_face_set(cfg: BuildFaceSetConfig, *, log=print, detector: FaceDetector | None = None,
                    restart: bool = False) -> BuildSummary:
     """Build (or resume, or build one shard of) a face set under ``cfg.out``; see the module doc.
 
@@ -223,7 +228,7 @@ def build_face_set(cfg: FaceSetBuildConfig, *, log=print, detector: FaceDetector
                      log=log)
 
 
-def merge_face_shards(cfg: FaceSetBuildConfig, *, log=print) -> BuildSummary:
+def merge_face_shards(cfg: BuildFaceSetConfig, *, log=print) -> BuildSummary:
     """Join the shards' records into ``manifest.csv`` (fails listing what is still missing)."""
     return merge_records(cfg, plan_face_units(cfg), _summary(), log=log)
 
@@ -232,5 +237,5 @@ def _summary() -> BuildSummary:
     return BuildSummary(unit_word="videos/images", row_word="faces")
 
 
-__all__ = ["FaceSetBuildConfig", "FaceUnitBuilder", "build_face_set", "merge_face_shards",
+__all__ = ["BuildFaceSetConfig", "FaceUnitBuilder", "build_face_set", "merge_face_shards",
            "plan_face_units", "select_faces"]

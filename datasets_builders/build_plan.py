@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets_builders.build_config import BuildConfig, BuildError, SourceConfig, parse_shard
+from datasets_builders.build_config import BuildConfig, BuildError, BuildSourceConfig, parse_shard
 from datasets_builders.sources import VideoItem, read_source
 from mrigan.grouping import DisjointSets
 
@@ -31,7 +31,7 @@ class Unit:
     """An original video (or image) and every fake made from it."""
 
     key: str  # "<source>/<original video id>", unique
-    source: SourceConfig
+    source: BuildSourceConfig
     original: VideoItem
     fakes: tuple[VideoItem, ...]
     split: str = "train"

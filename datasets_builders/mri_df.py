@@ -23,12 +23,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from datasets_builders.build_config import (
-    AugmentConfig,
+    BuildAugmentConfig,
     BuildConfig,
     BuildError,
-    FaceConfig,
-    SourceConfig,
-    SplitConfig,
+    BuildSourceConfig,
+    BuildSplitConfig,
+    FaceDetectionConfig,
     parse_shard,
 )
 from datasets_builders.build_plan import assign_splits, plan_units, shard_units
@@ -69,6 +69,19 @@ def merge_shards(cfg: BuildConfig, *, log=print) -> BuildSummary:
     return merge_records(cfg, plan_units(cfg), BuildSummary(), log=log)
 
 
-__all__ = ["AugmentConfig", "BuildConfig", "BuildError", "BuildSummary", "FaceConfig",
-           "SourceConfig", "SplitConfig", "assign_splits", "build_mri_df", "check_output",
-           "merge_shards", "parse_shard", "plan_units", "shard_units"]
+__all__ = [
+    "BuildAugmentConfig",
+    "BuildConfig",
+    "BuildError",
+    "BuildSourceConfig",
+    "BuildSplitConfig",
+    "BuildSummary",
+    "FaceDetectionConfig",
+    "assign_splits",
+    "build_mri_df",
+    "check_output",
+    "merge_shards",
+    "parse_shard",
+    "plan_units",
+    "shard_units",
+]

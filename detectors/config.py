@@ -16,7 +16,7 @@ DEFAULT_AUGMENT = ("flip", "blur", "color_jitter", "random_resized_crop", "rando
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class DetectorModelConfig:
     backbone: str = "efficientnet-b0"  # a detectors.backbones name, or timm:<model>
     weights: str | None = None  # local ImageNet weights (.safetensors / .pth); None = scratch
     head: str = "paper"  # paper | linear (frame mode)
@@ -27,7 +27,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class InputConfig:
+class DetectorInputConfig:
     """What the detector looks at: ``plain`` face crops or their ``mri`` maps.
 
     MRIs come, in this order of preference, from ``mri_cache`` (PNG files written by a batch
@@ -45,7 +45,7 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DetectorDataConfig:
     root: str = ""  # MRI-DF root (manifest.csv + PNGs)
     image_size: int = 224
     train_split: str = "train"
@@ -84,7 +84,7 @@ class AugmentParams:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class DetectorTrainConfig:
     epochs: int = 20
     max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
     batch_size: int = 32
@@ -113,17 +113,17 @@ class TrainConfig:
 class DetectorConfig:
     name: str = "detector_plain"
     out_dir: str = "runs"  # outputs go to <out_dir>/<name>/
-    model: ModelConfig = field(default_factory=ModelConfig)
-    input: InputConfig = field(default_factory=InputConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    model: DetectorModelConfig = field(default_factory=DetectorModelConfig)
+    input: DetectorInputConfig = field(default_factory=DetectorInputConfig)
+    data: DetectorDataConfig = field(default_factory=DetectorDataConfig)
+    train: DetectorTrainConfig = field(default_factory=DetectorTrainConfig)
 
 
 # ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class FaceSetConfig:
+class EvalFaceSetConfig:
     """A set of faces to score: a split of an MRI-DF root, optionally restricted.
 
     ``methods`` keeps only fakes of those manipulation methods (reals are all kept), which
@@ -155,14 +155,14 @@ class EvaluateConfig:
     name: str = "evaluate"
     checkpoint: str = ""  # a train-detector checkpoint (best.pt)
     out_dir: str = ""  # empty: <checkpoint run>/reports/<name>
-    validation: FaceSetConfig = field(
-        default_factory=lambda: FaceSetConfig(name="validation", split="val"))
-    test_sets: tuple[FaceSetConfig, ...] = (FaceSetConfig(),)
+    validation: EvalFaceSetConfig = field(
+        default_factory=lambda: EvalFaceSetConfig(name="validation", split="val"))
+    test_sets: tuple[EvalFaceSetConfig, ...] = (EvalFaceSetConfig(),)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     frame_threshold: float = 0.5  # face-level decision threshold for the frame table
     bootstrap: int = 1000  # resamples for the 95% intervals (0 = none)
     batch_size: int = 64
     device: str = "auto"
     precision: str = "auto"
-    input: InputConfig | None = None  # override the checkpoint's input (e.g. a new cache dir)
+    input: DetectorInputConfig | None = None  # override the checkpoint's input (e.g. a new cache dir)
     data_root: str = ""  # override the checkpoint's data.root

@@ -36,7 +36,7 @@ from detectors.aggregate import (
     grid_search,
     group_by_video,
 )
-from detectors.config import AggregationConfig, EvaluateConfig, FaceSetConfig
+from detectors.config import AggregationConfig, EvalFaceSetConfig, EvaluateConfig
 from detectors.data import load_rows, select_rows
 from detectors.inference import load_detector
 from detectors.inputs import InputAdapter, build_input, hashed_mri_input
@@ -99,7 +99,7 @@ class _Scored:
         self.videos = group_by_video(units, probs)
 
 
-def _set_root(face_set: FaceSetConfig, default_root: str) -> str:
+def _set_root(face_set: EvalFaceSetConfig, default_root: str) -> str:
     root = face_set.root or default_root
     if not root:
         raise ValueError(f"face set {face_set.name!r}: no root (set its root or data_root)")
@@ -115,7 +115,7 @@ def _adapter(input_cfg, root: str, rows: list[dict], out_dir: Path, device, log)
     return build_input(input_cfg, root, device=device, rows=rows, log=log)
 
 
-def _score_set(detector, face_set: FaceSetConfig, default_root: str, cfg: EvaluateConfig,
+def _score_set(detector, face_set: EvalFaceSetConfig, default_root: str, cfg: EvaluateConfig,
                device, out_dir: Path, log) -> _Scored:
     root = _set_root(face_set, default_root)
     input_cfg = cfg.input or detector.config.input

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detectors.config import InputConfig
+from detectors.config import DetectorInputConfig
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_save_image, atomic_write_json, read_image, sha256_file
 from mrigan.inference import MRIGenerator
@@ -243,7 +243,7 @@ def precompute_mris(generator, root: str | os.PathLike, rows: Sequence[dict],
 INPUTS = Registry("detector input")
 
 
-def build_input(cfg: InputConfig, root: str | os.PathLike, *, device: str | torch.device = "cpu",
+def build_input(cfg: DetectorInputConfig, root: str | os.PathLike, *, device: str | torch.device = "cpu",
                 rows: Sequence[dict] = (), log=print) -> InputAdapter:
     """The adapter for ``cfg``; with an MRI cache, fill in the MRIs missing for ``rows`` first."""
     try:
@@ -254,13 +254,13 @@ def build_input(cfg: InputConfig, root: str | os.PathLike, *, device: str | torc
 
 
 @INPUTS.register("plain")
-def _plain_input(cfg: InputConfig, root, *, device, rows, log) -> InputAdapter:
+def _plain_input(cfg: DetectorInputConfig, root, *, device, rows, log) -> InputAdapter:
     """The face crops themselves."""
     return InputAdapter(root)
 
 
 @INPUTS.register("mri")
-def _mri_input(cfg: InputConfig, root, *, device, rows, log) -> InputAdapter:
+def _mri_input(cfg: DetectorInputConfig, root, *, device, rows, log) -> InputAdapter:
     """MRIs of the faces: from a cache (filled by a generator), on the fly, or the manifest's."""
     if cfg.manifest_mri:
         log("input: ground-truth MRIs from the manifest (upper bound: they reveal the label)")

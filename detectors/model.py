@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from detectors.backbones import Backbone, build_backbone
-from detectors.config import ModelConfig
+from detectors.config import DetectorModelConfig
 from detectors.heads import HEADS, TemporalHead
 
 
@@ -62,7 +62,7 @@ class TemporalDetector(nn.Module):
         return fp32_head(self.head, features, mask)
 
 
-def build_detector(cfg: ModelConfig, in_channels: int = 3) -> FrameDetector | TemporalDetector:
+def build_detector(cfg: DetectorModelConfig, in_channels: int = 3) -> FrameDetector | TemporalDetector:
     backbone, dim = build_backbone(cfg.backbone, in_channels=in_channels, weights=cfg.weights)
     if cfg.temporal:
         return TemporalDetector(backbone, TemporalHead(dim, hidden=cfg.lstm_hidden,

@@ -12,12 +12,12 @@ from typing import Any
 
 from mrigan.config import bounds
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
-from mrigan.losses import LossConfig
+from mrigan.losses import GanLossConfig
 from mrigan.paired_augment import PairedAugmentConfig
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class GanModelConfig:
     generator: str = "mrigan"  # see mrigan.models.GENERATORS
     discriminator: str = "mrigan"  # see mrigan.models.DISCRIMINATORS
     image_size: int = 256
@@ -30,7 +30,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class OptimConfig:
+class GanOptimConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -48,7 +48,7 @@ def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class GanDataConfig:
     root: str = ""  # an MRI-DF root (manifest.csv + PNGs)
     train_split: str = "train"
     val_split: str = "val"
@@ -62,7 +62,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class GanTrainConfig:
     epochs: int = 100
     batch_size: int = 128  # global batch (all processes together)
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
@@ -95,11 +95,11 @@ class GanConfig:
 
     name: str = "mri_gan"
     out_dir: str = "runs"  # the run writes into <out_dir>/<name>/
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    model: GanModelConfig = field(default_factory=GanModelConfig)
+    loss: GanLossConfig = field(default_factory=GanLossConfig)
+    optim: GanOptimConfig = field(default_factory=GanOptimConfig)
+    data: GanDataConfig = field(default_factory=GanDataConfig)
+    train: GanTrainConfig = field(default_factory=GanTrainConfig)
     # paired (face, MRI) augmentation of training batches only; off by default (the paper)
     augment: PairedAugmentConfig = field(default_factory=PairedAugmentConfig)
 

@@ -6,7 +6,7 @@ Discriminator: L_D = eta * (L_cGAN(D(y, x), 1) + L_cGAN(D(G(x), x), 0))
 with lambda = 100, tau = 0.3, eta = 0.5 (the paper). ``L_pix`` is L2 (paper) or L1 (the paper's
 suggested next step).
 
-The adversarial loss ``L_cGAN`` is chosen by name (``LossConfig.gan``), and the two candidates
+The adversarial loss ``L_cGAN`` is chosen by name (``GanLossConfig.gan``), and the two candidates
 are NOT the same thing:
 
 * ``bce`` - the paper's Eq. 9, the log cGAN loss of Mirza & Osindero,
@@ -58,7 +58,7 @@ def vanilla_gan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Te
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class GanLossConfig:
     """Weights of the MRI-GAN objective (defaults: the paper)."""
 
     lambda_recon: float = 100.0  # lambda: weight of the reconstruction terms
@@ -79,7 +79,7 @@ def _no_autocast(device_type: str):
 
 
 def generator_loss(d_fake: torch.Tensor, fake_mri: torch.Tensor, true_mri: torch.Tensor,
-                   cfg: LossConfig = LossConfig()) -> dict[str, torch.Tensor]:
+                   cfg: GanLossConfig = GanLossConfig()) -> dict[str, torch.Tensor]:
     """Generator objective. ``fake_mri``/``true_mri`` are (N, 3, H, W) in [0, 1].
 
     Returns ``{"total", "gan", "pixel", "ssim"}``; ``ssim`` is the ``sqrt(1 - SSIM)`` term.
@@ -94,7 +94,7 @@ def generator_loss(d_fake: torch.Tensor, fake_mri: torch.Tensor, true_mri: torch
 
 
 def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor,
-                       cfg: LossConfig = LossConfig()) -> dict[str, torch.Tensor]:
+                       cfg: GanLossConfig = GanLossConfig()) -> dict[str, torch.Tensor]:
     """Discriminator objective on patch scores of (true MRI, face) and (generated MRI, face).
 
     Returns ``{"total", "real", "fake"}``.

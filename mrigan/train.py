@@ -56,12 +56,12 @@ from mrigan.config import ConfigError, to_dict
 from mrigan.device import resolve_switch
 from mrigan.fileio import atomic_write_json
 from mrigan.gan_config import (
-    DataConfig,
     GanConfig,
-    ModelConfig,
+    GanDataConfig,
+    GanModelConfig,
+    GanOptimConfig,
+    GanTrainConfig,
     NonFiniteLossError,
-    OptimConfig,
-    TrainConfig,
     TrainResult,
     lr_factor,
     replace,
@@ -78,11 +78,28 @@ from mrigan.loop import BestTracker, TrainingRun, check_same_architecture
 from mrigan.mri_df_format import MriDfDataset, balanced_indices
 from mrigan.paired_augment import build_paired_augment, step_generator
 
-__all__ = ["CHECKPOINT_FORMAT", "DataConfig", "GanConfig", "GanTrainer", "HeldOut", "ModelConfig",
-           "NonFiniteLossError", "OptimConfig", "RunBatchSampler", "TrainConfig", "TrainResult",
-           "epoch_batches", "make_loader",
-           "evaluate_generator", "image_grid", "lr_factor", "replace", "resolve_channels_last",
-           "resolve_precision", "train_gan"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "GanConfig",
+    "GanDataConfig",
+    "GanModelConfig",
+    "GanOptimConfig",
+    "GanTrainConfig",
+    "GanTrainer",
+    "HeldOut",
+    "NonFiniteLossError",
+    "RunBatchSampler",
+    "TrainResult",
+    "epoch_batches",
+    "evaluate_generator",
+    "image_grid",
+    "lr_factor",
+    "make_loader",
+    "replace",
+    "resolve_channels_last",
+    "resolve_precision",
+    "train_gan",
+]
 
 log = logging.getLogger("mrigan.train")
 
@@ -136,7 +153,7 @@ class RunBatchSampler:
         return max(0, left)
 
 
-def make_loader(train_set: MriDfDataset, sampler: RunBatchSampler, data: DataConfig,
+def make_loader(train_set: MriDfDataset, sampler: RunBatchSampler, data: GanDataConfig,
                 device: torch.device, seed: int) -> torch.utils.data.DataLoader:
     """The run's one DataLoader: workers persist, prefetch, and pin memory on CUDA (``auto``).
 

@@ -37,3 +37,31 @@ def test_no_function_local_imports_of_project_modules():
     assert len(files) > 50
     found = [hit for p in files for hit in _local_project_imports(p)]
     assert not found, "function-local project imports:\n" + "\n".join(found)
+
+
+def test_config_dataclass_names_are_unique():
+    """One name per config class (issue 10): no two dataclasses called ``*Config`` share a name
+    across mrigan, datasets_builders and detectors, and no module-level alias gives one class a
+    second ``*Config`` name."""
+    import dataclasses
+    import importlib
+    import pkgutil
+
+    owners: dict[str, set[str]] = {}
+    names_of: dict[int, set[str]] = {}
+    for package in ("mrigan", "datasets_builders", "detectors"):
+        pkg = importlib.import_module(package)
+        mods = [pkg] + [importlib.import_module(m.name)
+                        for m in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}.")
+                        if not m.name.endswith("__main__")]  # __main__ runs the CLI
+        for mod in mods:
+            for name, obj in vars(mod).items():
+                if (isinstance(obj, type) and dataclasses.is_dataclass(obj) and name.endswith("Config")
+                        and obj.__module__.split(".")[0] in ("mrigan", "datasets_builders", "detectors")):
+                    owners.setdefault(obj.__name__, set()).add(f"{obj.__module__}.{obj.__qualname__}")
+                    names_of.setdefault(id(obj), set()).add(name)
+    assert len(owners) >= 30, sorted(owners)
+    duplicates = {name: sorted(where) for name, where in owners.items() if len(where) > 1}
+    assert not duplicates, duplicates
+    aliases = sorted(names for names in names_of.values() if len(names) > 1)
+    assert not aliases, aliases

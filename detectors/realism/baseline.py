@@ -19,15 +19,15 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 from detectors.realism.clips import Clip
-from detectors.realism.config import BaselineConfig
-from detectors.realism.model import ModelConfig, RealismRegressor
+from detectors.realism.config import RealismBaselineConfig
+from detectors.realism.model import RealismModelConfig, RealismRegressor
 from detectors.realism.predict import clip_outputs
 from detectors.realism.sampler import SequenceSampler
 
 REGRESSORS = ("ridge", "svr", "linear")
 
 
-def make_regressor(cfg: BaselineConfig) -> Pipeline:
+def make_regressor(cfg: RealismBaselineConfig) -> Pipeline:
     if cfg.regressor == "ridge":
         reg = Ridge(alpha=cfg.alpha)
     elif cfg.regressor == "svr":
@@ -43,8 +43,8 @@ def make_regressor(cfg: BaselineConfig) -> Pipeline:
 class FrozenFeatureBaseline:
     """``fit(train_clips)`` then ``predict(clips)``; the backbone is never updated."""
 
-    model_cfg: ModelConfig
-    cfg: BaselineConfig
+    model_cfg: RealismModelConfig
+    cfg: RealismBaselineConfig
     sampler: SequenceSampler
     image_size: int
     device: torch.device

@@ -28,7 +28,12 @@ import torch
 from datasets_builders.synthetic import demo_faces
 from detectors.realism import metrics
 from detectors.realism.baseline import FrozenFeatureBaseline
-from detectors.realism.config import BaselineConfig, DataConfig, RealismConfig, TrainConfig
+from detectors.realism.config import (
+    RealismBaselineConfig,
+    RealismConfig,
+    RealismDataConfig,
+    RealismTrainConfig,
+)
 from detectors.realism.data import attach_generated_mris
 from detectors.realism.ensemble import weighted_average
 from detectors.realism.graded import (
@@ -37,7 +42,7 @@ from detectors.realism.graded import (
     shared_media,
     write_people_mri_df,
 )
-from detectors.realism.model import ModelConfig
+from detectors.realism.model import RealismModelConfig
 from detectors.realism.predict import predict_clips
 from detectors.realism.sampler import SequenceSampler
 from detectors.realism.train import train_regressor
@@ -98,16 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         preds = {}
         for name, (inputs, fusion) in VARIANTS.items():
             cfg = RealismConfig(
-                data=DataConfig(image_size=args.size), sampler=sampler,
-                model=ModelConfig(backbone="tiny-cnn", inputs=inputs, fusion=fusion, hidden=64, dropout=0.2),
-                train=TrainConfig(epochs=args.epochs, batch_size=8, lr=2e-3, loss="rmse", device="cpu",
+                data=RealismDataConfig(image_size=args.size), sampler=sampler,
+                model=RealismModelConfig(backbone="tiny-cnn", inputs=inputs, fusion=fusion, hidden=64, dropout=0.2),
+                train=RealismTrainConfig(epochs=args.epochs, batch_size=8, lr=2e-3, loss="rmse", device="cpu",
                                   precision="fp32", tensorboard=False, seed=seed))
             t = time.time()
             model = train_regressor(cfg, train, (), None, log=lambda _: None).model
             preds[name] = predict_clips(model, test, sampler, inputs=inputs, size=args.size)
             record(name, seed, preds[name], time.time() - t)
         t = time.time()
-        base = FrozenFeatureBaseline(ModelConfig(hidden=64), BaselineConfig("ridge", alpha=10.0),
+        base = FrozenFeatureBaseline(RealismModelConfig(hidden=64), RealismBaselineConfig("ridge", alpha=10.0),
                                      sampler, args.size, torch.device("cpu"), seed=seed).fit(train)
         record("baseline_plain", seed, base.predict(test), time.time() - t)
         record("ens_.75p_.25m", seed, weighted_average([preds["plain"], preds["mri"]], [0.75, 0.25]), 0.0)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from detectors.realism.model import ModelConfig
+from detectors.realism.model import RealismModelConfig
 from detectors.realism.sampler import SequenceSampler
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class RealismDataConfig:
     labels: tuple[str, ...] = ()  # MOS label files (DREAM, DFGC-2022 or file,mos,identity,method)
     label_format: str = "auto"  # auto | dream | dfgc | table
     clips: str = ""  # folder of per-video face crops: <key without extension>/*.png (+ mri/)
@@ -31,7 +31,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class RealismTrainConfig:
     epochs: int = 30
     batch_size: int = 8
     lr: float = 1e-3
@@ -59,7 +59,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
+class RealismBaselineConfig:
     regressor: str = "ridge"  # ridge | svr | linear | none
     alpha: float = 1.0  # ridge strength
     c: float = 1.0  # SVR C
@@ -67,7 +67,7 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
-class EnsembleConfig:
+class RealismEnsembleConfig:
     checkpoints: tuple[str, ...] = ()  # other models' best.pt whose predictions are averaged in
     weights: tuple[float, ...] = ()  # one per model, this run's model first (e.g. 0.75, 0.25)
 
@@ -76,9 +76,9 @@ class EnsembleConfig:
 class RealismConfig:
     name: str = "realism"
     out_dir: str = "runs"
-    data: DataConfig = field(default_factory=DataConfig)
+    data: RealismDataConfig = field(default_factory=RealismDataConfig)
     sampler: SequenceSampler = field(default_factory=SequenceSampler)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
-    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    model: RealismModelConfig = field(default_factory=RealismModelConfig)
+    train: RealismTrainConfig = field(default_factory=RealismTrainConfig)
+    baseline: RealismBaselineConfig = field(default_factory=RealismBaselineConfig)
+    ensemble: RealismEnsembleConfig = field(default_factory=RealismEnsembleConfig)

@@ -25,7 +25,7 @@ from detectors.realism.clips import (
     extract_video_faces,
     load_face,
 )
-from detectors.realism.config import DataConfig
+from detectors.realism.config import RealismDataConfig
 from detectors.realism.graded import VIDEO_SUFFIXES
 from detectors.realism.labels import MosRecord, read_mos_labels
 from detectors.realism.splits import Split, make_split
@@ -59,7 +59,7 @@ class RealismData:
         return {name: self.subset(idx) for name, idx in self.split.tests.items()}
 
 
-def read_records(cfg: DataConfig) -> list[MosRecord]:
+def read_records(cfg: RealismDataConfig) -> list[MosRecord]:
     if not cfg.labels:
         raise RealismDataError("data.labels is empty: name at least one MOS label file")
     records: list[MosRecord] = []
@@ -91,7 +91,7 @@ def attach_generated_mris(clips: Sequence[Clip], predict: Callable, size: int,
     return out
 
 
-def extract_missing_faces(cfg: DataConfig, records: Sequence[MosRecord],
+def extract_missing_faces(cfg: RealismDataConfig, records: Sequence[MosRecord],
                           log: Callable[[str], None] = print) -> dict[str, int]:
     """Fill ``data.clips`` from ``data.videos`` for every rated video without face crops yet.
 
@@ -130,7 +130,7 @@ def extract_missing_faces(cfg: DataConfig, records: Sequence[MosRecord],
     return counts
 
 
-def load_clips(cfg: DataConfig, records: Sequence[MosRecord], need_mri: bool) -> tuple[list[Clip], list[str]]:
+def load_clips(cfg: RealismDataConfig, records: Sequence[MosRecord], need_mri: bool) -> tuple[list[Clip], list[str]]:
     if bool(cfg.clips) == bool(cfg.manifest):
         raise RealismDataError("set exactly one of data.clips (face-crop folders) and data.manifest")
     if cfg.videos:
@@ -162,7 +162,7 @@ def load_clips(cfg: DataConfig, records: Sequence[MosRecord], need_mri: bool) ->
     return clips, missing
 
 
-def prepare_data(cfg: DataConfig, need_mri: bool) -> RealismData:
+def prepare_data(cfg: RealismDataConfig, need_mri: bool) -> RealismData:
     """Read, join and split as the config says. ``split: none`` makes one test set ``all``."""
     records = read_records(cfg)
     clips, missing = load_clips(cfg, records, need_mri)

@@ -24,7 +24,7 @@ STDS = ("population", "sample")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class RealismModelConfig:
     backbone: str = "tiny-cnn"  # any name of detectors.backbones (or timm:<model>)
     weights: str = ""  # local backbone weights (.safetensors / .pth); "" = from scratch
     inputs: str = "plain"  # plain | mri | fused
@@ -54,7 +54,7 @@ def temporal_pool(features: torch.Tensor, std: str = "population") -> torch.Tens
 class RealismRegressor(nn.Module):
     """``forward({"plain": (N,T,3,H,W), "mri": ...}) -> (N,)`` predicted MOS."""
 
-    def __init__(self, cfg: ModelConfig, mos_centre: float = 3.0) -> None:
+    def __init__(self, cfg: RealismModelConfig, mos_centre: float = 3.0) -> None:
         super().__init__()
 
         self.cfg = cfg

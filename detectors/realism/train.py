@@ -47,7 +47,7 @@ from detectors.realism.config import RealismConfig
 from detectors.realism.data import RealismDataError
 from detectors.realism.dataset import ClipDataset
 from detectors.realism.losses import build_loss
-from detectors.realism.model import ModelConfig, RealismRegressor
+from detectors.realism.model import RealismModelConfig, RealismRegressor
 from detectors.realism.predict import predict_clips
 from mrigan.checkpoint import CheckpointError, load_checkpoint, seed_everything
 from mrigan.config import ConfigError, from_dict, to_dict
@@ -79,7 +79,7 @@ def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu"
         raise CheckpointError(f"{path}: not a realism regressor checkpoint (kind={state.get('kind')!r})")
     cfg = from_dict(RealismConfig, state["config"], where=str(path))
     # Local backbone weights are inside the state dict: do not require their file again.
-    model_cfg = from_dict(ModelConfig, {**to_dict(cfg.model), "weights": ""}, where=str(path))
+    model_cfg = from_dict(RealismModelConfig, {**to_dict(cfg.model), "weights": ""}, where=str(path))
     model = RealismRegressor(model_cfg, mos_centre=state.get("mos_centre", 3.0))
     model.load_state_dict(state["model"])
     return model.to(resolve_device(device)).eval(), cfg

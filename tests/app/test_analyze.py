@@ -258,16 +258,22 @@ def test_detector_scores_faces_and_explains_them(case, ff_examples):
     """With a (tiny, briefly trained) frame detector: each face's score is its P(fake), equal
     to the detector's own output on the saved crop, and a Grad-CAM overlay is saved."""
     from datasets_builders.synthetic import write_synthetic_mri_df
-    from detectors.config import DataConfig, DetectorConfig, InputConfig, ModelConfig, TrainConfig
+    from detectors.config import (
+        DetectorConfig,
+        DetectorDataConfig,
+        DetectorInputConfig,
+        DetectorModelConfig,
+        DetectorTrainConfig,
+    )
     from detectors.inference import load_detector
     from detectors.train import train_detector
 
     base = case["base"]
     root = write_synthetic_mri_df(base / "syn_df", n_faces=8, size=64)
     trained = train_detector(DetectorConfig(
-        name="det", out_dir=str(base / "det_runs"), model=ModelConfig(backbone="tiny-cnn"),
-        input=InputConfig(name="plain"), data=DataConfig(root=str(root), image_size=64, workers=0),
-        train=TrainConfig(max_steps=2, batch_size=4, device="cpu", precision="fp32",
+        name="det", out_dir=str(base / "det_runs"), model=DetectorModelConfig(backbone="tiny-cnn"),
+        input=DetectorInputConfig(name="plain"), data=DetectorDataConfig(root=str(root), image_size=64, workers=0),
+        train=DetectorTrainConfig(max_steps=2, batch_size=4, device="cpu", precision="fp32",
                           augment=("flip",))), log=lambda *a: None)
     out = base / "out_det"
     rc = cli(["analyze", str(ff_examples / "ex_deepfakes.png"), "--generator", str(case["gen"]),

@@ -164,7 +164,12 @@ def test_strict_json_refuses_non_finite_numbers():
 
 
 def test_a_bad_verdict_rule_fails_before_any_work(ff_examples, gen, tmp_path, capsys):
-    from mrigan.app.analysis import AnalyzeConfig, Analyzer, FramesConfig, VerdictConfig
+    from mrigan.app.analysis import (
+        AnalyzeConfig,
+        AnalyzeFramesConfig,
+        Analyzer,
+        AnalyzeVerdictConfig,
+    )
     from mrigan.config import ConfigError
 
     out = tmp_path / "out"
@@ -177,10 +182,10 @@ def test_a_bad_verdict_rule_fails_before_any_work(ff_examples, gen, tmp_path, ca
     # the Python API validates before loading anything: a missing generator is not reached
     with pytest.raises(ConfigError, match="frames.every"):
         Analyzer(tmp_path / "no_such_gen.safetensors", None,
-                 AnalyzeConfig(frames=FramesConfig(every=0)))
+                 AnalyzeConfig(frames=AnalyzeFramesConfig(every=0)))
     with pytest.raises(ConfigError, match="verdict.rule"):
         Analyzer(tmp_path / "no_such_gen.safetensors", None,
-                 AnalyzeConfig(verdict=VerdictConfig(rule="bogus")))
+                 AnalyzeConfig(verdict=AnalyzeVerdictConfig(rule="bogus")))
 
 
 # ----------------------------------------------------------------------------- family 7

@@ -13,7 +13,13 @@ import pytest
 from _gan_setup import write_tiny_generator
 
 from datasets_builders.frames import iter_frames
-from mrigan.app.analysis import AnalyzeConfig, Analyzer, FacesConfig, FramesConfig, face_crops
+from mrigan.app.analysis import (
+    AnalyzeConfig,
+    AnalyzeFacesConfig,
+    AnalyzeFramesConfig,
+    Analyzer,
+    face_crops,
+)
 from mrigan.app.analysis.models import as_mri_array, mri_stats
 
 pytestmark = pytest.mark.usefixtures("two_torch_threads")
@@ -34,8 +40,8 @@ def _figures(value):
 def runs(ffpp_root, tmp_path_factory):
     base = tmp_path_factory.mktemp("levers")
     video = ffpp_root / "original_sequences/youtube/c23/videos/519.mp4"
-    cfg = AnalyzeConfig(device="cpu", frames=FramesConfig(every=60, max_frames=4),
-                        faces=FacesConfig(max_side=640))
+    cfg = AnalyzeConfig(device="cpu", frames=AnalyzeFramesConfig(every=60, max_frames=4),
+                        faces=AnalyzeFacesConfig(max_side=640))
     analyzer = Analyzer(write_tiny_generator(base / "gen.safetensors"), None, cfg)
     bare = analyzer.run([video]).to_dict()["inputs"][0]
     written = analyzer.run([video], base / "out").to_dict()["inputs"][0]

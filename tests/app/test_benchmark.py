@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets_builders.build_config import SourceConfig
+from datasets_builders.build_config import BuildSourceConfig
 from detectors.config import DetectorConfig
 from detectors.train import split_rows
 from mrigan.app.benchmark.config import BenchmarkConfig
@@ -124,7 +124,7 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
 def test_split_stage_reads_dataset_layouts(tmp_path, shared_data):
     """``sources:`` (here the FF++ folder layout) instead of a pairs CSV: three identities go
     to three splits, and the training CSV lists no test video."""
-    cfg = BenchmarkConfig(sources=(SourceConfig(kind="ffpp", root=str(shared_data / "ffpp"),
+    cfg = BenchmarkConfig(sources=(BuildSourceConfig(kind="ffpp", root=str(shared_data / "ffpp"),
                                                 options={"compression": "c23"}),))
     result = split_stage(cfg, tmp_path)
     splits = result["splits"]

@@ -47,12 +47,12 @@ def test_demo_config_file_matches_the_defaults():
 def test_fake_scene_differs_only_inside_the_face_square():
     from skimage import data
 
-    from mrigan.app.demo.config import SyntheticConfig
+    from mrigan.app.demo.config import DemoSceneConfig
     from mrigan.app.demo.scenes import Photo, blend_into, render_scene, scene_params
 
     img = data.astronaut()
     photo = Photo("collins", img, (224.0, 117.0, 150.0))
-    p = scene_params(np.random.default_rng(3), SyntheticConfig())
+    p = scene_params(np.random.default_rng(3), DemoSceneConfig())
     real, square = render_scene(photo, p, 320)
     fake = blend_into(real, square, seed=5)
     diff = np.abs(fake.astype(int) - real).sum(axis=2) > 0

@@ -20,9 +20,9 @@ from datasets_builders.frames import iter_frames
 from datasets_builders.mri_df import (
     BuildConfig,
     BuildError,
-    FaceConfig,
-    SourceConfig,
-    SplitConfig,
+    BuildSourceConfig,
+    BuildSplitConfig,
+    FaceDetectionConfig,
     build_mri_df,
     merge_shards,
 )
@@ -30,7 +30,7 @@ from mrigan.app.cli import main as cli_main
 from mrigan.fileio import read_image, sha256_file
 from mrigan.mri_df_format import MriDfDataset, balanced_indices, read_manifest
 
-FAST_FACES = FaceConfig(device="cpu", max_side=320, batch_size=6, size=96)
+FAST_FACES = FaceDetectionConfig(device="cpu", max_side=320, batch_size=6, size=96)
 
 
 def _tree_hashes(root: Path) -> dict[str, tuple[str, int]]:
@@ -51,9 +51,9 @@ def detector():
 def ffpp_build(ffpp_root, tmp_path_factory, detector):
     before = _tree_hashes(ffpp_root)
     out = tmp_path_factory.mktemp("mri_df_ffpp")
-    cfg = BuildConfig(out=str(out), sources=(SourceConfig(kind="ffpp", root=str(ffpp_root)),),
+    cfg = BuildConfig(out=str(out), sources=(BuildSourceConfig(kind="ffpp", root=str(ffpp_root)),),
                       every=30, max_frames=6, faces=FAST_FACES, progress=False,
-                      split=SplitConfig(val=0.34, test=0.0))
+                      split=BuildSplitConfig(val=0.34, test=0.0))
     logs: list[str] = []
     summary = build_mri_df(cfg, log=logs.append, detector=detector)
     return {"cfg": cfg, "out": out, "summary": summary, "logs": logs, "before": before}
@@ -146,7 +146,7 @@ def test_splits_grouped_by_identity_and_video(ffpp_build):
 
 
 def _small_cfg(out: Path, ffpp_root: Path, **kw) -> BuildConfig:
-    return BuildConfig(out=str(out), sources=(SourceConfig(kind="ffpp", root=str(ffpp_root)),),
+    return BuildConfig(out=str(out), sources=(BuildSourceConfig(kind="ffpp", root=str(ffpp_root)),),
                        every=100, max_frames=2, faces=FAST_FACES, progress=False, **kw)
 
 
@@ -267,7 +267,7 @@ def test_config_files_load():
 
 def test_output_holding_inputs_is_refused(tmp_path, ffpp_root):
     csv = _ffpp_csv(tmp_path, ffpp_root)
-    cfg = BuildConfig(out=str(ffpp_root.parent), sources=(SourceConfig(kind="csv", root=str(csv)),))
+    cfg = BuildConfig(out=str(ffpp_root.parent), sources=(BuildSourceConfig(kind="csv", root=str(csv)),))
     with pytest.raises(BuildError, match="inside the output folder"):
         build_mri_df(cfg)
 
@@ -277,8 +277,8 @@ def test_image_pairs_and_real_image_folder(tmp_path, ff_examples, detector):
     csv.write_text("path,label,original,method\n"
                    f"{ff_examples / 'ex_deepfakes.png'},fake,{ff_examples / 'ex_original.png'},Deepfakes\n")
     cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES,
-                      sources=(SourceConfig(kind="csv", root=str(csv)),
-                               SourceConfig(kind="images", root=str(ff_examples))))
+                      sources=(BuildSourceConfig(kind="csv", root=str(csv)),
+                               BuildSourceConfig(kind="images", root=str(ff_examples))))
     summary = build_mri_df(cfg, log=lambda _l: None, detector=detector)
     rows = read_manifest(tmp_path / "out")
     # the two binary masks in ff_examples hold no face: counted, not fatal
@@ -300,7 +300,7 @@ def test_unreadable_videos_are_skipped_and_counted(tmp_path, ffpp_root, detector
     csv = media / "list.csv"
     csv.write_text(f"path,label,original\nbroken_real.mp4,real,\nbroken_fake.mp4,fake,{good}\n")
     cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES, every=100,
-                      max_frames=1, sources=(SourceConfig(kind="csv", root=str(csv)),))
+                      max_frames=1, sources=(BuildSourceConfig(kind="csv", root=str(csv)),))
     summary = build_mri_df(cfg, log=lambda _l: None, detector=detector)
     assert summary.skipped == {"fake unreadable": 1, "original unreadable": 1}
     rows = read_manifest(tmp_path / "out")
@@ -319,8 +319,8 @@ def test_source_fraction_is_nested_and_splits_are_exact(tmp_path):
     folder = _image_folder(tmp_path / "faces", 200)
 
     def units(fraction, **split):
-        cfg = BuildConfig(out=str(tmp_path / "out"), split=SplitConfig(**split) if split else SplitConfig(),
-                          sources=(SourceConfig(kind="images", root=str(folder), fraction=fraction),))
+        cfg = BuildConfig(out=str(tmp_path / "out"), split=BuildSplitConfig(**split) if split else BuildSplitConfig(),
+                          sources=(BuildSourceConfig(kind="images", root=str(folder), fraction=fraction),))
         return mri_df.plan_units(cfg).units
 
     half = units(0.5)
@@ -333,15 +333,15 @@ def test_source_fraction_is_nested_and_splits_are_exact(tmp_path):
 
 def test_augmentation_plan_is_saved_and_applied_to_both(tmp_path, ff_examples, detector):
     from datasets_builders.augment import PlanRunner, load_plan, plan_label
-    from datasets_builders.mri_df import AugmentConfig
+    from datasets_builders.mri_df import BuildAugmentConfig
     from mrigan import perceptual
 
     csv = tmp_path / "pairs.csv"
     csv.write_text("path,label,original\n"
                    f"{ff_examples / 'ex_deepfakes.png'},fake,{ff_examples / 'ex_original.png'}\n")
     cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES, seed=4,
-                      sources=(SourceConfig(kind="csv", root=str(csv)),),
-                      augment=AugmentConfig(augment_fraction=1.0, distraction_fraction=1.0,
+                      sources=(BuildSourceConfig(kind="csv", root=str(csv)),),
+                      augment=BuildAugmentConfig(augment_fraction=1.0, distraction_fraction=1.0,
                                             augmentations=("noise",)))
     build_mri_df(cfg, log=lambda _l: None, detector=detector)
     out = tmp_path / "out"
@@ -368,7 +368,7 @@ def test_augmentation_plan_is_saved_and_applied_to_both(tmp_path, ff_examples, d
 def test_per_source_augmentation_switch(tmp_path, ff_examples, detector):
     """``augment: false`` on a source (the paper's real-face sets) leaves its units unaugmented
     while another source of the same build is augmented."""
-    from datasets_builders.mri_df import AugmentConfig
+    from datasets_builders.mri_df import BuildAugmentConfig
 
     folders = {}
     for name in ("aug", "plain"):
@@ -378,10 +378,10 @@ def test_per_source_augmentation_switch(tmp_path, ff_examples, detector):
             "path,label,original\n"
             f"{ff_examples / 'ex_deepfakes.png'},fake,{ff_examples / 'ex_original.png'}\n")
     cfg = BuildConfig(out=str(tmp_path / "out"), progress=False, faces=FAST_FACES, seed=4,
-                      sources=(SourceConfig(kind="csv", name="aug", root=str(folders["aug"] / "pairs.csv")),
-                               SourceConfig(kind="csv", name="plain", augment=False,
+                      sources=(BuildSourceConfig(kind="csv", name="aug", root=str(folders["aug"] / "pairs.csv")),
+                               BuildSourceConfig(kind="csv", name="plain", augment=False,
                                             root=str(folders["plain"] / "pairs.csv"))),
-                      augment=AugmentConfig(augment_fraction=1.0, distraction_fraction=1.0,
+                      augment=BuildAugmentConfig(augment_fraction=1.0, distraction_fraction=1.0,
                                             augmentations=("noise",)))
     build_mri_df(cfg, log=lambda _l: None, detector=detector)
     out = tmp_path / "out"

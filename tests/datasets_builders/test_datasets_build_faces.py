@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from datasets_builders import build_faces as bf
-from datasets_builders.build_config import BuildError, SourceConfig, SplitConfig
-from datasets_builders.build_faces import FaceSetBuildConfig, build_face_set, plan_face_units
+from datasets_builders.build_config import BuildError, BuildSourceConfig, BuildSplitConfig
+from datasets_builders.build_faces import BuildFaceSetConfig, build_face_set, plan_face_units
 from datasets_builders.faces import RECALL_SECOND_PASS_BELOW, FaceDetectionConfig, FaceDetector
 from datasets_builders.sources import SourceError, read_source
 from mrigan.app.cli import main as cli_main
@@ -48,9 +48,9 @@ def face_set(labelled, tmp_path_factory, detector):
     path, _ = labelled
     before = {p: sha256_file(p) for p in sorted(path.parent.rglob("*")) if p.is_file()}
     out = tmp_path_factory.mktemp("faces")
-    cfg = FaceSetBuildConfig(out=str(out), sources=(SourceConfig(kind="csv", root=str(path)),),
+    cfg = BuildFaceSetConfig(out=str(out), sources=(BuildSourceConfig(kind="csv", root=str(path)),),
                         every=40, max_frames=3, max_faces=2, faces=FAST, progress=False,
-                        split=SplitConfig(val=0.2, test=0.2))
+                        split=BuildSplitConfig(val=0.2, test=0.2))
     logs: list[str] = []
     summary = build_face_set(cfg, log=logs.append, detector=detector)
     return {"out": out, "summary": summary, "logs": logs, "before": before, "cfg": cfg}
@@ -103,10 +103,10 @@ def _wild_csv(tmp_path: Path, shared_data: Path) -> Path:
     return path
 
 
-def _cfg(out: Path, csv_path: Path, **kw) -> FaceSetBuildConfig:
-    base = {"out": str(out), "sources": (SourceConfig(kind="csv", root=str(csv_path)),),
+def _cfg(out: Path, csv_path: Path, **kw) -> BuildFaceSetConfig:
+    base = {"out": str(out), "sources": (BuildSourceConfig(kind="csv", root=str(csv_path)),),
             "every": 25, "max_frames": 3, "max_faces": 2, "faces": FAST, "progress": False}
-    return FaceSetBuildConfig(**{**base, **kw})
+    return BuildFaceSetConfig(**{**base, **kw})
 
 
 def _same_face_set(a: Path, b: Path) -> None:
@@ -174,7 +174,7 @@ def test_dfdc_metadata_face_set_counts_the_missing_file(tmp_path, shared_data, d
     listing = read_source("dfdc", root)
     assert [i.path.name for i in listing.items] == ["widuwuoiur.mp4"]  # its original is absent
     assert listing.skip_counts() == {"listed file missing": 1}
-    cfg = FaceSetBuildConfig(out=str(tmp_path / "dfdc"), sources=(SourceConfig(kind="dfdc", root=str(root)),),
+    cfg = BuildFaceSetConfig(out=str(tmp_path / "dfdc"), sources=(BuildSourceConfig(kind="dfdc", root=str(root)),),
                         every=100, max_frames=2, max_faces=3, faces=FAST, progress=False)
     summary = build_face_set(cfg, log=lambda _l: None, detector=detector)
     rows = read_manifest(tmp_path / "dfdc", require_mri=False)
@@ -195,8 +195,8 @@ def _ffpp_lists(folder: Path, lists: dict) -> Path:
 def test_ffpp_official_split_lists(tmp_path, ffpp_root):
     lists = _ffpp_lists(tmp_path / "splits", {"train": [["519", "515"]], "val": [["660", "634"]],
                                               "test": [["004", "982"]]})
-    cfg = FaceSetBuildConfig(out=str(tmp_path / "out"), faces=FAST, progress=False,
-                        sources=(SourceConfig(kind="ffpp", root=str(ffpp_root),
+    cfg = BuildFaceSetConfig(out=str(tmp_path / "out"), faces=FAST, progress=False,
+                        sources=(BuildSourceConfig(kind="ffpp", root=str(ffpp_root),
                                               options={"split_lists": str(lists)}),))
     plan = plan_face_units(cfg)
     splits = {u.original.video_id: u.split for u in plan.units}
@@ -205,8 +205,8 @@ def test_ffpp_official_split_lists(tmp_path, ffpp_root):
                       "original/004": "test", "NeuralTextures/004_982": "test"}
     assert {u.original.label for u in plan.units} == {"real", "fake"}
     # no lists: identity-grouped splits from the seeded fractions
-    plain = plan_face_units(FaceSetBuildConfig(out=str(tmp_path / "out"), sources=(
-        SourceConfig(kind="ffpp", root=str(ffpp_root)),), split=SplitConfig(val=0.34, test=0.34)))
+    plain = plan_face_units(BuildFaceSetConfig(out=str(tmp_path / "out"), sources=(
+        BuildSourceConfig(kind="ffpp", root=str(ffpp_root)),), split=BuildSplitConfig(val=0.34, test=0.34)))
     assert sorted(u.split for u in plain.units) == ["test", "test", "train", "train", "val", "val"]
     _ffpp_lists(tmp_path / "bad", {"train": [["519", "515"]], "test": [["515", "519"]]})
     with pytest.raises(SourceError, match="in both train and test"):

@@ -19,13 +19,19 @@ import torch
 from datasets_builders.build_plan import plan_units
 from datasets_builders.faces import FaceDetector
 from datasets_builders.frames import VideoDecodeError, iter_frames
-from datasets_builders.mri_df import BuildConfig, BuildError, FaceConfig, SourceConfig, build_mri_df
+from datasets_builders.mri_df import (
+    BuildConfig,
+    BuildError,
+    BuildSourceConfig,
+    FaceDetectionConfig,
+    build_mri_df,
+)
 from mrigan.app.cli import main as cli_main
 from mrigan.config import ConfigError, load_config
 from mrigan.fileio import read_image, sha256_file
 from mrigan.mri_df_format import read_manifest
 
-FACES = FaceConfig(device="cpu", max_side=320, batch_size=4, size=64)
+FACES = FaceDetectionConfig(device="cpu", max_side=320, batch_size=4, size=64)
 VIDEOS = "original_sequences/youtube/c23/videos"
 
 
@@ -43,7 +49,7 @@ def _tree(root: Path) -> dict[str, str]:
 
 def _cfg(out: Path, csv: Path, **kw) -> BuildConfig:
     kw = {"faces": FACES, "every": 100, "max_frames": 1, **kw}
-    return BuildConfig(out=str(out), sources=(SourceConfig(kind="csv", root=str(csv)),),
+    return BuildConfig(out=str(out), sources=(BuildSourceConfig(kind="csv", root=str(csv)),),
                        progress=False, **kw)
 
 
@@ -87,7 +93,7 @@ def test_resume_with_other_settings_is_refused_until_restart(colliding, tmp_path
     out = tmp_path / "out"
     build_mri_df(_cfg(out, colliding), log=lambda _l: None, detector=detector)
     config_before = (out / "config.yaml").read_text()
-    bigger = _cfg(out, colliding, faces=FaceConfig(device="cpu", max_side=320, batch_size=4, size=96))
+    bigger = _cfg(out, colliding, faces=FaceDetectionConfig(device="cpu", max_side=320, batch_size=4, size=96))
     with pytest.raises(BuildError, match=r"faces\.size \(64 -> 96\)") as err:
         build_mri_df(bigger, log=lambda _l: None, detector=detector)
     assert str(out) in str(err.value) and "--restart" in str(err.value)
@@ -97,7 +103,7 @@ def test_resume_with_other_settings_is_refused_until_restart(colliding, tmp_path
     assert summary.units_built == 2 and summary.units_resumed == 0
     assert {read_image(out / r["image"]).shape for r in read_manifest(out)} == {(96, 96, 3)}
     # the same settings again resume (a device change does not count)
-    again = _cfg(out, colliding, faces=FaceConfig(device="auto", max_side=320, batch_size=2, size=96))
+    again = _cfg(out, colliding, faces=FaceDetectionConfig(device="auto", max_side=320, batch_size=2, size=96))
     assert build_mri_df(again, log=lambda _l: None, detector=detector).units_resumed == 2
 
 

@@ -13,11 +13,11 @@ import pytest
 from datasets_builders import build_unit
 from datasets_builders.faces import FaceDetectionConfig, FaceDetector, iou, iter_face_tracks
 from datasets_builders.frames import VideoDecodeError, iter_frames
-from datasets_builders.mri_df import BuildConfig, FaceConfig, SourceConfig, build_mri_df
+from datasets_builders.mri_df import BuildConfig, BuildSourceConfig, build_mri_df
 from datasets_builders.prefetch import FrameMemo, background
 from mrigan.mri_df_format import read_manifest
 
-FAST_FACES = FaceConfig(device="cpu", max_side=320, batch_size=6, size=96)
+FAST_FACES = FaceDetectionConfig(device="cpu", max_side=320, batch_size=6, size=96)
 VIDEO = Path("original_sequences/youtube/c23/videos/519.mp4")
 
 
@@ -80,7 +80,7 @@ def test_frame_memo_replays_exactly_and_only_whole_videos_within_budget(ffpp_roo
 
 
 def _build(out: Path, ffpp_root: Path, detector, **kw) -> Path:
-    cfg = BuildConfig(out=str(out), sources=(SourceConfig(kind="ffpp", root=str(ffpp_root)),),
+    cfg = BuildConfig(out=str(out), sources=(BuildSourceConfig(kind="ffpp", root=str(ffpp_root)),),
                       every=30, max_frames=5, faces=FAST_FACES, progress=False, **kw)
     build_mri_df(cfg, log=lambda _l: None, detector=detector)
     return out

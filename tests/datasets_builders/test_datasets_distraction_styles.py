@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from datasets_builders.augment import PlanRunner, make_plan, plan_label
-from datasets_builders.build_config import BuildConfig, SourceConfig
+from datasets_builders.build_config import BuildConfig, BuildSourceConfig
 from datasets_builders.distractions import (
     NAMED_COLORS,
     PAPER_DISTRACTIONS,
@@ -89,24 +89,24 @@ def test_paper_config_uses_the_paper_distractions_and_augments_dfdc_only():
     assert {s.label: s.augment for s in cfg.sources} == {
         "dfdc": True, "celebdf": False, "ffhq": False, "fdf": False}
     assert load_config(BuildConfig, "configs/build_mri_df.yaml").augment.distraction == DistractionStyle()
-    assert SourceConfig(root="x").augment is True  # today's default: every source augmented
+    assert BuildSourceConfig(root="x").augment is True  # today's default: every source augmented
 
 
 def test_new_settings_at_their_old_value_keep_older_builds_resumable():
     """A folder built before the multi-face rule, distraction styles and the per-source switch
     existed has a fingerprint without them: with their defaults it still matches; any other
     value is a different build (refused on resume)."""
-    from datasets_builders.build_config import AugmentConfig, FaceConfig
+    from datasets_builders.build_config import BuildAugmentConfig, FaceDetectionConfig
     from datasets_builders.build_records import differing_keys, fingerprint
 
-    base = BuildConfig(sources=(SourceConfig(root="x.csv"),))
+    base = BuildConfig(sources=(BuildSourceConfig(root="x.csv"),))
     fp = fingerprint(base)
     assert not any(k.startswith("augment.distraction.") or "multi_face" in k for k in fp)
     assert fp["sources"] == [{"kind": "csv", "root": "x.csv", "name": "", "fraction": 1.0,
                               "detect_faces": True, "include_reals": True, "options": {}}]
-    paper = BuildConfig(sources=(SourceConfig(root="x.csv", augment=False),),
-                        augment=AugmentConfig(distraction=PAPER_DISTRACTIONS),
-                        faces=FaceConfig(drop_multi_face=True))
+    paper = BuildConfig(sources=(BuildSourceConfig(root="x.csv", augment=False),),
+                        augment=BuildAugmentConfig(distraction=PAPER_DISTRACTIONS),
+                        faces=FaceDetectionConfig(drop_multi_face=True))
     assert differing_keys(fp, fingerprint(paper)) == [
         "augment.distraction.colors", "augment.distraction.count", "augment.distraction.text_scale",
         "augment.distraction.text_thickness", "augment.distraction.whole_units",

@@ -19,7 +19,7 @@ from datasets_builders.faces import (
     iter_face_tracks,
 )
 from datasets_builders.frames import iter_frames
-from datasets_builders.mri_df import BuildConfig, SourceConfig, build_mri_df
+from datasets_builders.mri_df import BuildConfig, BuildSourceConfig, build_mri_df
 from mrigan.mri_df_format import read_manifest
 
 GAINS = (1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1)
@@ -84,7 +84,7 @@ def test_build_records_coverage_and_the_pass_of_every_face(dark, detectors, tmp_
 
     def build(faces):
         cfg = BuildConfig(out=str(out), every=1, progress=False, faces=faces,
-                          sources=(SourceConfig(kind="csv", root=str(csv)),))
+                          sources=(BuildSourceConfig(kind="csv", root=str(csv)),))
         lines = []
         return build_mri_df(cfg, log=lines.append, detector=first, restart=True), lines
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from datasets_builders.build_config import BuildConfig, SourceConfig
-from datasets_builders.build_faces import FaceSetBuildConfig, build_face_set
+from datasets_builders.build_config import BuildConfig, BuildSourceConfig
+from datasets_builders.build_faces import BuildFaceSetConfig, build_face_set
 from datasets_builders.faces import (
     FaceDetectionConfig,
     FaceDetector,
@@ -106,7 +106,7 @@ def test_builders_skip_and_count_multi_face_videos(people, detector, tmp_path):
     strict = FaceDetectionConfig(**{**FAST.__dict__, "drop_multi_face": True})
 
     def face_set(faces, name):
-        cfg = FaceSetBuildConfig(out=str(tmp_path / name), sources=(SourceConfig(root=str(listing)),),
+        cfg = BuildFaceSetConfig(out=str(tmp_path / name), sources=(BuildSourceConfig(root=str(listing)),),
                             every=3, max_frames=3, faces=faces, progress=False)
         return build_face_set(cfg, log=lambda _l: None, detector=detector), tmp_path / name
 
@@ -121,7 +121,7 @@ def test_builders_skip_and_count_multi_face_videos(people, detector, tmp_path):
     pairs.write_text("path,label,original\nclips/two_fake.mp4,fake,clips/two.mp4\n")
 
     def mri_df(faces, name):
-        cfg = BuildConfig(out=str(tmp_path / name), sources=(SourceConfig(root=str(pairs)),),
+        cfg = BuildConfig(out=str(tmp_path / name), sources=(BuildSourceConfig(root=str(pairs)),),
                           every=3, max_frames=3, faces=faces, progress=False)
         return build_mri_df(cfg, log=lambda _l: None, detector=detector), tmp_path / name
 

@@ -18,7 +18,12 @@ import torch
 
 from datasets_builders.faces import FaceDetector, crop_face
 from datasets_builders.frames import iter_frames
-from detectors.config import DataConfig, DetectorConfig, ModelConfig, TrainConfig
+from detectors.config import (
+    DetectorConfig,
+    DetectorDataConfig,
+    DetectorModelConfig,
+    DetectorTrainConfig,
+)
 from detectors.metrics import ScoreTieWarning, all_scores_tie, warn_if_scores_tie
 from detectors.model import build_detector
 from detectors.train import train_detector
@@ -56,7 +61,7 @@ def _scores(model, x, precision):
 
 def _b0():
     torch.manual_seed(0)
-    return build_detector(ModelConfig(backbone="efficientnet-b0"))
+    return build_detector(DetectorModelConfig(backbone="efficientnet-b0"))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -78,7 +83,7 @@ def test_efficientnet_pytorch_defaults_collapse_in_eval_mode(faces64):
         features = net.extract_features(x).mean(dim=(2, 3))
     assert features.std(0).max() < 1e-4  # every face gives (nearly) the same feature vector
     with torch.no_grad():
-        ours = build_detector(ModelConfig(backbone="efficientnet-b0")).backbone.eval()(x)
+        ours = build_detector(DetectorModelConfig(backbone="efficientnet-b0")).backbone.eval()(x)
     assert ours.std(0).mean() > 100 * features.std(0).mean()
 
 
@@ -133,9 +138,9 @@ def test_training_warns_when_all_validation_scores_tie(tmp_path):
         r["image"] = val[0]["image"]
     write_manifest(root, rows)
     cfg = DetectorConfig(name="tie", out_dir=str(tmp_path / "runs"),
-                         model=ModelConfig(backbone="tiny-cnn"),
-                         data=DataConfig(root=str(root), image_size=32, workers=0),
-                         train=TrainConfig(epochs=1, max_steps=2, batch_size=4, device="cpu",
+                         model=DetectorModelConfig(backbone="tiny-cnn"),
+                         data=DetectorDataConfig(root=str(root), image_size=32, workers=0),
+                         train=DetectorTrainConfig(epochs=1, max_steps=2, batch_size=4, device="cpu",
                                            precision="fp32", augment=()))
     with pytest.warns(ScoreTieWarning, match="validation scores are identical"):
         result = train_detector(cfg, log=lambda *a, **k: None)
@@ -148,9 +153,9 @@ def test_training_does_not_warn_on_distinct_validation_faces(tmp_path):
     root = write_synthetic_mri_df(tmp_path / "syn", n_faces=8, size=32, seed=2,
                                   val_fraction=0.5)
     cfg = DetectorConfig(name="fine", out_dir=str(tmp_path / "runs"),
-                         model=ModelConfig(backbone="tiny-cnn"),
-                         data=DataConfig(root=str(root), image_size=32, workers=0),
-                         train=TrainConfig(epochs=1, max_steps=2, batch_size=4, device="cpu",
+                         model=DetectorModelConfig(backbone="tiny-cnn"),
+                         data=DetectorDataConfig(root=str(root), image_size=32, workers=0),
+                         train=DetectorTrainConfig(epochs=1, max_steps=2, batch_size=4, device="cpu",
                                            precision="fp32", augment=()))
     with warnings.catch_warnings():
         warnings.simplefilter("error", ScoreTieWarning)

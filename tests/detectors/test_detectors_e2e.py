@@ -17,13 +17,13 @@ from _gan_setup import write_tiny_generator
 
 from detectors.config import (
     AggregationConfig,
-    DataConfig,
     DetectorConfig,
+    DetectorDataConfig,
+    DetectorInputConfig,
+    DetectorModelConfig,
+    DetectorTrainConfig,
+    EvalFaceSetConfig,
     EvaluateConfig,
-    FaceSetConfig,
-    InputConfig,
-    ModelConfig,
-    TrainConfig,
 )
 from detectors.evaluate import evaluate_detector
 from detectors.metrics import binary_report
@@ -41,17 +41,17 @@ def ffpp_mri_df(ffpp_root, tmp_path_factory):
     one identity per split (train / val / test)."""
     from datasets_builders.mri_df import (
         BuildConfig,
-        FaceConfig,
-        SourceConfig,
-        SplitConfig,
+        BuildSourceConfig,
+        BuildSplitConfig,
+        FaceDetectionConfig,
         build_mri_df,
     )
 
     out = tmp_path_factory.mktemp("ffpp_mri_df")
-    cfg = BuildConfig(out=str(out), sources=(SourceConfig(kind="ffpp", root=str(ffpp_root)),),
+    cfg = BuildConfig(out=str(out), sources=(BuildSourceConfig(kind="ffpp", root=str(ffpp_root)),),
                       every=25, max_frames=4, progress=False,
-                      faces=FaceConfig(device="cpu", size=64, max_side=640),
-                      split=SplitConfig(val=0.34, test=0.34))
+                      faces=FaceDetectionConfig(device="cpu", size=64, max_side=640),
+                      split=BuildSplitConfig(val=0.34, test=0.34))
     threads = torch.get_num_threads()
     build_mri_df(cfg, log=lambda *a: None)
     torch.set_num_threads(threads)  # (numba's parallel SSIM resets OpenMP's thread count)
@@ -61,10 +61,10 @@ def ffpp_mri_df(ffpp_root, tmp_path_factory):
 def _train_cfg(root, out_dir, name, input_cfg, steps):
     return DetectorConfig(
         name=name, out_dir=str(out_dir),
-        model=ModelConfig(backbone="tiny-cnn"),
+        model=DetectorModelConfig(backbone="tiny-cnn"),
         input=input_cfg,
-        data=DataConfig(root=str(root), image_size=64, workers=0),
-        train=TrainConfig(epochs=100, max_steps=steps, batch_size=8, lr=2e-3, device="cpu",
+        data=DetectorDataConfig(root=str(root), image_size=64, workers=0),
+        train=DetectorTrainConfig(epochs=100, max_steps=steps, batch_size=8, lr=2e-3, device="cpu",
                           precision="fp32", augment=("flip",), log_every=5, val_every=5))
 
 
@@ -116,11 +116,11 @@ def test_plain_and_mri_detectors_end_to_end_on_ffpp(ffpp_mri_df, tmp_path):
     assert all(n > 0 for n in n_split.values())
 
     # --- plain faces: train, then resume to more steps -------------------------------------
-    plain_cfg = _train_cfg(ffpp_mri_df, tmp_path, "plain", InputConfig(name="plain"), 20)
+    plain_cfg = _train_cfg(ffpp_mri_df, tmp_path, "plain", DetectorInputConfig(name="plain"), 20)
     first = train_detector(plain_cfg, log=lambda *a: None)
     assert first.steps == 20 and first.best.is_file() and first.last.is_file()
     more = train_detector(_train_cfg(ffpp_mri_df, tmp_path, "plain",
-                                     InputConfig(name="plain"), 30), log=lambda *a: None)
+                                     DetectorInputConfig(name="plain"), 30), log=lambda *a: None)
     assert more.steps == 30 and more.history[: len(first.history)] == first.history
     assert (tmp_path / "plain" / "config.yaml").is_file()
     # best.pt is the epoch with the highest validation AUC
@@ -129,9 +129,9 @@ def test_plain_and_mri_detectors_end_to_end_on_ffpp(ffpp_mri_df, tmp_path):
     assert more.best_auc == pytest.approx(np.nanmax(aucs))
     assert any((tmp_path / "plain" / "tb").iterdir())
 
-    tests = (FaceSetConfig(name="test", split="test"),
-             FaceSetConfig(name="test_deepfakes", split="test", methods=("Deepfakes",)),
-             FaceSetConfig(name="train", split="train"))
+    tests = (EvalFaceSetConfig(name="test", split="test"),
+             EvalFaceSetConfig(name="test_deepfakes", split="test", methods=("Deepfakes",)),
+             EvalFaceSetConfig(name="train", split="train"))
     plain_eval = evaluate_detector(EvaluateConfig(
         checkpoint=str(more.last), test_sets=tests, bootstrap=100, device="cpu",
         aggregation=AggregationConfig(rule="count")), log=lambda *a: None)
@@ -150,7 +150,7 @@ def test_plain_and_mri_detectors_end_to_end_on_ffpp(ffpp_mri_df, tmp_path):
     # --- MRIs of the same faces, precomputed by a generator into a cache -------------------
     gen_file = write_tiny_generator(tmp_path / "gen.safetensors")
     cache = tmp_path / "mri_cache"
-    mri_input = InputConfig(name="mri", generator=str(gen_file), mri_cache=str(cache))
+    mri_input = DetectorInputConfig(name="mri", generator=str(gen_file), mri_cache=str(cache))
     mri = train_detector(_train_cfg(ffpp_mri_df, tmp_path, "mri", mri_input, 10),
                          log=lambda *a: None)
     assert mri.steps == 10

@@ -22,16 +22,16 @@ from _gan_setup import write_tiny_generator
 
 import detectors.data as detector_data
 import detectors.evaluate as evaluate_module
-from datasets_builders.build_config import SourceConfig
-from datasets_builders.build_faces import FaceSetBuildConfig, build_face_set
+from datasets_builders.build_config import BuildSourceConfig
+from datasets_builders.build_faces import BuildFaceSetConfig, build_face_set
 from datasets_builders.faces import RECALL_SECOND_PASS_BELOW, FaceDetectionConfig
 from detectors.config import (
-    DataConfig,
     DetectorConfig,
+    DetectorDataConfig,
+    DetectorModelConfig,
+    DetectorTrainConfig,
+    EvalFaceSetConfig,
     EvaluateConfig,
-    FaceSetConfig,
-    ModelConfig,
-    TrainConfig,
 )
 from detectors.evaluate import evaluate_detector
 from detectors.train import train_detector
@@ -85,7 +85,7 @@ def face_sets(shared_data, tmp_path_factory):
     faces = FaceDetectionConfig(device="cpu", max_side=480,
                                 min_face_size=20, batch_size=4, size=64,
                                 second_pass_below=RECALL_SECOND_PASS_BELOW)
-    cfg = FaceSetBuildConfig(out=str(base / "all"), sources=(SourceConfig(kind="csv",
+    cfg = BuildFaceSetConfig(out=str(base / "all"), sources=(BuildSourceConfig(kind="csv",
                                                                           root=str(labels)),),
                              every=4, max_frames=3, max_faces=3, faces=faces, progress=False)
     threads = torch.get_num_threads()
@@ -113,9 +113,9 @@ def checkpoint(tmp_path_factory):
     base = tmp_path_factory.mktemp("det")
     root = write_synthetic_mri_df(base / "syn", n_faces=8, size=32, seed=3, val_fraction=0.5)
     cfg = DetectorConfig(name="tiny", out_dir=str(base / "runs"),
-                         model=ModelConfig(backbone="tiny-cnn"),
-                         data=DataConfig(root=str(root), image_size=32, workers=0),
-                         train=TrainConfig(epochs=1, max_steps=3, batch_size=4, lr=1e-3,
+                         model=DetectorModelConfig(backbone="tiny-cnn"),
+                         data=DetectorDataConfig(root=str(root), image_size=32, workers=0),
+                         train=DetectorTrainConfig(epochs=1, max_steps=3, batch_size=4, lr=1e-3,
                                            device="cpu", precision="fp32", augment=()))
     return train_detector(cfg, **QUIET).best
 
@@ -184,9 +184,9 @@ def test_test_set_is_never_read_during_the_grid_search(face_sets, checkpoint, tm
 
     monkeypatch.setattr(evaluate_module, "choose_rule", recording_choose)
     cfg = EvaluateConfig(checkpoint=str(checkpoint), out_dir=str(tmp_path / "out"),
-                         validation=FaceSetConfig(name="validation", root=str(face_sets["val"]),
+                         validation=EvalFaceSetConfig(name="validation", root=str(face_sets["val"]),
                                                   split=""),
-                         test_sets=(FaceSetConfig(name="unpaired", root=str(face_sets["test"]),
+                         test_sets=(EvalFaceSetConfig(name="unpaired", root=str(face_sets["test"]),
                                                   split=""),),
                          bootstrap=0, device="cpu", precision="fp32")
     results = evaluate_detector(cfg, **QUIET)
@@ -227,8 +227,8 @@ def test_mri_input_made_by_a_generator_is_cached_by_content_hash(face_sets, chec
     logs: list[str] = []
     evaluate_detector(EvaluateConfig(
         checkpoint=str(checkpoint), out_dir=str(out), bootstrap=0, device="cpu",
-        validation=FaceSetConfig(name="validation", root=str(face_sets["val"]), split=""),
-        test_sets=(FaceSetConfig(name="unpaired", root=str(face_sets["test"]), split=""),),
+        validation=EvalFaceSetConfig(name="validation", root=str(face_sets["val"]), split=""),
+        test_sets=(EvalFaceSetConfig(name="unpaired", root=str(face_sets["test"]), split=""),),
         input=report_input(generator)), log=logs.append)
     assert any("0 made, 15 reused" in line for line in logs)
     assert any("0 made, 24 reused" in line for line in logs)
@@ -239,9 +239,9 @@ def test_mri_input_made_by_a_generator_is_cached_by_content_hash(face_sets, chec
 
 
 def report_input(generator):
-    from detectors.config import InputConfig
+    from detectors.config import DetectorInputConfig
 
-    return InputConfig(name="mri", generator=str(generator))
+    return DetectorInputConfig(name="mri", generator=str(generator))
 
 
 def test_outputs_never_go_inside_a_face_set(face_sets, checkpoint):
@@ -249,7 +249,7 @@ def test_outputs_never_go_inside_a_face_set(face_sets, checkpoint):
         evaluate_detector(EvaluateConfig(
             checkpoint=str(checkpoint), out_dir=str(face_sets["test"] / "report"), bootstrap=0,
             device="cpu",
-            validation=FaceSetConfig(name="validation", root=str(face_sets["val"]), split=""),
-            test_sets=(FaceSetConfig(name="unpaired", root=str(face_sets["test"]), split=""),)),
+            validation=EvalFaceSetConfig(name="validation", root=str(face_sets["val"]), split=""),
+            test_sets=(EvalFaceSetConfig(name="unpaired", root=str(face_sets["test"]), split=""),)),
             **QUIET)
     assert not (face_sets["test"] / "report").exists()

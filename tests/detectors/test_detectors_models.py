@@ -11,7 +11,7 @@ from torchvision.ops import sigmoid_focal_loss
 
 from detectors.augment import AUGMENTATIONS, build_augmenter
 from detectors.backbones import Backbone
-from detectors.config import ModelConfig
+from detectors.config import DetectorModelConfig
 from detectors.data import SplitLeakError, check_grouped, group_splits, select_rows
 from detectors.explain import gradcam, overlay
 from detectors.heads import PaperHead, TemporalHead
@@ -50,7 +50,7 @@ def test_temporal_head_ignores_padding_and_sees_order():
 
 
 def test_temporal_detector_runs_backbone_on_valid_frames_only():
-    det = build_detector(ModelConfig(backbone="tiny-cnn", temporal=True, lstm_hidden=8)).eval()
+    det = build_detector(DetectorModelConfig(backbone="tiny-cnn", temporal=True, lstm_hidden=8)).eval()
     clips = torch.rand(2, 4, 3, 32, 32)
     mask = torch.tensor([[True, True, True, False], [True, False, False, False]])
     calls = []

@@ -20,7 +20,7 @@ from detectors.backbones import (
     build_backbone,
     calibrate_batchnorm_,
 )
-from detectors.config import ModelConfig
+from detectors.config import DetectorModelConfig
 from detectors.model import build_detector
 from mrigan.fileio import read_image
 
@@ -60,7 +60,7 @@ def test_loaded_weights_see_imagenet_normalised_inputs(tmp_path, ff_examples, na
         state = net.state_dict()
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
 
-    detector = build_detector(ModelConfig(backbone=name, weights=str(path), dropout=0.0)).eval()
+    detector = build_detector(DetectorModelConfig(backbone=name, weights=str(path), dropout=0.0)).eval()
     assert detector.backbone.input_mean == pytest.approx(IMAGENET_MEAN)
     assert detector.backbone.input_std == pytest.approx(IMAGENET_STD)
     net.eval()

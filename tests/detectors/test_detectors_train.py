@@ -8,7 +8,13 @@ import pytest
 import torch
 from _gan_setup import write_tiny_generator
 
-from detectors.config import DataConfig, DetectorConfig, InputConfig, ModelConfig, TrainConfig
+from detectors.config import (
+    DetectorConfig,
+    DetectorDataConfig,
+    DetectorInputConfig,
+    DetectorModelConfig,
+    DetectorTrainConfig,
+)
 from detectors.data import load_rows
 from detectors.inference import load_detector
 from detectors.inputs import (
@@ -40,9 +46,9 @@ def _cfg(root, out, name, **train):
     base = dict(epochs=3, batch_size=6, lr=1e-3, device="cpu", precision="fp32",
                 augment=("flip", "color_jitter", "random_resized_crop"), log_every=1)
     base.update(train)
-    return DetectorConfig(name=name, out_dir=str(out), model=ModelConfig(backbone="tiny-cnn"),
-                          data=DataConfig(root=str(root), image_size=32, workers=0),
-                          train=TrainConfig(**base))
+    return DetectorConfig(name=name, out_dir=str(out), model=DetectorModelConfig(backbone="tiny-cnn"),
+                          data=DetectorDataConfig(root=str(root), image_size=32, workers=0),
+                          train=DetectorTrainConfig(**base))
 
 
 def test_resume_mid_epoch_gives_the_same_weights(synthetic_root, tmp_path):
@@ -75,7 +81,7 @@ def test_balance_modes_and_focal_loss_train(synthetic_root, tmp_path, overrides)
 
 def test_temporal_detector_trains_on_clips(synthetic_root, tmp_path):
     cfg = _cfg(synthetic_root, tmp_path, "lstm", max_steps=3)
-    cfg = DetectorConfig(**{**cfg.__dict__, "model": ModelConfig(
+    cfg = DetectorConfig(**{**cfg.__dict__, "model": DetectorModelConfig(
         backbone="tiny-cnn", temporal=True, clip_length=2, lstm_hidden=8)})
     result = train_detector(cfg, **QUIET)
     assert result.steps == 3
@@ -88,9 +94,9 @@ def test_temporal_detector_trains_on_clips(synthetic_root, tmp_path):
 def test_mri_inputs_cache_and_on_the_fly_agree(synthetic_root, tmp_path):
     gen_file = write_tiny_generator(tmp_path / "g.safetensors", size=32)
     rows = load_rows(synthetic_root)[:6]
-    cfg = InputConfig(name="mri", generator=str(gen_file), mri_cache=str(tmp_path / "cache"))
+    cfg = DetectorInputConfig(name="mri", generator=str(gen_file), mri_cache=str(tmp_path / "cache"))
     cached = build_input(cfg, synthetic_root, rows=rows, **QUIET)
-    live = build_input(InputConfig(name="mri", generator=str(gen_file)), synthetic_root)
+    live = build_input(DetectorInputConfig(name="mri", generator=str(gen_file)), synthetic_root)
     assert isinstance(live, GeneratorMriInput)
     base = _cfg(synthetic_root, tmp_path, "x")
     from_cache = make_dataset(rows, cached, base)
@@ -106,7 +112,7 @@ def test_mri_inputs_cache_and_on_the_fly_agree(synthetic_root, tmp_path):
         precompute_mris(load_generator(other, "cpu"), synthetic_root, rows, tmp_path / "cache",
                         generator_file=other)
     with pytest.raises(InputError, match="needs input.generator"):
-        build_input(InputConfig(name="mri"), synthetic_root)
+        build_input(DetectorInputConfig(name="mri"), synthetic_root)
 
 
 def test_loaded_detector_scores_like_the_evaluation_path(synthetic_root, tmp_path):
@@ -175,9 +181,9 @@ def test_inputs_are_chosen_by_name_from_a_registry(tmp_path):
 
     assert INPUTS.names() == ["mri", "plain"]
     with pytest.raises(InputError, match="unknown detector input 'edges'; known: mri, plain"):
-        build_input(InputConfig(name="edges"), tmp_path)
+        build_input(DetectorInputConfig(name="edges"), tmp_path)
     with pytest.raises(InputError, match="needs input.generator"):
-        build_input(InputConfig(name="mri"), tmp_path)
+        build_input(DetectorInputConfig(name="mri"), tmp_path)
 
 
 def test_corrupt_checkpoint_or_other_head_on_resume_is_one_cli_error(synthetic_root, tmp_path,

@@ -9,7 +9,12 @@ import torch
 
 from datasets_builders.synthetic import write_synthetic_mri_df
 from detectors.backbones import build_backbone
-from detectors.config import DataConfig, DetectorConfig, ModelConfig, TrainConfig
+from detectors.config import (
+    DetectorConfig,
+    DetectorDataConfig,
+    DetectorModelConfig,
+    DetectorTrainConfig,
+)
 from detectors.freezing import (
     FreezeConfig,
     Freezer,
@@ -41,7 +46,7 @@ def test_config_from_yaml_dict_and_bad_values():
     preset = load_config(DetectorConfig, "configs/detector_gradual_unfreeze.yaml")
     assert preset.train.freeze == FreezeConfig(1, "gradual", 4, 0)
     assert [trainable_groups(preset.train.freeze, 4, e) for e in range(6)] == [0, 1, 2, 3, 4, 4]
-    cfg = from_dict(TrainConfig, {"freeze": {"backbone_until_epoch": 2, "unfreeze": "gradual",
+    cfg = from_dict(DetectorTrainConfig, {"freeze": {"backbone_until_epoch": 2, "unfreeze": "gradual",
                                              "groups": 3}})
     assert cfg.freeze == FreezeConfig(2, "gradual", 3, 0)
     with pytest.raises(ConfigError, match="unfreeze"):
@@ -95,7 +100,7 @@ def _changed(before, module, prefixes):
 def test_frozen_groups_do_not_move_and_unfrozen_ones_do_efficientnet_b0():
     """EfficientNet-B0 at 64 px in 3 groups; epoch 0 head only, epoch 1 the top group."""
     torch.manual_seed(0)
-    model = build_detector(ModelConfig(backbone="efficientnet-b0", dropout=0.0))
+    model = build_detector(DetectorModelConfig(backbone="efficientnet-b0", dropout=0.0))
     freezer = Freezer(model, FreezeConfig(backbone_until_epoch=1, unfreeze="gradual", groups=3))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     before = _snapshot(model)
@@ -130,9 +135,9 @@ def test_trainer_unfreezes_top_group_at_its_epoch(synthetic_root, tmp_path):
     the backbone is still exactly its initial state (frozen BN statistics included)."""
     def cfg(epochs, freeze):
         return DetectorConfig(
-            name="frz", out_dir=str(tmp_path), model=ModelConfig(backbone="tiny-cnn"),
-            data=DataConfig(root=str(synthetic_root), image_size=32, workers=0),
-            train=TrainConfig(epochs=epochs, batch_size=4, lr=1e-2, device="cpu",
+            name="frz", out_dir=str(tmp_path), model=DetectorModelConfig(backbone="tiny-cnn"),
+            data=DetectorDataConfig(root=str(synthetic_root), image_size=32, workers=0),
+            train=DetectorTrainConfig(epochs=epochs, batch_size=4, lr=1e-2, device="cpu",
                               precision="fp32", augment=("flip",), log_every=1, freeze=freeze))
 
     freeze = FreezeConfig(backbone_until_epoch=1, unfreeze="gradual", groups=4)
@@ -141,7 +146,7 @@ def test_trainer_unfreezes_top_group_at_its_epoch(synthetic_root, tmp_path):
     assert "epoch 0: backbone groups trainable 0/4 (from the top)" in lines
     after0 = load_checkpoint(tmp_path / "frz" / "checkpoints" / "last.pt")["model"]
     seed_everything(0)  # the trainer seeds with train.seed=0 before building: same init
-    init = build_detector(ModelConfig(backbone="tiny-cnn")).state_dict()
+    init = build_detector(DetectorModelConfig(backbone="tiny-cnn")).state_dict()
     for k in (k for k in after0 if k.startswith("backbone.")):
         assert torch.equal(init[k], after0[k]), k
     assert after0["backbone.body.1.running_var"].eq(1).all()  # BN never saw a batch

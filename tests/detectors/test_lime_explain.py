@@ -12,7 +12,7 @@ from torch import nn
 pytest.importorskip("captum", reason="LIME needs the optional captum extra: pip install 'mrigan[lime]'")
 
 from detectors.backbones import build_backbone  # noqa: E402
-from detectors.config import DataConfig, DetectorConfig, InputConfig  # noqa: E402
+from detectors.config import DetectorConfig, DetectorDataConfig, DetectorInputConfig  # noqa: E402
 from detectors.heads import LinearHead  # noqa: E402
 from detectors.inference import Detector  # noqa: E402
 from detectors.lime_explain import LimeConfig, lime_faces, superpixels  # noqa: E402
@@ -28,7 +28,7 @@ def _read(path, size=SIZE) -> np.ndarray:
 
 
 def _detector(model: nn.Module, input_name: str) -> Detector:
-    cfg = DetectorConfig(input=InputConfig(name=input_name), data=DataConfig(image_size=SIZE))
+    cfg = DetectorConfig(input=DetectorInputConfig(name=input_name), data=DetectorDataConfig(image_size=SIZE))
     return Detector(model, cfg, device="cpu")
 
 

@@ -203,12 +203,12 @@ def test_clips_from_folders_counts_missing_and_checks_mris(tmp_path):
 
 
 def test_faces_are_extracted_once_from_rated_videos(ffpp_root, tmp_path):
-    from detectors.realism.config import DataConfig
+    from detectors.realism.config import RealismDataConfig
     from detectors.realism.data import RealismDataError, load_clips
 
     recs = [MosRecord("original_sequences/youtube/c23/videos/519.mp4", 4.8, ("519",), "original", "t"),
             MosRecord("original_sequences/youtube/c23/videos/999.mp4", 4.0, ("999",), "original", "t")]
-    cfg = DataConfig(clips=str(tmp_path / "faces"), videos=str(ffpp_root), video_every=10,
+    cfg = RealismDataConfig(clips=str(tmp_path / "faces"), videos=str(ffpp_root), video_every=10,
                      video_max_frames=4, face_size=48)
     with pytest.raises(RealismDataError, match=r"1 of 2 rated videos have no frames.*999\.mp4"):
         load_clips(cfg, recs, need_mri=False)
@@ -216,7 +216,7 @@ def test_faces_are_extracted_once_from_rated_videos(ffpp_root, tmp_path):
     from detectors.realism.data import extract_missing_faces
 
     assert extract_missing_faces(cfg, recs, log=logs.append)["cached"] == 1  # not decoded again
-    clips, missing = load_clips(DataConfig(clips=cfg.clips, allow_missing=True), recs, need_mri=False)
+    clips, missing = load_clips(RealismDataConfig(clips=cfg.clips, allow_missing=True), recs, need_mri=False)
     assert missing == [recs[1].key] and len(clips) == 1
     faces = sorted((tmp_path / "faces" / "original_sequences/youtube/c23/videos/519").glob("*.png"))
     assert [f.name for f in faces] == ["000000.png", "000010.png", "000020.png", "000030.png"]
@@ -229,7 +229,7 @@ def test_faces_are_extracted_once_from_rated_videos(ffpp_root, tmp_path):
 def test_labels_join_a_manifest_written_by_the_mri_df_writer(tmp_path):
     """The join reads what datasets_builders writes (real manifest, real files on disk)."""
     from datasets_builders.synthetic import write_synthetic_mri_df
-    from detectors.realism.config import DataConfig
+    from detectors.realism.config import RealismDataConfig
     from detectors.realism.data import prepare_data
     from mrigan.fileio import read_image
 
@@ -238,7 +238,7 @@ def test_labels_join_a_manifest_written_by_the_mri_df_writer(tmp_path):
     labels.write_text("file,mos,identity,method\n"
                       + "".join(f"face{i:03d}_fake0.mp4,{1 + i * 0.5},face{i:03d},self_blend\n" for i in range(6))
                       + "face000_real.mp4,4.9,face000,original\nface001_real,4.7,face001,original\n")
-    data = prepare_data(DataConfig(labels=(str(labels),), manifest=str(root), split="identity",
+    data = prepare_data(RealismDataConfig(labels=(str(labels),), manifest=str(root), split="identity",
                                    test_fraction=0.3, val_fraction=0.0), need_mri=True)
     assert len(data.clips) == 8 and not data.missing
     clip = next(c for c in data.clips if c.key == "face002_fake0.mp4")

@@ -9,9 +9,9 @@ import torch
 
 from datasets_builders.synthetic import demo_faces
 from detectors.realism import metrics
-from detectors.realism.config import DataConfig, RealismConfig, TrainConfig
+from detectors.realism.config import RealismConfig, RealismDataConfig, RealismTrainConfig
 from detectors.realism.graded import faces_from_media, graded_clips, shared_media
-from detectors.realism.model import ModelConfig
+from detectors.realism.model import RealismModelConfig
 from detectors.realism.predict import predict_clips
 from detectors.realism.sampler import SequenceSampler
 from detectors.realism.train import train_regressor
@@ -40,10 +40,10 @@ def test_small_model_learns_graded_realism_on_unseen_people(faces_by_person):
                         clips_per_level=2, frames_per_clip=6, seed=1)
     assert not {i for c in train for i in c.record.identities} & {i for c in test for i in c.record.identities}
     cfg = RealismConfig(
-        data=DataConfig(image_size=SIZE),
+        data=RealismDataConfig(image_size=SIZE),
         sampler=SequenceSampler(num_frames=5, stride=1, test_draws=10),
-        model=ModelConfig(backbone="tiny-cnn", inputs="plain", hidden=64, dropout=0.2),
-        train=TrainConfig(epochs=12, batch_size=8, lr=2e-3, loss="rmse", device="cpu",
+        model=RealismModelConfig(backbone="tiny-cnn", inputs="plain", hidden=64, dropout=0.2),
+        train=RealismTrainConfig(epochs=12, batch_size=8, lr=2e-3, loss="rmse", device="cpu",
                           precision="fp32", threads=2, tensorboard=False, seed=0),
     )
     result = train_regressor(cfg, train, (), out_dir=None, log=lambda _: None)

@@ -9,10 +9,10 @@ import torch
 from datasets_builders.synthetic import demo_faces
 from detectors.realism.baseline import FrozenFeatureBaseline
 from detectors.realism.clips import Clip
-from detectors.realism.config import BaselineConfig
+from detectors.realism.config import RealismBaselineConfig
 from detectors.realism.ensemble import fit_weights, weighted_average
 from detectors.realism.labels import MosRecord
-from detectors.realism.model import ModelConfig, RealismRegressor, temporal_pool
+from detectors.realism.model import RealismModelConfig, RealismRegressor, temporal_pool
 from detectors.realism.predict import clip_outputs
 from detectors.realism.sampler import SequenceSampler
 
@@ -29,7 +29,7 @@ def test_temporal_pool_is_mean_and_population_std():
                                                    ("fused", "early", ["early"])])
 def test_regressor_shapes_and_fine_tuned_backbone(inputs, fusion, streams):
     torch.manual_seed(0)
-    model = RealismRegressor(ModelConfig(inputs=inputs, fusion=fusion, hidden=16), mos_centre=3.2)
+    model = RealismRegressor(RealismModelConfig(inputs=inputs, fusion=fusion, hidden=16), mos_centre=3.2)
     assert list(model.streams) == streams
     batch = {"plain": torch.rand(2, 4, 3, 32, 32), "mri": torch.rand(2, 4, 3, 32, 32)}
     out = model(batch)
@@ -46,9 +46,9 @@ def test_regressor_shapes_and_fine_tuned_backbone(inputs, fusion, streams):
 
 def test_regressor_rejects_unknown_inputs():
     with pytest.raises(ValueError, match="known: plain, mri, fused"):
-        RealismRegressor(ModelConfig(inputs="rgb"))
+        RealismRegressor(RealismModelConfig(inputs="rgb"))
     with pytest.raises(KeyError, match="unknown backbone"):
-        RealismRegressor(ModelConfig(backbone="nope"))
+        RealismRegressor(RealismModelConfig(backbone="nope"))
 
 
 def _numbered_clip(key: str, n: int) -> Clip:
@@ -80,7 +80,7 @@ def test_frozen_baseline_never_updates_the_backbone_and_fits_on_pooled_features(
         frames = tuple(np.clip(faces[(i + k) % 16] * gain, 0, 255).astype(np.uint8) for k in range(4))
         clips.append(Clip(MosRecord(f"v{i}", 1 + 4 * i / 11, (f"p{i}",), "m", "t"), frames))
     rng.shuffle(clips)
-    base = FrozenFeatureBaseline(ModelConfig(hidden=8), BaselineConfig("ridge", alpha=1.0, draws=2),
+    base = FrozenFeatureBaseline(RealismModelConfig(hidden=8), RealismBaselineConfig("ridge", alpha=1.0, draws=2),
                                  SequenceSampler(3, 1, 2), 32, torch.device("cpu"))
     before = {k: v.clone() for k, v in base.extractor.state_dict().items()}
     base.fit(clips[:8])
@@ -96,11 +96,11 @@ def test_frozen_baseline_never_updates_the_backbone_and_fits_on_pooled_features(
     np.testing.assert_allclose(base.predict(clips[8:]),
                                ref.predict(scaler.transform(base.features(clips[8:]))), rtol=1e-6)
     for name in ("svr", "linear"):
-        b = FrozenFeatureBaseline(ModelConfig(hidden=8), BaselineConfig(name, draws=1),
+        b = FrozenFeatureBaseline(RealismModelConfig(hidden=8), RealismBaselineConfig(name, draws=1),
                                   SequenceSampler(3, 1, 1), 32, torch.device("cpu")).fit(clips[:8])
         assert b.predict(clips[8:]).shape == (4,)
     with pytest.raises(ValueError, match="unknown baseline regressor"):
-        FrozenFeatureBaseline(ModelConfig(), BaselineConfig("xgboost"), SequenceSampler(), 32,
+        FrozenFeatureBaseline(RealismModelConfig(), RealismBaselineConfig("xgboost"), SequenceSampler(), 32,
                               torch.device("cpu"))
 
 

@@ -10,7 +10,7 @@ import scipy.stats
 import torch
 
 from detectors.realism import losses
-from detectors.realism.model import ModelConfig, RealismRegressor, temporal_pool
+from detectors.realism.model import RealismModelConfig, RealismRegressor, temporal_pool
 
 
 def _batch(seed: int, n: int = 9) -> tuple[np.ndarray, np.ndarray]:
@@ -76,12 +76,12 @@ def test_std_pooling_population_and_sample_against_numpy():
 def test_model_std_option_reaches_the_pooling(one_torch_thread):
     torch.manual_seed(0)
     batch = {"plain": torch.rand(2, 4, 3, 32, 32)}
-    pop = RealismRegressor(ModelConfig(hidden=8)).eval()
-    sam = RealismRegressor(ModelConfig(hidden=8, std="sample")).eval()
+    pop = RealismRegressor(RealismModelConfig(hidden=8)).eval()
+    sam = RealismRegressor(RealismModelConfig(hidden=8, std="sample")).eval()
     sam.load_state_dict(pop.state_dict())
     with torch.no_grad():
         a, b = pop.pooled_features(batch), sam.pooled_features(batch)
     f = a.shape[1] // 2
     torch.testing.assert_close(b[:, f:], a[:, f:] * (4 / 3) ** 0.5)
     with pytest.raises(ValueError):
-        RealismRegressor(ModelConfig(std="biased"))
+        RealismRegressor(RealismModelConfig(std="biased"))

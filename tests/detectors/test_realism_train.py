@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from datasets_builders.synthetic import demo_faces
-from detectors.realism.config import DataConfig, RealismConfig, TrainConfig
+from detectors.realism.config import RealismConfig, RealismDataConfig, RealismTrainConfig
 from detectors.realism.graded import graded_clips
-from detectors.realism.model import ModelConfig, RealismRegressor
+from detectors.realism.model import RealismModelConfig, RealismRegressor
 from detectors.realism.sampler import SequenceSampler
 from detectors.realism.train import RegressorTrainer, load_regressor, train_regressor
 from mrigan.checkpoint import load_checkpoint
@@ -34,10 +34,10 @@ def clips():
 
 def _cfg(**train) -> RealismConfig:
     return RealismConfig(
-        data=DataConfig(image_size=SIZE),
+        data=RealismDataConfig(image_size=SIZE),
         sampler=SequenceSampler(num_frames=3, stride=1, test_draws=2),
-        model=ModelConfig(backbone="tiny-cnn", inputs="plain", hidden=16, dropout=0.2),
-        train=TrainConfig(**{"epochs": 4, "batch_size": 4, "lr": 2e-3, "loss": "rmse",
+        model=RealismModelConfig(backbone="tiny-cnn", inputs="plain", hidden=16, dropout=0.2),
+        train=RealismTrainConfig(**{"epochs": 4, "batch_size": 4, "lr": 2e-3, "loss": "rmse",
                              "device": "cpu", "precision": "fp32", "seed": 0, "val_draws": 1,
                              "select_by": "rmse", "tensorboard": False, **train}))
 

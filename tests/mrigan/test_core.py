@@ -200,7 +200,7 @@ def test_non_utf8_yaml_names_the_file(tmp_path):
 
 
 def _config_classes():
-    from datasets_builders.build_faces import FaceSetBuildConfig
+    from datasets_builders.build_faces import BuildFaceSetConfig
     from datasets_builders.mri_df import BuildConfig
     from detectors.config import DetectorConfig, EvaluateConfig
     from detectors.realism.config import RealismConfig
@@ -210,7 +210,7 @@ def _config_classes():
 
     return {"mri_gan": GanConfig, "detector_evaluate": EvaluateConfig, "detector": DetectorConfig,
             "realism": RealismConfig, "build": BuildConfig, "demo": DemoConfig,
-            "face_set": FaceSetBuildConfig, "benchmark": BenchmarkConfig}
+            "face_set": BuildFaceSetConfig, "benchmark": BenchmarkConfig}
 
 
 def test_every_project_config_loads_and_cpu_presets_inherit_their_base():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mrigan.losses import GAN_LOSSES, LossConfig, discriminator_loss
+from mrigan.losses import GAN_LOSSES, GanLossConfig, discriminator_loss
 
 
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
@@ -21,7 +21,7 @@ def test_bce_is_the_log_cgan_loss_of_eq_9():
     # E[log D(y|x)] + E[log(1 - D(G(x)|x))], D = sigmoid(logit); the losses are the negatives
     assert float(bce(torch.tensor(real), True)) == pytest.approx(-_log_sigmoid(real).mean())
     assert float(bce(torch.tensor(fake), False)) == pytest.approx(-_log_sigmoid(-fake).mean())
-    d = discriminator_loss(torch.tensor(real), torch.tensor(fake), LossConfig(gan="bce"))
+    d = discriminator_loss(torch.tensor(real), torch.tensor(fake), GanLossConfig(gan="bce"))
     eq9 = _log_sigmoid(real).mean() + _log_sigmoid(-fake).mean()
     assert float(d["total"]) == pytest.approx(-0.5 * eq9)
     assert GAN_LOSSES.get("vanilla") is bce
@@ -33,6 +33,6 @@ def test_lsgan_is_least_squares_and_the_default():
     ls = GAN_LOSSES.get("lsgan")
     assert float(ls(torch.tensor(p), True)) == pytest.approx(((p - 1) ** 2).mean())
     assert float(ls(torch.tensor(p), False)) == pytest.approx((p**2).mean())
-    assert LossConfig().gan == "lsgan"
+    assert GanLossConfig().gan == "lsgan"
     assert float(ls(torch.tensor(p), True)) != pytest.approx(
         float(GAN_LOSSES.get("bce")(torch.tensor(p), True)), rel=1e-3)

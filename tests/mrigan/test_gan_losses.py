@@ -9,7 +9,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from mrigan.losses import LossConfig, discriminator_loss, generator_loss
+from mrigan.losses import GanLossConfig, discriminator_loss, generator_loss
 
 
 def _const(value: float, shape=(2, 3, 16, 16)) -> torch.Tensor:
@@ -31,14 +31,14 @@ def test_perfect_discriminator_and_eta():
     ones, zeros = torch.ones(3, 1, 4, 4), torch.zeros(3, 1, 4, 4)
     assert float(discriminator_loss(ones, zeros)["total"]) == 0.0
     assert float(discriminator_loss(zeros, ones)["total"]) == pytest.approx(1.0)
-    assert float(discriminator_loss(zeros, ones, LossConfig(eta=2.0))["total"]) == pytest.approx(4.0)
+    assert float(discriminator_loss(zeros, ones, GanLossConfig(eta=2.0))["total"]) == pytest.approx(4.0)
 
 
 def test_pixel_terms_l2_and_l1_by_hand():
     fake, true = _const(0.25), _const(0.75)
     d = torch.ones(2, 1, 1, 1)
     assert float(generator_loss(d, fake, true)["pixel"]) == pytest.approx(0.25)
-    assert float(generator_loss(d, fake, true, LossConfig(pixel="l1"))["pixel"]) == pytest.approx(0.5)
+    assert float(generator_loss(d, fake, true, GanLossConfig(pixel="l1"))["pixel"]) == pytest.approx(0.5)
 
 
 def test_total_is_gan_plus_lambda_tau_mix():
@@ -46,7 +46,7 @@ def test_total_is_gan_plus_lambda_tau_mix():
     fake = torch.rand(2, 3, 24, 24, generator=rng)
     true = torch.rand(2, 3, 24, 24, generator=rng)
     d_fake = torch.rand(2, 1, 3, 3, generator=rng)
-    cfg = LossConfig(lambda_recon=100.0, tau=0.3)
+    cfg = GanLossConfig(lambda_recon=100.0, tau=0.3)
     t = generator_loss(d_fake, fake, true, cfg)
     gan = float(((d_fake - 1) ** 2).mean())
     l2 = float(((fake - true) ** 2).mean())
@@ -93,9 +93,9 @@ def test_losses_stay_float32_under_bf16_autocast():
 
 def test_vanilla_gan_option_and_bad_config():
     zero = torch.zeros(1, 1, 2, 2)
-    t = generator_loss(zero, _const(0.5), _const(0.5), LossConfig(gan="vanilla"))
+    t = generator_loss(zero, _const(0.5), _const(0.5), GanLossConfig(gan="vanilla"))
     assert float(t["gan"]) == pytest.approx(math.log(2.0))
     with pytest.raises(ValueError, match="tau"):
-        LossConfig(tau=1.5)
+        GanLossConfig(tau=1.5)
     with pytest.raises(KeyError, match="known: l1, l2"):
-        LossConfig(pixel="huber")
+        GanLossConfig(pixel="huber")

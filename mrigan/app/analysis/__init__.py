@@ -32,10 +32,10 @@ from typing import Any
 
 from mrigan.app.analysis.config import (
     AnalyzeConfig,
-    FacesConfig,
-    FramesConfig,
-    ReportConfig,
-    VerdictConfig,
+    AnalyzeFacesConfig,
+    AnalyzeFramesConfig,
+    AnalyzeReportConfig,
+    AnalyzeVerdictConfig,
     validate_config,
 )
 from mrigan.app.analysis.inputs import (
@@ -60,12 +60,37 @@ from mrigan.app.analysis.results import (
 from mrigan.app.analysis.schema import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION, SKIP_REASONS
 
 __all__ = [
-    "IMAGE_SUFFIXES", "RESULTS_SCHEMA", "RESULTS_SCHEMA_VERSION", "SKIP_REASONS", "VIDEO_SUFFIXES",
-    "AnalysisResults", "AnalyzeConfig", "AnalyzeError", "Analyzer", "FaceResult", "FacesConfig",
-    "FrameResult", "FramesConfig", "ImageReadError", "InputItem", "InputResult",
-    "NonFiniteModelError", "ReportConfig", "TrackResult", "Verdict", "VerdictConfig", "analyze",
-    "artifact_map", "decide_verdict", "discover_inputs", "face_crops", "load_generator",
-    "load_results", "mri_stats", "validate_config", "write_outputs",
+    "IMAGE_SUFFIXES",
+    "RESULTS_SCHEMA",
+    "RESULTS_SCHEMA_VERSION",
+    "SKIP_REASONS",
+    "VIDEO_SUFFIXES",
+    "AnalysisResults",
+    "AnalyzeConfig",
+    "AnalyzeError",
+    "AnalyzeFacesConfig",
+    "AnalyzeFramesConfig",
+    "AnalyzeReportConfig",
+    "AnalyzeVerdictConfig",
+    "Analyzer",
+    "FaceResult",
+    "FrameResult",
+    "ImageReadError",
+    "InputItem",
+    "InputResult",
+    "NonFiniteModelError",
+    "TrackResult",
+    "Verdict",
+    "analyze",
+    "artifact_map",
+    "decide_verdict",
+    "discover_inputs",
+    "face_crops",
+    "load_generator",
+    "load_results",
+    "mri_stats",
+    "validate_config",
+    "write_outputs",
 ]
 
 

@@ -18,13 +18,13 @@ from mrigan.config import ConfigError
 
 
 @dataclass(frozen=True)
-class FramesConfig:
+class AnalyzeFramesConfig:
     every: int = 10  # analyse frames 0, every, 2*every, ...
     max_frames: int | None = None  # per video, after sampling (None = all)
 
 
 @dataclass(frozen=True)
-class FacesConfig(FaceDetectionConfig):
+class AnalyzeFacesConfig(FaceDetectionConfig):
     """Face detection of the analysis: ``datasets_builders.faces.FaceDetectionConfig`` (the one
     set of detection defaults: thresholds, min_face_size, max_side, batch_size, margin,
     iou_threshold, ...) with the permissive second pass ON (issue 11: recall matters more than
@@ -36,7 +36,7 @@ class FacesConfig(FaceDetectionConfig):
 
 
 @dataclass(frozen=True)
-class VerdictConfig:
+class AnalyzeVerdictConfig:
     """How face scores become one verdict per input (rules from ``detectors.aggregate``)."""
 
     rule: str = "count"
@@ -46,7 +46,7 @@ class VerdictConfig:
 
 
 @dataclass(frozen=True)
-class ReportConfig:
+class AnalyzeReportConfig:
     worst_k: int = 6  # most suspicious faces shown per input
     heat_vmax: float = 0.5  # MRI value drawn at full colour (fixed scale)
     thumbnail_side: int = 480  # longest side of the frame pictures in the report
@@ -66,10 +66,10 @@ class AnalyzeConfig:
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
     batch_size: int = 32  # faces per generator / detector batch
-    frames: FramesConfig = field(default_factory=FramesConfig)
-    faces: FacesConfig = field(default_factory=FacesConfig)
-    verdict: VerdictConfig = field(default_factory=VerdictConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
+    frames: AnalyzeFramesConfig = field(default_factory=AnalyzeFramesConfig)
+    faces: AnalyzeFacesConfig = field(default_factory=AnalyzeFacesConfig)
+    verdict: AnalyzeVerdictConfig = field(default_factory=AnalyzeVerdictConfig)
+    report: AnalyzeReportConfig = field(default_factory=AnalyzeReportConfig)
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from datasets_builders.frames import iter_frames, video_info
-from mrigan.app.analysis.config import FramesConfig
+from mrigan.app.analysis.config import AnalyzeFramesConfig
 from mrigan.errors import MriganError
 from mrigan.fileio import read_image
 from mrigan.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image, is_video
@@ -72,7 +72,7 @@ def input_slug(path: Path, index: int) -> str:
     return f"{index:02d}_{stem}"
 
 
-def open_input(item: InputItem, frames: FramesConfig,
+def open_input(item: InputItem, frames: AnalyzeFramesConfig,
                ) -> tuple[Callable[[], Iterator[tuple[int, np.ndarray]]], dict[str, Any]]:
     """``(source, meta)``: ``source()`` starts the sampled ``(index, RGB uint8 frame)`` stream of
     one input (an image is the single frame 0; a video is decoded again on each call, never held

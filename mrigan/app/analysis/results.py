@@ -12,7 +12,7 @@ from typing import Any
 
 from detectors import aggregate
 from mrigan import __version__
-from mrigan.app.analysis.config import AnalyzeConfig, VerdictConfig
+from mrigan.app.analysis.config import AnalyzeConfig, AnalyzeVerdictConfig
 from mrigan.app.analysis.schema import RESULTS_SCHEMA_VERSION, SKIP_REASONS
 
 
@@ -164,7 +164,7 @@ def _find_non_finite(data: Any, where: str = "$") -> str | None:
     return None
 
 
-def decide_verdict(scores: Sequence[float], cfg: VerdictConfig, score_source: str) -> Verdict:
+def decide_verdict(scores: Sequence[float], cfg: AnalyzeVerdictConfig, score_source: str) -> Verdict:
     """One verdict from the face scores of an input, with the rule and thresholds used."""
     threshold = cfg.detector_threshold if score_source == "detector" else cfg.mri_threshold
     label, score, used = aggregate.decide(cfg.rule, scores, threshold=threshold,

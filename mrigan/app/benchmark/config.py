@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datasets_builders.build_config import SourceConfig
+from datasets_builders.build_config import BuildSourceConfig
 from mrigan.config import ConfigError
 
 
@@ -92,7 +92,7 @@ class BenchmarkConfig:
     pairs: str = ""  # CSV path,label,original[,identity,method] (build-dataset --csv form)
     #: instead of ``pairs``: dataset layouts, as the MRI-DF builder reads them (``kind: ffpp``
     #: with ``root`` the FF++ folder, ``kind: dfdc`` with ``metadata.json`` parts, ...)
-    sources: tuple[SourceConfig, ...] = ()
+    sources: tuple[BuildSourceConfig, ...] = ()
     labelled: str = ""  # optional CSV path,label[,identity,...]: extra test videos, no originals
     device: str = "auto"  # face detection, GAN, detectors, evaluation
     split: SplitSettings = field(default_factory=SplitSettings)

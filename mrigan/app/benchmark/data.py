@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from datasets_builders.build_faces import FaceSetBuildConfig, build_face_set
+from datasets_builders.build_faces import BuildFaceSetConfig, build_face_set
 from datasets_builders.faces import FaceDetectionConfig
 from datasets_builders.mri_df import (
-    AugmentConfig,
+    BuildAugmentConfig,
     BuildConfig,
-    SourceConfig,
-    SplitConfig,
+    BuildSourceConfig,
+    BuildSplitConfig,
     build_mri_df,
 )
 from mrigan.app.benchmark.config import BenchmarkConfig
@@ -43,11 +43,11 @@ def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float
                 log=print) -> dict:
     """The MRI-DF builder on a split CSV; resumes its own unit records when rerun."""
     build = BuildConfig(
-        out=str(folder / "data"), sources=(SourceConfig(kind="csv", root=csv_path),),
+        out=str(folder / "data"), sources=(BuildSourceConfig(kind="csv", root=csv_path),),
         every=cfg.data.every, max_frames=cfg.data.max_frames, seed=cfg.split.seed,
         progress=False, faces=face_settings(cfg),
-        augment=AugmentConfig(augment_fraction=cfg.data.augment_fraction),
-        split=SplitConfig(val=val, test=0.0))
+        augment=BuildAugmentConfig(augment_fraction=cfg.data.augment_fraction),
+        split=BuildSplitConfig(val=val, test=0.0))
     summary = build_mri_df(build, log=log)
     rows = read_manifest(build.out)
     if not rows:
@@ -76,14 +76,14 @@ def face_set_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, log=print)
     """A labelled face set of every video a CSV lists (``datasets_builders.build_faces``: one
     unit per video, no originals needed, the face-set builder's recall settings). Every row is
     one set (no split inside it); it resumes its own per-video records when rerun."""
-    base = FaceSetBuildConfig()
-    fcfg = FaceSetBuildConfig(
-        out=str(folder / "data"), sources=(SourceConfig(kind="csv", root=str(csv_path)),),
+    base = BuildFaceSetConfig()
+    fcfg = BuildFaceSetConfig(
+        out=str(folder / "data"), sources=(BuildSourceConfig(kind="csv", root=str(csv_path)),),
         every=cfg.data.every, max_frames=cfg.data.max_frames, max_faces=cfg.data.max_faces,
         seed=cfg.split.seed, progress=False, dataset_splits=False,
         faces=dataclasses.replace(base.faces, device=cfg.device, max_side=cfg.data.max_side,
                                   size=cfg.data.size),
-        split=SplitConfig(val=0.0, test=0.0))
+        split=BuildSplitConfig(val=0.0, test=0.0))
     summary = build_face_set(fcfg, log=log)
     rows = read_manifest(fcfg.out, require_mri=False)
     if not rows:

@@ -18,7 +18,12 @@ from pathlib import Path
 
 import torch
 
-from detectors.config import AggregationConfig, EvaluateConfig, FaceSetConfig, InputConfig
+from detectors.config import (
+    AggregationConfig,
+    DetectorInputConfig,
+    EvalFaceSetConfig,
+    EvaluateConfig,
+)
 from detectors.evaluate import evaluate_detector
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.inference import MRIGenerator
@@ -35,13 +40,13 @@ def eval_stage(cfg: BenchmarkConfig, checkpoint: str, validation: dict, tests: d
     ev = cfg.evaluate
     ecfg = EvaluateConfig(
         name="benchmark", checkpoint=checkpoint, out_dir=str(folder / "report"),
-        validation=FaceSetConfig(name="validation", root=validation["root"],
+        validation=EvalFaceSetConfig(name="validation", root=validation["root"],
                                  split=validation.get("split", "")),
-        test_sets=tuple(FaceSetConfig(name=n, root=t["root"], split=t.get("split", ""))
+        test_sets=tuple(EvalFaceSetConfig(name=n, root=t["root"], split=t.get("split", ""))
                         for n, t in tests.items()),
         aggregation=AggregationConfig(rule=ev.rule), bootstrap=ev.bootstrap,
         batch_size=ev.batch_size, device=cfg.device,
-        input=InputConfig(name="mri", generator=generator) if generator else None)
+        input=DetectorInputConfig(name="mri", generator=generator) if generator else None)
     res = evaluate_detector(ecfg, log=log)
     out = {"aggregation": {k: res["aggregation"][k] for k in
                            ("rule", "params", "objective", "validation_value", "description")},

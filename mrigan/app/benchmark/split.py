@@ -21,7 +21,7 @@ import io
 import os
 from pathlib import Path
 
-from datasets_builders.mri_df import BuildConfig, SourceConfig, SplitConfig, plan_units
+from datasets_builders.mri_df import BuildConfig, BuildSourceConfig, BuildSplitConfig, plan_units
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.stages import BenchmarkError
 from mrigan.fileio import atomic_write_json, atomic_write_text
@@ -31,15 +31,15 @@ CSV_COLUMNS = ("path", "label", "original", "identity", "method")
 
 def _plan(sources, *, val: float, test: float, seed: int):
     cfg = BuildConfig(out="unused", sources=tuple(sources), seed=seed,
-                      split=SplitConfig(val=val, test=test))
+                      split=BuildSplitConfig(val=val, test=test))
     return plan_units(cfg)
 
 
-def pair_sources(cfg: BenchmarkConfig) -> tuple[SourceConfig, ...]:
+def pair_sources(cfg: BenchmarkConfig) -> tuple[BuildSourceConfig, ...]:
     """The paired videos: ``sources`` (dataset layouts), else the ``pairs`` CSV."""
     if cfg.sources:
         return cfg.sources
-    return (SourceConfig(kind="csv", root=str(cfg.pairs)),)
+    return (BuildSourceConfig(kind="csv", root=str(cfg.pairs)),)
 
 
 def _rows(units, base: Path) -> list[list[str]]:
@@ -82,7 +82,7 @@ def split_stage(cfg: BenchmarkConfig, folder: Path) -> dict:
     rest = [u for u in units if u.split != "test"]
     _write_csv(folder / "trainval.csv", _rows(rest, folder))
     _write_csv(folder / "test.csv", _rows(test, folder))
-    trainval = (SourceConfig(kind="csv", root=str(folder / "trainval.csv")),)
+    trainval = (BuildSourceConfig(kind="csv", root=str(folder / "trainval.csv")),)
     second = _plan(trainval, val=cfg.split.val, test=0.0, seed=cfg.split.seed)
     val = [u for u in second.units if u.split == "val"]
     train = [u for u in second.units if u.split == "train"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 from datasets_builders.build_config import BuildError
-from datasets_builders.build_faces import FaceSetBuildConfig, build_face_set, merge_face_shards
+from datasets_builders.build_faces import BuildFaceSetConfig, build_face_set, merge_face_shards
 from mrigan.config import add_config_arguments, deep_merge, load_config, parse_overrides
 
 
@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def config_from_namespace(args: argparse.Namespace) -> FaceSetBuildConfig:
-    """The ``FaceSetBuildConfig`` of the command line: defaults <- --config <- flags <- --set."""
+def config_from_namespace(args: argparse.Namespace) -> BuildFaceSetConfig:
+    """The ``BuildFaceSetConfig`` of the command line: defaults <- --config <- flags <- --set."""
     flags: dict = {}
     if args.csv:
         flags["sources"] = [{"kind": "csv", "root": args.csv}]
@@ -61,7 +61,7 @@ def config_from_namespace(args: argparse.Namespace) -> FaceSetBuildConfig:
     if args.no_progress:
         flags["progress"] = False
     overrides = deep_merge(flags, parse_overrides(args.overrides))
-    return load_config(FaceSetBuildConfig, args.config, overrides)
+    return load_config(BuildFaceSetConfig, args.config, overrides)
 
 
 def run(args: argparse.Namespace) -> int:

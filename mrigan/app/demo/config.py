@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrigan.app.analysis import AnalyzeConfig, FacesConfig, FramesConfig, VerdictConfig
+from mrigan.app.analysis import (
+    AnalyzeConfig,
+    AnalyzeFacesConfig,
+    AnalyzeFramesConfig,
+    AnalyzeVerdictConfig,
+)
 from mrigan.config import (
     deep_merge,
     from_dict,
@@ -14,8 +19,8 @@ from mrigan.config import (
     resolve_config_path,
     to_dict,
 )
-from mrigan.losses import LossConfig
-from mrigan.train import DataConfig, GanConfig, ModelConfig, TrainConfig
+from mrigan.losses import GanLossConfig
+from mrigan.train import GanConfig, GanDataConfig, GanModelConfig, GanTrainConfig
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
 
@@ -24,7 +29,7 @@ DEFAULT_CONFIG = Path("configs/demo.yaml")
 
 
 @dataclass(frozen=True)
-class SyntheticConfig:
+class DemoSceneConfig:
     scenes_per_photo: int = 80  # each scene gives one real and one fake pair
     scene_size: int = 320  # side of the square synthetic frames (px)
     face_fraction: tuple[float, float] = (0.38, 0.58)  # face square side / frame side
@@ -47,7 +52,7 @@ class DemoDataConfig:
     test: float = 0.15
     crop_size: int = 128  # crops and MRIs are stored at this size (training resizes)
     seed: int = 0
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    synthetic: DemoSceneConfig = field(default_factory=DemoSceneConfig)
 
 
 @dataclass(frozen=True)
@@ -63,16 +68,16 @@ class DemoVideoConfig:
 def _demo_gan() -> GanConfig:
     return GanConfig(
         name="gan",
-        model=ModelConfig(image_size=64, ngf=16, ndf=16),
-        loss=LossConfig(tau=1.0),  # see configs/demo.yaml: the SSIM term blackens short runs
-        data=DataConfig(eval_samples=32),
-        train=TrainConfig(epochs=1000, batch_size=16, max_steps=3000, device="auto",
+        model=GanModelConfig(image_size=64, ngf=16, ndf=16),
+        loss=GanLossConfig(tau=1.0),  # see configs/demo.yaml: the SSIM term blackens short runs
+        data=GanDataConfig(eval_samples=32),
+        train=GanTrainConfig(epochs=1000, batch_size=16, max_steps=3000, device="auto",
                           precision="auto", log_every=25, eval_every=50, checkpoint_every=50))
 
 
 def _demo_analyze() -> AnalyzeConfig:
-    return AnalyzeConfig(name="report", frames=FramesConfig(every=2),
-                         faces=FacesConfig(max_side=None), verdict=VerdictConfig(rule="count"))
+    return AnalyzeConfig(name="report", frames=AnalyzeFramesConfig(every=2),
+                         faces=AnalyzeFacesConfig(max_side=None), verdict=AnalyzeVerdictConfig(rule="count"))
 
 
 @dataclass(frozen=True)

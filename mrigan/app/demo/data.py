@@ -20,11 +20,11 @@ import numpy as np
 from datasets_builders.augment import PlanRunner, make_plan, plan_label
 from datasets_builders.faces import crop_face, find_faces
 from datasets_builders.mri_df import (
-    AugmentConfig,
+    BuildAugmentConfig,
     BuildConfig,
-    FaceConfig,
-    SourceConfig,
-    SplitConfig,
+    BuildSourceConfig,
+    BuildSplitConfig,
+    FaceDetectionConfig,
     build_mri_df,
     plan_units,
 )
@@ -118,13 +118,13 @@ def real_build_config(cfg: DemoConfig, root: Path) -> BuildConfig:
     fc = cfg.analyze.faces
     return BuildConfig(
         out=str(root), every=dc.every, max_frames=dc.max_frames, seed=dc.seed,
-        sources=(SourceConfig(kind=dc.kind, root=dc.root, fraction=dc.fraction,
+        sources=(BuildSourceConfig(kind=dc.kind, root=dc.root, fraction=dc.fraction,
                               options=dict(dc.options)),),
-        faces=FaceConfig(device=cfg.analyze.device, thresholds=fc.thresholds,
+        faces=FaceDetectionConfig(device=cfg.analyze.device, thresholds=fc.thresholds,
                          min_face_size=fc.min_face_size, margin=fc.margin, size=dc.crop_size),
-        augment=AugmentConfig(augment_fraction=sc.augment_fraction,
+        augment=BuildAugmentConfig(augment_fraction=sc.augment_fraction,
                               distraction_fraction=sc.distraction_fraction),
-        split=SplitConfig(val=dc.val, test=dc.test))
+        split=BuildSplitConfig(val=dc.val, test=dc.test))
 
 
 def held_out_videos(cfg: DemoConfig, build_cfg) -> tuple[list[Path], dict[str, bool], str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mrigan.app.analysis import Analyzer, FramesConfig
+from mrigan.app.analysis import AnalyzeFramesConfig, Analyzer
 from mrigan.app.demo.calibration import held_out_figures
 from mrigan.app.demo.config import DemoConfig
 from mrigan.app.demo.data import build_data, held_out_videos
@@ -49,7 +49,7 @@ def run_demo(cfg: DemoConfig, run_dir: Path) -> int:
         videos, is_fake, split = held_out_videos(cfg, build_cfg)
         truth = {str(v): is_fake[str(v)] for v in videos}
         held_from = f"the {split} split"
-        analyze_cfg = dataclasses.replace(analyze_cfg, frames=FramesConfig(
+        analyze_cfg = dataclasses.replace(analyze_cfg, frames=AnalyzeFramesConfig(
             every=cfg.video.every, max_frames=cfg.video.max_frames))
     report_dir = run_dir / "report"
     analyzer = Analyzer(weights, None, analyze_cfg, face_detector=detector)  # path: provenance

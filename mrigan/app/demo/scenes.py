@@ -12,7 +12,7 @@ import numpy as np
 
 from datasets_builders.faces import find_faces, square_box
 from datasets_builders.synthetic import graded_params, self_blend
-from mrigan.app.demo.config import SyntheticConfig
+from mrigan.app.demo.config import DemoSceneConfig
 from mrigan.fileio import read_image
 
 
@@ -42,7 +42,7 @@ def packaged_photos(detector) -> list[Photo]:
     return out
 
 
-def scene_params(rng: np.random.Generator, cfg: SyntheticConfig) -> dict[str, Any]:
+def scene_params(rng: np.random.Generator, cfg: DemoSceneConfig) -> dict[str, Any]:
     """A random camera: face size and position in the frame, roll, mirror, lighting."""
     return {"face": float(rng.uniform(*cfg.face_fraction)),
             "cx": float(rng.uniform(0.38, 0.62)), "cy": float(rng.uniform(0.38, 0.62)),
