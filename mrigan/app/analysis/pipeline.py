@@ -12,6 +12,9 @@ Speed (issue 14 goal 4, ``bench/analyze.py``): on a CPU the time is the generato
 the rest is kept small - the generator gets one stacked uint8 batch per call, and without
 ``out_dir`` the report-only pictures (frame thumbnails, worst-k frames) are not made. Neither
 changes a figure (``tests/app/test_analyze_levers.py``).
+
+(Just over 400 lines: the Analyzer's per-input states - stream, score, track, finish - share one
+guard and one state object; splitting them would pass that state between modules.)
 """
 
 from __future__ import annotations
