@@ -30,10 +30,16 @@ from mrigan.config import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_build_arguments(parser, csv_form="path,label[,original,...]", out_default="runs/mri_df")
+
+
+def add_build_arguments(parser: argparse.ArgumentParser, *, csv_form: str,
+                        out_default: str) -> None:
+    """The flags both builders share (``build-dataset`` and ``build-faces``)."""
     add_config_arguments(parser)
-    parser.add_argument("--csv", help="quick mode: a CSV listing path,label[,original,...] "
+    parser.add_argument("--csv", help=f"quick mode: a CSV listing {csv_form} "
                                       "(paths relative to the CSV)")
-    parser.add_argument("--out", help="output folder (default: the config's out, runs/mri_df)")
+    parser.add_argument("--out", help=f"output folder (default: the config's out, {out_default})")
     parser.add_argument("--every", type=int, help="use every Nth frame (default 10)")
     parser.add_argument("--size", type=int, help="face crop size in pixels (default 256)")
     parser.add_argument("--max-frames", type=int, help="at most this many sampled frames per video")
@@ -45,33 +51,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def config_from_namespace(args: argparse.Namespace):
-    """The ``BuildConfig`` of the command line: defaults <- --config <- flags <- --set."""
-
+def build_flags(args: argparse.Namespace, faces: dict | None = None) -> dict:
+    """The shared flags as a config mapping (``faces`` adds more ``faces.*`` keys)."""
     flags: dict = {}
     if args.csv:
         flags["sources"] = [{"kind": "csv", "root": args.csv}]
-    if args.out:
-        flags["out"] = args.out
-    if args.every is not None:
-        flags["every"] = args.every
-    if args.max_frames is not None:
-        flags["max_frames"] = args.max_frames
+    for key in ("out", "every", "max_frames", "shard"):
+        if getattr(args, key) is not None:
+            flags[key] = getattr(args, key)
+    faces = dict(faces or {})
     if args.size is not None:
-        flags["faces"] = {"size": args.size}
-    if args.shard:
-        flags["shard"] = args.shard
+        faces["size"] = args.size
+    if faces:
+        flags["faces"] = faces
     if args.no_progress:
         flags["progress"] = False
-    overrides = deep_merge(flags, parse_overrides(args.overrides))
+    return flags
+
+
+def config_from_namespace(args: argparse.Namespace) -> BuildConfig:
+    """The ``BuildConfig`` of the command line: defaults <- --config <- flags <- --set."""
+    overrides = deep_merge(build_flags(args), parse_overrides(args.overrides))
     return load_config(BuildConfig, args.config, overrides)
+
+
+def exit_code(summary) -> int:
+    """0 when rows were written or other shards are still to run (this one is done), else 1."""
+    if summary.units_pending:
+        return 0
+    return 0 if summary.pairs_written else 1
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_namespace(args)
     if not cfg.sources:
         raise BuildError("give --csv FILE or a --config with sources")
-    summary = merge_shards(cfg) if args.merge else build_mri_df(cfg, restart=args.restart)
-    if summary.units_pending:
-        return 0  # this shard is done; the others are still to run
-    return 0 if summary.pairs_written else 1
+    return exit_code(merge_shards(cfg) if args.merge else build_mri_df(cfg, restart=args.restart))
