@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 
-import cv2
-import numpy as np
 import pytest
 from _gan_setup import write_tiny_generator
+from _media import darkened_clip
 
 from datasets_builders.faces import FaceDetectionConfig
 from datasets_builders.frames import iter_frames
@@ -28,23 +27,12 @@ pytestmark = pytest.mark.usefixtures("two_torch_threads")
 GAINS = (0.1, 0.1, 0.1, 0.02, 0.02, 0.02, 0.02, 0.02)
 
 
-def _dark_clip(src, dest):
-    frames = [f for _, f in iter_frames(src, every=30, max_frames=len(GAINS))]
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(dest), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
-    for frame, gain in zip(frames, GAINS, strict=True):
-        dark = np.clip(np.rint(frame.astype(np.float32) * gain), 0, 255).astype(np.uint8)
-        writer.write(cv2.cvtColor(dark, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return dest
-
-
 @pytest.fixture(scope="module")
 def dark_run(ffpp_root, tmp_path_factory):
     base = tmp_path_factory.mktemp("analyze_dark")
     (base / "media").mkdir()
-    clip = _dark_clip(ffpp_root / "original_sequences/youtube/c23/videos/634.mp4",
-                      base / "media" / "dark_634.mp4")
+    clip = darkened_clip(ffpp_root / "original_sequences/youtube/c23/videos/634.mp4",
+                         base / "media" / "dark_634.mp4", GAINS)
     out = base / "out"
     rc = cli(["analyze", str(clip), "--generator", str(write_tiny_generator(base / "gen.safetensors")),
               "--out", str(out), "--every", "1", "--device", "cpu", "--no-progress",

@@ -7,10 +7,9 @@ six at 10% brightness, written as MP4 into tmp_path.
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import pytest
 import torch
+from _media import darkened_clip
 
 from datasets_builders.faces import (
     PERMISSIVE_THRESHOLDS,
@@ -26,23 +25,13 @@ GAINS = (1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1)
 RECALL = FaceDetectionConfig(device="cpu", max_side=320, batch_size=8, size=64, second_pass_below=0.5)
 
 
-def _darkened(src, dest):
-    frames = [f for _, f in iter_frames(src, every=30, max_frames=len(GAINS))]
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(dest), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
-    for frame, gain in zip(frames, GAINS, strict=True):
-        dark = np.clip(np.rint(frame.astype(np.float32) * gain), 0, 255).astype(np.uint8)
-        writer.write(cv2.cvtColor(dark, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return dest
-
-
 @pytest.fixture(scope="module")
 def dark(tmp_path_factory, ffpp_root):
     folder = tmp_path_factory.mktemp("dark_media")
-    real = _darkened(ffpp_root / "original_sequences/youtube/c23/videos/634.mp4", folder / "dark_634.mp4")
-    fake = _darkened(ffpp_root / "manipulated_sequences/FaceSwap/c23/videos/634_660.mp4",
-                     folder / "dark_634_660.mp4")
+    real = darkened_clip(ffpp_root / "original_sequences/youtube/c23/videos/634.mp4",
+                         folder / "dark_634.mp4", GAINS)
+    fake = darkened_clip(ffpp_root / "manipulated_sequences/FaceSwap/c23/videos/634_660.mp4",
+                         folder / "dark_634_660.mp4", GAINS)
     return real, fake
 
 
