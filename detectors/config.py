@@ -95,7 +95,7 @@ class DetectorTrainConfig:
     weight_decay: float = 0.0
     optimizer: str = "adam"  # adam (the paper's) | adamw (decoupled weight decay)
     # learning rate over the run: none (constant, the paper's) | cosine (per step from lr down
-    # to 0 at the last step of train.epochs, or of train.max_steps when that comes first)
+    # to 0 at the end of train.epochs; max_steps stops early on the same curve)
     scheduler: str = "none"
     loss: str = "bce"  # bce | focal
     label_smoothing: float = 0.1

@@ -102,9 +102,9 @@ def make_optimizer(model: torch.nn.Module, tc) -> torch.optim.Optimizer:
 
 
 def planned_steps(tc, batches_per_epoch: int) -> int:
-    """Optimiser steps of the whole run: ``epochs`` full epochs, or ``max_steps`` if fewer."""
-    total = tc.epochs * batches_per_epoch
-    return min(total, tc.max_steps) if tc.max_steps is not None else total
+    """Optimiser steps of ``train.epochs`` full epochs. ``max_steps`` is a stop, not a plan: a
+    run stopped there and resumed follows the same learning-rate curve as one never stopped."""
+    return tc.epochs * batches_per_epoch
 
 
 def lr_at(tc, step: int, total_steps: int) -> float:
