@@ -122,7 +122,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 class DetectorTrainer:
-    """The detector's :class:`mrigan.loop.TrainerPlugin`: the model, its Adam optimizer and the
+    """The detector's :class:`mrigan.loop.TrainerPlugin`: the model, its Adam(W) optimizer and the
     backbone freezing schedule (``train.freeze``, a function of the epoch: nothing to save)."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
