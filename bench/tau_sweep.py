@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 from pathlib import Path
@@ -134,6 +135,15 @@ def quality(cfg: BenchmarkConfig, gan: dict, heldout_root: str, folder: Path,
     return out
 
 
+def val_curve(checkpoint: str) -> list[list[float]]:
+    """The GAN run's validation history: ``[step, mean SSIM, mean MRI on fakes]`` per eval."""
+    history = Path(checkpoint).parents[1] / "eval_history.json"
+    if not history.is_file():
+        return []
+    return [[e["step"], round(e["mean_ssim"], 4), round(e["mri_mean_fake"], 4)]
+            for e in json.loads(history.read_text(encoding="utf-8"))]
+
+
 def run_sweep(args: argparse.Namespace, log=print) -> dict:
     cfg = sweep_config(args)
     if not Path(cfg.pairs).is_file():
@@ -160,7 +170,8 @@ def run_sweep(args: argparse.Namespace, log=print) -> dict:
                                             "collapse_ratio": args.collapse_ratio},
                    lambda f, c=tcfg, g=gan: quality(c, g, heldout["root"], f,
                                                     args.collapse_ratio))
-        rows.append({"tau": tau, **{k: v for k, v in q.items() if k != "fingerprint"}})
+        rows.append({"tau": tau, **{k: v for k, v in q.items() if k != "fingerprint"},
+                     "val_curve": val_curve(gan["checkpoint"])})
     gan_cfg = to_dict(models.gan_config(cfg, "", Path(".")))
     summary = {
         "what": "one MRI-GAN per tau, everything else equal; held-out mean SSIM of predicted vs "
@@ -199,7 +210,7 @@ def markdown(s: dict) -> str:
     for r in s["rows"]:
         c, last = r["chosen"], r["last"]
         lines.append(
-            f"| {r['tau']:g} | {r['best_step']} / {r['steps']} | {c['fake']['mean_ssim']:.3f} "
+            f"| {r['tau']} | {r['best_step']} / {r['steps']} | {c['fake']['mean_ssim']:.3f} "
             f"| {c['fake']['mean_ssim_black']:.3f} | {c['real']['mean_ssim']:.3f} "
             f"| {c['real']['mean_ssim_black']:.3f} | {c['pred_mean_fake']:.4f} / "
             f"{c['true_mean_fake']:.4f} | {'yes' if r['collapsed'] else 'no'} "
@@ -207,6 +218,16 @@ def markdown(s: dict) -> str:
     n = s["rows"][0]["chosen"] if s["rows"] else None
     if n:
         lines += ["", f"n: {n['fake']['n']} fake and {n['real']['n']} real held-out faces."]
+    steps = sorted({e[0] for r in s["rows"] for e in r["val_curve"]})
+    if steps:
+        lines += ["", "Validation identities during training: mean SSIM (mean predicted MRI on "
+                  "their fakes) at each evaluation step.", "",
+                  "| tau | " + " | ".join(str(st) for st in steps) + " |",
+                  "| ---: |" + " ---: |" * len(steps)]
+        for r in s["rows"]:
+            at = {e[0]: e for e in r["val_curve"]}
+            lines.append(f"| {r['tau']} | " + " | ".join(
+                f"{at[st][1]:.3f} ({at[st][2]:.3f})" if st in at else "" for st in steps) + " |")
     return "\n".join(lines) + "\n"
 
 
