@@ -21,8 +21,10 @@ done with the same settings (a finished tau is not trained again), resumes an in
 from its ``last.pt``, and refuses a changed setting naming its keys (use another ``--out``).
 Writes ``<out>/tau_sweep.json`` and ``<out>/tau_sweep.md``.
 
-    # CPU (64 px GAN, ngf/ndf 32, batch 16; crops of the benchmark's cpu preset):
-    OMP_NUM_THREADS=1 .venv/bin/python bench/tau_sweep.py --out runs/tau_cpu --steps 600
+    # CPU (64 px GAN, batch 16, 128 px crops of the benchmark's cpu preset; ngf/ndf 16: on a
+    # shared 2-core machine ~0.35 CPU-s per step, so 4 x 400 steps take ~30 min):
+    OMP_NUM_THREADS=1 .venv/bin/python bench/tau_sweep.py --out runs/tau_cpu --steps 400 \\
+        --eval-every 50 --width 16
     # GPU at the paper's 256 px (paper preset: 256 px crops, full-width GAN, batch 128):
     .venv/bin/python bench/tau_sweep.py --preset paper --device cuda --steps 400 \\
         --eval-every 50 --out runs/tau_paper
