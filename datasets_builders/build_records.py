@@ -41,8 +41,12 @@ ADDED_LATER = {
     "augment.distraction.whole_units": False,
     "augment.distraction.text_thickness": [1, 5],
     "augment.distraction.count": [1, 1],
+    "detect_between": "hold",
 }
 ADDED_LATER_SOURCE = {"augment": True}
+#: settings that change nothing while another one holds a value: left out then (what frames
+#: between detections get matters only when there are frames between detections)
+MOOT_WHEN = {"detect_between": ("detect_every", 1)}
 
 
 def fingerprint(cfg: BuildConfig) -> dict:
@@ -66,6 +70,9 @@ def fingerprint(cfg: BuildConfig) -> dict:
                 flat[prefix] = plain
 
     walk("", cfg)
+    for key, (other, value) in MOOT_WHEN.items():
+        if flat.get(other, value) == value:
+            flat.pop(key, None)
     return dict(sorted(flat.items()))
 
 
