@@ -189,6 +189,18 @@ def test_killed_build_resumes_to_the_same_manifest(reference_build, ffpp_root, t
     _same_dataset(reference_build, out)
 
 
+def test_two_worker_processes_write_the_same_dataset(reference_build, ffpp_root, tmp_path, detector):
+    """Units built in 2 spawned processes: records joined in unit order, so the manifest and
+    every PNG are byte-identical to the one-process build (the boxes too)."""
+    out = tmp_path / "workers"
+    summary = build_mri_df(_small_cfg(out, ffpp_root, workers=2), log=lambda _l: None,
+                           detector=detector)
+    assert summary.units_built == 3 and summary.frames_decoded > 0
+    _same_dataset(reference_build, out)
+    for p in (reference_build / "boxes").glob("*.json"):
+        assert (out / "boxes" / p.name).read_bytes() == p.read_bytes()
+
+
 def test_shards_then_merge_equal_one_build(reference_build, ffpp_root, tmp_path, detector):
     out = tmp_path / "sharded"
     shutil.copytree(reference_build / "boxes", out / "boxes")  # boxes cached by one machine are reused

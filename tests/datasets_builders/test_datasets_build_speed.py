@@ -158,3 +158,26 @@ def test_detect_every_k_following_faces_stays_near_per_frame_detection(per_frame
     ious = _ious_against_per_frame(per_frame_boxes, detector, "follow")
     print(f"follow vs per-frame MTCNN: mean IoU {np.mean(ious):.3f}, worst {min(ious):.3f}")
     assert min(ious) >= 0.7 and float(np.mean(ious)) >= 0.85, (min(ious), np.mean(ious))
+
+
+def test_settings_that_change_boxes_are_in_the_fingerprint_and_refused_on_resume(tmp_path):
+    """``detect_every`` / ``detect_between`` change the boxes (so the PNGs): in the resume
+    fingerprint, so a folder built with other values is refused; ``workers`` changes nothing;
+    ``detect_between`` is moot (left out) when every frame is detected, and a folder built
+    before it existed (hold) keeps resuming."""
+    from datasets_builders.build_records import check_fingerprint, differing_keys, fingerprint
+    from datasets_builders.mri_df import BuildError
+
+    src = (BuildSourceConfig(root="x.csv"),)
+    default = fingerprint(BuildConfig(sources=src))
+    assert default["detect_every"] == 3 and default["detect_between"] == "follow"
+    assert fingerprint(BuildConfig(sources=src, workers=4)) == default
+    hold = fingerprint(BuildConfig(sources=src, detect_between="hold"))
+    assert differing_keys(default, hold) == ["detect_between"] and "detect_between" not in hold
+    old_default = fingerprint(BuildConfig(sources=src, detect_every=1, detect_between="hold"))
+    assert old_default == fingerprint(BuildConfig(sources=src, detect_every=1))
+    assert differing_keys(old_default, default) == ["detect_between", "detect_every"]
+    check_fingerprint(tmp_path, hold, restart=False)  # a build made with held boxes ...
+    with pytest.raises(BuildError, match="detect_between"):
+        check_fingerprint(tmp_path, default, restart=False)  # ... does not resume as follow
+    check_fingerprint(tmp_path, default, restart=True)
