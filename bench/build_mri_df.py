@@ -60,7 +60,7 @@ def _cpu_now() -> float:
     return time.process_time() + kids.ru_utime + kids.ru_stime
 
 
-def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True,
+def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True, threads: int | None = None,
               **overrides) -> tuple[object, float, int, float]:
     """The build (``overrides``: BuildConfig fields); ``memo`` / ``prefetch`` off turn those
     levers off. (summary, wall seconds, fake pairs, CPU seconds including workers)."""
@@ -74,6 +74,8 @@ def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True,
     from mrigan.mri_df_format import read_manifest
 
     saved = build_unit.MEMO_BYTES, build_unit.background
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or args.threads)
     build_unit.MEMO_BYTES = saved[0] if memo else 0
     build_unit.background = saved[1] if prefetch else (lambda make, _depth: iter(make()))
 
@@ -87,6 +89,7 @@ def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True,
             summary = build_mri_df(cfg, log=lambda _line: None)
         finally:
             build_unit.MEMO_BYTES, build_unit.background = saved
+            torch.set_num_threads(saved_threads)
         wall, cpu = time.perf_counter() - t, _cpu_now() - c
         fakes = sum(r["label"] == "fake" for r in read_manifest(tmp))
     return summary, wall, fakes, cpu
@@ -174,9 +177,10 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--max-side", type=int, default=None, help="faces.max_side (default: config's)")
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads of one-process builds")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads of one-process builds (a variant uses 2)")
     ap.add_argument("--workers", type=int, default=2, help="processes of the workers variant")
-    ap.add_argument("--max-sides", type=int, nargs="*", default=[960, 640, 480],
+    ap.add_argument("--max-sides", type=int, nargs="*", default=[960, 640],
                     help="lever (m): max_side values to compare (none: skip)")
     ap.add_argument("--baseline-frames", type=int, default=8,
                     help="first K frames of each video for the original approach (0: skip it)")
@@ -212,7 +216,8 @@ def main() -> None:
 
     summary, wall, fakes, cpu = run_build(args.data, args)
     build_fps = summary.frames_decoded / wall
-    print(f"(b) build, defaults: {summary.frames_decoded} sampled frames in {wall:.1f} s = "
+    print(f"(b) build, defaults (every 3rd, faces followed, 1 proc, {args.threads} torch "
+          f"thread(s)): {summary.frames_decoded} sampled frames in {wall:.1f} s = "
           f"{build_fps:.1f} frames/s = {build_fps / dec_fps:.2f} of decode-only; "
           f"{summary.pairs_written} pairs ({summary.pairs_written / wall:.1f} pairs/s), {fakes} "
           f"fake pairs ({fakes / wall:.2f} fake pairs/s); per CPU-second "
@@ -223,10 +228,14 @@ def main() -> None:
                         ("detect", "decode", "augment", "crop", "ssim", "write"))
     print(f"    time shares of the build (threads overlap): {shares}", flush=True)
 
-    variants = [("MTCNN every sampled frame (paper), 1 proc", dict(detect_every=1)),
-                ("every 3rd, boxes held, 1 proc", dict(detect_every=3, detect_between="hold")),
-                ("every 3rd, faces followed, 1 proc", dict(detect_every=3, detect_between="follow")),
-                (f"every 3rd, faces followed, {args.workers} procs",
+    variants = [(f"MTCNN every sampled frame (paper), 1 proc, {args.threads} thr",
+                 dict(detect_every=1)),
+                ("MTCNN every sampled frame (paper), 1 proc, 2 thr",
+                 dict(detect_every=1, threads=2)),
+                (f"every 3rd, boxes held, 1 proc, {args.threads} thr", dict(detect_every=3, detect_between="hold")),
+                ("every 3rd, faces followed, 1 proc, 2 thr",
+                 dict(detect_every=3, detect_between="follow", threads=2)),
+                (f"every 3rd, faces followed, {args.workers} procs x 1 thr",
                  dict(detect_every=3, detect_between="follow", workers=args.workers))]
     if args.levers:
         variants.insert(0, ("no memo, no prefetch, every frame, 1 proc",
@@ -236,7 +245,7 @@ def main() -> None:
     for name, kw in variants:
         s, w, f, c = run_build(args.data, args, **kw)
         vs_base = f" {f / w / base_rate:5.1f}x original" if base_rate else ""
-        print(f"    {name:<44} {s.frames_decoded / w:6.1f} frames/s = "
+        print(f"    {name:<52} {s.frames_decoded / w:6.1f} frames/s = "
               f"{s.frames_decoded / w / dec_fps:.2f} of decode-only; per CPU-second "
               f"{s.frames_decoded / c / dec_cpu:.2f};{vs_base}  ({w:.1f} s, detect "
               f"{s.seconds.get('detect', 0):.1f} s)", flush=True)

@@ -10,13 +10,17 @@ of records and the manifest, therefore writes exactly what a one-worker build wr
 Each worker uses one torch thread (N workers on N cores, instead of N x N threads). Spawned,
 not forked: forking a process whose torch/OpenMP threads already ran can deadlock the child.
 A killed build loses the units in flight (their records were never written; their PNGs are
-rewritten, atomically and identically, by the resumed build); an orphaned worker stops when it
-finds its parent gone (the task pipe closes).
+rewritten, atomically and identically, by the resumed build). A worker whose parent is gone
+(killed with -9: nothing else can stop a pool) exits within a second (``_watch_parent``): pool
+workers hold both ends of their task pipe, so they would otherwise wait forever.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -26,10 +30,19 @@ from datasets_builders.build_plan import Unit
 _PROCESS: Callable[[Unit], dict] | None = None
 
 
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:  # re-parented: the build process died
+            os._exit(1)
+
+
 def _init(start: Callable[[Path], Callable[[Unit], dict]], out: Path) -> None:
     import torch
 
     global _PROCESS
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), name="mrigan-parent-watch",
+                     daemon=True).start()
     torch.set_num_threads(1)  # this worker's share of the cores
     _PROCESS = start(out)
 
