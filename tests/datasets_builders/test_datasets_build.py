@@ -229,6 +229,7 @@ def _gone(pid: int) -> bool:
         return True
 
 
+@pytest.mark.slow  # a fresh interpreter and 2 spawned workers: ~70 s on 2 loaded cores
 def test_two_worker_build_killed_with_sigkill_resumes(reference_build, ffpp_root, tmp_path, detector):
     """kill -9 of a 2-worker build after its first record: its workers exit (no orphans), and
     the resumed build (1 worker) redoes only the rest and equals the uninterrupted build."""
