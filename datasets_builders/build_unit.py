@@ -14,7 +14,9 @@ Every row carries the video's face ``coverage`` and the ``detection_pass`` that 
 Speed (issue 14, measured with ``bench/build_mri_df.py``): the detection pass's decoded frames
 of the original are kept (``FrameMemo``, up to ``MEMO_BYTES``) so the lockstep pass decodes
 only the fakes; both passes decode in a background thread (``prefetch.background``), ahead of
-MTCNN / SSIM / PNG writing; ``BuildConfig.detect_every`` runs MTCNN on every k-th sampled frame.
+MTCNN / SSIM / PNG writing; ``BuildConfig.detect_every`` runs whole-frame MTCNN on every k-th
+sampled frame and ``detect_between: follow`` follows the faces in small crops in between
+(``face_follow``); ``BuildConfig.workers`` builds units in several processes (``build_workers``).
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ frames with a face (``coverage``) is under ``second_pass_below``, a second pass 
 thresholds (``second_pass_thresholds``, default 0.6/0.7/0.7) runs on the frames without a face;
 every face records which pass found it.
 
+Between detections (``detect_every`` > 1): boxes are held, or with ``between="follow"``
+followed in small crops around the last detected ones (``face_follow``).
+
 Multi-face rule (thesis 002, section 4.1.2, optional, off by default): a video where more than
 ``multi_face_fraction`` (thesis: 10%) of the detected frames hold more than one face is
 discarded (``MultiFaceError``; builders count it as the skip reason ``multi_face``): in such
