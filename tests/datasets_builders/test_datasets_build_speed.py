@@ -181,3 +181,19 @@ def test_settings_that_change_boxes_are_in_the_fingerprint_and_refused_on_resume
     with pytest.raises(BuildError, match="detect_between"):
         check_fingerprint(tmp_path, default, restart=False)  # ... does not resume as follow
     check_fingerprint(tmp_path, default, restart=True)
+
+
+def test_workers_flag_sets_the_config_and_bad_counts_are_refused():
+    import argparse
+
+    from mrigan.app.commands.build_dataset import add_arguments, config_from_namespace
+    from mrigan.config import ConfigError
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_namespace(parser.parse_args(["--csv", "x.csv", "--workers", "2"])).workers == 2
+    assert config_from_namespace(parser.parse_args(["--csv", "x.csv"])).workers == 1
+    with pytest.raises(ConfigError, match="workers"):
+        BuildConfig(workers=0)
+    with pytest.raises(ConfigError, match="detect_between"):
+        BuildConfig(detect_between="guess")
