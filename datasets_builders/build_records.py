@@ -3,7 +3,7 @@ and the summary that joins the records into ``manifest.csv``.
 
 Resume: a unit's rows are recorded in ``done/<unit>.json`` only after all its PNGs are written;
 a rerun skips recorded units. Every record carries the *fingerprint* of the settings that shape
-the output (everything but ``out``, ``shard``, ``progress``, ``faces.device``,
+the output (everything but ``out``, ``shard``, ``progress``, ``workers``, ``faces.device``,
 ``faces.batch_size``), also kept in ``fingerprint.json``: a rerun with other settings (say
 ``--size 128`` over a 64 px build) is refused with the differing keys named, unless
 ``--restart`` (which removes the build's own outputs first). Concurrent writers: each shard
