@@ -204,7 +204,7 @@ def main() -> None:
     dec_fps, dec_cpu = n_dec / t_dec, n_dec / c_dec
     print(f"(a) decode only (one process, one core): {n_dec} sampled frames in {t_dec:.1f} s = "
           f"{dec_fps:.1f} frames/s ({dec_cpu:.1f} frames per CPU-second)", flush=True)
-    base_rate = None
+    base_rate = base_cpu = None
     if args.baseline_frames > 0:
         pairs = baseline_pairs(args.pairs)
         n_base, t_base, c_base = run_baseline(pairs, args.baseline_frames, args.size)
@@ -222,7 +222,9 @@ def main() -> None:
           f"{summary.pairs_written} pairs ({summary.pairs_written / wall:.1f} pairs/s), {fakes} "
           f"fake pairs ({fakes / wall:.2f} fake pairs/s); per CPU-second "
           f"{summary.frames_decoded / cpu:.1f} frames = "
-          f"{summary.frames_decoded / cpu / dec_cpu:.2f} of decode-only")
+          f"{summary.frames_decoded / cpu / dec_cpu:.2f} of decode-only"
+          + (f"; {fakes / wall / base_rate:.1f}x the original approach (per CPU-second "
+             f"{fakes / cpu / base_cpu:.1f}x)" if base_rate else ""))
     secs = summary.seconds
     shares = "   ".join(f"{k} {100 * secs.get(k, 0) / wall:4.1f}%" for k in
                         ("detect", "decode", "augment", "crop", "ssim", "write"))
