@@ -101,7 +101,8 @@ class BuildConfig:
     # (``face_follow``; on FF++ at every 10, k=3: mean IoU 0.92, worst 0.86 with per-frame MTCNN,
     # tests/datasets_builders/test_datasets_build_speed.py) at about a sixth of the cost;
     # "hold" keeps the last boxes (mean 0.87 but 0.46 in the worst frame: moving heads drift).
-    # Default k=3 with follow: the build's MTCNN time drops by about 2.4x (bench/build_mri_df.py)
+    # Default k=3 with follow: the FF++ sample's build at 0.60 of decode-only per CPU-second vs
+    # 0.44 with MTCNN on every sampled frame (bench/build_mri_df.py, 1 torch thread, loaded)
     detect_every: int = 3
     detect_between: str = "follow"
     # units (an original and its fakes) built in this many processes at once (one torch thread
