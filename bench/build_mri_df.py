@@ -4,8 +4,14 @@ Prints, on the same (shared, noisy) machine and in one process:
 
 (a) decode-only frames/s: every ``--every``-th frame of every video the build reads (the
     originals and their fakes), decoded with ``datasets_builders.frames.iter_frames``;
-(b) the whole build (``build_mri_df`` on ../shared/data/ffpp into a temp folder): its frames/s
-    (the same sampled frames), the ratio b/a, pairs/s, and the share of time per stage;
+(b) the whole build (``build_mri_df`` on ../shared/data/ffpp into a temp folder) with the
+    config's defaults: its frames/s (the same sampled frames), the ratio b/a, pairs/s, and the
+    share of time per stage; then the levers side by side, each a whole build: MTCNN on every
+    sampled frame (the paper), every 3rd with held boxes, every 3rd with followed faces (the
+    default), and the default in ``--workers`` processes; each with frames/s, its ratio to
+    decode-only (wall and per CPU-second, workers' CPU included) and to the original approach;
+(m) ``--max-sides``: whole-frame MTCNN on the originals' sampled frames at each max_side,
+    CPU-seconds per frame and box IoU against the first;
 (c) the ORIGINAL approach as a baseline, on the FF++ pairs of ../shared/data/pairs/pairs.csv:
     MTCNN on every frame of both the real and the fake video at full resolution (one frame per
     call), a crop per video from its own box, PNG crops written, scikit-image SSIM
@@ -14,9 +20,11 @@ Prints, on the same (shared, noisy) machine and in one process:
     ``--baseline-frames`` frames of each video (it runs at well under 1 pair/s); the ratio of
     the build's fake pairs/s to the baseline's is printed.
 
-plus the CPU model and the thread count.
+plus the CPU model, the core and thread counts and the load average (the machine may be shared:
+compare the ratios of one run, not absolute figures across runs).
 
-    .venv/bin/python bench/build_mri_df.py [--every 10] [--detect-every 3] [--threads 2]
+    .venv/bin/python bench/build_mri_df.py [--every 10] [--threads 2] [--workers 2]
+        [--max-sides 960 640 480] [--baseline-frames 8]
 """
 
 from __future__ import annotations
@@ -44,9 +52,18 @@ def decode_only(videos: list[Path], every: int) -> tuple[int, float, float]:
     return n, time.perf_counter() - t, time.process_time() - c
 
 
-def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True,
-              detect_every: int | None = None) -> tuple[object, float, int, float]:
-    """The build; ``memo`` / ``prefetch`` off turn those levers off (``--levers``)."""
+def _cpu_now() -> float:
+    """CPU seconds of this process and of its finished children (worker processes)."""
+    import resource
+
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
+def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True, threads: int | None = None,
+              **overrides) -> tuple[object, float, int, float]:
+    """The build (``overrides``: BuildConfig fields); ``memo`` / ``prefetch`` off turn those
+    levers off. (summary, wall seconds, fake pairs, CPU seconds including workers)."""
     from datasets_builders import build_unit
     from datasets_builders.mri_df import (
         BuildConfig,
@@ -57,6 +74,8 @@ def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True,
     from mrigan.mri_df_format import read_manifest
 
     saved = build_unit.MEMO_BYTES, build_unit.background
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or args.threads)
     build_unit.MEMO_BYTES = saved[0] if memo else 0
     build_unit.background = saved[1] if prefetch else (lambda make, _depth: iter(make()))
 
@@ -64,16 +83,42 @@ def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True,
                        **({"max_side": args.max_side} if args.max_side else {}))
     with tempfile.TemporaryDirectory(prefix="mri_df_bench_") as tmp:
         cfg = BuildConfig(out=tmp, sources=(BuildSourceConfig(kind="ffpp", root=str(data)),),
-                          every=args.every, progress=False, faces=faces,
-                          detect_every=detect_every or args.detect_every)
-        t, c = time.perf_counter(), time.process_time()
+                          every=args.every, progress=False, faces=faces, **overrides)
+        t, c = time.perf_counter(), _cpu_now()
         try:
             summary = build_mri_df(cfg, log=lambda _line: None)
         finally:
             build_unit.MEMO_BYTES, build_unit.background = saved
-        wall, cpu = time.perf_counter() - t, time.process_time() - c
+            torch.set_num_threads(saved_threads)
+        wall, cpu = time.perf_counter() - t, _cpu_now() - c
         fakes = sum(r["label"] == "fake" for r in read_manifest(tmp))
     return summary, wall, fakes, cpu
+
+
+def max_side_check(videos: list[Path], every: int, sides: list[int], threads: int) -> None:
+    """Lever (m): whole-frame MTCNN at each max_side on the originals' sampled frames."""
+    from datasets_builders.faces import FaceDetector, iou
+    from datasets_builders.frames import iter_frames
+
+    frames = [f for v in videos if "original_sequences" in v.parts
+              for _, f in iter_frames(v, every=every)]
+    shapes = sorted({f.shape[:2] for f in frames})
+    ref = None
+    for side in sides:
+        det = FaceDetector(device="cpu", max_side=side, batch_size=8)
+        c = time.process_time()
+        found = det.detect(frames)
+        per = (time.process_time() - c) / len(frames)
+        line = (f"(m) max_side {side}: whole-frame MTCNN {per:.3f} CPU-s/frame "
+                f"({torch.get_num_threads()} threads) on {len(frames)} frames of sizes {shapes}")
+        if ref is None:
+            ref = found
+        else:
+            ious = [iou(a[0], b[0]) for a, b in zip(ref, found, strict=True) if a and b]
+            lost = sum(bool(a) and not b for a, b in zip(ref, found, strict=True))
+            line += (f"; box IoU vs max_side {sides[0]}: mean {np.mean(ious):.3f}, worst "
+                     f"{min(ious):.3f}, faces lost {lost}")
+        print(line, flush=True)
 
 
 def baseline_pairs(csv_path: Path) -> list[tuple[Path, Path]]:
@@ -130,61 +175,85 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=SHARED / "ffpp")
     ap.add_argument("--pairs", type=Path, default=SHARED / "pairs" / "pairs.csv")
     ap.add_argument("--every", type=int, default=10)
-    ap.add_argument("--detect-every", type=int, default=None,
-                    help="detect on every k-th sampled frame (default: BuildConfig's)")
     ap.add_argument("--max-side", type=int, default=None, help="faces.max_side (default: config's)")
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads of one-process builds (a variant uses 2)")
+    ap.add_argument("--workers", type=int, default=2, help="processes of the workers variant")
+    ap.add_argument("--max-sides", type=int, nargs="*", default=[960, 640],
+                    help="lever (m): max_side values to compare (none: skip)")
     ap.add_argument("--baseline-frames", type=int, default=8,
                     help="first K frames of each video for the original approach (0: skip it)")
     ap.add_argument("--levers", action="store_true",
-                    help="also time the build with each lever off / on, one at a time")
+                    help="also time the build without the decode memo and background decoding")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.detect_every is None:
-        from datasets_builders.mri_df import BuildConfig
+    from datasets_builders.mri_df import BuildConfig
 
-        args.detect_every = BuildConfig().detect_every
+    default = BuildConfig()
     videos = sorted(args.data.rglob("*.mp4"))
     if not videos:
         raise SystemExit(f"no videos under {args.data}")
     print(f"CPU: {cpu_description()}, {os.cpu_count()} cores, torch threads "
-          f"{torch.get_num_threads()}; every {args.every}th frame, detect every "
-          f"{args.detect_every} sampled frame(s), {len(videos)} FF++ videos")
+          f"{torch.get_num_threads()} (workers: 1 each); load average at start "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}; every {args.every}th frame, "
+          f"{len(videos)} FF++ videos; defaults: detect_every {default.detect_every}, "
+          f"detect_between {default.detect_between}, workers {default.workers}", flush=True)
 
     n_dec, t_dec, c_dec = decode_only(videos, args.every)
-    summary, wall, fakes, cpu = run_build(args.data, args)
-    dec_fps = n_dec / t_dec
-    build_fps = summary.frames_decoded / wall
-    print(f"(a) decode only: {n_dec} sampled frames in {t_dec:.1f} s = {dec_fps:.1f} frames/s "
-          f"({n_dec / c_dec:.1f} frames per CPU-second)")
-    print(f"(b) build: {summary.frames_decoded} sampled frames in {wall:.1f} s = {build_fps:.1f} "
-          f"frames/s = {build_fps / dec_fps:.2f} of decode-only; {summary.pairs_written} pairs "
-          f"({summary.pairs_written / wall:.1f} pairs/s), {fakes} fake pairs "
-          f"({fakes / wall:.2f} fake pairs/s); per CPU-second {summary.frames_decoded / cpu:.1f} "
-          f"frames = {summary.frames_decoded / cpu / (n_dec / c_dec):.2f} of decode-only")
-    secs = summary.seconds
-    shares = "   ".join(f"{k} {100 * secs.get(k, 0) / wall:4.1f}%" for k in
-                        ("detect", "decode", "augment", "crop", "ssim", "write"))
-    print(f"    time shares of the build (threads overlap): {shares}")
-    if args.levers:
-        variants = [("no memo, no prefetch, detect every 1", dict(memo=False, prefetch=False,
-                                                                  detect_every=1)),
-                    ("memo + prefetch, detect every 3", dict(detect_every=3))]
-        for name, kw in variants:
-            s, w, _, c = run_build(args.data, args, **kw)
-            print(f"    lever: {name:<38} {s.frames_decoded / w:6.1f} frames/s = "
-                  f"{s.frames_decoded / w / dec_fps:.2f} of decode-only; per CPU-second "
-                  f"{s.frames_decoded / c / (n_dec / c_dec):.2f} of decode-only")
+    dec_fps, dec_cpu = n_dec / t_dec, n_dec / c_dec
+    print(f"(a) decode only (one process, one core): {n_dec} sampled frames in {t_dec:.1f} s = "
+          f"{dec_fps:.1f} frames/s ({dec_cpu:.1f} frames per CPU-second)", flush=True)
+    base_rate = base_cpu = None
     if args.baseline_frames > 0:
         pairs = baseline_pairs(args.pairs)
         n_base, t_base, c_base = run_baseline(pairs, args.baseline_frames, args.size)
-        base_rate = n_base / t_base
+        base_rate, base_cpu = n_base / t_base, n_base / c_base
         print(f"(c) original approach (full-res MTCNN on every frame of real and fake, crops per "
               f"video, scikit-image SSIM), first {args.baseline_frames} frames of {len(pairs)} "
-              f"pairs: {n_base} fake pairs in {t_base:.1f} s = {base_rate:.2f} fake pairs/s; "
-              f"build / original = {fakes / wall / base_rate:.1f}x (per CPU-second: "
-              f"{(fakes / cpu) / (n_base / c_base):.1f}x)")
+              f"pairs: {n_base} fake pairs in {t_base:.1f} s = {base_rate:.2f} fake pairs/s "
+              f"({base_cpu:.2f} per CPU-second)", flush=True)
+
+    summary, wall, fakes, cpu = run_build(args.data, args)
+    build_fps = summary.frames_decoded / wall
+    print(f"(b) build, defaults (every 3rd, faces followed, 1 proc, {args.threads} torch "
+          f"thread(s)): {summary.frames_decoded} sampled frames in {wall:.1f} s = "
+          f"{build_fps:.1f} frames/s = {build_fps / dec_fps:.2f} of decode-only; "
+          f"{summary.pairs_written} pairs ({summary.pairs_written / wall:.1f} pairs/s), {fakes} "
+          f"fake pairs ({fakes / wall:.2f} fake pairs/s); per CPU-second "
+          f"{summary.frames_decoded / cpu:.1f} frames = "
+          f"{summary.frames_decoded / cpu / dec_cpu:.2f} of decode-only"
+          + (f"; {fakes / wall / base_rate:.1f}x the original approach (per CPU-second "
+             f"{fakes / cpu / base_cpu:.1f}x)" if base_rate else ""))
+    secs = summary.seconds
+    shares = "   ".join(f"{k} {100 * secs.get(k, 0) / wall:4.1f}%" for k in
+                        ("detect", "decode", "augment", "crop", "ssim", "write"))
+    print(f"    time shares of the build (threads overlap): {shares}", flush=True)
+
+    variants = [(f"MTCNN every sampled frame (paper), 1 proc, {args.threads} thr",
+                 dict(detect_every=1)),
+                ("MTCNN every sampled frame (paper), 1 proc, 2 thr",
+                 dict(detect_every=1, threads=2)),
+                (f"every 3rd, boxes held, 1 proc, {args.threads} thr", dict(detect_every=3, detect_between="hold")),
+                ("every 3rd, faces followed, 1 proc, 2 thr",
+                 dict(detect_every=3, detect_between="follow", threads=2)),
+                (f"every 3rd, faces followed, {args.workers} procs x 1 thr",
+                 dict(detect_every=3, detect_between="follow", workers=args.workers))]
+    if args.levers:
+        variants.insert(0, ("no memo, no prefetch, every frame, 1 proc",
+                            dict(memo=False, prefetch=False, detect_every=1)))
+    print(f"    levers side by side ({'wall / decode-only':>18}, per CPU-second / decode-only, "
+          "fake pairs/s / original approach):")
+    for name, kw in variants:
+        s, w, f, c = run_build(args.data, args, **kw)
+        vs_base = f" {f / w / base_rate:5.1f}x original" if base_rate else ""
+        print(f"    {name:<52} {s.frames_decoded / w:6.1f} frames/s = "
+              f"{s.frames_decoded / w / dec_fps:.2f} of decode-only; per CPU-second "
+              f"{s.frames_decoded / c / dec_cpu:.2f};{vs_base}  ({w:.1f} s, detect "
+              f"{s.seconds.get('detect', 0):.1f} s)", flush=True)
+    if args.max_sides:
+        max_side_check(videos, args.every, args.max_sides, args.threads)
+    print(f"load average at the end {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datasets_builders.distractions import DistractionStyle
-from datasets_builders.faces import FaceDetectionConfig
+from datasets_builders.faces import BETWEEN, FaceDetectionConfig
 from mrigan.config import ConfigError
 from mrigan.errors import MriganError
 
@@ -95,15 +95,29 @@ class BuildConfig:
     faces: FaceDetectionConfig = field(default_factory=FaceDetectionConfig)
     augment: BuildAugmentConfig = field(default_factory=BuildAugmentConfig)
     split: BuildSplitConfig = field(default_factory=BuildSplitConfig)
-    # MTCNN on every k-th sampled frame; the frames in between keep the last boxes (a face moves
-    # little in k/fps*every seconds). Departs from the paper (every sampled frame) when > 1:
-    # on FF++ at every 10, k=3 held boxes have mean IoU 0.87 with per-frame MTCNN but 0.46 in
-    # the worst frame (tests/datasets_builders/test_datasets_build_speed.py), so 1 by default
-    detect_every: int = 1
+    # MTCNN on the whole frame on every k-th sampled frame only (departs from the paper, which
+    # detects on every sampled frame, when > 1). The frames in between: ``detect_between``
+    # "follow" looks for each face again in a small crop around its last detected box
+    # (``face_follow``; on FF++ at every 10, k=3: mean IoU 0.92, worst 0.86 with per-frame MTCNN,
+    # tests/datasets_builders/test_datasets_build_speed.py) at about a sixth of the cost;
+    # "hold" keeps the last boxes (mean 0.87 but 0.46 in the worst frame: moving heads drift).
+    # Default k=3 with follow: the FF++ sample's build at 0.60 of decode-only per CPU-second vs
+    # 0.44 with MTCNN on every sampled frame (bench/build_mri_df.py, 1 torch thread, loaded)
+    detect_every: int = 3
+    detect_between: str = "follow"
+    # units (an original and its fakes) built in this many processes at once (one torch thread
+    # each); results are recorded in unit order by this process, so the output is the same
+    # whatever the count
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if self.detect_every < 1:
             raise ConfigError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.detect_between not in BETWEEN:
+            raise ConfigError(f"detect_between must be one of {', '.join(BETWEEN)}, got "
+                              f"{self.detect_between!r}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if not str(self.out):
             raise ConfigError("out is empty: name the output folder")
         if self.every < 1:
@@ -119,7 +133,7 @@ class BuildConfig:
 
 #: settings that do not change what is written (where, which part, how it is shown, on what
 #: device): left out of the resume fingerprint
-NOT_SHAPING = ("out", "shard", "progress", "faces.device", "faces.batch_size")
+NOT_SHAPING = ("out", "shard", "progress", "workers", "faces.device", "faces.batch_size")
 
 
 __all__ = [

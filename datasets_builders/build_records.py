@@ -3,7 +3,7 @@ and the summary that joins the records into ``manifest.csv``.
 
 Resume: a unit's rows are recorded in ``done/<unit>.json`` only after all its PNGs are written;
 a rerun skips recorded units. Every record carries the *fingerprint* of the settings that shape
-the output (everything but ``out``, ``shard``, ``progress``, ``faces.device``,
+the output (everything but ``out``, ``shard``, ``progress``, ``workers``, ``faces.device``,
 ``faces.batch_size``), also kept in ``fingerprint.json``: a rerun with other settings (say
 ``--size 128`` over a 64 px build) is refused with the differing keys named, unless
 ``--restart`` (which removes the build's own outputs first). Concurrent writers: each shard
@@ -41,8 +41,12 @@ ADDED_LATER = {
     "augment.distraction.whole_units": False,
     "augment.distraction.text_thickness": [1, 5],
     "augment.distraction.count": [1, 1],
+    "detect_between": "hold",
 }
 ADDED_LATER_SOURCE = {"augment": True}
+#: settings that change nothing while another one holds a value: left out then (what frames
+#: between detections get matters only when there are frames between detections)
+MOOT_WHEN = {"detect_between": ("detect_every", 1)}
 
 
 def fingerprint(cfg: BuildConfig) -> dict:
@@ -66,6 +70,9 @@ def fingerprint(cfg: BuildConfig) -> dict:
                 flat[prefix] = plain
 
     walk("", cfg)
+    for key, (other, value) in MOOT_WHEN.items():
+        if flat.get(other, value) == value:
+            flat.pop(key, None)
     return dict(sorted(flat.items()))
 
 

@@ -24,7 +24,9 @@ from datasets_builders.build_records import (
     save_record,
     summarise,
 )
+from datasets_builders.build_workers import unit_results
 from mrigan.config import save_config
+from mrigan.mri_df_format import ManifestError
 from mrigan.outputs import OutputLocationError, check_output_dir
 
 
@@ -45,12 +47,19 @@ def shard_config_name(cfg) -> str:
     return "config.yaml" if cfg.shard == "1/1" else f"config.shard-{cfg.shard_tag}.yaml"
 
 
+#: a record key the process function may use for what is not part of the record (timings):
+#: popped and handed to ``on_result`` before the record is saved
+RESULT_EXTRA = "_extra"
+
+
 def run_units(cfg, plan: Plan, start: Callable[[Path], Callable[[Unit], dict]], *,
               restart: bool, summary: BuildSummary, desc: str, log=print,
-              finish: Callable[[BuildSummary], None] | None = None) -> BuildSummary:
+              finish: Callable[[BuildSummary], None] | None = None,
+              on_result: Callable[[object], None] | None = None) -> BuildSummary:
     """Build the shard's units of ``plan`` under ``cfg.out`` (see the module doc).
 
-    ``start(out)`` is called once the folder is locked and checked, and returns the builder's
+    ``start(out)`` is called once the folder is locked and checked (in each worker process
+    when ``cfg.workers`` > 1; ``build_workers``), and returns the builder's
     ``process(unit) -> record``; ``finish(summary)`` adds the builder's own totals (timings)
     before the summary is written.
     """
@@ -62,14 +71,25 @@ def run_units(cfg, plan: Plan, start: Callable[[Path], Callable[[Unit], dict]], 
     with BuildLock(out, cfg.shard_tag):
         check_fingerprint(out, fp, restart=restart)
         save_config(cfg, out / shard_config_name(cfg))
-        process = start(out)
-        bar = _progress(mine, cfg.progress, desc)
-        rows = 0
-        for unit in bar:
+        pending = []
+        for unit in mine:
             if load_record(out, unit, fp) is not None:
                 summary.units_resumed += 1
-                continue
-            record = process(unit)
+            else:
+                pending.append(unit)
+        results = unit_results(pending, start, out, getattr(cfg, "workers", 1))
+        bar = _progress(results, cfg.progress, desc, len(pending))
+        rows = 0
+        written: set[str] = set()
+        for unit, record in bar:
+            extra = record.pop(RESULT_EXTRA, None)
+            if on_result is not None:
+                on_result(extra)
+            for row in record["rows"]:  # units built in other processes: checked here
+                if row["image"] in written:
+                    raise ManifestError(f"{row['image']} written twice: two inputs map to video "
+                                        f"id {row['video']!r}", out)
+                written.add(row["image"])
             save_record(out, unit, record, fp)
             summary.units_built += 1
             rows += len(record["rows"])
@@ -96,12 +116,12 @@ def merge_records(cfg, plan: Plan, summary: BuildSummary, *, log=print) -> Build
     return summary
 
 
-def _progress(units: list[Unit], enabled: bool, desc: str):
+def _progress(results, enabled: bool, desc: str, total: int):
     if not enabled:
-        return units
+        return results
     from tqdm import tqdm
 
-    return tqdm(units, desc=desc, unit="video", dynamic_ncols=True)
+    return tqdm(results, desc=desc, unit="video", dynamic_ncols=True, total=total)
 
 
-__all__ = ["check_output", "merge_records", "run_units", "shard_config_name"]
+__all__ = ["RESULT_EXTRA", "check_output", "merge_records", "run_units", "shard_config_name"]

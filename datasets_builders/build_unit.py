@@ -14,7 +14,9 @@ Every row carries the video's face ``coverage`` and the ``detection_pass`` that 
 Speed (issue 14, measured with ``bench/build_mri_df.py``): the detection pass's decoded frames
 of the original are kept (``FrameMemo``, up to ``MEMO_BYTES``) so the lockstep pass decodes
 only the fakes; both passes decode in a background thread (``prefetch.background``), ahead of
-MTCNN / SSIM / PNG writing; ``BuildConfig.detect_every`` runs MTCNN on every k-th sampled frame.
+MTCNN / SSIM / PNG writing; ``BuildConfig.detect_every`` runs whole-frame MTCNN on every k-th
+sampled frame and ``detect_between: follow`` follows the faces in small crops in between
+(``face_follow``); ``BuildConfig.workers`` builds units in several processes (``build_workers``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from datasets_builders.augment import PlanRunner, make_plan, plan_label, save_plan
 from datasets_builders.build_config import BuildConfig
 from datasets_builders.build_plan import Unit
+from datasets_builders.face_follow import follow_settings
 from datasets_builders.faces import BoxCache, Detectors, MultiFaceError, crop_face, iter_face_tracks
 from datasets_builders.frames import VideoDecodeError, iter_frames
 from datasets_builders.prefetch import FrameMemo, background
@@ -172,6 +175,8 @@ def process_unit(unit: Unit, ctx: Context) -> dict:
         settings = {**ctx.detectors.cache_settings(), "plan": plan if not runner.is_identity else None}
         if cfg.detect_every > 1:
             settings["detect_every"] = cfg.detect_every
+            if cfg.detect_between == "follow":
+                settings["follow"] = follow_settings()
         cache_key = BoxCache.key(unit.original.path, cfg.every if not unit.original.is_image else 1,
                                  cfg.max_frames, settings)
     memo = FrameMemo(MEMO_BYTES)
@@ -196,7 +201,8 @@ def process_unit(unit: Unit, ctx: Context) -> dict:
                                        lambda: _lockstep(unit, ctx, runner, fakes, memo), PREFETCH),
                                    margin=cfg.faces.margin if detect else 1.0,
                                    whole_frame=not detect,
-                                   detect_every=cfg.detect_every if detect else 1)
+                                   detect_every=cfg.detect_every if detect else 1,
+                                   between=cfg.detect_between)
         batch: list[tuple] = []
         for tf in tracked:
             if n_frames == 0:

@@ -17,6 +17,9 @@ frames with a face (``coverage``) is under ``second_pass_below``, a second pass 
 thresholds (``second_pass_thresholds``, default 0.6/0.7/0.7) runs on the frames without a face;
 every face records which pass found it.
 
+Between detections (``detect_every`` > 1): boxes are held, or with ``between="follow"``
+followed in small crops around the last detected ones (``face_follow``).
+
 Multi-face rule (thesis 002, section 4.1.2, optional, off by default): a video where more than
 ``multi_face_fraction`` (thesis: 10%) of the detected frames hold more than one face is
 discarded (``MultiFaceError``; builders count it as the skip reason ``multi_face``): in such
@@ -46,10 +49,14 @@ from datasets_builders.face_boxes import (
     square_box,
     track_faces,
 )
+from datasets_builders.face_follow import detect_and_follow
 from mrigan.config import ConfigError
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
 
+#: what frames between two detections (``detect_every`` > 1) get: the last detected boxes, or
+#: the faces followed in small crops around them (``face_follow``)
+BETWEEN = ("hold", "follow")
 #: MTCNN stage thresholds of the paper's code (P-Net, R-Net, O-Net).
 PAPER_THRESHOLDS = (0.85, 0.95, 0.95)
 
@@ -192,24 +199,29 @@ class FaceDetector:
                     out[i] = boxes
         return [b if b is not None else [] for b in out]
 
-    def _detect_batch(self, frames: list[np.ndarray], scale: float) -> list[list[FaceBox]]:
+    def run_mtcnn(self, images: np.ndarray, min_size: float) -> list[np.ndarray]:
+        """The MTCNN cascade on a stack of same-size RGB images (NxHxWx3 uint8): per image an
+        ``(n, 5)`` array of boxes in that image's pixels and scores (no filtering)."""
         import torch
         from facenet_pytorch.models.utils.detect_face import detect_face
 
+        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        with torch.no_grad():
+            batch_boxes, _ = detect_face(batch, min_size, self._mtcnn.pnet, self._mtcnn.rnet,
+                                         self._mtcnn.onet, list(self.thresholds), self.factor,
+                                         self.device)
+        # facenet returns object arrays
+        return [np.asarray(boxes, dtype=np.float64).reshape(-1, 5) for boxes in batch_boxes]
+
+    def _detect_batch(self, frames: list[np.ndarray], scale: float) -> list[list[FaceBox]]:
         if scale != 1.0:
             h, w = frames[0].shape[:2]
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
             scale = size[0] / w  # the scale actually applied
-        batch = torch.from_numpy(np.stack(frames)).to(self.device)
         min_size = max(12.0, self.min_face_size * scale)  # MTCNN's smallest pyramid face
-        with torch.no_grad():
-            batch_boxes, _ = detect_face(batch, min_size, self._mtcnn.pnet, self._mtcnn.rnet,
-                                         self._mtcnn.onet, list(self.thresholds), self.factor,
-                                         self.device)
         results = []
-        for boxes in batch_boxes:
-            arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)  # facenet returns object arrays
+        for arr in self.run_mtcnn(np.stack(frames), min_size):
             # rounded as in the box cache, so fresh and cached boxes crop identically
             found = [FaceBox.from_list(FaceBox(*(float(v) for v in arr[k, :4] / scale),
                                                float(arr[k, 4])).to_list())
@@ -339,8 +351,12 @@ def _detect_all(frames: Iterable[tuple], detector: FaceDetector, wanted=None):
 
 def find_faces(frames: FrameSource, detector: Detectors | FaceDetector | None = None,
                config: FaceDetectionConfig | None = None, *, cache: BoxCache | None = None,
-               cache_id: str | None = None, cache_key: dict | None = None) -> VideoFaces:
+               cache_id: str | None = None, cache_key: dict | None = None,
+               follow_every: int = 1) -> VideoFaces:
     """Boxes of every frame ``frames()`` yields (``(index, frame, ...)``), via the box cache.
+
+    ``follow_every`` k > 1: whole-frame MTCNN on every k-th frame only, the faces followed in
+    small crops on the frames in between (``face_follow``; the cache key must say so).
 
     ``frames`` is called once per pass (a video is decoded again for the second pass rather
     than held in memory). The second pass runs only on frames without a face, only when the
@@ -356,7 +372,10 @@ def find_faces(frames: FrameSource, detector: Detectors | FaceDetector | None = 
             idx, boxes, passes = hit
             return VideoFaces(tuple(idx), tuple(map(tuple, boxes)), tuple(map(tuple, passes)),
                               any(2 in p for p in passes) or _needs_second(boxes, config), True)
-    found = list(_detect_all(frames(), dets.first))
+    if follow_every > 1:
+        found = list(detect_and_follow(frames(), dets.first, follow_every))
+    else:
+        found = list(_detect_all(frames(), dets.first))
     indices = [i for i, _ in found]
     boxes = [list(b) for _, b in found]
     passes = [[1] * len(b) for b in boxes]
@@ -383,12 +402,15 @@ def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | N
                      cache_id: str | None = None, cache_key: dict | None = None,
                      crop_frames: FrameSource | None = None, detect_every: int = 1,
                      crops: bool = True, margin: float | None = None,
-                     whole_frame: bool = False) -> Iterator[TrackedFrame]:
+                     whole_frame: bool = False, between: str = "hold") -> Iterator[TrackedFrame]:
     """THE face-track loop: detect -> boxes -> tracks -> crops, one ``TrackedFrame`` per frame.
 
     ``frames()`` yields ``(index, frame)`` or ``(index, frame, payload)``; detection runs on every
     ``detect_every``-th of them (frames in between reuse the last detected boxes and track ids:
-    faces move little in a fraction of a second and MTCNN dominates the cost). Boxes come from
+    faces move little in a fraction of a second and MTCNN dominates the cost); with
+    ``between="follow"`` the frames in between get their faces followed in small crops around
+    the last detected boxes instead (``face_follow``: near per-frame MTCNN where held boxes
+    drift). Boxes come from
     ``cache`` when ``cache_key`` matches (see ``BoxCache``), else are detected and saved.
     ``crop_frames()`` (default ``frames``) is what is tracked and cropped: the builder detects
     on the original alone and crops the original with its fakes in lockstep (payload). Crops
@@ -400,15 +422,19 @@ def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | N
     config = config or FaceDetectionConfig()
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+    if between not in BETWEEN:
+        raise ValueError(f"between must be one of {BETWEEN}, got {between!r}")
+    follow = between == "follow" and detect_every > 1
     margin = config.margin if margin is None else margin
     if whole_frame:
         faces = None
     else:
         def probed() -> Iterator[tuple]:
-            return (item for pos, item in enumerate(frames()) if pos % detect_every == 0)
+            return (item for pos, item in enumerate(frames())
+                    if follow or pos % detect_every == 0)
 
         faces = find_faces(probed, detector, config, cache=cache, cache_id=cache_id,
-                           cache_key=cache_key)
+                           cache_key=cache_key, follow_every=detect_every if follow else 1)
         check_multi_face(faces, config)
         by_index = {i: (b, p) for i, b, p in zip(faces.indices, faces.boxes, faces.passes, strict=True)}
     tracker = FaceTracker(config.iou_threshold)
@@ -433,7 +459,7 @@ def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | N
         yield TrackedFrame(index, frame, tracked, payload, coverage, second)
 
 
-__all__ = ["MULTI_FACE_FRACTION", "MultiFaceError", "check_multi_face", "NoFaceError", "FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
+__all__ = ["BETWEEN", "MULTI_FACE_FRACTION", "MultiFaceError", "check_multi_face", "NoFaceError", "FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
            "TrackedFace", "TrackedFrame", "VideoFaces", "crop_face", "square_box", "track_faces",
            "find_faces", "iter_face_tracks", "iou", "boxes_from_json", "boxes_to_json",
            "passes_from_json", "PAPER_THRESHOLDS", "PERMISSIVE_THRESHOLDS", "RECALL_SECOND_PASS_BELOW", "detector_settings"]

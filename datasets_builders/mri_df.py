@@ -10,7 +10,8 @@ Why units: everything a fake needs (its original's frames and boxes) is inside i
 units are independent. That gives resumability (a killed build loses at most the unit in
 progress), sharding (``shard: k/n`` takes every n-th unit of the sorted list; all shards may
 write to one output folder) and a manifest that is the same whatever the order, interruptions
-or sharding (rows are joined in unit order).
+or sharding (rows are joined in unit order), and the same with ``workers: N`` (units built in N
+processes, recorded in unit order by this one: ``build_workers``).
 
 The stages live in their own modules: ``build_config`` (settings, validated), ``build_plan``
 (sources -> units, unique ids, splits, shards), ``build_unit`` (one unit -> PNGs and rows),
@@ -20,6 +21,8 @@ The stages live in their own modules: ``build_config`` (settings, validated), ``
 
 from __future__ import annotations
 
+from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from datasets_builders.build_config import (
@@ -33,7 +36,7 @@ from datasets_builders.build_config import (
 )
 from datasets_builders.build_plan import assign_splits, plan_units, shard_units
 from datasets_builders.build_records import BuildSummary
-from datasets_builders.build_run import check_output, merge_records, run_units
+from datasets_builders.build_run import RESULT_EXTRA, check_output, merge_records, run_units
 from datasets_builders.build_unit import Context, StageTimer
 from datasets_builders.build_unit import process_unit as _process_unit
 from datasets_builders.faces import BoxCache, Detectors, FaceDetector
@@ -50,18 +53,36 @@ def build_mri_df(cfg: BuildConfig, *, log=print, detector: FaceDetector | None =
     """
     check_output(cfg)
     plan = plan_units(cfg)
-    timer = StageTimer()
+    seconds: Counter = Counter()
+    frames = [0]
 
-    def start(out: Path):
-        ctx = Context(cfg, out, timer, BoxCache(out / "boxes"), Detectors(cfg.faces, first=detector))
-        return lambda unit: _process_unit(unit, ctx)
+    def on_result(timing) -> None:
+        seconds.update(timing["seconds"])
+        frames[0] += timing["frames"]
 
     def finish(summary: BuildSummary) -> None:
-        summary.seconds = {k: round(v, 3) for k, v in timer.seconds.items()}
-        summary.frames_decoded = timer.frames
+        summary.seconds = {k: round(v, 3) for k, v in seconds.items()}
+        summary.frames_decoded = frames[0]
 
-    return run_units(cfg, plan, start, restart=restart, summary=BuildSummary(), desc="MRI-DF units",
-                     log=log, finish=finish)
+    return run_units(cfg, plan, partial(UnitProcess, cfg, detector), restart=restart,
+                     summary=BuildSummary(), desc="MRI-DF units", log=log, finish=finish,
+                     on_result=on_result)
+
+
+class UnitProcess:
+    """``process(unit) -> record`` of one build process (this one, or each worker): its
+    detectors, box cache and writer; each record carries the unit's stage timings (popped by
+    ``run_units`` before the record is saved)."""
+
+    def __init__(self, cfg: BuildConfig, detector: FaceDetector | None, out: Path) -> None:
+        self.ctx = Context(cfg, out, StageTimer(), BoxCache(out / "boxes"),
+                           Detectors(cfg.faces, first=detector))
+
+    def __call__(self, unit) -> dict:
+        timer = self.ctx.timer = StageTimer()
+        record = _process_unit(unit, self.ctx)
+        record[RESULT_EXTRA] = {"seconds": dict(timer.seconds), "frames": timer.frames}
+        return record
 
 
 def merge_shards(cfg: BuildConfig, *, log=print) -> BuildSummary:

@@ -189,6 +189,75 @@ def test_killed_build_resumes_to_the_same_manifest(reference_build, ffpp_root, t
     _same_dataset(reference_build, out)
 
 
+def test_two_worker_processes_write_the_same_dataset(reference_build, ffpp_root, tmp_path, detector):
+    """Units built in 2 spawned processes: records joined in unit order, so the manifest and
+    every PNG are byte-identical to the one-process build (the boxes too)."""
+    out = tmp_path / "workers"
+    summary = build_mri_df(_small_cfg(out, ffpp_root, workers=2), log=lambda _l: None,
+                           detector=detector)
+    assert summary.units_built == 3 and summary.frames_decoded > 0
+    _same_dataset(reference_build, out)
+    for p in (reference_build / "boxes").glob("*.json"):
+        assert (out / "boxes" / p.name).read_bytes() == p.read_bytes()
+
+
+_KILLED_BUILD = """
+import multiprocessing, sys, time
+from datasets_builders import build_run
+from datasets_builders.mri_df import BuildConfig, BuildSourceConfig, FaceDetectionConfig, build_mri_df
+
+save = build_run.save_record
+
+def save_then_hang(*args, **kw):  # the parent records unit 1, then is killed (test below)
+    save(*args, **kw)
+    print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+    time.sleep(120)
+
+build_run.save_record = save_then_hang
+faces = FaceDetectionConfig(device="cpu", max_side=320, batch_size=6, size=96)
+build_mri_df(BuildConfig(out=sys.argv[1], sources=(BuildSourceConfig(kind="ffpp", root=sys.argv[2]),),
+                         every=100, max_frames=2, faces=faces, progress=False, workers=2),
+             log=lambda _l: None)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as fh:
+            return any(line.startswith("State:") and "Z" in line for line in fh)
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow  # a fresh interpreter and 2 spawned workers: ~70 s on 2 loaded cores
+def test_two_worker_build_killed_with_sigkill_resumes(reference_build, ffpp_root, tmp_path, detector):
+    """kill -9 of a 2-worker build after its first record: its workers exit (no orphans), and
+    the resumed build (1 worker) redoes only the rest and equals the uninterrupted build."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sigkill"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_BUILD, str(out), str(ffpp_root)],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        workers = [int(p) for p in proc.stdout.readline().split()]
+        assert len(list((out / "done").glob("*.json"))) == 1, "the build ended before its record"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert len(workers) == 2 and not (out / "manifest.csv").exists()
+    deadline = time.monotonic() + 15
+    while not all(_gone(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(_gone(p) for p in workers), "orphaned worker processes"
+    summary = build_mri_df(_small_cfg(out, ffpp_root), log=lambda _l: None, detector=detector)
+    assert summary.units_resumed == 1 and summary.units_built == 2
+    _same_dataset(reference_build, out)
+
+
 def test_shards_then_merge_equal_one_build(reference_build, ffpp_root, tmp_path, detector):
     out = tmp_path / "sharded"
     shutil.copytree(reference_build / "boxes", out / "boxes")  # boxes cached by one machine are reused

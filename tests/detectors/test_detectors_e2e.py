@@ -38,7 +38,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def ffpp_mri_df(ffpp_root, tmp_path_factory):
     """MRI-DF from the 3 FF++ originals and their fakes: 4 frames each, 64 px crops,
-    one identity per split (train / val / test)."""
+    one identity per split (train / val / test); MTCNN on every sampled frame (the data these
+    training assertions were set on; the builder's default follows faces between detections)."""
     from datasets_builders.mri_df import (
         BuildConfig,
         BuildSourceConfig,
@@ -49,7 +50,7 @@ def ffpp_mri_df(ffpp_root, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("ffpp_mri_df")
     cfg = BuildConfig(out=str(out), sources=(BuildSourceConfig(kind="ffpp", root=str(ffpp_root)),),
-                      every=25, max_frames=4, progress=False,
+                      every=25, max_frames=4, progress=False, detect_every=1,
                       faces=FaceDetectionConfig(device="cpu", size=64, max_side=640),
                       split=BuildSplitConfig(val=0.34, test=0.34))
     threads = torch.get_num_threads()

@@ -13,6 +13,7 @@ def test_mri_df_paper_sources():
     assert sources == {("dfdc", "dfdc"): 0.5, ("celebdf", "celebdf"): 1.0,
                        ("images", "ffhq"): 1.0, ("images", "fdf"): 1.0}
     assert cfg.every == 10 and cfg.faces.margin == 1.3 and cfg.faces.size == 256
+    assert cfg.detect_every == 1  # the paper runs MTCNN on every sampled frame (default: 3)
 
 
 def test_mri_gan_paper_text_uses_eq_9_and_the_papers_monitoring():

@@ -2,7 +2,7 @@
 
 Quick run on a CSV listing (``path,label[,original,identity,method]``, paths relative to it)::
 
-    mrigan build-dataset --csv videos.csv --out runs/mri_df --every 10 --size 256
+    mrigan build-dataset --csv videos.csv --out runs/mri_df --every 10 --size 256 --workers 2
 
 Full run from a YAML config (``configs/build_*.yaml``), one shard of eight on a cluster::
 
@@ -31,6 +31,9 @@ from mrigan.config import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_build_arguments(parser, csv_form="path,label[,original,...]", out_default="runs/mri_df")
+    parser.add_argument("--workers", type=int,
+                        help="build this many videos at once in worker processes (default 1; "
+                             "the output is the same whatever the count)")
 
 
 def add_build_arguments(parser: argparse.ArgumentParser, *, csv_form: str,
@@ -71,7 +74,10 @@ def build_flags(args: argparse.Namespace, faces: dict | None = None) -> dict:
 
 def config_from_namespace(args: argparse.Namespace) -> BuildConfig:
     """The ``BuildConfig`` of the command line: defaults <- --config <- flags <- --set."""
-    overrides = deep_merge(build_flags(args), parse_overrides(args.overrides))
+    flags = build_flags(args)
+    if getattr(args, "workers", None) is not None:
+        flags["workers"] = args.workers
+    overrides = deep_merge(flags, parse_overrides(args.overrides))
     return load_config(BuildConfig, args.config, overrides)
 
 
