@@ -124,6 +124,28 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
     assert q["fake"]["mean_ssim_black"] < 1.0
     assert set(q["identities"]) == test_ids
 
+    # ship-generator: the run's generator as fp16 weights whose model card holds THIS run's
+    # held-out figures (mri_mean rows, GAN quality) and the threshold chosen on validation
+    shipped = tmp_path / "shipped" / "g.safetensors"
+    assert main(["ship-generator", str(out), "--out", str(shipped)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    side = json.loads(shipped.with_suffix(".json").read_text())
+    card = side["model_card"]
+    assert side["dtype"] == "float16"
+    for r in rows:
+        if r["detector"] == "mri_mean":
+            fig = card["video_level"][r["test_set"]]
+            assert fig["videos"] == r["videos"]
+            assert fig["auc"] == pytest.approx(r["auc"], abs=1e-4)
+    assert card["verdict"]["mri_threshold"] == mm["aggregation"]["params"]["threshold"]
+    assert card["held_out"]["mean_ssim"]["fake"]["generator"] == pytest.approx(
+        q["fake"]["mean_ssim"], abs=1e-4)
+    assert card["training_data"]["held_out_identities"] == sorted(test_ids)
+    assert not test_ids & set(card["training_data"]["train_identities"])
+    assert card["limits"] and all(isinstance(s, str) for s in card["limits"])
+    assert 0 <= card["settings"]["fp16_max_mri_difference"] < 0.05
+    assert MRIGenerator.load(shipped, device="cpu").image_size == 32
+
     # a rerun skips every stage and reproduces the table
     assert main(_argv(shared_data, out)) == 0
     second = capsys.readouterr().out
