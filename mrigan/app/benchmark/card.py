@@ -72,7 +72,7 @@ def build_card(run_dir: Path, fp16_max_diff: float | None = None) -> dict:
     splits, q = summary["splits"], summary["gan_quality"]
     mm = _record(run_dir, "eval_mri_mean")
     bench_cfg = load_config(BenchmarkConfig, run_dir / "config.yaml")
-    train_ids = set(splits["train"]["identities"]) | set(splits["val"]["identities"])
+    train_ids = set(splits["train"]["identities"])
     video_level = {}
     for name, t in mm["test_sets"].items():
         row = next(r for r in summary["table"] if r["test_set"] == name
