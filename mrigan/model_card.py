@@ -8,9 +8,11 @@ run. Sidecars without a card (every export before this) load as before.
 
 :func:`tells_real_from_fake` is the ONE rule that decides whether ``mrigan analyze`` warns next
 to every verdict that the generator cannot tell real from fake videos: a card's generator
-"tells real from fake" only if, on every held-out video set it reports, the video-level AUC of
-its mean-MRI score is at least :data:`MIN_AUC` AND the lower end of that AUC's bootstrap 95%
-interval is above 0.5 (chance). A card that reports no held-out video figure fails the rule.
+"tells real from fake" only if, on every held-out video set of at least :data:`MIN_VIDEOS`
+videos it reports, the video-level AUC of its mean-MRI verdict score is at least
+:data:`MIN_AUC` AND the lower end of that AUC's bootstrap 95% interval is above 0.5 (chance).
+Smaller sets are no evidence either way (2 videos give an AUC of 0 or 1 and a degenerate
+interval); a card with no set of that size fails the rule.
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ from mrigan.checkpoint import CheckpointError
 CARD_FORMAT = "mrigan-model-card/1"
 #: video-level AUC a generator's mean-MRI score must reach on held-out videos (see module doc)
 MIN_AUC = 0.7
+#: held-out video sets smaller than this do not count for the rule (see module doc)
+MIN_VIDEOS = 10
 #: the generator ``mrigan analyze`` uses when no ``--generator`` is given (package data)
 DEFAULT_GENERATOR = Path(__file__).resolve().parent / "weights" / "default_generator.safetensors"
 #: the mean-MRI face threshold when neither the config nor a card gives one
 DEFAULT_MRI_THRESHOLD = 0.08
 DEFAULT_FAKE_FRACTION = 0.3
 
-RULE = (f"a generator tells real from fake only if, on every held-out video set of its card, "
-        f"the video-level AUC of its mean-MRI score is >= {MIN_AUC} and the AUC's bootstrap 95% "
-        f"interval lies above 0.5")
+RULE = (f"a generator tells real from fake only if, on every held-out video set of at least "
+        f"{MIN_VIDEOS} videos in its card (and there is one), the video-level AUC of its mean-MRI "
+        f"verdict score is >= {MIN_AUC} and the AUC's bootstrap 95% interval lies above 0.5")
 
 
 def _number(x: Any) -> bool:
@@ -72,7 +76,8 @@ def validate_card(card: Any, path: str | os.PathLike | None = None) -> dict[str,
 
 def tells_real_from_fake(card: dict[str, Any]) -> bool:
     """The rule of the module docstring (:data:`RULE`), applied to a validated card."""
-    sets = card.get("video_level") or {}
+    sets = {k: v for k, v in (card.get("video_level") or {}).items()
+            if isinstance(v.get("videos"), int) and v["videos"] >= MIN_VIDEOS}
     if not sets:
         return False
     for v in sets.values():
@@ -84,10 +89,12 @@ def tells_real_from_fake(card: dict[str, Any]) -> bool:
 
 def cannot_tell_warning(card: dict[str, Any]) -> str:
     """The sentence shown next to every verdict of a generator that fails the rule."""
+    sets = {k: v for k, v in (card.get("video_level") or {}).items()
+            if isinstance(v.get("videos"), int) and v["videos"] >= MIN_VIDEOS}
     figures = "; ".join(
         f"{name}: AUC {_fmt(v.get('auc'))} [{_fmt((v.get('auc_ci95') or [None])[0])}, "
-        f"{_fmt((v.get('auc_ci95') or [None, None])[1])}] on {v.get('videos', '?')} videos"
-        for name, v in (card.get("video_level") or {}).items()) or "no held-out video figure"
+        f"{_fmt((v.get('auc_ci95') or [None, None])[1])}] on {v['videos']} videos"
+        for name, v in sets.items()) or f"no held-out set of {MIN_VIDEOS} or more videos"
     return ("This generator could not tell real from fake videos it was not trained on "
             f"({figures}); this verdict is not evidence either way.")
 
@@ -108,5 +115,5 @@ def card_summary(card: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["CARD_FORMAT", "DEFAULT_FAKE_FRACTION", "DEFAULT_GENERATOR", "DEFAULT_MRI_THRESHOLD",
-           "MIN_AUC", "RULE", "card_summary", "cannot_tell_warning", "tells_real_from_fake",
+           "MIN_AUC", "MIN_VIDEOS", "RULE", "card_summary", "cannot_tell_warning", "tells_real_from_fake",
            "validate_card"]

@@ -6,11 +6,17 @@ from __future__ import annotations
 import pytest
 
 from mrigan.checkpoint import CheckpointError
-from mrigan.model_card import MIN_AUC, cannot_tell_warning, tells_real_from_fake, validate_card
+from mrigan.model_card import (
+    MIN_AUC,
+    MIN_VIDEOS,
+    cannot_tell_warning,
+    tells_real_from_fake,
+    validate_card,
+)
 
 
-def _card(*sets):
-    return {"video_level": {f"s{i}": {"auc": a, "auc_ci95": ci, "videos": 4}
+def _card(*sets, videos=MIN_VIDEOS):
+    return {"video_level": {f"s{i}": {"auc": a, "auc_ci95": ci, "videos": videos}
                             for i, (a, ci) in enumerate(sets)}}
 
 
@@ -43,3 +49,12 @@ def test_bad_cards_are_refused_naming_the_key(card, key, tmp_path):
     with pytest.raises(CheckpointError, match=key) as err:
         validate_card(card, tmp_path / "g.json")
     assert "g.json" in str(err.value)
+
+
+def test_small_video_sets_are_no_evidence_either_way():
+    """2 held-out videos give AUC 1.0 with a degenerate [1, 1] interval: not enough."""
+    small = _card((1.0, [1.0, 1.0]), videos=2)
+    assert not tells_real_from_fake(small)  # no set large enough
+    both = {"video_level": {**_card((0.9, [0.6, 1.0]))["video_level"],
+                            "tiny": {"auc": 0.0, "auc_ci95": [0.0, 0.0], "videos": 2}}}
+    assert tells_real_from_fake(both)  # the small set is ignored, the large one passes

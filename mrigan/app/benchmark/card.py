@@ -23,7 +23,7 @@ from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.stages import STAGE_FILE, BenchmarkError
 from mrigan.config import load_config
 from mrigan.inference import MRIGenerator, export_generator
-from mrigan.model_card import CARD_FORMAT, MIN_AUC, RULE, tells_real_from_fake
+from mrigan.model_card import CARD_FORMAT, MIN_AUC, MIN_VIDEOS, RULE, tells_real_from_fake
 from mrigan.mri_df_format import MriDfDataset
 from mrigan.train import GanConfig
 
@@ -170,10 +170,16 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
         f"and {card['training_data']['labelled_test_videos']} labelled videos: wide intervals.",
         ("On held-out videos its mean-MRI verdicts " +
          ("separated real from fake" if ok else
-          f"did not separate real from fake (rule: AUC >= {MIN_AUC} with its 95% interval "
-          "above 0.5)") + "; read its maps, not its verdicts, as the evidence."),
+          f"did not separate real from fake (rule: on held-out sets of at least {MIN_VIDEOS} "
+          f"videos, AUC >= {MIN_AUC} with its 95% interval above 0.5)")
+         + "; read its maps, not its verdicts, as the evidence."),
         "It says nothing about faces much smaller than the crop size, other compressions, "
         "or manipulation methods unlike the training ones."]
+    if (card["verdict"]["validation_value"] or 0) <= 0.5:
+        card["limits"].append(
+            "Its verdict threshold separated nothing on the validation videos (best balanced "
+            f"accuracy {card['verdict']['validation_value']}): the first of the tied candidates "
+            "was kept, so its verdicts are a default, not a calibrated decision.")
     fake_mri = ((checks or {}).get("mean_mri") or {}).get("fake") or {}
     if fake_mri.get("predicted") is not None and fake_mri.get("true"):
         collapsed = fake_mri["predicted"] < 0.25 * fake_mri["true"]
