@@ -228,6 +228,24 @@ class GridSearchResult:
     table: list[dict]  # every candidate with its objective (for the report)
 
 
+def validation_quantiles(validation: Sequence[VideoScores], n: int) -> tuple[float, ...]:
+    """``n`` face-score thresholds at evenly spaced quantiles (1/(n+1) ... n/(n+1)) of the
+    validation videos' face scores, rounded to 4 decimals.
+
+    Added to the fixed grid by :func:`detectors.evaluate.choose_rule` (``AggregationConfig.
+    quantile_thresholds``): a detector whose face scores all lie below the paper's grid (0.5 -
+    0.95), as a briefly trained one's can, otherwise gets the same video score (0) for every
+    video and a meaningless AUC of exactly 0.5. Validation scores only, like the search itself.
+    """
+    if n <= 0 or not validation:
+        return ()
+    scores = np.concatenate([np.asarray(v.probs, dtype=np.float64).ravel() for v in validation])
+    if scores.size == 0:
+        return ()
+    qs = np.quantile(scores, np.arange(1, n + 1) / (n + 1))
+    return tuple(sorted({round(float(q), 4) for q in qs}))
+
+
 def grid_search(rule: str, validation: Sequence[VideoScores], *,
                 thresholds: Sequence[float] = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2)),
                 fractions: Sequence[float] = tuple(np.round(np.arange(0.1, 0.71, 0.1), 1)),

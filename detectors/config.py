@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 from detectors.freezing import FreezeConfig
 from mrigan.config import ConfigError
 
+#: ``train.optimizer`` and ``train.scheduler`` names (see detectors.train).
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("none", "cosine")
 #: The augmentations the paper-style training uses, by name (see detectors.augment).
 DEFAULT_AUGMENT = ("flip", "blur", "color_jitter", "random_resized_crop", "random_erasing", "jpeg")
 
@@ -90,6 +93,10 @@ class DetectorTrainConfig:
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam (the paper's) | adamw (decoupled weight decay)
+    # learning rate over the run: none (constant, the paper's) | cosine (per step from lr down
+    # to 0 at the end of train.epochs; max_steps stops early on the same curve)
+    scheduler: str = "none"
     loss: str = "bce"  # bce | focal
     label_smoothing: float = 0.1
     focal_alpha: float = 0.25
@@ -103,10 +110,25 @@ class DetectorTrainConfig:
     log_every: int = 10  # steps between TensorBoard scalar writes
     checkpoint_every: int | None = None  # also save last.pt every N steps (long epochs)
     val_every: int = 1  # validate every N epochs (and always when the run stops)
+    # before each validation, recompute BatchNorm running statistics as the plain average over
+    # this many training batches with the current weights ("precise BN", detectors.precise_bn);
+    # 0: off (the running averages of training are used, as in the paper's code)
+    bn_recalibrate: int = 0
     resume: bool = True  # continue from checkpoints/last.pt when it exists
     max_minutes: float = 0.0  # wall-time budget (0: none); stops with last.pt, resume continues
     # backbone freezing / gradual unfreezing by epoch (detectors.freezing; default: none)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer {self.optimizer!r}: use one of "
+                              f"{', '.join(OPTIMIZERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise ConfigError(f"train.scheduler {self.scheduler!r}: use one of "
+                              f"{', '.join(SCHEDULERS)}")
+        if self.bn_recalibrate < 0:
+            raise ConfigError(f"train.bn_recalibrate must be >= 0 (batches), got "
+                              f"{self.bn_recalibrate}")
 
 
 @dataclass(frozen=True)
@@ -146,6 +168,15 @@ class AggregationConfig:
     objective: str = "balanced_accuracy"  # any binary_report key to maximise on validation
     thresholds: tuple[float, ...] = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
     fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    # also search thresholds at this many quantiles of the validation face scores (0: only the
+    # fixed grid above, the paper's). Departure from the paper's 0.5-0.95 grid: a detector whose
+    # face scores all lie below 0.5 would otherwise score every video 0 (AUC exactly 0.5).
+    quantile_thresholds: int = 9
+
+    def __post_init__(self) -> None:
+        if self.quantile_thresholds < 0:
+            raise ConfigError(f"aggregation.quantile_thresholds={self.quantile_thresholds!r}: "
+                              "expected an integer >= 0")
     frame_threshold: float = 0.8  # fixed values when search is false (paper plain: 0.8/0.3)
     fake_fraction: float = 0.3
 

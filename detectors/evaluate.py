@@ -35,6 +35,7 @@ from detectors.aggregate import (
     get_rule,
     grid_search,
     group_by_video,
+    validation_quantiles,
 )
 from detectors.config import AggregationConfig, EvalFaceSetConfig, EvaluateConfig
 from detectors.data import load_rows, select_rows
@@ -53,7 +54,9 @@ def choose_rule(rule: str, validation: Sequence[VideoScores], *,
     """The rule's parameters, from validation videos only (grid search or fixed values)."""
     agg = aggregation or AggregationConfig(rule=rule)
     if agg.search:
-        chosen = grid_search(rule, validation, thresholds=agg.thresholds,
+        thresholds = tuple(sorted(set(agg.thresholds)
+                                  | set(validation_quantiles(validation, agg.quantile_thresholds))))
+        chosen = grid_search(rule, validation, thresholds=thresholds,
                              fractions=agg.fractions, objective=agg.objective)
     else:
         fixed = {"threshold": agg.frame_threshold}

@@ -1,5 +1,7 @@
-"""Detector training: Adam, BCE with label smoothing (or focal loss), class balance,
-augmentations by name, TensorBoard, checkpoints with exact resume, best on validation AUC.
+"""Detector training: Adam or AdamW (constant or cosine learning rate), BCE with label
+smoothing (or focal loss), class balance, augmentations by name, TensorBoard, checkpoints with
+exact resume, best on validation AUC (optionally with BatchNorm statistics recomputed first:
+``train.bn_recalibrate``, :mod:`detectors.precise_bn`).
 
 ``train_detector(cfg)`` writes ``<out_dir>/<name>/``: ``config.yaml``, ``checkpoints/last.pt``
 and ``best.pt``, ``tb/`` (TensorBoard), ``history.json`` (one line of validation metrics per
@@ -40,6 +42,7 @@ from detectors.inputs import build_input
 from detectors.losses import LOSSES, class_weights
 from detectors.metrics import binary_report, warn_if_scores_tie
 from detectors.model import build_detector
+from detectors.precise_bn import recalibrate_batchnorm, trainable_norms
 from detectors.predict import forward_batch, predict_probs
 from detectors.samplers import epoch_batches
 from mrigan import distributed
@@ -91,8 +94,35 @@ def split_rows(cfg: DetectorConfig) -> tuple[list[dict], list[dict]]:
     return train, val
 
 
+def make_optimizer(model: torch.nn.Module, tc) -> torch.optim.Optimizer:
+    """``train.optimizer``: Adam (the paper's; ``weight_decay`` is L2 added to the gradient)
+    or AdamW (decoupled weight decay, Loshchilov & Hutter)."""
+    cls = torch.optim.AdamW if tc.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+def planned_steps(tc, batches_per_epoch: int) -> int:
+    """Optimiser steps of ``train.epochs`` full epochs. ``max_steps`` is a stop, not a plan: a
+    run stopped there and resumed follows the same learning-rate curve as one never stopped."""
+    return tc.epochs * batches_per_epoch
+
+
+def lr_at(tc, step: int, total_steps: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based). ``cosine``: half a cosine from
+    ``lr`` at step 0 to 0 after the last planned step. A function of the step alone, so a
+    resumed run continues on the same curve with nothing extra in the checkpoint."""
+    if tc.scheduler == "cosine" and total_steps > 0:
+        return 0.5 * tc.lr * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    return tc.lr
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 class DetectorTrainer:
-    """The detector's :class:`mrigan.loop.TrainerPlugin`: the model, its Adam optimizer and the
+    """The detector's :class:`mrigan.loop.TrainerPlugin`: the model, its Adam(W) optimizer and the
     backbone freezing schedule (``train.freeze``, a function of the epoch: nothing to save)."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -162,7 +192,7 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     model = build_detector(cfg.model).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = make_optimizer(model, tc)
     trainer = DetectorTrainer(model, optimizer, Freezer(model, tc.freeze))
     if tc.freeze.enabled and not cfg.model.weights:
         say("warning: train.freeze without model.weights: frozen groups keep random weights")
@@ -211,7 +241,9 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
                 if distributed.is_distributed():
                     ddp_model = distributed.wrap_ddp(model, device)
             trainer.train_mode(ddp_model)
+            total_steps = planned_steps(tc, len(batches))
             for batch in loader:
+                set_lr(optimizer, lr_at(tc, step, total_steps))
                 logits = forward_batch(ddp_model, adapter, batch, device, tc.precision)
                 targets = batch["label"].to(device).float()
                 w = weights[targets.long()] if weights is not None else None
@@ -225,7 +257,8 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
                 batches_done += 1
                 if step % tc.log_every == 0 or step == 1:
                     mean_loss = distributed.all_reduce_mean(loss.detach()).item()  # all ranks
-                    run.scalars({"train/loss": mean_loss}, step)
+                    run.scalars({"train/loss": mean_loss,
+                                 "train/lr": optimizer.param_groups[0]["lr"]}, step)
                 if writer is not None and step == 1:
                     _log_images(writer, adapter, batch, device)
                 if tc.checkpoint_every and step % tc.checkpoint_every == 0:
@@ -242,6 +275,8 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
             finishing = stop or (epoch_done and epoch + 1 >= tc.epochs)
             validate = finishing or (epoch_done and (epoch + 1) % max(1, tc.val_every) == 0)
             improved = False
+            if validate and tc.bn_recalibrate > 0:
+                _recalibrate(model, trainer, ddp_model, adapter, train_ds, batches, cfg, device)
             if validate:
                 metrics = _validate(ddp_model, adapter, val_ds, cfg, device) if val_ds else {}
                 history.append({"epoch": epoch, "step": step, "complete": epoch_done, **metrics})
@@ -262,6 +297,22 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
                 atomic_write_json(run.run_dir / "history.json", history)
     distributed.barrier()
     return TrainResult(run.run_dir, last_path, best_path, best.value, best.step, step, history)
+
+
+def _recalibrate(model, trainer: DetectorTrainer, ddp_model, adapter, train_ds, batches, cfg,
+                 device) -> None:
+    """Precise BN before a validation: the trainable BatchNorm layers' running statistics
+    become the average over the epoch's first ``train.bn_recalibrate`` batches (the epoch's
+    augmentation; every rank uses the same global batches, so all ranks agree)."""
+    trainer.train_mode(ddp_model)  # which norms train: the frozen groups' stay as they are
+    net = distributed.unwrap(model)
+    norms = trainable_norms(net)
+    use = batches[: cfg.train.bn_recalibrate]
+    loader = DataLoader(train_ds, batch_sampler=use, num_workers=cfg.data.workers,
+                        pin_memory=device.type == "cuda", generator=torch.Generator())
+    recalibrate_batchnorm(net, norms, loader, lambda m, b: forward_batch(
+        m, adapter, b, device, cfg.train.precision))
+    trainer.train_mode(ddp_model)
 
 
 def _log_images(writer, adapter, batch, device) -> None:

@@ -7,6 +7,9 @@ import pytest
 
 from detectors import aggregate
 from detectors.aggregate import VideoScores, apply_rule, decide, grid_search, group_by_video
+from detectors.config import AggregationConfig
+from detectors.evaluate import choose_rule
+from mrigan.config import ConfigError
 
 
 def test_count_rule_is_the_papers_more_than_fraction_above_threshold():
@@ -121,14 +124,50 @@ def test_grid_search_never_sees_test_labels():
     # on the test set itself another point would be better:
     on_test = grid_search("count", test).params
     assert on_test != {"threshold": 0.7, "fraction": 0.3}
-    runs = [score_test_sets("count", VALIDATION, {"test": t}) for t in (test, flipped)]
+    paper_grid = AggregationConfig(quantile_thresholds=0)
+    runs = [score_test_sets("count", VALIDATION, {"test": t}, aggregation=paper_grid)
+            for t in (test, flipped)]
     for chosen, per_set in runs:
         assert chosen.params == {"threshold": 0.7, "fraction": 0.3}
         assert per_set["test"].params == chosen.params
     # same decisions for both label versions, only the metrics differ
+    np.testing.assert_array_equal(runs[0][1]["test"].fake, runs[1][1]["test"].fake)
+    # the default grid adds thresholds from the validation scores only: still label-blind
+    runs = [score_test_sets("count", VALIDATION, {"test": t}) for t in (test, flipped)]
+    assert runs[0][0].params == runs[1][0].params == choose_rule("count", VALIDATION).params
     np.testing.assert_array_equal(runs[0][1]["test"].fake, runs[1][1]["test"].fake)
 
 
 def test_grid_search_needs_both_classes():
     with pytest.raises(ValueError, match="reals and fakes"):
         grid_search("count", [_video("x", 1, [0.9])])
+
+
+def test_scores_below_the_papers_grid_still_separate_videos_with_validation_quantiles():
+    """A detector whose face scores all lie under 0.5 (a briefly trained one) ranks videos
+    correctly; the paper's fixed 0.5-0.95 grid turns every video's count score into 0, the
+    validation-quantile thresholds recover the ranking on the held-out videos."""
+    rng = np.random.default_rng(0)
+
+    def videos(prefix):
+        out = []
+        for i in range(6):
+            label = i % 2
+            probs = rng.uniform(0.05, 0.2, 20) + (0.15 if label else 0.0)  # all < 0.5
+            out.append(VideoScores(f"{prefix}{i}", label, probs))
+        return out
+
+    validation, test = videos("v"), videos("t")
+    paper = choose_rule("count", validation, aggregation=AggregationConfig(quantile_thresholds=0))
+    on_test = apply_rule("count", test, paper.params)
+    assert set(on_test.scores) == {0.0} and on_test.report()["auc"] == pytest.approx(0.5)
+    chosen = choose_rule("count", validation, aggregation=AggregationConfig())
+    assert chosen.params["threshold"] < 0.5 and chosen.value == pytest.approx(1.0)
+    assert apply_rule("count", test, chosen.params).report()["auc"] == pytest.approx(1.0)
+    # the extra thresholds are quantiles of the validation face scores only
+    qs = aggregate.validation_quantiles(validation, 9)
+    all_val = np.concatenate([v.probs for v in validation])
+    assert len(qs) == 9 and min(qs) >= all_val.min() and max(qs) <= all_val.max()
+    assert qs == aggregate.validation_quantiles(validation + [VideoScores("x", 1, np.array([]))], 9)
+    with pytest.raises(ConfigError, match="quantile_thresholds"):
+        AggregationConfig(quantile_thresholds=-1)

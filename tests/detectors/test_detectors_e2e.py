@@ -78,8 +78,13 @@ def _check_reports(out, test_names, expected_faces):
     md = (out / "report.md").read_text()
     assert "## Video level" in md and "## Frame level" in md and "| ROC AUC |" in md
     params = report["aggregation"]["params"]
-    assert 0.5 <= params["threshold"] <= 0.95 and 0.1 <= params["fraction"] <= 0.7
-    assert len(report["aggregation"]["grid"]) == 70
+    grid = report["aggregation"]["grid"]
+    thresholds = sorted({g["threshold"] for g in grid})
+    # the paper's 0.5-0.95 grid plus up to 9 quantiles of the validation face scores
+    assert set(AggregationConfig().thresholds) <= set(thresholds) and len(thresholds) <= 19
+    assert len(grid) == 7 * len(thresholds) and {g["fraction"] for g in grid} == set(
+        AggregationConfig().fractions)
+    assert params["threshold"] in thresholds and 0.1 <= params["fraction"] <= 0.7
     for name in test_names:
         res = report["test_sets"][name]
         faces = _read_csv(out / "predictions" / f"{name}_faces.csv")
