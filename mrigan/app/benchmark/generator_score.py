@@ -32,6 +32,12 @@ from mrigan.inference import MRIGenerator
 MRI_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.01, 0.301, 0.01), 2))
 
 
+def aggregation(cfg: BenchmarkConfig) -> AggregationConfig:
+    """The video rule's search: ``evaluate.rule`` over :data:`MRI_THRESHOLDS` (plus the
+    library's validation-quantile thresholds); part of the stage's settings."""
+    return AggregationConfig(rule=cfg.evaluate.rule, thresholds=MRI_THRESHOLDS)
+
+
 @torch.no_grad()
 def face_scores(gen: MRIGenerator, root: str, batch_size: int) -> tuple[list[dict], np.ndarray]:
     """Every face of a face set (all rows) with its mean predicted MRI."""
@@ -57,7 +63,7 @@ def mri_mean_stage(cfg: BenchmarkConfig, generator: str, validation: dict,
     """``validation`` / ``tests``: face-set stage results (``root``). Same result layout as
     :func:`mrigan.app.benchmark.evaluation.eval_stage`, so the report treats it as a row."""
     gen = MRIGenerator.load(generator, device=cfg.device, batch_size=cfg.evaluate.batch_size)
-    agg = AggregationConfig(rule=cfg.evaluate.rule, thresholds=MRI_THRESHOLDS)
+    agg = aggregation(cfg)
     units, scores = face_scores(gen, validation["root"], cfg.evaluate.batch_size)
     chosen = choose_rule(agg.rule, group_by_video(units, scores), aggregation=agg)
     frozen = dict(chosen.params)  # fixed from validation alone, before any test face is read
@@ -85,4 +91,4 @@ def mri_mean_stage(cfg: BenchmarkConfig, generator: str, validation: dict,
     return out
 
 
-__all__ = ["MRI_THRESHOLDS", "face_scores", "mri_mean_stage"]
+__all__ = ["MRI_THRESHOLDS", "aggregation", "face_scores", "mri_mean_stage"]

@@ -88,7 +88,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = Fals
     evals["mri_mean"] = st.run(
         "eval_mri_mean", {"export": export["fingerprint"], "evaluate": to_dict(cfg.evaluate),
                           "faces": {k: v["fingerprint"] for k, v in face_sets.items()},
-                          "thresholds": list(generator_score.MRI_THRESHOLDS)},
+                          "aggregation": to_dict(generator_score.aggregation(cfg))},
         lambda f: generator_score.mri_mean_stage(cfg, export["generator"],
                                                  face_sets["validation"], tests, f, log=log))
     quality = st.run("gan_quality", {"export": export["fingerprint"],
