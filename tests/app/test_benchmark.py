@@ -144,6 +144,9 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
     assert not test_ids & set(card["training_data"]["train_identities"])
     assert card["limits"] and all(isinstance(s, str) for s in card["limits"])
     assert 0 <= card["settings"]["fp16_max_mri_difference"] < 0.05
+    mean_mri = card["held_out"]["mean_mri"]
+    assert mean_mri["fake"]["n"] + mean_mri["real"]["n"] == q["fake"]["n"] + q["real"]["n"]
+    assert mean_mri["fake"]["true"] > mean_mri["real"]["true"]  # fakes differ from originals
     assert MRIGenerator.load(shipped, device="cpu").image_size == 32
 
     # a rerun skips every stage and reproduces the table

@@ -137,6 +137,7 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
             "mean_ssim": {lab: {"n": q[lab]["n"], "generator": _num(q[lab]["mean_ssim"]),
                                 "all_black": _num(q[lab]["mean_ssim_black"])}
                           for lab in ("fake", "real")},
+            "mean_mri": (checks or {}).get("mean_mri"),
             "what": "mean SSIM of the predicted vs the true MRI on faces of the held-out "
                     "identity (true MRIs from its original video); an all-black map scores ~1 "
                     "on real faces, so only the fake row shows whether the generator is useful"},
