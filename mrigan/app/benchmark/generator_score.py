@@ -73,7 +73,8 @@ def mri_mean_stage(cfg: BenchmarkConfig, generator: str, validation: dict,
     out: dict = {"aggregation": {"rule": agg.rule, "params": chosen.params,
                                  "objective": agg.objective, "validation_value": chosen.value,
                                  "description": describe(agg.rule, **chosen.params)
-                                 + " (a face's score: its mean MRI)"},
+                                 + f" (a face's score: its mean MRI; face threshold "
+                                   f"{chosen.params['threshold']:g})"},
                  "validation_videos": len({u["video"] for u in units}), "test_sets": {},
                  "generator": generator}
     for name, t in tests.items():
