@@ -43,6 +43,7 @@ from mrigan.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mrigan.device import autocast, resolve_device
 from mrigan.errors import InputValueError
 from mrigan.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from mrigan.model_card import validate_card
 from mrigan.models import (
     GENERATORS,
     UnitRangeGenerator,
@@ -104,6 +105,8 @@ class MRIGenerator:
                                                                              errors="replace")
                      else path)
         arch = validate_architecture(architecture or arch, arch_file)
+        if "model_card" in metadata:
+            validate_card(metadata["model_card"], side)
         state = convert_reference_state_dict(state)
         check_state_fits(state, arch, path)
         net = generator_from_architecture(arch)
@@ -355,12 +358,16 @@ def _safetensors_metadata(path: Path) -> dict:
     return data
 
 
-def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> tuple[Path, Path]:
+def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+                     dtype: torch.dtype | None = None,
+                     card: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write a training checkpoint's generator as ``out`` (.safetensors) + ``out``.json.
 
     The architecture is stored in both the sidecar and the safetensors header, so either file
     alone is enough for :meth:`MRIGenerator.load`; the sidecar also records provenance (source
-    checkpoint and its SHA-256, step, held-out mean SSIM, the training config).
+    checkpoint and its SHA-256, step, held-out mean SSIM, the training config). ``dtype``
+    (e.g. ``torch.float16``) stores the floating-point weights in that type (they are cast back
+    to fp32 on load); ``card``: a model card (:mod:`mrigan.model_card`) for the sidecar.
     """
     from safetensors.torch import save as save_safetensors
 
@@ -374,16 +381,22 @@ def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike) -> t
         raise CheckpointError(f"{checkpoint}: not a training checkpoint recording its architecture")
     arch = validate_architecture(arch, checkpoint)
     check_state_fits(convert_reference_state_dict(state), arch, checkpoint)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    if card is not None:
+        validate_card(card, out)
+    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
+               .detach().cpu().contiguous() for k, v in state.items()}
     header = {"format": EXPORT_FORMAT, "architecture": arch,
               "image_size": arch["image_size"], "mrigan_version": __version__}
     atomic_write_bytes(out, save_safetensors(tensors, metadata={"mrigan": json.dumps(header)}))
     sidecar = {**header,
                "input": "RGB faces, float (N, 3, S, S) in [0, 1]; MRIGenerator resizes to S",
                "output": "MRI (N, 3, S, S) in [0, 1], ~ clip(1 - SSIM(real, face), 0, 1)",
+               "dtype": str(dtype or "as trained").replace("torch.", ""),
                "source_checkpoint": str(checkpoint), "source_sha256": sha256_file(checkpoint),
                "step": meta.get("step"), "held_out_eval_at_step": meta.get("eval_at_step"),
                "best_step": meta.get("best_step"), "best_mean_ssim": meta.get("best_mean_ssim"),
                "training_config": meta.get("config")}
+    if card is not None:
+        sidecar["model_card"] = card
     atomic_write_json(sidecar_path(out), sidecar)
     return out, sidecar_path(out)

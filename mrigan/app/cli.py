@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("mrigan.app.commands.analyze", "artifact maps and verdicts for videos/images"),
     "benchmark": ("mrigan.app.commands.benchmark",
                   "the paper's protocol end to end: split, MRI-DF, GAN, detectors, table"),
+    "ship-generator": ("mrigan.app.commands.ship_generator",
+                       "a benchmark run's generator as the package's default (fp16 + model card)"),
     "demo": ("mrigan.app.commands.demo", "end-to-end demo on embedded data"),
 }
 

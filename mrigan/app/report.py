@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mrigan.app.report_card import CARD_CSS, card_html, verdict_warning_html
 from mrigan.fileio import atomic_save_image, atomic_write_bytes, atomic_write_text
 from mrigan.perceptual import mri_to_uint8
 
@@ -234,12 +235,13 @@ def _coverage_html(entry: Mapping[str, Any], low: float | None) -> str:
 
 
 def _input_section(root: Path, entry: Mapping[str, Any], worst_k: int,
-                   low_coverage: float | None = None) -> str:
+                   low_coverage: float | None = None, generator: Mapping | None = None) -> str:
     path = html.escape(entry["path"])
     if entry["status"] != "analysed":
         return ""
     parts = [f'<section class="input" id="{html.escape(entry["dir"])}">',
              f'<h2>{path}</h2>', _verdict_html(entry["verdict"]),
+             verdict_warning_html(generator or {}, entry["verdict"]),
              _coverage_html(entry, low_coverage)]
     meta = [f'{entry.get("kind")}', f'{entry.get("frames_read", 0)} frames analysed',
             f'{entry.get("faces", 0)} faces in {len(entry.get("tracks", []))} track(s)']
@@ -365,7 +367,7 @@ def render_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *,
     verdicts = ", ".join(f"{v} {k}" for k, v in summary.get("verdicts", {}).items())
     head = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        "<title>mrigan report</title>", f"<style>{_CSS}</style></head><body>",
+        "<title>mrigan report</title>", f"<style>{_CSS}{CARD_CSS}</style></head><body>",
         "<h1>mrigan artifact-map report</h1>",
         f'<div class="summary" id="summary">{summary.get("inputs", 0)} input(s): '
         f'<b>{summary.get("analysed", 0)} analysed</b>'
@@ -382,11 +384,12 @@ def render_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *,
         + (f'; detector: <code>{html.escape(str(det.get("path", "")))}</code>' if det else
            "; no detector: faces are scored by their mean MRI")
         + ". A verdict is a screening aid to be read with the maps, not proof.</p>",
+        card_html(gen),
     ]
     body = [_overview(results.get("inputs", []))]
     # the analysis' report.low_coverage (absent from results of older versions: no warning)
     low = ((results.get("config") or {}).get("report") or {}).get("low_coverage")
-    body += [_input_section(root, e, worst_k, low) for e in results.get("inputs", [])]
+    body += [_input_section(root, e, worst_k, low, gen) for e in results.get("inputs", [])]
     text = "\n".join(head + body + ["</body></html>", ""])
     dest = root / filename
     atomic_write_text(dest, text)

@@ -4,19 +4,24 @@ every stage and gives the same table, a changed setting is refused naming its ke
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from datasets_builders.build_config import BuildSourceConfig
 from detectors.config import DetectorConfig
 from detectors.train import split_rows
 from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.generator_score import MRI_THRESHOLDS
 from mrigan.app.benchmark.split import split_stage
 from mrigan.app.benchmark.stages import STAGE_FILE
 from mrigan.app.cli import main
 from mrigan.config import load_config
+from mrigan.inference import MRIGenerator
 from mrigan.mri_df_format import read_manifest
 
 TINY = [
@@ -29,7 +34,7 @@ TINY = [
     "detector.set.train.max_steps=2", "evaluate.bootstrap=20",
 ]
 STAGES = ("split", "mri_df", "heldout_mri_df", "gan", "export", "detector_plain", "detector_mri",
-          "faces_validation", "faces_test", "faces_labelled", "eval_plain", "eval_mri", "gan_quality", "report")
+          "faces_validation", "faces_test", "faces_labelled", "eval_plain", "eval_mri", "eval_mri_mean", "gan_quality", "report")
 PAPER_COLUMNS = ("accuracy", "auc", "precision", "recall", "f1", "eer", "ap")
 
 
@@ -60,10 +65,10 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
     first = capsys.readouterr().out
     summary = json.loads((out / "report" / "benchmark.json").read_text())
 
-    # the table: both detectors, the paper's columns, with n and CIs
+    # the table: both detectors and the generator alone, the paper's columns, with n and CIs
     rows = summary["table"]
     assert {(r["test_set"], r["detector"]) for r in rows} == {
-        (s, d) for s in ("test", "labelled") for d in ("plain", "mri")}
+        (s, d) for s in ("test", "labelled") for d in ("plain", "mri", "mri_mean")}
     for r in rows:
         for key in PAPER_COLUMNS:
             assert key in r and key in r["ci95"]
@@ -95,12 +100,54 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
     val_faces = read_manifest(summary["face_sets"]["validation"]["root"], require_mri=False)
     assert {r["identity"] for r in val_faces} == set(split["val"]["identities"])
 
+    # the generator alone (mri_mean): a face's score is the exported generator's mean MRI
+    # (recomputed here with MRIGenerator), its rule chosen on the 2 validation videos
+    mm = summary["evaluations"]["mri_mean"]
+    assert mm["aggregation"]["rule"] == "count"
+    assert mm["aggregation"]["params"]["threshold"] in MRI_THRESHOLDS
+    record = json.loads((out / "eval_mri_mean" / STAGE_FILE).read_text())
+    assert record["result"]["validation_videos"] == 2
+    gen = MRIGenerator.load(out / "export" / "generator.safetensors", device="cpu")
+    faces_csv = out / "eval_mri_mean" / "report" / "predictions" / "test_faces.csv"
+    scored = {r["image"]: float(r["p_fake"]) for r in csv.DictReader(faces_csv.open())}
+    assert {Path(r["image"]).name for r in test_faces} == {Path(i).name for i in scored}
+    root = Path(summary["face_sets"]["test"]["root"])
+    for image, score in list(scored.items())[:3]:
+        face = np.asarray(Image.open(root / image).convert("RGB"))
+        assert score == pytest.approx(float(gen.predict(face).mean()), abs=1e-5)
+    assert "mri_mean" in md and "roc_test.png" in md
+
     # GAN quality on held-out identities, with the all-black baseline beside it
     q = summary["gan_quality"]
     assert q["fake"]["n"] > 0 and q["real"]["n"] > 0
     assert q["real"]["mean_ssim_black"] == pytest.approx(1.0, abs=1e-6)
     assert q["fake"]["mean_ssim_black"] < 1.0
     assert set(q["identities"]) == test_ids
+
+    # ship-generator: the run's generator as fp16 weights whose model card holds THIS run's
+    # held-out figures (mri_mean rows, GAN quality) and the threshold chosen on validation
+    shipped = tmp_path / "shipped" / "g.safetensors"
+    assert main(["ship-generator", str(out), "--out", str(shipped)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    side = json.loads(shipped.with_suffix(".json").read_text())
+    card = side["model_card"]
+    assert side["dtype"] == "float16"
+    for r in rows:
+        if r["detector"] == "mri_mean":
+            fig = card["video_level"][r["test_set"]]
+            assert fig["videos"] == r["videos"]
+            assert fig["auc"] == pytest.approx(r["auc"], abs=1e-4)
+    assert card["verdict"]["mri_threshold"] == mm["aggregation"]["params"]["threshold"]
+    assert card["held_out"]["mean_ssim"]["fake"]["generator"] == pytest.approx(
+        q["fake"]["mean_ssim"], abs=1e-4)
+    assert card["training_data"]["held_out_identities"] == sorted(test_ids)
+    assert not test_ids & set(card["training_data"]["train_identities"])
+    assert card["limits"] and all(isinstance(s, str) for s in card["limits"])
+    assert 0 <= card["settings"]["fp16_max_mri_difference"] < 0.05
+    mean_mri = card["held_out"]["mean_mri"]
+    assert mean_mri["fake"]["n"] + mean_mri["real"]["n"] == q["fake"]["n"] + q["real"]["n"]
+    assert mean_mri["fake"]["true"] > mean_mri["real"]["true"]  # fakes differ from originals
+    assert MRIGenerator.load(shipped, device="cpu").image_size == 32
 
     # a rerun skips every stage and reproduces the table
     assert main(_argv(shared_data, out)) == 0
@@ -137,7 +184,7 @@ def test_split_stage_reads_dataset_layouts(tmp_path, shared_data):
     assert splits["test"]["fakes"] >= 1
 
 
-@pytest.mark.parametrize("preset", ["cpu", "paper"])
+@pytest.mark.parametrize("preset", ["cpu", "paper", "default_generator"])
 def test_presets_resolve_both_detectors_with_one_backbone_and_budget(preset):
     """Each preset's GAN and detector configs load; plain and MRI share backbone, weights,
     size and budget, and differ in their input."""
@@ -147,7 +194,7 @@ def test_presets_resolve_both_detectors_with_one_backbone_and_budget(preset):
     cfg = load_config(BenchmarkConfig, PROJECT_ROOT / "configs" / f"benchmark_{preset}.yaml")
     assert cfg.name == f"benchmark_{preset}"
     gan = models.gan_settings(cfg)
-    assert gan["model"]["image_size"] == (64 if preset == "cpu" else 256)
+    assert gan["model"]["image_size"] == {"cpu": 64, "paper": 256, "default_generator": 128}[preset]
     plain, mri = (models.detector_settings(cfg, k) for k in ("plain", "mri"))
     assert plain["model"] == mri["model"] and plain["data"] == mri["data"]
     budget = ("epochs", "max_steps", "batch_size", "lr", "seed", "loss")

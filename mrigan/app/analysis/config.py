@@ -41,8 +41,12 @@ class AnalyzeVerdictConfig:
 
     rule: str = "count"
     detector_threshold: float = 0.7  # face threshold on P(fake) (paper, MRI method: 0.7)
-    mri_threshold: float = 0.08  # face threshold on the mean MRI when there is no detector
-    fake_fraction: float = 0.3  # "count": fake when more than this share of faces is above
+    # face threshold on the mean MRI when there is no detector; null: the generator's model
+    # card's (chosen on validation videos), else 0.08 (mrigan.model_card.DEFAULT_MRI_THRESHOLD)
+    mri_threshold: float | None = None
+    # "count": fake when more than this share of faces is above; null: the card's (without a
+    # detector), else 0.3
+    fake_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ def validate_config(cfg: AnalyzeConfig) -> AnalyzeConfig:
     vc = cfg.verdict
     for key in ("detector_threshold", "mri_threshold", "fake_fraction"):
         value = getattr(vc, key)
+        if value is None and key != "detector_threshold":
+            continue  # resolved from the generator's card or the defaults (analysis.card)
         _check(_finite(value) and 0 <= value <= 1, f"verdict.{key}", value, "a number in [0, 1]")
     rc = cfg.report
     _check(rc.worst_k >= 1, "report.worst_k", rc.worst_k, "an integer >= 1")

@@ -39,6 +39,7 @@ from datasets_builders.faces import (
     iter_face_tracks,
 )
 from datasets_builders.frames import VideoDecodeError
+from mrigan.app.analysis.card import card_info, generator_card, resolve_verdict
 from mrigan.app.analysis.config import AnalyzeConfig, validate_config
 from mrigan.app.analysis.inputs import (
     ImageReadError,
@@ -176,6 +177,10 @@ class Analyzer:
         self.generator_name = describe_model(self.generator, generator)
         check_finite_weights(self.generator, self.generator_name)
         self.generator_info["image_size"] = int(self.generator.image_size)
+        card = generator_card(self.generator)  # null verdict values: the card's, else defaults
+        self.config, self.generator_info["verdict_from"] = resolve_verdict(
+            self.config, card, detector is not None)
+        self.generator_info["card"] = card_info(card, detector is not None)
         self.detector = None
         self.detector_info = None
         self.detector_name = "detector"

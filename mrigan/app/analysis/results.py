@@ -169,7 +169,9 @@ def decide_verdict(scores: Sequence[float], cfg: AnalyzeVerdictConfig, score_sou
     threshold = cfg.detector_threshold if score_source == "detector" else cfg.mri_threshold
     label, score, used = aggregate.decide(cfg.rule, scores, threshold=threshold,
                                           fraction=cfg.fake_fraction)
-    what = "the detector's P(fake)" if score_source == "detector" else "its mean MRI"
+    # describe() prints 2 decimals; a mean-MRI threshold can be 0.001 (a card's), so say it
+    what = ("the detector's P(fake)" if score_source == "detector"
+            else f"its mean MRI; face threshold {threshold:g}")
     explanation = f"{aggregate.describe(cfg.rule, **used)} (a face's score: {what})"
     return Verdict(label=label, score=float(score), rule=cfg.rule, score_source=score_source,
                    thresholds={k: float(v) for k, v in used.items()}, faces=len(scores),

@@ -2,7 +2,8 @@
 
 split -> mri_df (training identities) + heldout_mri_df (test identities, GAN quality only)
 -> gan -> export -> detector_plain, detector_mri -> face sets (validation, test, labelled)
--> eval_plain, eval_mri -> gan_quality -> report. See :mod:`mrigan.app.benchmark.stages` for
+-> eval_plain, eval_mri, eval_mri_mean (the generator alone: a face's score is its mean MRI,
+the analyst's default path) -> gan_quality -> report. See :mod:`mrigan.app.benchmark.stages` for
 how each stage is skipped, resumed or refused.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mrigan.app.benchmark import data, evaluation, models, report
+from mrigan.app.benchmark import data, evaluation, generator_score, models, report
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.split import split_stage
 from mrigan.app.benchmark.stages import BenchmarkError, Stages, file_hash
@@ -84,6 +85,12 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = Fals
                             lambda f, t=trained, g=gen: evaluation.eval_stage(
                                 cfg, t["checkpoint"], face_sets["validation"], tests, f, g,
                                 log=log))
+    evals["mri_mean"] = st.run(
+        "eval_mri_mean", {"export": export["fingerprint"], "evaluate": to_dict(cfg.evaluate),
+                          "faces": {k: v["fingerprint"] for k, v in face_sets.items()},
+                          "aggregation": to_dict(generator_score.aggregation(cfg))},
+        lambda f: generator_score.mri_mean_stage(cfg, export["generator"],
+                                                 face_sets["validation"], tests, f, log=log))
     quality = st.run("gan_quality", {"export": export["fingerprint"],
                                      "heldout": heldout["fingerprint"]},
                      lambda f: evaluation.gan_quality_stage(cfg, export["generator"],

@@ -1,6 +1,10 @@
-"""``mrigan analyze INPUT... --generator G.safetensors [--detector D] --out DIR``.
+"""``mrigan analyze INPUT... [--generator G.safetensors] [--detector D] --out DIR``.
 
 Artifact maps and verdicts for suspicious videos and images; see :mod:`mrigan.app.analysis`.
+Without ``--generator`` the package's default generator is used
+(``mrigan/weights/default_generator.safetensors``, made by ``mrigan ship-generator``; its model
+card gives the verdict threshold and its limits, and when the card says it cannot tell real
+from fake on held-out videos every verdict line carries that warning).
 Exit status: 0 when at least one input was analysed (others that could not be are listed in
 the summary and the report), 1 when none could be, 2 for a bad request (e.g. ``--out`` inside an
 input folder, a bad config value, weights holding NaN): one line from the CLI, before any work.
@@ -14,14 +18,17 @@ from pathlib import Path
 
 from mrigan.app.analysis import AnalyzeConfig, AnalyzeError, Analyzer, validate_config
 from mrigan.config import add_config_arguments, config_from_args
+from mrigan.model_card import DEFAULT_GENERATOR
 from mrigan.outputs import check_output_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                         help="video files, images, or folders of them (searched recursively)")
-    parser.add_argument("--generator", required=True, type=Path,
-                        help="MRI-GAN generator weights (.safetensors from `mrigan export-generator`)")
+    parser.add_argument("--generator", type=Path, default=None,
+                        help="MRI-GAN generator weights (.safetensors from `mrigan "
+                             "export-generator`; default: the shipped default generator, "
+                             f"{DEFAULT_GENERATOR})")
     parser.add_argument("--detector", type=Path, default=None,
                         help="optional detector weights; without one, faces are scored by mean MRI")
     parser.add_argument("--out", type=Path, default=None,
@@ -44,12 +51,27 @@ def run(args: argparse.Namespace) -> int:
     cfg = validate_config(config_from_args(AnalyzeConfig, args))  # before any work
     out = args.out or Path("runs") / cfg.name
     check_output_dir(out, args.inputs)  # before loading any model
-    for path in (args.generator, args.detector):
+    generator = args.generator
+    if generator is None:
+        generator = DEFAULT_GENERATOR
+        if not generator.is_file():
+            raise AnalyzeError("the default generator's weights are missing from this "
+                               "installation (reinstall mrigan, or give --generator)", generator)
+        print(f"no --generator given: using the default generator {generator}")
+    for path in (generator, args.detector):
         if path is not None and not path.is_file():
             raise AnalyzeError("no such weights file", path)
-    analyzer = Analyzer(args.generator, args.detector, cfg)
+    analyzer = Analyzer(generator, args.detector, cfg)
+    card = analyzer.generator_info.get("card")
+    if card:
+        print(f"generator card: {card['summary']}")
+        print(f"verdict: {cfg.verdict.rule} rule, mean-MRI face threshold "
+              f"{analyzer.config.verdict.mri_threshold:g}, fraction "
+              f"{analyzer.config.verdict.fake_fraction:g} (from "
+              f"{analyzer.generator_info['verdict_from']})")
+    warning = (card or {}).get("warning", "")
     results = analyzer.run(args.inputs, out, progress=not args.no_progress,
-                           on_input=_print_input)
+                           on_input=lambda r: _print_input(r, warning))
     s = results.summary()
     skipped = ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "none"
     verdicts = ", ".join(f"{v} {k}" for k, v in s["verdicts"].items()) or "none"
@@ -60,10 +82,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if s["analysed"] else 1
 
 
-def _print_input(r) -> None:
+def _print_input(r, warning: str = "") -> None:
     if r.analysed:
         v = r.verdict
         print(f"{r.path}: {v.label.upper()} ({v.explanation}; {r.faces} faces, "
-              f"{len(r.tracks)} track(s))")
+              f"{len(r.tracks)} track(s))" + (f" - WARNING: {warning}" if warning else ""))
     else:
         print(f"{r.path}: not analysed, {r.status}: {r.reason}", file=sys.stderr)

@@ -30,7 +30,8 @@ from mrigan.config import (
     parse_overrides,
 )
 
-PRESETS = {"cpu": "configs/benchmark_cpu.yaml", "paper": "configs/benchmark_paper.yaml"}
+PRESETS = {"cpu": "configs/benchmark_cpu.yaml", "paper": "configs/benchmark_paper.yaml",
+           "default_generator": "configs/benchmark_default_generator.yaml"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

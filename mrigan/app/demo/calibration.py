@@ -11,6 +11,7 @@ import numpy as np
 from detectors.aggregate import VideoScores, grid_search
 from mrigan import perceptual
 from mrigan.app.demo.config import DemoConfig
+from mrigan.model_card import DEFAULT_FAKE_FRACTION
 from mrigan.mri_df_format import MriDfDataset, read_manifest
 
 
@@ -53,10 +54,12 @@ def held_out_figures(cfg: DemoConfig, gen, data_root: Path, log=print):
         val = generator_figures(gen, data_root, "val")
         if len(set(val["labels"])) == 2:
             verdict = analyze_cfg.verdict
-            thr, bacc = calibrate_mri_threshold(val["scores"], val["labels"],
-                                                verdict.fake_fraction, verdict.rule)
-            analyze_cfg = dataclasses.replace(
-                analyze_cfg, verdict=dataclasses.replace(verdict, mri_threshold=thr))
+            fraction = (DEFAULT_FAKE_FRACTION if verdict.fake_fraction is None
+                        else verdict.fake_fraction)
+            thr, bacc = calibrate_mri_threshold(val["scores"], val["labels"], fraction,
+                                                verdict.rule)
+            analyze_cfg = dataclasses.replace(analyze_cfg, verdict=dataclasses.replace(
+                verdict, mri_threshold=thr, fake_fraction=fraction))
             calibration = {"mri_threshold": thr, "val_balanced_accuracy": bacc,
                            "val_pairs": val["pairs"]}
             log(f"  verdict face threshold (mean MRI) {thr:.4f}, chosen on {val['pairs']} "

@@ -77,7 +77,7 @@ def _demo_gan() -> GanConfig:
 
 def _demo_analyze() -> AnalyzeConfig:
     return AnalyzeConfig(name="report", frames=AnalyzeFramesConfig(every=2),
-                         faces=AnalyzeFacesConfig(max_side=None), verdict=AnalyzeVerdictConfig(rule="count"))
+                         faces=AnalyzeFacesConfig(max_side=None), verdict=AnalyzeVerdictConfig(rule="count", fake_fraction=0.3))
 
 
 @dataclass(frozen=True)
