@@ -168,6 +168,16 @@ def run_baseline(pairs: list[tuple[Path, Path]], frames: int, size: int) -> tupl
     return n_pairs, wall, cpu
 
 
+def warm_up() -> None:
+    """JIT-compile the fused SSIM kernel (numba, cached per process) before the timed builds, so
+    the first one does not pay the compilation the later ones skip."""
+    from mrigan import perceptual
+
+    a = torch.rand(2, 3, 64, 64) * 255
+    with torch.no_grad():
+        perceptual.mri_map(a, a.flip(-1), data_range=255.0)  # the builder's call
+
+
 def main() -> None:
     from mrigan.device import cpu_description
 
@@ -184,6 +194,8 @@ def main() -> None:
                     help="lever (m): max_side values to compare (none: skip)")
     ap.add_argument("--baseline-frames", type=int, default=8,
                     help="first K frames of each video for the original approach (0: skip it)")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="timings of the default build (b); the fastest is printed")
     ap.add_argument("--levers", action="store_true",
                     help="also time the build without the decode memo and background decoding")
     args = ap.parse_args()
@@ -214,10 +226,14 @@ def main() -> None:
               f"pairs: {n_base} fake pairs in {t_base:.1f} s = {base_rate:.2f} fake pairs/s "
               f"({base_cpu:.2f} per CPU-second)", flush=True)
 
-    summary, wall, fakes, cpu = run_build(args.data, args)
+    warm_up()  # compile the fused SSIM kernel (numba) outside every timed build
+    # best of --repeats: the first build in a process also pays one-off costs (allocator,
+    # first MTCNN passes at each crop size) that the later variants do not
+    summary, wall, fakes, cpu = min((run_build(args.data, args) for _ in range(args.repeats)),
+                                    key=lambda r: r[1])
     build_fps = summary.frames_decoded / wall
     print(f"(b) build, defaults (every 3rd, faces followed, 1 proc, {args.threads} torch "
-          f"thread(s)): {summary.frames_decoded} sampled frames in {wall:.1f} s = "
+          f"thread(s), best of {args.repeats}): {summary.frames_decoded} sampled frames in {wall:.1f} s = "
           f"{build_fps:.1f} frames/s = {build_fps / dec_fps:.2f} of decode-only; "
           f"{summary.pairs_written} pairs ({summary.pairs_written / wall:.1f} pairs/s), {fakes} "
           f"fake pairs ({fakes / wall:.2f} fake pairs/s); per CPU-second "

@@ -5,6 +5,7 @@ every stage and gives the same table, a changed setting is refused naming its ke
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,12 +16,13 @@ from PIL import Image
 from datasets_builders.build_config import BuildSourceConfig
 from detectors.config import DetectorConfig
 from detectors.train import split_rows
-from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark import data as data_mod
+from mrigan.app.benchmark.config import BenchmarkConfig, DataSettings
 from mrigan.app.benchmark.generator_score import MRI_THRESHOLDS
 from mrigan.app.benchmark.split import split_stage
 from mrigan.app.benchmark.stages import STAGE_FILE
 from mrigan.app.cli import main
-from mrigan.config import load_config
+from mrigan.config import ConfigError, load_config
 from mrigan.inference import MRIGenerator
 from mrigan.mri_df_format import read_manifest
 
@@ -200,3 +202,26 @@ def test_presets_resolve_both_detectors_with_one_backbone_and_budget(preset):
     budget = ("epochs", "max_steps", "batch_size", "lr", "seed", "loss")
     assert [plain["train"][k] for k in budget] == [mri["train"][k] for k in budget]
     assert (plain["input"]["name"], mri["input"]["name"]) == ("plain", "mri")
+
+
+def test_mri_df_builds_detect_faces_on_every_sampled_frame_unless_asked(tmp_path, monkeypatch):
+    """The benchmark's MRI-DF builds run MTCNN on every sampled frame (the paper; the shipped
+    generator's card was made so), not the builder's faster default; a run made before the
+    setting existed keeps its stage fingerprint (the key is left out at 1)."""
+    cfg = load_config(BenchmarkConfig, Path(__file__).parents[2] / "configs/benchmark_cpu.yaml")
+    assert cfg.data.detect_every == 1 and "detect_every" not in data_mod.mri_df_settings(cfg)
+    three = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, detect_every=3))
+    assert data_mod.mri_df_settings(three)["detect_every"] == 3
+    seen = []
+
+    def spy(build, log=print):
+        seen.append(build)
+        raise RuntimeError("stop after the config is made")
+
+    monkeypatch.setattr(data_mod, "build_mri_df", spy)
+    for c in (cfg, three):
+        with pytest.raises(RuntimeError, match="stop after"):
+            data_mod.build_stage(c, str(tmp_path / "x.csv"), tmp_path / "mri_df", val=0.3)
+    assert [b.detect_every for b in seen] == [1, 3]
+    with pytest.raises(ConfigError, match="detect_every"):
+        DataSettings(detect_every=0)

@@ -40,6 +40,10 @@ class DataSettings:
     max_side: int | None = 960  # frames are shrunk to this longest side for face detection
     max_faces: int = 32  # face sets: crops kept per video
     augment_fraction: float = 0.0  # MRI-DF augmentation (the paper's; 0: none)
+    # MRI-DF builds: whole-frame MTCNN on every k-th sampled frame, faces followed in between
+    # (``BuildConfig.detect_every``). 1 = every sampled frame, the paper's protocol and what the
+    # shipped default generator's card was made with; the builder's own default is 3 (faster).
+    detect_every: int = 1
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -48,6 +52,8 @@ class DataSettings:
             raise ConfigError(f"data.max_frames must be >= 1 or null, got {self.max_frames}")
         if self.size < 16:
             raise ConfigError(f"data.size must be >= 16, got {self.size}")
+        if self.detect_every < 1:
+            raise ConfigError(f"data.detect_every must be >= 1, got {self.detect_every}")
         if self.max_faces < 1:
             raise ConfigError(f"data.max_faces must be >= 1, got {self.max_faces}")
 

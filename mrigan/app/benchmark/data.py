@@ -34,9 +34,12 @@ def face_settings(cfg: BenchmarkConfig) -> FaceDetectionConfig:
 
 def mri_df_settings(cfg: BenchmarkConfig) -> dict:
     d = cfg.data
-    return {"every": d.every, "max_frames": d.max_frames, "size": d.size,
-            "max_side": d.max_side, "augment_fraction": d.augment_fraction,
-            "val": cfg.split.val, "seed": cfg.split.seed}
+    settings = {"every": d.every, "max_frames": d.max_frames, "size": d.size,
+                "max_side": d.max_side, "augment_fraction": d.augment_fraction,
+                "val": cfg.split.val, "seed": cfg.split.seed}
+    if d.detect_every != 1:  # added later: left out at 1 so earlier runs' stages stay valid
+        settings["detect_every"] = d.detect_every
+    return settings
 
 
 def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float,
@@ -45,7 +48,7 @@ def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float
     build = BuildConfig(
         out=str(folder / "data"), sources=(BuildSourceConfig(kind="csv", root=csv_path),),
         every=cfg.data.every, max_frames=cfg.data.max_frames, seed=cfg.split.seed,
-        progress=False, faces=face_settings(cfg),
+        detect_every=cfg.data.detect_every, progress=False, faces=face_settings(cfg),
         augment=BuildAugmentConfig(augment_fraction=cfg.data.augment_fraction),
         split=BuildSplitConfig(val=val, test=0.0))
     summary = build_mri_df(build, log=log)
