@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mrigan import analyze
 from mrigan.app.cli import main as cli
 from mrigan.fileio import sha256_file
 from mrigan.inference import MRIGenerator, sidecar_path
@@ -146,3 +147,16 @@ def test_set_threshold_overrides_the_card_and_old_or_bad_sidecars(shared_data, f
                 str(tmp_path / "out3"), *FAST]) == 2
     err = capsys.readouterr().err
     assert str(sidecar_path(weights)) in err and "limits" in err
+
+
+def test_python_analyze_without_generator_uses_the_default_and_its_card(ff_examples):
+    """``mrigan.analyze(path)`` (the library entry point) takes the shipped generator and its
+    card's verdict threshold, like the command line."""
+    results = analyze(ff_examples / "ex_deepfakes.png")
+    info = results.generator
+    assert info["sha256"] == sha256_file(DEFAULT_GENERATOR)
+    card = _card(DEFAULT_GENERATOR)
+    assert info["card"]["tells_real_from_fake"] == card["tells_real_from_fake"]
+    assert info["verdict_from"] == "the generator's model card"
+    (only,) = results.inputs
+    assert only.analysed and only.faces >= 1

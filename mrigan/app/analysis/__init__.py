@@ -58,6 +58,7 @@ from mrigan.app.analysis.results import (
     decide_verdict,
 )
 from mrigan.app.analysis.schema import RESULTS_SCHEMA, RESULTS_SCHEMA_VERSION, SKIP_REASONS
+from mrigan.model_card import DEFAULT_GENERATOR
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -94,17 +95,21 @@ __all__ = [
 ]
 
 
-def analyze(paths: str | os.PathLike | Iterable[str | os.PathLike], generator: Any,
+def analyze(paths: str | os.PathLike | Iterable[str | os.PathLike], generator: Any = None,
             detector: Any = None, *, out_dir: str | os.PathLike | None = None,
             config: AnalyzeConfig | None = None, progress: bool = False) -> AnalysisResults:
     """Analyse videos, images or folders of them; see the module docstring.
 
-    ``generator``: an exported ``.safetensors`` path or a loaded ``MRIGenerator``. ``detector``:
+    ``generator``: an exported ``.safetensors`` path or a loaded ``MRIGenerator``; ``None``: the
+    shipped default generator (:data:`mrigan.model_card.DEFAULT_GENERATOR`; read its card's
+    limits: it cannot tell real from fake on held-out videos). ``detector``:
     optional, a weights path or an object with ``predict_proba(faces=, mris=)``. Without
     ``out_dir`` nothing is written and the results hold the figures only.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    if generator is None:
+        generator = DEFAULT_GENERATOR
     return Analyzer(generator, detector, config).run(paths, out_dir, progress=progress)
 
 
