@@ -128,3 +128,20 @@ def test_bad_explain_settings_are_refused_before_any_work(setup, override, messa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert message in err
+
+
+def test_lime_runs_only_on_the_faces_the_report_shows(setup, lime_runs):
+    """LIME costs n_samples detector passes per face: with ``report.worst_k=1`` only the
+    highest-scoring face gets one (the same map as in the all-faces run), the others none."""
+    rc, out = _analyze(setup, "lime_top1", "--set", "report.explain=lime", "--set",
+                       f"report.lime.n_samples={LIME_SAMPLES}", "--set", "report.worst_k=1")
+    assert rc == 0
+    faces = _faces(out)
+    assert len(faces) >= 2
+    top = max(faces, key=lambda f: f["score"])  # first of the highest, as the report orders
+    assert [f for f in faces if "lime" in f["files"]] == [top]
+    _, out_all = lime_runs[0]
+    same = next(f for f in _faces(out_all) if f["frame"] == top["frame"] and f["box"] == top["box"])
+    np.testing.assert_array_equal(read_image(out / top["files"]["lime"]),
+                                  read_image(out_all / same["files"]["lime"]))
+    assert Path(top["files"]["lime"]).name in (out / "report.html").read_text(encoding="utf-8")

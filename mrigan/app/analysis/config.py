@@ -59,7 +59,7 @@ class AnalyzeReportConfig:
     low_coverage: float = 0.5
     # with a frame detector, what explains its score over each face: gradcam (detectors.explain)
     # | lime (detectors.lime_explain, optional extra mrigan[lime]; lime.n_samples forward
-    # passes per face, so much slower than gradcam on long videos) | none
+    # passes per face, so it runs only on the worst_k faces the report shows) | none
     explain: str = "gradcam"
     lime: LimeConfig = field(default_factory=LimeConfig)  # settings for explain=lime (seeded)
 

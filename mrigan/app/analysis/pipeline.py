@@ -77,7 +77,7 @@ from mrigan.app.analysis.results import (
 from mrigan.app.report import draw_boxes, save_face_files, timeline_png
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
-from mrigan.fileio import atomic_save_image, sha256_file
+from mrigan.fileio import atomic_save_image, read_image, sha256_file
 from mrigan.outputs import check_output_dir
 
 
@@ -298,8 +298,8 @@ class Analyzer:
         probs = cams = None
         if self.detector is not None:
             probs = fake_probabilities(self.detector, crops, mris, self.detector_name)
-            if out is not None:
-                rc = self.config.report
+            rc = self.config.report
+            if out is not None and rc.explain != "lime":  # LIME: shown faces only, in _finish
                 cams = explanation_overlays(self.detector, crops, mris, rc.explain, rc.lime)
         for k, p in enumerate(pending):
             stats = mri_stats(mris[k])
@@ -339,6 +339,27 @@ class Analyzer:
                 else:
                     heapq.heapreplace(state.worst, entry)
 
+    def _explain_shown(self, state: _InputState, out: Path) -> None:
+        """LIME (``report.lime.n_samples`` detector passes per face) for the faces the report
+        shows only - the ``report.worst_k`` highest face scores, in the report's order - not for
+        every face of a long video. Crops are read back from their lossless PNGs."""
+        rc = self.config.report
+        keys = [(index, slot) for index in state.frame_order
+                for slot in range(len(state.boxes[state.position[index]]))]
+        shown = sorted(keys, key=lambda k: state.faces[k]["score"], reverse=True)[:rc.worst_k]
+        if not shown:
+            return
+        crops = [read_image(out / state.faces[k]["files"]["face"]) for k in shown]
+        mris = as_mri_array(self.generator.predict(np.stack(crops)), len(crops),
+                            self.generator_name)
+        maps = explanation_overlays(self.detector, crops, mris, "lime", rc.lime)
+        if maps is None:  # a detector LIME cannot explain (clip model)
+            return
+        for key, drawn in zip(shown, maps, strict=True):
+            files = state.faces[key]["files"]
+            files["lime"] = files["face"].removesuffix("_face.png") + "_lime.png"
+            atomic_save_image(out / files["lime"], drawn)
+
     def _finish(self, state: _InputState, base: dict[str, Any], sha: str, meta: dict[str, Any],
                 out: Path | None) -> InputResult:
         """Per-frame/per-track results (tracks from the face-track iterator), the verdict, the
@@ -353,6 +374,8 @@ class Analyzer:
                 rel = f"{state.dir}/frames/frame_{index:06d}.jpg"
                 atomic_save_image(out / rel, thumb)
                 thumbs[index] = rel
+            if self.detector is not None and cfg.report.explain == "lime":
+                self._explain_shown(state, out)
         frames = []
         for pos, index in enumerate(state.frame_order):
             faces = []
