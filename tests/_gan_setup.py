@@ -23,6 +23,18 @@ def tiny_config(data_root: Path, out_dir: Path, name: str, *, size: int = 32, wi
         "train": train_cfg})
 
 
+class Killed(Exception):
+    """Stands in for SIGKILL: raised from a step callback, nothing is saved after it."""
+
+
+def kill_at(step: int):
+    """A ``train_gan`` step callback that raises :class:`Killed` at ``step``."""
+    def callback(trainer, at, terms):
+        if at == step:
+            raise Killed
+    return callback
+
+
 def write_tiny_generator(path: Path, size: int = 64, seed: int = 0) -> Path:
     """An untrained small MRI-GAN U-Net saved in the exported format (architecture in the
     safetensors header), read back by MRIGenerator.load like a real export."""

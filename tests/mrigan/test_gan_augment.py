@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 import torch
-from _gan_setup import tiny_config
+from _gan_setup import Killed, kill_at, tiny_config
 
 from datasets_builders.synthetic import write_synthetic_mri_df
 from mrigan import train as train_module
@@ -153,16 +153,9 @@ def test_killed_and_resumed_augmented_run_reaches_the_same_weights(tiny_data, tm
     assert seen == [4] * 8
     plain = train_gan(tiny_config(tiny_data, tmp_path, "plain", **common))
 
-    class Killed(Exception):
-        pass
-
-    def kill_at_5(trainer, step, terms):
-        if step == 5:
-            raise Killed
-
     split_cfg = cfg("split")
     with pytest.raises(Killed):
-        train_gan(split_cfg, callbacks=[kill_at_5])
+        train_gan(split_cfg, callbacks=[kill_at(5)])
     assert load_checkpoint(split_cfg.run_dir / "checkpoints" / "last.pt")["step"] == 3
     resumed = train_gan(split_cfg, resume=True)
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 import torch
-from _gan_setup import tiny_config
+from _gan_setup import Killed, kill_at, tiny_config
 
 import mrigan.device as device_mod
 from datasets_builders.synthetic import write_synthetic_mri_df
@@ -234,17 +234,10 @@ def test_resume_with_workers_reaches_the_single_process_weights(tiny_data, tmp_p
     common = {"max_steps": 8, "checkpoint_every": 4, "eval_every": 4}
     full = train_gan(tiny_config(tiny_data, tmp_path, "full", **common))
 
-    class Killed(Exception):
-        pass
-
-    def kill_at_5(trainer, step, terms):
-        if step == 5:
-            raise Killed
-
     cfg = replace(tiny_config(tiny_data, tmp_path, "workers", **common),
                   data={"num_workers": 2, "prefetch_factor": 3})
     with pytest.raises(Killed):
-        train_gan(cfg, callbacks=[kill_at_5])
+        train_gan(cfg, callbacks=[kill_at(5)])
     assert load_checkpoint(cfg.run_dir / "checkpoints" / "last.pt")["step"] == 4
     resumed = train_gan(cfg, resume=True)
     a, b = load_checkpoint(full.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
@@ -294,17 +287,10 @@ def test_resume_on_cuda_with_pinned_workers_is_exact(tiny_data, tmp_path):
     full = train_gan(replace(tiny_config(tiny_data, tmp_path, "full", dropout=0.0, **common),
                              data={"num_workers": 2}))
 
-    class Killed(Exception):
-        pass
-
-    def kill_at_4(trainer, step, terms):
-        if step == 4:
-            raise Killed
-
     cfg = replace(tiny_config(tiny_data, tmp_path, "split", dropout=0.0, **common),
                   data={"num_workers": 2})
     with pytest.raises(Killed):
-        train_gan(cfg, callbacks=[kill_at_4])
+        train_gan(cfg, callbacks=[kill_at(4)])
     resumed = train_gan(cfg, resume=True)
     a, b = load_checkpoint(full.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
     for k, v in a["generator"].items():  # cuDNN kernels may differ in the last bits

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from _gan_setup import tiny_config
+from _gan_setup import Killed, kill_at, tiny_config
 
 from datasets_builders.synthetic import write_synthetic_mri_df
 from mrigan.app import cli
@@ -30,10 +30,6 @@ def tiny_data(tmp_path_factory):
     torch.set_num_threads(1)
     # 8 identities -> 6 train (6 fakes + 6 reals: 3 batches of 4 per epoch), 2 val
     return write_synthetic_mri_df(tmp_path_factory.mktemp("mri_df"), n_faces=8, size=32)
-
-
-class Killed(Exception):
-    """Stands in for SIGKILL: raised from a step callback, nothing is saved after it."""
 
 
 def _states_equal(a: dict, b: dict) -> list[str]:
@@ -63,13 +59,9 @@ def test_killed_and_resumed_run_reaches_the_same_weights(tiny_data, tmp_path):
     decay = {"decay_steps": 5}  # the lr schedule must survive the resume too
     full = train_gan(replace(tiny_config(tiny_data, tmp_path, "full", **common), optim=decay))
 
-    def kill_at_6(trainer, step, terms):
-        if step == 6:
-            raise Killed
-
     split_cfg = replace(tiny_config(tiny_data, tmp_path, "split", **common), optim=decay)
     with pytest.raises(Killed):
-        train_gan(split_cfg, callbacks=[kill_at_6])
+        train_gan(split_cfg, callbacks=[kill_at(6)])
     ckpt = load_checkpoint(split_cfg.run_dir / "checkpoints" / "last.pt")
     assert ckpt["step"] == 4 and (ckpt["epoch"], ckpt["batch_in_epoch"]) == (1, 1)  # mid-epoch
     resumed = train_gan(split_cfg, resume=True)
