@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _detector_setup import train_tiny_plain_detector
 from _gan_setup import write_tiny_generator
 
 from mrigan.app.cli import main as cli
@@ -257,39 +258,25 @@ def test_report_renders_in_chromium_with_images_and_verdicts(case, chromium):
 def test_detector_scores_faces_and_explains_them(case, ff_examples):
     """With a (tiny, briefly trained) frame detector: each face's score is its P(fake), equal
     to the detector's own output on the saved crop, and a Grad-CAM overlay is saved."""
-    from datasets_builders.synthetic import write_synthetic_mri_df
-    from detectors.config import (
-        DetectorConfig,
-        DetectorDataConfig,
-        DetectorInputConfig,
-        DetectorModelConfig,
-        DetectorTrainConfig,
-    )
     from detectors.inference import load_detector
-    from detectors.train import train_detector
 
     base = case["base"]
-    root = write_synthetic_mri_df(base / "syn_df", n_faces=8, size=64)
-    trained = train_detector(DetectorConfig(
-        name="det", out_dir=str(base / "det_runs"), model=DetectorModelConfig(backbone="tiny-cnn"),
-        input=DetectorInputConfig(name="plain"), data=DetectorDataConfig(root=str(root), image_size=64, workers=0),
-        train=DetectorTrainConfig(max_steps=2, batch_size=4, device="cpu", precision="fp32",
-                          augment=("flip",))), log=lambda *a: None)
+    detector = train_tiny_plain_detector(base)
     out = base / "out_det"
     rc = cli(["analyze", str(ff_examples / "ex_deepfakes.png"), "--generator", str(case["gen"]),
-              "--detector", str(trained.best), "--out", str(out), "--device", "cpu",
+              "--detector", str(detector), "--out", str(out), "--device", "cpu",
               "--no-progress"])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     (e,) = results["inputs"]
     (face,) = e["frames"][0]["faces"]
-    det = load_detector(trained.best, device="cpu")
+    det = load_detector(detector, device="cpu")
     expect = det.predict_proba(faces=[read_image(out / face["files"]["face"])])[0]
     assert face["fake_probability"] == pytest.approx(expect, abs=1e-6)
     assert face["score"] == face["fake_probability"]
     assert e["verdict"]["score_source"] == "detector"
     assert e["verdict"]["thresholds"]["threshold"] == results["config"]["verdict"]["detector_threshold"]
-    assert results["detector"]["path"] == str(trained.best) and results["detector"]["sha256"]
+    assert results["detector"]["path"] == str(detector) and results["detector"]["sha256"]
     cam = read_image(out / face["files"]["gradcam"])
     assert cam.shape == read_image(out / face["files"]["face"]).shape
     assert "Grad-CAM" in (out / "report.html").read_text(encoding="utf-8")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _detector_setup import train_tiny_plain_detector
 from _gan_setup import write_tiny_generator
 
 from mrigan.app.cli import main as cli
@@ -27,26 +28,10 @@ LIME_SAMPLES = 64
 
 @pytest.fixture(scope="module")
 def setup(ffpp_root, tmp_path_factory):
-    from datasets_builders.synthetic import write_synthetic_mri_df
-    from detectors.config import (
-        DetectorConfig,
-        DetectorDataConfig,
-        DetectorInputConfig,
-        DetectorModelConfig,
-        DetectorTrainConfig,
-    )
-    from detectors.train import train_detector
-
     base = tmp_path_factory.mktemp("explain")
     gen = write_tiny_generator(base / "gen.safetensors")
-    root = write_synthetic_mri_df(base / "syn_df", n_faces=8, size=64)
-    trained = train_detector(DetectorConfig(
-        name="det", out_dir=str(base / "det_runs"), model=DetectorModelConfig(backbone="tiny-cnn"),
-        input=DetectorInputConfig(name="plain"), data=DetectorDataConfig(root=str(root), image_size=64, workers=0),
-        train=DetectorTrainConfig(max_steps=2, batch_size=4, device="cpu", precision="fp32",
-                          augment=("flip",))), log=lambda *a: None)
     video = ffpp_root / "original_sequences/youtube/c23/videos/519.mp4"
-    return {"base": base, "gen": gen, "det": trained.best, "video": video}
+    return {"base": base, "gen": gen, "det": train_tiny_plain_detector(base), "video": video}
 
 
 def _analyze(setup, name: str, *extra: str) -> tuple[int, Path]:

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from _detector_setup import tiny_detector_config, write_detector_mri_df
 
 from detectors.augment import build_augmenter
 from detectors.config import (
-    DetectorConfig,
-    DetectorDataConfig,
     DetectorModelConfig,
     DetectorTrainConfig,
 )
@@ -40,20 +39,11 @@ QUIET = {"log": lambda *a, **k: None}
 
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
-    from datasets_builders.synthetic import write_synthetic_mri_df
-
-    return write_synthetic_mri_df(tmp_path_factory.mktemp("syn"), n_faces=12, size=48,
-                                  fakes_per_face=2, val_fraction=0.34, seed=1)
+    return write_detector_mri_df(tmp_path_factory.mktemp("syn"))
 
 
 def _cfg(root, out, name, **train):
-    base = dict(epochs=2, batch_size=6, lr=1e-3, device="cpu", precision="fp32",
-                augment=("flip", "color_jitter", "random_resized_crop"), log_every=1)
-    base.update(train)
-    return DetectorConfig(name=name, out_dir=str(out),
-                          model=DetectorModelConfig(backbone="tiny-cnn"),
-                          data=DetectorDataConfig(root=str(root), image_size=32, workers=0),
-                          train=DetectorTrainConfig(**base))
+    return tiny_detector_config(root, out, name, **{"epochs": 2, **train})
 
 
 def _faces(root, n=12, size=32) -> torch.Tensor:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _detector_setup import tiny_detector_config, write_detector_mri_df
 from _gan_setup import write_tiny_generator
 
 from detectors.config import (
     DetectorConfig,
-    DetectorDataConfig,
     DetectorInputConfig,
     DetectorModelConfig,
-    DetectorTrainConfig,
 )
 from detectors.data import load_rows
 from detectors.inference import load_detector
@@ -36,19 +35,10 @@ QUIET = {"log": lambda *a, **k: None}
 
 @pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
-    from datasets_builders.synthetic import write_synthetic_mri_df
-
-    return write_synthetic_mri_df(tmp_path_factory.mktemp("syn"), n_faces=12, size=48,
-                                  fakes_per_face=2, val_fraction=0.34, seed=1)
+    return write_detector_mri_df(tmp_path_factory.mktemp("syn"))
 
 
-def _cfg(root, out, name, **train):
-    base = dict(epochs=3, batch_size=6, lr=1e-3, device="cpu", precision="fp32",
-                augment=("flip", "color_jitter", "random_resized_crop"), log_every=1)
-    base.update(train)
-    return DetectorConfig(name=name, out_dir=str(out), model=DetectorModelConfig(backbone="tiny-cnn"),
-                          data=DetectorDataConfig(root=str(root), image_size=32, workers=0),
-                          train=DetectorTrainConfig(**base))
+_cfg = tiny_detector_config
 
 
 def test_resume_mid_epoch_gives_the_same_weights(synthetic_root, tmp_path):
