@@ -41,10 +41,10 @@ from pathlib import Path
 
 import torch
 
-from mrigan.app.benchmark import data, evaluation, models
+from mrigan.app.benchmark import evaluation, models
 from mrigan.app.benchmark.config import BenchmarkConfig, GanSettings
-from mrigan.app.benchmark.split import split_stage
-from mrigan.app.benchmark.stages import Stages, file_hash
+from mrigan.app.benchmark.pipeline import data_stages
+from mrigan.app.benchmark.stages import Stages
 from mrigan.config import PROJECT_ROOT, deep_merge, load_config, parse_overrides, to_dict
 from mrigan.device import device_description, resolve_device
 from mrigan.errors import MriganError
@@ -153,14 +153,7 @@ def run_sweep(args: argparse.Namespace, log=print) -> dict:
     out = check_output_dir(args.out, [cfg.pairs])
     out.mkdir(parents=True, exist_ok=True)
     st = Stages(out, log=log)
-    split = st.run("split", {"pairs": file_hash(cfg.pairs), "split": to_dict(cfg.split)},
-                   lambda f: split_stage(cfg, f))
-    mdf = data.mri_df_settings(cfg)
-    mri_df = st.run("mri_df", {"split": split["fingerprint"], **mdf},
-                    lambda f: data.build_stage(cfg, split["trainval_csv"], f,
-                                               val=cfg.split.val, log=log))
-    heldout = st.run("heldout_mri_df", {"split": split["fingerprint"], **mdf},
-                     lambda f: data.build_stage(cfg, split["test_csv"], f, val=0.0, log=log))
+    split, mri_df, heldout = data_stages(cfg, st, log=log)
     rows = []
     for tau in args.taus:
         tcfg = with_tau(cfg, tau)

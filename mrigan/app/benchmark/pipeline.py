@@ -25,6 +25,23 @@ WHAT = ("Identity-grouped split of the paired videos; MRI-GAN and both detectors
         "it does not estimate performance on a dataset.")
 
 
+def data_stages(cfg: BenchmarkConfig, st: Stages, log=print) -> tuple[dict, dict, dict]:
+    """The first three stages: the identity-grouped ``split``, the MRI-DF of its training and
+    validation identities (``mri_df``) and the one of its test identities (``heldout_mri_df``,
+    GAN quality only). Shared with ``bench/tau_sweep.py``, so both reuse one another's folders."""
+    listing = ({"sources": [to_dict(s) for s in cfg.sources]} if cfg.sources
+               else {"pairs": file_hash(cfg.pairs)})
+    split = st.run("split", {**listing, "split": to_dict(cfg.split)},
+                   lambda f: split_stage(cfg, f))
+    mdf_settings = data.mri_df_settings(cfg)
+    mri_df = st.run("mri_df", {"split": split["fingerprint"], **mdf_settings},
+                    lambda f: data.build_stage(cfg, split["trainval_csv"], f,
+                                               val=cfg.split.val, log=log))
+    heldout = st.run("heldout_mri_df", {"split": split["fingerprint"], **mdf_settings},
+                     lambda f: data.build_stage(cfg, split["test_csv"], f, val=0.0, log=log))
+    return split, mri_df, heldout
+
+
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = False,
                   log=print) -> dict:
     if not cfg.sources and (not cfg.pairs or not Path(cfg.pairs).is_file()):
@@ -38,17 +55,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = Fals
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     st = Stages(out, restart=restart, log=log)
-
-    listing = ({"sources": [to_dict(s) for s in cfg.sources]} if cfg.sources
-               else {"pairs": file_hash(cfg.pairs)})
-    split = st.run("split", {**listing, "split": to_dict(cfg.split)},
-                   lambda f: split_stage(cfg, f))
-    mdf_settings = data.mri_df_settings(cfg)
-    mri_df = st.run("mri_df", {"split": split["fingerprint"], **mdf_settings},
-                    lambda f: data.build_stage(cfg, split["trainval_csv"], f,
-                                               val=cfg.split.val, log=log))
-    heldout = st.run("heldout_mri_df", {"split": split["fingerprint"], **mdf_settings},
-                     lambda f: data.build_stage(cfg, split["test_csv"], f, val=0.0, log=log))
+    split, mri_df, heldout = data_stages(cfg, st, log=log)
     gan = st.run("gan", {"mri_df": mri_df["fingerprint"], "gan": models.gan_settings(cfg)},
                  lambda f: models.gan_stage(cfg, mri_df["root"], f))
     export = st.run("export", {"gan": gan["fingerprint"]},
