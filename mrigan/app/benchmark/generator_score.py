@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from detectors import report as report_io
 from detectors.aggregate import apply_rule, describe, group_by_video
@@ -25,6 +24,7 @@ from detectors.evaluate import choose_rule
 from detectors.metrics import binary_report, bootstrap_ci
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.evaluation import VIDEO_KEYS
+from mrigan.fileio import read_image
 from mrigan.inference import MRIGenerator
 
 #: face thresholds on the mean MRI searched on validation (a real face's mean MRI is near 0;
@@ -44,8 +44,7 @@ def face_scores(gen: MRIGenerator, root: str, batch_size: int) -> tuple[list[dic
     rows = load_rows(root, require_mri=False)
     scores = []
     for start in range(0, len(rows), batch_size):
-        faces = [np.asarray(Image.open(Path(root) / r["image"]).convert("RGB"))
-                 for r in rows[start:start + batch_size]]
+        faces = [read_image(Path(root) / r["image"]) for r in rows[start:start + batch_size]]
         scores += [float(m.mean()) for m in gen.predict(faces)]
     return rows, np.asarray(scores, dtype=np.float64)
 
