@@ -74,10 +74,15 @@ def validate_card(card: Any, path: str | os.PathLike | None = None) -> dict[str,
     return card
 
 
+def _counted_sets(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The card's held-out video sets large enough to count for the rule (>= MIN_VIDEOS)."""
+    return {k: v for k, v in (card.get("video_level") or {}).items()
+            if isinstance(v.get("videos"), int) and v["videos"] >= MIN_VIDEOS}
+
+
 def tells_real_from_fake(card: dict[str, Any]) -> bool:
     """The rule of the module docstring (:data:`RULE`), applied to a validated card."""
-    sets = {k: v for k, v in (card.get("video_level") or {}).items()
-            if isinstance(v.get("videos"), int) and v["videos"] >= MIN_VIDEOS}
+    sets = _counted_sets(card)
     if not sets:
         return False
     for v in sets.values():
@@ -89,8 +94,7 @@ def tells_real_from_fake(card: dict[str, Any]) -> bool:
 
 def cannot_tell_warning(card: dict[str, Any]) -> str:
     """The sentence shown next to every verdict of a generator that fails the rule."""
-    sets = {k: v for k, v in (card.get("video_level") or {}).items()
-            if isinstance(v.get("videos"), int) and v["videos"] >= MIN_VIDEOS}
+    sets = _counted_sets(card)
     figures = "; ".join(
         f"{name}: AUC {_fmt(v.get('auc'))} [{_fmt((v.get('auc_ci95') or [None])[0])}, "
         f"{_fmt((v.get('auc_ci95') or [None, None])[1])}] on {v['videos']} videos"
