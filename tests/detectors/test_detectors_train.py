@@ -24,6 +24,7 @@ from detectors.inputs import (
     precompute_mris,
 )
 from detectors.train import make_dataset, train_detector
+from mrigan.app.cli import main
 from mrigan.checkpoint import load_checkpoint
 from mrigan.fileio import read_image
 
@@ -134,18 +135,13 @@ def test_explain_faces_on_a_loaded_detector(synthetic_root, tmp_path):
     assert overlay(faces[0], heat[0]).shape == faces[0].shape
 
 
-def test_torchrun_two_processes_cpu(synthetic_root, tmp_path):
-    """DDP on CPU (gloo): two ranks share each global batch, rank 0 writes, nothing hangs."""
+def _torchrun_train_detector(config, tmp_path) -> str:
+    """``torchrun --nproc_per_node=2 mrigan train-detector`` on CPU (gloo); its stdout."""
     import os
     import signal
     import subprocess
     import sys
 
-    config = tmp_path / "ddp.yaml"
-    config.write_text(
-        f"name: ddp\nout_dir: {tmp_path}\nmodel: {{backbone: tiny-cnn}}\n"
-        f"data: {{root: {synthetic_root}, image_size: 32, workers: 0}}\n"
-        "train: {epochs: 1, batch_size: 8, device: cpu, precision: fp32, augment: [flip]}\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -159,11 +155,53 @@ def test_torchrun_two_processes_cpu(synthetic_root, tmp_path):
         stdout, stderr = proc.communicate()
         pytest.fail(f"torchrun hung; stderr tail: {stderr[-2000:]}")
     assert proc.returncode == 0, stderr[-3000:]
+    return stdout
+
+
+def test_torchrun_two_processes_cpu(synthetic_root, tmp_path):
+    """DDP on CPU (gloo): two ranks share each global batch, rank 0 writes, nothing hangs."""
+    config = tmp_path / "ddp.yaml"
+    config.write_text(
+        f"name: ddp\nout_dir: {tmp_path}\nmodel: {{backbone: tiny-cnn}}\n"
+        f"data: {{root: {synthetic_root}, image_size: 32, workers: 0}}\n"
+        "train: {epochs: 1, batch_size: 8, device: cpu, precision: fp32, augment: [flip]}\n")
+    stdout = _torchrun_train_detector(config, tmp_path)
     assert stdout.count("best validation AUC") == 1  # printed by rank 0 only
     state = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     n_train = sum(r["split"] == "train" for r in load_rows(synthetic_root))
     assert state["step"] == -(-n_train // 8)  # global batches: independent of the rank count
     assert np.isfinite(state["history"][-1]["auc"])
+
+
+def test_gradual_unfreezing_under_torchrun(synthetic_root, tmp_path):
+    """Freezing under DDP: the trainable set grows each epoch (the DDP wrapper is rebuilt then);
+    groups frozen throughout keep rank 0's initial weights and BatchNorm statistics bit for bit,
+    and the groups that were unfrozen did train. The initial weights come from a one-process
+    run whose backbone never trained (same seed: rank 0 builds the same model)."""
+    def write_config(name: str, epochs: int):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"name: {name}\nout_dir: {tmp_path}\nmodel: {{backbone: tiny-cnn}}\n"
+            f"data: {{root: {synthetic_root}, image_size: 32, workers: 0}}\n"
+            f"train: {{epochs: {epochs}, batch_size: 8, device: cpu, precision: fp32, "
+            "freeze: {backbone_until_epoch: 1, unfreeze: gradual, groups: 4}}\n")
+        return path
+
+    assert main(["train-detector", "--config", str(write_config("head_only", 1))]) == 0
+    init = load_checkpoint(tmp_path / "head_only" / "checkpoints" / "last.pt")["model"]
+    config = write_config("ddp_freeze", 3)
+    stdout = _torchrun_train_detector(config, tmp_path)
+    assert "epoch 1: backbone groups trainable 1/4" in stdout
+    assert "epoch 2: backbone groups trainable 2/4" in stdout
+    final = load_checkpoint(tmp_path / "ddp_freeze" / "checkpoints" / "last.pt")["model"]
+    # tiny-cnn: backbone.body.{0,3,6,9} conv, {1,4,7,10} BatchNorm; groups 0-1 frozen throughout
+    frozen = [k for k in init if k.startswith(("backbone.body.0.", "backbone.body.1.",
+                                               "backbone.body.3.", "backbone.body.4."))]
+    trained = [k for k in init if k.startswith(("backbone.body.6.", "backbone.body.9."))]
+    assert frozen and trained
+    for k in frozen:
+        assert torch.equal(final[k], init[k]), k
+    assert all(not torch.equal(final[k], init[k]) for k in trained)
 
 
 def test_inputs_are_chosen_by_name_from_a_registry(tmp_path):
