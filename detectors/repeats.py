@@ -192,6 +192,11 @@ def run_series(series: str | Path, settings: Sequence[Mapping[str, Any]], run_on
     ``settings[k]`` is what run ``k`` computes from (its fingerprint decides skip / refuse);
     ``run_one`` returns ``(metrics, info)``: numbers to summarise and anything else to keep.
     Returns the summary document (also in ``repeats.json`` / ``repeats.md``).
+
+    Under torchrun every rank calls this and ``run_one`` (which may train with DDP); rank 0
+    alone reads the run states, decides what to skip or refuse (the other ranks receive its
+    decision, so they never disagree or race on the files), writes every file and logs; the
+    other ranks' ``run_one`` results are not used and they return an empty document.
     """
     n = len(settings)
     if n < 1:
@@ -199,9 +204,61 @@ def run_series(series: str | Path, settings: Sequence[Mapping[str, Any]], run_on
     if protocol not in PROTOCOLS:
         raise RepeatError(f"repeat protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
     series = Path(series)
-    series.mkdir(parents=True, exist_ok=True)
+    main = distributed.is_main_process()
+    say = log if main else (lambda _line: None)
+    plan: tuple[str, Any] = ("ok", None)
+    if main:
+        try:
+            plan = ("ok", _plan_series(series, settings))
+        except RepeatError as exc:
+            plan = ("error", (exc.problem, exc.path))
+    plan = distributed.broadcast_object(plan)
+    if plan[0] == "error":
+        raise RepeatError(*plan[1])
     rows: list[dict[str, Any]] = []
     doc: dict[str, Any] = {}
+    for k, (action, fp, done_row) in enumerate(plan[1]):
+        folder = series / f"run{k}"
+        state_file = folder / STATE_FILE
+        if action == "skip":
+            say(f"repeat {k + 1}/{n}: done before (same settings), skipped: {folder}")
+            rows.append(done_row)
+            if main:
+                doc = write_summary(series, rows, n=n, protocol=protocol, columns=columns,
+                                    title=title)
+            continue
+        if action == "continue":
+            say(f"repeat {k + 1}/{n}: continuing the unfinished run in {folder}")
+        else:
+            say(f"repeat {k + 1}/{n}: seed {seeds[k]}"
+                + (f", split seed {split_seeds[k]}" if split_seeds[k] is not None else "")
+                + f" -> {folder}")
+        base = {"run": k, "fingerprint": fp, "settings": dict(settings[k])}
+        if main:
+            atomic_write_json(state_file, {**base, "status": "running"})
+        metrics, info = run_one(k, folder)
+        distributed.barrier()  # every rank has finished run k before anyone starts run k + 1
+        if not main:
+            continue
+        row = {"run": k, "seed": int(seeds[k]), "split_seed": split_seeds[k],
+               "folder": folder.name, "metrics": {m: float(v) for m, v in metrics.items()},
+               "info": info}
+        atomic_write_json(state_file, {**base, "status": "done", "row": row})
+        rows.append(row)
+        doc = write_summary(series, rows, n=n, protocol=protocol, columns=columns, title=title)
+    if main:
+        log(markdown_table(rows, summarise(rows), columns))
+        log(f"summary: {series / 'repeats.md'} and {series / 'repeats.json'}")
+    return doc
+
+
+def _plan_series(series: Path, settings: Sequence[Mapping[str, Any]]
+                 ) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """``(action, fingerprint, done row)`` per run from the run folders as they are now:
+    ``skip`` (done with these settings), ``continue`` (started with these settings), ``new``;
+    a run folder made with other settings, or not by a series, raises :class:`RepeatError`."""
+    series.mkdir(parents=True, exist_ok=True)
+    plan = []
     for k, run_settings in enumerate(settings):
         folder = series / f"run{k}"
         state_file = folder / STATE_FILE
@@ -214,32 +271,14 @@ def run_series(series: str | Path, settings: Sequence[Mapping[str, Any]], run_on
                     f"run {k} of this series was made with other settings "
                     f"({'; '.join(diff[:5]) or 'fingerprint differs'}); use another output "
                     f"folder or delete {folder}", state_file)
-            if state.get("status") == "done":
-                log(f"repeat {k + 1}/{n}: done before (same settings), skipped: {folder}")
-                rows.append(state["row"])
-                doc = write_summary(series, rows, n=n, protocol=protocol, columns=columns,
-                                    title=title)
-                continue
-            log(f"repeat {k + 1}/{n}: continuing the unfinished run in {folder}")
+            done = state.get("status") == "done"
+            plan.append(("skip", fp, state["row"]) if done else ("continue", fp, None))
         elif folder.is_dir() and any(folder.iterdir()):
             raise RepeatError(f"exists without {STATE_FILE}, not a run of a repeat "
                               "series; use another output folder", folder)
         else:
-            log(f"repeat {k + 1}/{n}: seed {seeds[k]}"
-                + (f", split seed {split_seeds[k]}" if split_seeds[k] is not None else "")
-                + f" -> {folder}")
-        base = {"run": k, "fingerprint": fp, "settings": dict(run_settings)}
-        atomic_write_json(state_file, {**base, "status": "running"})
-        metrics, info = run_one(k, folder)
-        row = {"run": k, "seed": int(seeds[k]), "split_seed": split_seeds[k],
-               "folder": folder.name, "metrics": {m: float(v) for m, v in metrics.items()},
-               "info": info}
-        atomic_write_json(state_file, {**base, "status": "done", "row": row})
-        rows.append(row)
-        doc = write_summary(series, rows, n=n, protocol=protocol, columns=columns, title=title)
-    log(markdown_table(rows, summarise(rows), columns))
-    log(f"summary: {series / 'repeats.md'} and {series / 'repeats.json'}")
-    return doc
+            plan.append(("new", fp, None))
+    return plan
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -276,8 +315,6 @@ def repeat_detector(cfg: DetectorConfig, n: int, *, evaluate: EvaluateConfig | N
     The ``splits`` protocol is not offered: the evaluation reads the manifest's fixed test
     split, so redrawing train/val per run would leak nothing but also test nothing new.
     """
-    if distributed.env_world_size() > 1:
-        raise RepeatError("--repeats runs its series in one process; launch it without torchrun")
     ev = evaluate or EvaluateConfig(bootstrap=0)
     series = Path(cfg.out_dir) / cfg.name
     configs = [detector_run_config(cfg, k) for k in range(n)]
@@ -286,7 +323,13 @@ def repeat_detector(cfg: DetectorConfig, n: int, *, evaluate: EvaluateConfig | N
                  "evaluate": eval_settings} for k, c in enumerate(configs)]
 
     def run_one(k: int, folder: Path) -> tuple[dict[str, float], dict[str, Any]]:
-        result = train_detector(configs[k], log=log)
+        result = train_detector(configs[k], log=log)  # every rank (DDP under torchrun)
+        if not distributed.is_main_process():  # rank 0 evaluates; the others wait at a barrier
+            return {}, {}
+        with distributed.alone():  # as a one-process job: no sharding, no collective
+            return evaluate_run(k, folder, result)
+
+    def evaluate_run(k: int, folder: Path, result) -> tuple[dict[str, float], dict[str, Any]]:
         metrics = {"val_auc": float(result.best_auc)}
         info = {"best_epoch": result.best_epoch, "steps": result.steps,
                 "checkpoint": str(result.best)}

@@ -96,16 +96,38 @@ def session(backend: str | None = None) -> Iterator[DistInfo]:
             teardown()
 
 
+#: inside :func:`alone`: this process acts as a one-process job (no sharding, no collective)
+_alone = False
+
+
+def _joined() -> bool:
+    return not _alone and dist.is_available() and dist.is_initialized()
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Run the block as a one-process job on this rank: every helper here answers as without
+    torchrun (rank 0 of 1, no sharding, collectives are no-ops). For work one rank does while
+    the others wait at a :func:`barrier` after the block (e.g. rank 0 evaluating a model);
+    they wait within the process group's timeout (30 minutes, :func:`setup`)."""
+    global _alone
+    saved, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = saved
+
+
 def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return _joined() and dist.get_world_size() > 1
 
 
 def rank() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return dist.get_rank() if _joined() else 0
 
 
 def world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return dist.get_world_size() if _joined() else 1
 
 
 def local_rank() -> int:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from _detector_setup import tiny_detector_config, write_detector_mri_df
 from _gan_setup import write_tiny_generator
+from _torchrun import torchrun_cli
 
 from detectors.config import (
     DetectorConfig,
@@ -135,29 +136,6 @@ def test_explain_faces_on_a_loaded_detector(synthetic_root, tmp_path):
     assert overlay(faces[0], heat[0]).shape == faces[0].shape
 
 
-def _torchrun_train_detector(config, tmp_path) -> str:
-    """``torchrun --nproc_per_node=2 mrigan train-detector`` on CPU (gloo); its stdout."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mrigan.app.cli", "train-detector", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-        start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"torchrun hung; stderr tail: {stderr[-2000:]}")
-    assert proc.returncode == 0, stderr[-3000:]
-    return stdout
-
-
 def test_torchrun_two_processes_cpu(synthetic_root, tmp_path):
     """DDP on CPU (gloo): two ranks share each global batch, rank 0 writes, nothing hangs."""
     config = tmp_path / "ddp.yaml"
@@ -165,7 +143,7 @@ def test_torchrun_two_processes_cpu(synthetic_root, tmp_path):
         f"name: ddp\nout_dir: {tmp_path}\nmodel: {{backbone: tiny-cnn}}\n"
         f"data: {{root: {synthetic_root}, image_size: 32, workers: 0}}\n"
         "train: {epochs: 1, batch_size: 8, device: cpu, precision: fp32, augment: [flip]}\n")
-    stdout = _torchrun_train_detector(config, tmp_path)
+    stdout = torchrun_cli(["train-detector", "--config", str(config)], cwd=tmp_path)
     assert stdout.count("best validation AUC") == 1  # printed by rank 0 only
     state = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
     n_train = sum(r["split"] == "train" for r in load_rows(synthetic_root))
@@ -190,7 +168,7 @@ def test_gradual_unfreezing_under_torchrun(synthetic_root, tmp_path):
     assert main(["train-detector", "--config", str(write_config("head_only", 1))]) == 0
     init = load_checkpoint(tmp_path / "head_only" / "checkpoints" / "last.pt")["model"]
     config = write_config("ddp_freeze", 3)
-    stdout = _torchrun_train_detector(config, tmp_path)
+    stdout = torchrun_cli(["train-detector", "--config", str(config)], cwd=tmp_path)
     assert "epoch 1: backbone groups trainable 1/4" in stdout
     assert "epoch 2: backbone groups trainable 2/4" in stdout
     final = load_checkpoint(tmp_path / "ddp_freeze" / "checkpoints" / "last.pt")["model"]

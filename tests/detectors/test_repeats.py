@@ -5,9 +5,11 @@ refused; DREAM's protocol draws a new split per run."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from _torchrun import torchrun_cli
 
 from datasets_builders.synthetic import demo_faces, write_synthetic_mri_df
 from detectors.config import DetectorConfig
@@ -20,6 +22,7 @@ from mrigan.config import load_config
 from mrigan.mri_df_format import read_manifest, write_manifest
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Killed(Exception):
@@ -156,3 +159,25 @@ def test_realism_series_draws_a_new_split_per_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0
     assert capsys.readouterr().out.count("done before (same settings), skipped") == 3
+
+
+def test_detector_series_under_torchrun(root, tmp_path, capsys):
+    """``--repeats`` under torchrun (2 CPU ranks, gloo): each run trains with DDP on the global
+    batches, rank 0 alone evaluates, logs and writes the series; the same command in one
+    process then finds both runs done with the same settings and skips them."""
+    args = _detector_args(root, tmp_path, "--repeats", "2")
+    args[2] = str(ROOT / args[2])  # torchrun runs in tmp_path
+    stdout = torchrun_cli(args, cwd=tmp_path)
+    assert stdout.count("repeat 2/2: seed 1") == 1  # rank 0 logs alone
+    doc = json.loads((tmp_path / "series" / "repeats.json").read_text())
+    _check_summary(doc, 2)
+    assert "test.video.auc" in doc["metrics"]
+    n_train = sum(r["split"] == "train" for r in read_manifest(root))
+    for k in range(2):
+        state = load_checkpoint(tmp_path / "series" / f"run{k}" / "checkpoints" / "last.pt")
+        assert state["step"] == 2 * -(-n_train // 6)  # 2 epochs of global batches of 6
+        assert (tmp_path / "series" / f"run{k}" / "reports").is_dir()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("done before (same settings), skipped") == 2
+    assert json.loads((tmp_path / "series" / "repeats.json").read_text()) == doc

@@ -9,14 +9,12 @@ order.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from _gan_setup import tiny_config
+from _torchrun import torchrun_cli
 
 from datasets_builders.synthetic import write_synthetic_mri_df
 from mrigan.checkpoint import load_checkpoint, seed_everything
@@ -39,14 +37,9 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tiny_data
     single = load_checkpoint(train_gan(cfg).last_checkpoint)
 
     save_config(cfg, tmp_path / "tiny.yaml")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "mrigan.app.cli", "train-gan", "--config", str(tmp_path / "tiny.yaml"),
-         "--set", "name=ddp"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("trained 4 steps") == 1  # only rank 0 reports
+    stdout = torchrun_cli(["train-gan", "--config", str(tmp_path / "tiny.yaml"),
+                           "--set", "name=ddp"], cwd=ROOT, timeout=600)
+    assert stdout.count("trained 4 steps") == 1  # only rank 0 reports
 
     run = tmp_path / "ddp"
     ddp = load_checkpoint(run / "checkpoints" / "last.pt")

@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
     args.overrides = list(args.overrides) + extra
     cfg = config_from_args(DetectorConfig, args)
     check_detector_config(cfg, args.config or "DetectorConfig")
-    if args.repeats:  # <out_dir>/<name>/run<k>/ + repeats.md (the Xception/LSTM study's protocol)
-        repeat_detector(cfg, args.repeats)
-        return 0
     with distributed.session() as dist_info:  # torchrun: one process per device
+        if args.repeats:  # <out_dir>/<name>/run<k>/ + repeats.md (the Xception/LSTM study's)
+            repeat_detector(cfg, args.repeats)
+            return 0
         result = train_detector(cfg)
     if dist_info.is_main:
         print(f"best validation AUC {result.best_auc:.4f} at epoch {result.best_epoch}; "
