@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from collections import defaultdict
@@ -41,6 +40,7 @@ from detectors.inference import Detector
 from detectors.model import build_detector
 from mrigan.app.analysis import AnalyzeConfig, AnalyzeFacesConfig, AnalyzeFramesConfig, Analyzer
 from mrigan.app.analysis import pipeline as pipeline_module
+from mrigan.device import cpu_description
 from mrigan.inference import MRIGenerator
 from mrigan.models import define_generator
 
@@ -50,23 +50,6 @@ VIDEOS = ("original_sequences/youtube/c23/videos/519.mp4",
           "manipulated_sequences/Deepfakes/c23/videos/519_515.mp4",
           "original_sequences/youtube/c23/videos/634.mp4",
           "manipulated_sequences/FaceSwap/c23/videos/634_660.mp4")
-
-
-def cpu_report() -> str:
-    """The CPU model and whether it has native bf16 (AVX512-BF16 / AMX), from /proc/cpuinfo."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    except OSError:
-        pass
-    native = sorted(f for f in flags if f in ("avx512_bf16", "amx_bf16", "amx_tile"))
-    return (f"{model}; native bf16: {'yes (' + ', '.join(native) + ')' if native else 'no'}; "
-            f"cores visible: {torch.get_num_threads()} torch threads")
 
 
 class Recorder:
@@ -214,7 +197,7 @@ def main() -> None:
     prof = profile(analyzer, videos, args.out)
 
     models = "generator" + ("+detector" if detector is not None else "")
-    print(f"CPU: {cpu_report()}")
+    print(f"CPU: {cpu_description()}")
     print(f"torch {torch.__version__}, device {args.device}, precision {args.precision}, "
           f"threads {torch.get_num_threads()}")
     print(f"{len(videos)} FF++ videos, every {args.every}th frame, <= {args.max_frames} frames "
