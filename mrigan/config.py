@@ -211,6 +211,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
         _check_bounds(f, kwargs[f.name], _child(where, f.name))
     try:
         return cls(**kwargs)
+    except ConfigError as exc:
+        if type(exc) is not ConfigError or exc.path is not None:
+            raise
+        # a class's own (cross-field) check names the field; the loader adds the file
+        raise ConfigError(f"{where}: {exc.problem}") from exc
     except MriganError:
         raise
     except (ValueError, TypeError, KeyError) as exc:  # a class's own __post_init__ checks
@@ -291,9 +296,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin in (tuple, list):
         args = typing.get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=False))
+            return tuple(_coerce(a, v, f"{where}[{i}]")
+                         for i, (a, v) in enumerate(zip(args, value, strict=False)))
         inner = args[0] if args else Any
-        seq = [_coerce(inner, v, where) for v in value]
+        seq = [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(seq) if origin is tuple else seq
     if tp in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from detectors.config import DetectorConfig
 from detectors.metrics import binary_report, bootstrap_ci, report_with_ci
 from detectors.train import split_rows
 from mrigan.app.benchmark import data as data_mod
-from mrigan.app.benchmark.config import BenchmarkConfig, DataSettings
+from mrigan.app.benchmark.config import BenchmarkConfig, DataSettings, EvalSettings, SplitSettings
 from mrigan.app.benchmark.evaluation import VIDEO_KEYS, video_columns
 from mrigan.app.benchmark.generator_score import MRI_THRESHOLDS
 from mrigan.app.benchmark.split import split_stage
@@ -249,3 +250,22 @@ def test_video_columns_match_the_mri_mean_rows_former_computation():
                                            n_boot=n_boot))
         assert json.dumps(now, sort_keys=True) == json.dumps(before, sort_keys=True)
         assert (now["ci95"]["recall"] is None) == (n_boot == 0)
+
+
+@pytest.mark.parametrize("cls, section, key, value, tail", [
+    (SplitSettings, "split", "test", 1.0, "test: 1.0 must be less than 1"),
+    (SplitSettings, "split", "val", 0.0, "val: 0.0 must be greater than 0"),
+    (DataSettings, "data", "every", 0, "every: 0 is below the minimum 1"),
+    (DataSettings, "data", "max_frames", 0, "max_frames: 0 is below the minimum 1"),
+    (DataSettings, "data", "size", 8, "size: 8 is below the minimum 16"),
+    (DataSettings, "data", "max_faces", 0, "max_faces: 0 is below the minimum 1"),
+    (EvalSettings, "evaluate", "rule", "max", "rule: 'max' is not one of"),
+    (EvalSettings, "evaluate", "bootstrap", -1, "bootstrap: -1 is below the minimum 0"),
+])
+def test_benchmark_ranges_are_refused_from_yaml_and_built_directly(cls, section, key, value, tail):
+    """The benchmark sections' ranges are bounds metadata: the preset file and the key from
+    YAML, the class and the field when built in Python; the same ConfigError."""
+    with pytest.raises(ConfigError, match=re.escape(f"{cls.__name__}.{tail}")):
+        cls(**{key: value})
+    with pytest.raises(ConfigError, match=re.escape(f"benchmark_cpu.yaml: {section}.{tail}")):
+        load_config(BenchmarkConfig, "configs/benchmark_cpu.yaml", [f"{section}.{key}={value}"])

@@ -213,6 +213,35 @@ def _unchecked(key, value):
     return plain(**{key: value})
 
 
+@dataclasses.dataclass(frozen=True)
+class Span(Checked):
+    low: int = 0
+    high: int = dataclasses.field(default=1, metadata=bounds(minimum=0))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.low > self.high:  # a cross-field check stays hand-written
+            raise ConfigError(f"low={self.low} must not exceed high={self.high}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spans:
+    spans: tuple[Span, ...] = ()
+
+
+def test_list_items_and_cross_field_checks_name_the_file_and_the_item(tmp_path):
+    path = tmp_path / "spans.yaml"
+    path.write_text("spans:\n  - {low: 0, high: 2}\n  - {low: 0, high: -1}\n")
+    with pytest.raises(ConfigError, match=r"spans\.yaml: spans\[1\]\.high: -1 is below the minimum 0"):
+        load_config(Spans, path)
+    path.write_text("spans:\n  - {low: 3, high: 2}\n")
+    with pytest.raises(ConfigError, match=r"spans\.yaml: spans\[0\]: low=3 must not exceed high=2"):
+        load_config(Spans, path)
+    with pytest.raises(ConfigError, match=r"^low=3 must not exceed high=2$"):
+        Span(3, 2)
+    assert load_config(Spans, None, {"spans": [{"low": 1, "high": 1}]}).spans == (Span(1, 1),)
+
+
 def test_base_inheritance_chains_and_relative_paths(tmp_path):
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "root.yaml").write_text("name: root\ninner:\n  lr: 1e-3\n  steps: 4\n")
