@@ -1,8 +1,10 @@
 """The MRI-DF builder's settings (YAML ``configs/build_*.yaml``), validated when loaded.
 
-Every value is checked in ``__post_init__``, so a bad config stops before any work with a
-``ConfigError`` naming the key (``--size 3`` -> ``faces.size``, ``--max-frames -1`` ->
-``max_frames``, ``faces.margin=-1`` -> ``faces.margin``).
+Every value is checked, from YAML or when built directly, so a bad config stops before any work
+with a ``ConfigError`` naming the key (``--size 3`` -> ``faces.size``, ``--max-frames -1`` ->
+``max_frames``, ``faces.margin=-1`` -> ``faces.margin``): ranges and choices are ``bounds``
+field metadata (:class:`mrigan.config.Checked`); ``__post_init__`` keeps the checks that are
+not a range (an empty path, the shard's form, split shares that must leave room for train).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 
 from datasets_builders.distractions import DistractionStyle
 from datasets_builders.faces import BETWEEN, FaceDetectionConfig
-from mrigan.config import ConfigError
+from mrigan.config import Checked, ConfigError, bounds, check_bounds
 from mrigan.errors import MriganError
 
 
@@ -38,7 +40,8 @@ class BuildSourceConfig:
     kind: str = "csv"  # ffpp | dfdc | celebdf | csv | images
     root: str = ""  # dataset folder (or the CSV file)
     name: str = ""  # the manifest's ``source`` value; default: kind
-    fraction: float = 1.0  # share of its units (original videos) used; paper: 0.5 of DFDC
+    #: share of its units (original videos) used; paper: 0.5 of DFDC
+    fraction: float = field(default=1.0, metadata=bounds(minimum=0.0, maximum=1.0))
     detect_faces: bool = True  # False for folders of images that already are face crops
     include_reals: bool = True  # write (real crop, black MRI) rows for the originals
     # augment/distract this source's units (with ``augment:``); the paper did not augment its
@@ -47,8 +50,7 @@ class BuildSourceConfig:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.fraction <= 1.0:
-            raise ConfigError(f"sources[{self.label}].fraction must be in [0, 1], got {self.fraction}")
+        check_bounds(self, f"sources[{self.label}]")
         if not self.root:
             raise ConfigError(f"sources[{self.label}].root is empty: name the dataset folder or CSV")
 
@@ -58,37 +60,36 @@ class BuildSourceConfig:
 
 
 @dataclass(frozen=True)
-class BuildAugmentConfig:
-    augment_fraction: float = 0.0  # share of units given one augmentation
-    distraction_fraction: float = 0.0  # share of units given a distraction
+class BuildAugmentConfig(Checked):
+    #: share of units given one augmentation
+    augment_fraction: float = field(default=0.0, metadata=bounds(minimum=0.0, maximum=1.0))
+    #: share of units given a distraction
+    distraction_fraction: float = field(default=0.0, metadata=bounds(minimum=0.0, maximum=1.0))
     augmentations: tuple[str, ...] = ()  # restrict to these names (default: all)
     # what a distraction looks like: today's by default; the paper's is
     # ``distractions.PAPER_DISTRACTIONS`` (configs/build_mri_df_paper.yaml spells it out)
     distraction: DistractionStyle = field(default_factory=DistractionStyle)
 
+
+@dataclass(frozen=True)
+class BuildSplitConfig(Checked):
+    val: float = field(default=0.1, metadata=bounds(minimum=0.0))
+    test: float = field(default=0.1, metadata=bounds(minimum=0.0))
+
     def __post_init__(self) -> None:
-        for key in ("augment_fraction", "distraction_fraction"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"augment.{key} must be in [0, 1], got {getattr(self, key)}")
+        super().__post_init__()
+        if self.val + self.test >= 1:
+            raise ConfigError(f"split.val={self.val} and split.test={self.test} must sum to "
+                              "less than 1 (the rest is train)")
 
 
 @dataclass(frozen=True)
-class BuildSplitConfig:
-    val: float = 0.1
-    test: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.val < 0 or self.test < 0 or self.val + self.test >= 1:
-            raise ConfigError(f"split.val={self.val} and split.test={self.test} must be >= 0 "
-                              "and sum to less than 1")
-
-
-@dataclass(frozen=True)
-class BuildConfig:
+class BuildConfig(Checked):
     out: str = "runs/mri_df"
     sources: tuple[BuildSourceConfig, ...] = ()
-    every: int = 10  # decode every Nth frame
-    max_frames: int | None = None  # per video, after ``every``
+    every: int = 10  # decode every Nth frame (>= 1: the named rule)
+    #: per video, after ``every`` (null: all)
+    max_frames: int | None = field(default=None, metadata=bounds(minimum=1))
     seed: int = 0
     shard: str = "1/1"  # k/n: build the k-th of n deterministic parts
     progress: bool = True
@@ -103,27 +104,17 @@ class BuildConfig:
     # "hold" keeps the last boxes (mean 0.87 but 0.46 in the worst frame: moving heads drift).
     # Default k=3 with follow: the FF++ sample's build at 0.60 of decode-only per CPU-second vs
     # 0.44 with MTCNN on every sampled frame (bench/build_mri_df.py, 1 torch thread, loaded)
-    detect_every: int = 3
-    detect_between: str = "follow"
+    detect_every: int = field(default=3, metadata=bounds(minimum=1))
+    detect_between: str = field(default="follow", metadata=bounds(choices=BETWEEN))
     # units (an original and its fakes) built in this many processes at once (one torch thread
     # each); results are recorded in unit order by this process, so the output is the same
     # whatever the count
-    workers: int = 1
+    workers: int = field(default=1, metadata=bounds(minimum=1))
 
     def __post_init__(self) -> None:
-        if self.detect_every < 1:
-            raise ConfigError(f"detect_every must be >= 1, got {self.detect_every}")
-        if self.detect_between not in BETWEEN:
-            raise ConfigError(f"detect_between must be one of {', '.join(BETWEEN)}, got "
-                              f"{self.detect_between!r}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        super().__post_init__()
         if not str(self.out):
             raise ConfigError("out is empty: name the output folder")
-        if self.every < 1:
-            raise ConfigError(f"every must be >= 1, got {self.every}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ConfigError(f"max_frames must be >= 1 (or null for all), got {self.max_frames}")
         parse_shard(self.shard)
 
     @property

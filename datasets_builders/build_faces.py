@@ -56,7 +56,7 @@ from datasets_builders.faces import (
 )
 from datasets_builders.frames import VideoDecodeError
 from datasets_builders.sources import read_source
-from mrigan.config import ConfigError
+from mrigan.config import Checked, ConfigError, bounds
 from mrigan.mri_df_format import MriDfWriter
 
 SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -68,14 +68,17 @@ def _recall_faces() -> FaceDetectionConfig:
 
 
 @dataclass(frozen=True)
-class BuildFaceSetConfig:
-    """A face set's settings (YAML, or ``mrigan build-faces`` flags); checked when loaded."""
+class BuildFaceSetConfig(Checked):
+    """A face set's settings (YAML, or ``mrigan build-faces`` flags); ranges are ``bounds``
+    metadata, checked when loaded and when built directly."""
 
     out: str = "runs/faces"
     sources: tuple[BuildSourceConfig, ...] = ()
-    every: int = 10  # decode every Nth frame
-    max_frames: int | None = None  # per video, after ``every``
-    max_faces: int = 32  # crops kept per video (K), evenly spaced over its faces
+    every: int = 10  # decode every Nth frame (>= 1: the named rule)
+    #: per video, after ``every`` (null: all)
+    max_frames: int | None = field(default=None, metadata=bounds(minimum=1))
+    #: crops kept per video (K), evenly spaced over its faces
+    max_faces: int = field(default=32, metadata=bounds(minimum=1))
     seed: int = 0
     shard: str = "1/1"
     progress: bool = True
@@ -84,14 +87,9 @@ class BuildFaceSetConfig:
     split: BuildSplitConfig = field(default_factory=BuildSplitConfig)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not str(self.out):
             raise ConfigError("out is empty: name the output folder")
-        if self.every < 1:
-            raise ConfigError(f"every must be >= 1, got {self.every}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ConfigError(f"max_frames must be >= 1 (or null for all), got {self.max_frames}")
-        if self.max_faces < 1:
-            raise ConfigError(f"max_faces must be >= 1, got {self.max_faces}")
         parse_shard(self.shard)
 
     @property

@@ -31,7 +31,7 @@ its SSD detector; here a second face is a second MTCNN box above the configured 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -50,7 +50,7 @@ from datasets_builders.face_boxes import (
     track_faces,
 )
 from datasets_builders.face_follow import detect_and_follow
-from mrigan.config import ConfigError
+from mrigan.config import Checked, ConfigError, bounds
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
 
@@ -72,53 +72,42 @@ MULTI_FACE_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
-class FaceDetectionConfig:
+class FaceDetectionConfig(Checked):
     """Face detection, tracking and cropping: the one set of defaults (YAML section ``faces``).
 
     ``max_side`` 960: a 1080p face is found at this size and MTCNN's cost grows with pixels.
+    Ranges are ``bounds`` metadata (checked from YAML and when built directly); the
+    three-number thresholds are checked in ``__post_init__``.
     """
 
     device: str = "auto"
     thresholds: tuple[float, float, float] = PAPER_THRESHOLDS
-    min_face_size: int = 40  # in full-frame pixels
-    max_side: int | None = 960  # detect on frames downscaled to this longer side (None: full size)
-    batch_size: int = 8
-    margin: float = 1.3  # crop side = margin * max(box w, box h)
-    size: int = 256  # crop side (paper: 256)
-    iou_threshold: float = 0.3  # face tracks across sampled frames
+    min_face_size: int = field(default=40, metadata=bounds(minimum=1))  # full-frame pixels
+    #: detect on frames downscaled to this longer side (None: full size)
+    max_side: int | None = field(default=960, metadata=bounds(minimum=32))
+    batch_size: int = 8  # >= 1: the named rule
+    #: crop side = margin * max(box w, box h)
+    margin: float = field(default=1.3, metadata=bounds(exclusive_minimum=0.0))
+    #: crop side (paper: 256); >= 16 pixels because SSIM uses an 11-pixel window
+    size: int = field(default=256, metadata=bounds(minimum=16))
+    #: face tracks across sampled frames
+    iou_threshold: float = field(default=0.3, metadata=bounds(minimum=0.0, maximum=1.0))
     # second pass for videos whose coverage is under this fraction. 0 (off) by default: in
     # training data a permissive detector's false faces (it finds "faces" in plain masks) do
     # more harm than missed frames; analysis and face sets turn it on (RECALL_SECOND_PASS_BELOW)
-    second_pass_below: float = 0.0
+    second_pass_below: float = field(default=0.0, metadata=bounds(minimum=0.0, maximum=1.0))
     second_pass_thresholds: tuple[float, float, float] = PERMISSIVE_THRESHOLDS
     # the thesis' multi-face rule (see the module doc): off by default, 0.1 as in the thesis
     drop_multi_face: bool = False
-    multi_face_fraction: float = MULTI_FACE_FRACTION
+    multi_face_fraction: float = field(default=MULTI_FACE_FRACTION,
+                                       metadata=bounds(minimum=0.0, exclusive_maximum=1.0))
 
     def __post_init__(self) -> None:
-        def bad(key: str, why: str) -> ConfigError:
-            return ConfigError(f"faces.{key} {why}, got {getattr(self, key)!r}")
-
+        super().__post_init__()
         for key in ("thresholds", "second_pass_thresholds"):
             t = getattr(self, key)
             if len(t) != 3 or not all(0.0 < float(v) < 1.0 for v in t):
-                raise bad(key, "must be three numbers in (0, 1)")
-        if self.min_face_size < 1:
-            raise bad("min_face_size", "must be >= 1 pixel")
-        if self.max_side is not None and self.max_side < 32:
-            raise bad("max_side", "must be >= 32 pixels (or null for full size)")
-        if self.batch_size < 1:
-            raise bad("batch_size", "must be >= 1")
-        if not self.margin > 0:
-            raise bad("margin", "must be > 0")
-        if self.size < 16:
-            raise bad("size", "must be >= 16 pixels (SSIM uses an 11-pixel window)")
-        if not 0.0 <= self.iou_threshold <= 1.0:
-            raise bad("iou_threshold", "must be in [0, 1]")
-        if not 0.0 <= self.second_pass_below <= 1.0:
-            raise bad("second_pass_below", "must be in [0, 1]")
-        if not 0.0 <= self.multi_face_fraction < 1.0:
-            raise bad("multi_face_fraction", "must be in [0, 1)")
+                raise ConfigError(f"faces.{key} must be three numbers in (0, 1), got {t!r}")
 
     def detector(self, *, second_pass: bool = False) -> FaceDetector:
         """A loaded MTCNN with these settings (the permissive one for ``second_pass``)."""

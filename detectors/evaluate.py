@@ -41,7 +41,7 @@ from detectors.config import AggregationConfig, EvalFaceSetConfig, EvaluateConfi
 from detectors.data import load_rows, select_rows
 from detectors.inference import load_detector
 from detectors.inputs import InputAdapter, build_input, hashed_mri_input
-from detectors.metrics import binary_report, bootstrap_ci
+from detectors.metrics import report_with_ci
 from detectors.predict import predict_probs
 from detectors.train import make_dataset
 from mrigan.config import save_config, to_dict
@@ -82,15 +82,6 @@ def score_test_sets(rule: str, validation: Sequence[VideoScores],
     frozen = dict(chosen.params)
     results = {name: apply_rule(rule, videos, frozen) for name, videos in test_sets.items()}
     return chosen, results
-
-
-def _with_ci(y, scores, *, threshold=0.5, y_pred=None, groups=None, n_boot=1000,
-             seed=0) -> dict:
-    report = binary_report(y, scores, threshold, y_pred=y_pred)
-    if n_boot > 0:
-        report["ci95"] = {k: list(v) for k, v in bootstrap_ci(
-            y, scores, threshold, n_boot=n_boot, seed=seed, groups=groups, y_pred=y_pred).items()}
-    return report
 
 
 class _Scored:
@@ -193,9 +184,10 @@ def evaluate_detector(cfg: EvaluateConfig, *, log=print) -> dict:
         results["test_sets"][name] = {
             "root": _set_root(t, default_root), "split": t.split or "(all rows)",
             "videos": len(video.videos), "units": len(scored.units),
-            "video": _with_ci(video.labels, video.scores, y_pred=video.fake, n_boot=cfg.bootstrap),
-            "frame": _with_ci(scored.labels, scored.probs, threshold=cfg.frame_threshold,
-                              groups=groups, n_boot=cfg.bootstrap),
+            "video": report_with_ci(video.labels, video.scores, y_pred=video.fake,
+                                    n_boot=cfg.bootstrap),
+            "frame": report_with_ci(scored.labels, scored.probs, cfg.frame_threshold,
+                                    groups=groups, n_boot=cfg.bootstrap),
         }
         report_io.write_set_outputs(out_dir, name, scored.units, scored.probs, video,
                                     cfg.frame_threshold)

@@ -203,6 +203,20 @@ def bootstrap_ci(y_true, y_score, threshold: float = 0.5, *, n_boot: int = 1000,
     return out
 
 
+def report_with_ci(y_true, y_score, threshold: float = 0.5, *,
+                   y_pred: Sequence[int] | np.ndarray | None = None,
+                   groups: Sequence | None = None, n_boot: int = 1000, seed: int = 0) -> dict:
+    """:func:`binary_report`, plus (when ``n_boot > 0``) ``"ci95": {metric: [low, high]}`` from
+    :func:`bootstrap_ci` over :data:`TABLE_METRICS` with the same ``threshold``, ``y_pred``
+    and ``groups``: the one report-with-intervals of an evaluated set (video or frame level)."""
+    report = binary_report(y_true, y_score, threshold, y_pred=y_pred)
+    if n_boot > 0:
+        report["ci95"] = {k: list(v) for k, v in bootstrap_ci(
+            y_true, y_score, threshold, n_boot=n_boot, seed=seed, groups=groups,
+            y_pred=y_pred).items()}
+    return report
+
+
 class ScoreTieWarning(UserWarning):
     """Every score of a set is the same: the model gives one constant output."""
 

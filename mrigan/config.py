@@ -7,9 +7,14 @@ file name and the key, so a typo never silently falls back to a default.
 * **Numbers as users write them**: ``1e-4``, ``1E5``, ``.5``, ``-3`` are numbers (YAML 1.1, which
   PyYAML implements, reads ``1e-4`` as a string; :class:`ConfigLoader` adds YAML 1.2's float form).
 * **Ranges and choices**: a field may declare ``field(..., metadata=bounds(minimum=1))``
-  (``minimum``, ``maximum``, ``exclusive_minimum``, ``choices``); fields that declare nothing get
-  the rule of their name in :data:`NAMED_BOUNDS` (``batch_size >= 1``, ``max_steps >= 0``, ...).
-  A value outside is a :class:`ConfigError` naming the file and the key, before any work.
+  (``minimum``, ``maximum``, ``exclusive_minimum``, ``exclusive_maximum``, ``choices``); fields
+  that declare nothing get the rule of their name in :data:`NAMED_BOUNDS` (``batch_size >= 1``,
+  ``max_steps >= 0``, ...). This metadata is the one source of a config's ranges: the loader
+  checks every key it reads (a value outside is a :class:`ConfigError` naming the file and the
+  key, before any work), and a class that also wants the check when it is built directly in
+  Python derives from :class:`Checked` (or calls :func:`check_bounds` in its
+  ``__post_init__``): the same error, naming the class and the field. Only checks of one field
+  against another stay hand-written in ``__post_init__``.
 * **Presets by inheritance**: a YAML file may say ``base: mri_gan.yaml`` (resolved relative to
   the file; chains allowed, cycles are an error) and give only what differs; nested sections
   merge key by key, lists are replaced whole.
@@ -55,10 +60,14 @@ def yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
+_RULE_KEYS = ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum", "choices")
+
+
 def bounds(*, minimum: float | None = None, maximum: float | None = None,
-           exclusive_minimum: float | None = None,
+           exclusive_minimum: float | None = None, exclusive_maximum: float | None = None,
            choices: Iterable[Any] | None = None) -> dict[str, Any]:
-    """Field metadata checked by the loader: ``x: int = field(default=1, metadata=bounds(minimum=1))``."""
+    """Field metadata checked by the loader (and by :func:`check_bounds`):
+    ``x: int = field(default=1, metadata=bounds(minimum=1))``. ``None`` values pass."""
     out: dict[str, Any] = {}
     if minimum is not None:
         out["minimum"] = minimum
@@ -66,6 +75,8 @@ def bounds(*, minimum: float | None = None, maximum: float | None = None,
         out["maximum"] = maximum
     if exclusive_minimum is not None:
         out["exclusive_minimum"] = exclusive_minimum
+    if exclusive_maximum is not None:
+        out["exclusive_maximum"] = exclusive_maximum
     if choices is not None:
         out["choices"] = tuple(choices)
     return out
@@ -200,6 +211,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
         _check_bounds(f, kwargs[f.name], _child(where, f.name))
     try:
         return cls(**kwargs)
+    except ConfigError as exc:
+        if type(exc) is not ConfigError or exc.path is not None:
+            raise
+        # a class's own (cross-field) check names the field; the loader adds the file
+        raise ConfigError(f"{where}: {exc.problem}") from exc
     except MriganError:
         raise
     except (ValueError, TypeError, KeyError) as exc:  # a class's own __post_init__ checks
@@ -217,10 +233,29 @@ def _child(where: str, name: str) -> str:
     return f"{where}.{name}"
 
 
+def check_bounds(cfg: Any, where: str | None = None) -> None:
+    """Every field of the dataclass instance ``cfg`` against its ``bounds`` metadata (else
+    :data:`NAMED_BOUNDS`): the loader's check, for a config built directly in Python. A value
+    outside is a :class:`ConfigError` naming ``where`` (default: the class) and the field."""
+    where = where or type(cfg).__name__
+    for f in dataclasses.fields(cfg):
+        _check_bounds(f, getattr(cfg, f.name), _child(where, f.name))
+
+
+class Checked:
+    """Base of a dataclass config whose ranges (``bounds`` metadata, :data:`NAMED_BOUNDS`) are
+    checked however it is built: from YAML (the loader names the file and the key) or directly
+    (:func:`check_bounds`). A subclass with cross-field checks overrides ``__post_init__`` and
+    calls ``super().__post_init__()`` first."""
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
+
 def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
     """The field's ``bounds`` metadata, else :data:`NAMED_BOUNDS` by its name."""
-    rule = {k: f.metadata[k] for k in ("minimum", "maximum", "exclusive_minimum", "choices")
-            if k in f.metadata} or NAMED_BOUNDS.get(f.name, {})
+    rule = ({k: f.metadata[k] for k in _RULE_KEYS if k in f.metadata}
+            or NAMED_BOUNDS.get(f.name, {}))
     if not rule or value is None:
         return
     if "choices" in rule and value not in rule["choices"]:
@@ -233,6 +268,8 @@ def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {value!r} must be greater than {rule['exclusive_minimum']}")
     if "maximum" in rule and not value <= rule["maximum"]:
         raise ConfigError(f"{where}: {value!r} is above the maximum {rule['maximum']}")
+    if "exclusive_maximum" in rule and not value < rule["exclusive_maximum"]:
+        raise ConfigError(f"{where}: {value!r} must be less than {rule['exclusive_maximum']}")
 
 
 def _field_default(f: dataclasses.Field) -> Any:
@@ -259,9 +296,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin in (tuple, list):
         args = typing.get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
-            return tuple(_coerce(a, v, where) for a, v in zip(args, value, strict=False))
+            return tuple(_coerce(a, v, f"{where}[{i}]")
+                         for i, (a, v) in enumerate(zip(args, value, strict=False)))
         inner = args[0] if args else Any
-        seq = [_coerce(inner, v, where) for v in value]
+        seq = [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(seq) if origin is tuple else seq
     if tp in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")

@@ -25,12 +25,13 @@ range, so only the pixel term's weight differs from that code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from mrigan import perceptual
+from mrigan.config import Checked, bounds
 from mrigan.registry import Registry
 
 PIXEL_LOSSES = Registry("pixel loss")
@@ -58,18 +59,18 @@ def vanilla_gan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Te
 
 
 @dataclass(frozen=True)
-class GanLossConfig:
+class GanLossConfig(Checked):
     """Weights of the MRI-GAN objective (defaults: the paper)."""
 
     lambda_recon: float = 100.0  # lambda: weight of the reconstruction terms
-    tau: float = 0.3  # share of the pixel term in the reconstruction (1 - tau: SSIM term)
+    #: share of the pixel term in the reconstruction (1 - tau: SSIM term)
+    tau: float = field(default=0.3, metadata=bounds(minimum=0.0, maximum=1.0))
     eta: float = 0.5  # discriminator loss scale
     pixel: str = "l2"  # l2 (paper) or l1
     gan: str = "lsgan"  # lsgan (the released code; default) | bce (the paper's Eq. 9) = vanilla
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.tau <= 1.0:
-            raise ValueError(f"loss.tau must be in [0, 1], got {self.tau}")
+        super().__post_init__()
         PIXEL_LOSSES.get(self.pixel)  # fail early on unknown names, listing the known ones
         GAN_LOSSES.get(self.gan)
 

@@ -1,4 +1,9 @@
-"""Typed config of a realism experiment (``configs/realism*.yaml``), one section per job."""
+"""Typed config of a realism experiment (``configs/realism*.yaml``), one section per job.
+
+The data section derives from :class:`mrigan.config.Checked`: its ranges (the
+:data:`mrigan.config.NAMED_BOUNDS` of ``image_size``, ``seed``) are checked from YAML and when
+built directly.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ from dataclasses import dataclass, field
 
 from detectors.realism.model import RealismModelConfig
 from detectors.realism.sampler import SequenceSampler
+from mrigan.config import Checked
 
 
 @dataclass(frozen=True)
-class RealismDataConfig:
+class RealismDataConfig(Checked):
     labels: tuple[str, ...] = ()  # MOS label files (DREAM, DFGC-2022 or file,mos,identity,method)
     label_format: str = "auto"  # auto | dream | dfgc | table
     clips: str = ""  # folder of per-video face crops: <key without extension>/*.png (+ mri/)
@@ -32,6 +38,10 @@ class RealismDataConfig:
 
 @dataclass(frozen=True)
 class RealismTrainConfig:
+    """Loader-checked only (not :class:`~mrigan.config.Checked`): tests build ``lr=0.0``
+    directly (a frozen model whose validation never improves), which the named ``lr > 0`` rule
+    refuses in a file."""
+
     epochs: int = 30
     batch_size: int = 8
     lr: float = 1e-3

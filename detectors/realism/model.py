@@ -18,13 +18,14 @@ from torch import nn
 
 from detectors.backbones import build_backbone
 from detectors.realism.dataset import check_inputs
+from mrigan.config import Checked
 
 FUSIONS = ("late", "early")
 STDS = ("population", "sample")
 
 
 @dataclass(frozen=True)
-class RealismModelConfig:
+class RealismModelConfig(Checked):
     backbone: str = "tiny-cnn"  # any name of detectors.backbones (or timm:<model>)
     weights: str = ""  # local backbone weights (.safetensors / .pth); "" = from scratch
     inputs: str = "plain"  # plain | mri | fused

@@ -9,22 +9,22 @@ random sequences, seeded by the video's key so a report is reproducible run to r
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from mrigan.config import Checked, bounds
+
 
 @dataclass(frozen=True)
-class SequenceSampler:
-    """Also the sampler's config section (``sampler.num_frames`` etc. in YAML)."""
+class SequenceSampler(Checked):
+    """Also the sampler's config section (``sampler.num_frames`` etc. in YAML); its ranges are
+    ``bounds`` metadata, checked from YAML and when built directly."""
 
-    num_frames: int = 5
-    stride: int = 1  # 1 = consecutive frames of the (already subsampled) frame list
-    test_draws: int = 10
-
-    def __post_init__(self) -> None:
-        if self.num_frames < 1 or self.stride < 1 or self.test_draws < 1:
-            raise ValueError(f"sampler needs num_frames, stride, test_draws >= 1, got {self}")
+    num_frames: int = field(default=5, metadata=bounds(minimum=1))
+    #: 1 = consecutive frames of the (already subsampled) frame list
+    stride: int = field(default=1, metadata=bounds(minimum=1))
+    test_draws: int = field(default=10, metadata=bounds(minimum=1))
 
     @property
     def span(self) -> int:

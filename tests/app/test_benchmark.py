@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,13 @@ import pytest
 from PIL import Image
 
 from datasets_builders.build_config import BuildSourceConfig
+from detectors.aggregate import apply_rule, group_by_video
 from detectors.config import DetectorConfig
+from detectors.metrics import binary_report, bootstrap_ci, report_with_ci
 from detectors.train import split_rows
 from mrigan.app.benchmark import data as data_mod
-from mrigan.app.benchmark.config import BenchmarkConfig, DataSettings
+from mrigan.app.benchmark.config import BenchmarkConfig, DataSettings, EvalSettings, SplitSettings
+from mrigan.app.benchmark.evaluation import VIDEO_KEYS, video_columns
 from mrigan.app.benchmark.generator_score import MRI_THRESHOLDS
 from mrigan.app.benchmark.split import split_stage
 from mrigan.app.benchmark.stages import STAGE_FILE
@@ -225,3 +229,43 @@ def test_mri_df_builds_detect_faces_on_every_sampled_frame_unless_asked(tmp_path
     assert [b.detect_every for b in seen] == [1, 3]
     with pytest.raises(ConfigError, match="detect_every"):
         DataSettings(detect_every=0)
+
+
+def test_video_columns_match_the_mri_mean_rows_former_computation():
+    """The mri_mean row and the detector rows share one video report (report_with_ci +
+    video_columns); figures equal what the mri_mean stage computed on its own before."""
+    rng = np.random.default_rng(7)
+    units = [{"video": f"v{i // 3}", "label": (i // 3) % 2} for i in range(60)]
+    scores = np.clip(rng.random(60) * 0.2 + 0.08 * np.array([u["label"] for u in units]), 0, 1)
+    video = apply_rule("count", group_by_video(units, scores), {"threshold": 0.12, "fraction": 0.5})
+    for n_boot in (30, 0):
+        rep = binary_report(video.labels, video.scores, y_pred=video.fake)
+        ci = ({k: list(v) for k, v in bootstrap_ci(video.labels, video.scores, n_boot=n_boot,
+                                                   y_pred=video.fake).items()}
+              if n_boot > 0 else {})
+        ci.setdefault("recall", ci.get("tpr"))
+        before = {"video": {k: rep[k] for k in VIDEO_KEYS},
+                  "ci95": {k: ci.get(k) for k in VIDEO_KEYS[:7]}}
+        now = video_columns(report_with_ci(video.labels, video.scores, y_pred=video.fake,
+                                           n_boot=n_boot))
+        assert json.dumps(now, sort_keys=True) == json.dumps(before, sort_keys=True)
+        assert (now["ci95"]["recall"] is None) == (n_boot == 0)
+
+
+@pytest.mark.parametrize("cls, section, key, value, tail", [
+    (SplitSettings, "split", "test", 1.0, "test: 1.0 must be less than 1"),
+    (SplitSettings, "split", "val", 0.0, "val: 0.0 must be greater than 0"),
+    (DataSettings, "data", "every", 0, "every: 0 is below the minimum 1"),
+    (DataSettings, "data", "max_frames", 0, "max_frames: 0 is below the minimum 1"),
+    (DataSettings, "data", "size", 8, "size: 8 is below the minimum 16"),
+    (DataSettings, "data", "max_faces", 0, "max_faces: 0 is below the minimum 1"),
+    (EvalSettings, "evaluate", "rule", "max", "rule: 'max' is not one of"),
+    (EvalSettings, "evaluate", "bootstrap", -1, "bootstrap: -1 is below the minimum 0"),
+])
+def test_benchmark_ranges_are_refused_from_yaml_and_built_directly(cls, section, key, value, tail):
+    """The benchmark sections' ranges are bounds metadata: the preset file and the key from
+    YAML, the class and the field when built in Python; the same ConfigError."""
+    with pytest.raises(ConfigError, match=re.escape(f"{cls.__name__}.{tail}")):
+        cls(**{key: value})
+    with pytest.raises(ConfigError, match=re.escape(f"benchmark_cpu.yaml: {section}.{tail}")):
+        load_config(BenchmarkConfig, "configs/benchmark_cpu.yaml", [f"{section}.{key}={value}"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ from scipy.interpolate import interp1d
 from scipy.optimize import brentq
 from sklearn import metrics as skm
 
-from detectors.metrics import binary_report, bootstrap_ci, roc_points
+from detectors.metrics import binary_report, bootstrap_ci, report_with_ci, roc_points
 
 
 def _sklearn_eer(y, s):
@@ -105,3 +106,33 @@ def test_bootstrap_intervals():
     ci_grouped = bootstrap_ci(y4, s4, n_boot=300, seed=1, groups=groups)
     width_grouped = ci_grouped["auc"][1] - ci_grouped["auc"][0]
     assert width_grouped > 1.5 * (ci4["auc"][1] - ci4["auc"][0])
+
+
+def test_report_with_ci_is_the_report_plus_its_bootstrap():
+    """The one report-with-intervals (evaluate's video and frame rows, the benchmark's mri_mean
+    row) equals binary_report + bootstrap_ci computed separately, figure for figure."""
+    rng = np.random.default_rng(3)
+    n = 120
+    y = rng.integers(0, 2, n)
+    s = np.clip(rng.random(n) * 0.6 + 0.35 * y, 0, 1)
+    decided = s >= 0.45  # a video rule's own decisions
+    groups = np.repeat(np.arange(n // 4), 4)
+
+    def previous(threshold=0.5, y_pred=None, groups=None, n_boot=1000, seed=0):
+        report = binary_report(y, s, threshold, y_pred=y_pred)
+        if n_boot > 0:
+            report["ci95"] = {k: list(v) for k, v in bootstrap_ci(
+                y, s, threshold, n_boot=n_boot, seed=seed, groups=groups,
+                y_pred=y_pred).items()}
+        return report
+
+    for kwargs in ({"y_pred": decided, "n_boot": 60},
+                   {"threshold": 0.7, "groups": groups, "n_boot": 60},
+                   {"n_boot": 40, "seed": 5}, {"n_boot": 0}):
+        got = report_with_ci(y, s, **kwargs)
+        # json text: NaN (the threshold of a rule's decisions) compares equal to itself
+        assert json.dumps(got, sort_keys=True) == json.dumps(previous(**kwargs), sort_keys=True)
+        assert ("ci95" in got) == (kwargs["n_boot"] > 0)
+    ci = report_with_ci(y, s, y_pred=decided, n_boot=60)["ci95"]
+    assert set(ci) == set(bootstrap_ci(y, s, n_boot=1))
+    assert all(isinstance(v, list) and len(v) == 2 for v in ci.values())

@@ -12,8 +12,10 @@ import torch
 from mrigan import device
 from mrigan.config import (
     PROJECT_ROOT,
+    Checked,
     ConfigError,
     bounds,
+    check_bounds,
     load_config,
     parse_overrides,
     save_config,
@@ -167,6 +169,77 @@ def test_field_metadata_bounds_win_over_the_named_rules():
     assert load_config(Custom, None, ["batch_size=0"]).batch_size == 0
     with pytest.raises(ConfigError, match=r"Custom\.mode: 'c' is not one of \['a', 'b'\]"):
         load_config(Custom, None, ["mode=c"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranged(Checked):
+    share: float = dataclasses.field(default=0.5, metadata=bounds(exclusive_minimum=0,
+                                                                  exclusive_maximum=1))
+    batch_size: int = 4  # NAMED_BOUNDS: >= 1
+    limit: int | None = dataclasses.field(default=None, metadata=bounds(minimum=1))
+
+
+@dataclasses.dataclass(frozen=True)
+class HoldsRanged:
+    ranged: Ranged = dataclasses.field(default_factory=Ranged)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("share", 1.0, "share: 1.0 must be less than 1"),
+    ("share", 0.0, "share: 0.0 must be greater than 0"),
+    ("batch_size", 0, "batch_size: 0 is below the minimum 1"),
+    ("limit", 0, "limit: 0 is below the minimum 1"),
+])
+def test_bounds_are_checked_from_yaml_and_when_built_directly(tmp_path, key, value, message):
+    """One source of ranges (the ``bounds`` metadata): the same ConfigError and wording for a
+    YAML file (naming the file and the key path) and for a config built in Python (naming
+    the class and the field)."""
+    path = tmp_path / "ranged.yaml"
+    path.write_text(f"ranged:\n  {key}: {value}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"ranged.yaml: ranged.{message}")):
+        load_config(HoldsRanged, path)
+    with pytest.raises(ConfigError, match=re.escape(f"Ranged.{message}")):
+        Ranged(**{key: value})
+    with pytest.raises(ConfigError, match=re.escape(f"cfg.{message}")):
+        check_bounds(_unchecked(key, value), "cfg")
+    assert Ranged(limit=None, share=0.25, batch_size=1).share == 0.25
+
+
+def _unchecked(key, value):
+    """A ``Ranged``-shaped plain dataclass (no __post_init__), holding ``value``."""
+    plain = dataclasses.make_dataclass(
+        "Plain", [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
+                  for f in dataclasses.fields(Ranged)])
+    return plain(**{key: value})
+
+
+@dataclasses.dataclass(frozen=True)
+class Span(Checked):
+    low: int = 0
+    high: int = dataclasses.field(default=1, metadata=bounds(minimum=0))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.low > self.high:  # a cross-field check stays hand-written
+            raise ConfigError(f"low={self.low} must not exceed high={self.high}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Spans:
+    spans: tuple[Span, ...] = ()
+
+
+def test_list_items_and_cross_field_checks_name_the_file_and_the_item(tmp_path):
+    path = tmp_path / "spans.yaml"
+    path.write_text("spans:\n  - {low: 0, high: 2}\n  - {low: 0, high: -1}\n")
+    with pytest.raises(ConfigError, match=r"spans\.yaml: spans\[1\]\.high: -1 is below the minimum 0"):
+        load_config(Spans, path)
+    path.write_text("spans:\n  - {low: 3, high: 2}\n")
+    with pytest.raises(ConfigError, match=r"spans\.yaml: spans\[0\]: low=3 must not exceed high=2"):
+        load_config(Spans, path)
+    with pytest.raises(ConfigError, match=r"^low=3 must not exceed high=2$"):
+        Span(3, 2)
+    assert load_config(Spans, None, {"spans": [{"low": 1, "high": 1}]}).spans == (Span(1, 1),)
 
 
 def test_base_inheritance_chains_and_relative_paths(tmp_path):

@@ -4,6 +4,9 @@ Presets: ``configs/benchmark_paper.yaml`` (the MRI-GAN paper's settings, for a G
 ``configs/benchmark_cpu.yaml`` (``base: benchmark_paper.yaml``, shrunk to finish in about 20
 minutes on 2 CPU cores). Each stage's settings are the config sections it reads; they form the
 stage's fingerprint (:mod:`mrigan.app.benchmark.stages`).
+
+Ranges are ``bounds`` field metadata (:mod:`mrigan.config`), checked whether a section comes
+from YAML or is built directly (:class:`mrigan.config.Checked`).
 """
 
 from __future__ import annotations
@@ -11,51 +14,38 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datasets_builders.build_config import BuildSourceConfig
-from mrigan.config import ConfigError
+from mrigan.config import Checked, bounds
 
 
 @dataclass(frozen=True)
-class SplitSettings:
+class SplitSettings(Checked):
     """Identity-grouped split of the paired videos (``mrigan.grouping`` via the builder's
     ``assign_splits``): ``test`` identities are held out of every training stage; of the rest,
     ``val`` go to the MRI-DF's validation split (GAN/detector model selection, video-rule search)."""
 
-    test: float = 0.25
-    val: float = 0.34  # share of the non-test identities
+    test: float = field(default=0.25, metadata=bounds(exclusive_minimum=0.0,
+                                                      exclusive_maximum=1.0))
+    #: share of the non-test identities
+    val: float = field(default=0.34, metadata=bounds(exclusive_minimum=0.0,
+                                                     exclusive_maximum=1.0))
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        for key in ("test", "val"):
-            if not 0.0 < getattr(self, key) < 1.0:
-                raise ConfigError(f"split.{key} must be in (0, 1), got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
-class DataSettings:
+class DataSettings(Checked):
     """Frame sampling and face crops of the MRI-DF and face-set builds."""
 
     every: int = 10  # paper: every 10th frame
-    max_frames: int | None = None  # per video, after ``every``
-    size: int = 256  # crop size (paper: 256)
+    #: per video, after ``every`` (null: all)
+    max_frames: int | None = field(default=None, metadata=bounds(minimum=1))
+    size: int = field(default=256, metadata=bounds(minimum=16))  # crop size (paper: 256)
     max_side: int | None = 960  # frames are shrunk to this longest side for face detection
-    max_faces: int = 32  # face sets: crops kept per video
+    max_faces: int = field(default=32, metadata=bounds(minimum=1))  # face sets: crops per video
     augment_fraction: float = 0.0  # MRI-DF augmentation (the paper's; 0: none)
     # MRI-DF builds: whole-frame MTCNN on every k-th sampled frame, faces followed in between
     # (``BuildConfig.detect_every``). 1 = every sampled frame, the paper's protocol and what the
     # shipped default generator's card was made with; the builder's own default is 3 (faster).
-    detect_every: int = 1
-
-    def __post_init__(self) -> None:
-        if self.every < 1:
-            raise ConfigError(f"data.every must be >= 1, got {self.every}")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise ConfigError(f"data.max_frames must be >= 1 or null, got {self.max_frames}")
-        if self.size < 16:
-            raise ConfigError(f"data.size must be >= 16, got {self.size}")
-        if self.detect_every < 1:
-            raise ConfigError(f"data.detect_every must be >= 1, got {self.detect_every}")
-        if self.max_faces < 1:
-            raise ConfigError(f"data.max_faces must be >= 1, got {self.max_faces}")
+    detect_every: int = field(default=1, metadata=bounds(minimum=1))
 
 
 @dataclass(frozen=True)
@@ -80,16 +70,11 @@ class DetectorSettings:
 
 
 @dataclass(frozen=True)
-class EvalSettings:
-    rule: str = "count"  # the paper's video rule; parameters grid-searched on validation
-    bootstrap: int = 1000  # resamples for the 95% intervals
+class EvalSettings(Checked):
+    #: the paper's video rule; parameters grid-searched on validation
+    rule: str = field(default="count", metadata=bounds(choices=("count", "mean", "confident")))
+    bootstrap: int = 1000  # resamples for the 95% intervals (>= 0: the named rule)
     batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        if self.rule not in ("count", "mean", "confident"):
-            raise ConfigError(f"evaluate.rule must be count, mean or confident, got {self.rule!r}")
-        if self.bootstrap < 0:
-            raise ConfigError(f"evaluate.bootstrap must be >= 0, got {self.bootstrap}")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,16 @@ VIDEO_KEYS = ("accuracy", "auc", "precision", "recall", "f1", "eer", "ap", "bala
               "n", "n_fake", "n_real")
 
 
+def video_columns(video: dict) -> dict:
+    """A test set's video-level report (:func:`detectors.metrics.report_with_ci`) as the
+    benchmark keeps it: the :data:`VIDEO_KEYS` figures and the intervals of the first seven
+    (recall's is the TPR's; ``None`` where there are none)."""
+    ci = dict(video.get("ci95", {}))
+    ci.setdefault("recall", ci.get("tpr"))  # recall is the TPR
+    return {"video": {k: video[k] for k in VIDEO_KEYS},
+            "ci95": {k: ci.get(k) for k in VIDEO_KEYS[:7]}}
+
+
 def eval_stage(cfg: BenchmarkConfig, checkpoint: str, validation: dict, tests: dict[str, dict],
                folder: Path, generator: str = "", log=print) -> dict:
     """``validation`` / ``tests``: face-set stage results (``root``, ``split``)."""
@@ -52,13 +62,8 @@ def eval_stage(cfg: BenchmarkConfig, checkpoint: str, validation: dict, tests: d
                            ("rule", "params", "objective", "validation_value", "description")},
            "validation_videos": res["validation"]["videos"], "test_sets": {}}
     for name, t in res["test_sets"].items():
-        video = t["video"]
-        ci = dict(video.get("ci95", {}))
-        ci.setdefault("recall", ci.get("tpr"))  # recall is the TPR
         out["test_sets"][name] = {
-            "videos": t["videos"], "faces": t["units"],
-            "video": {k: video[k] for k in VIDEO_KEYS},
-            "ci95": {k: ci.get(k) for k in VIDEO_KEYS[:7]},
+            "videos": t["videos"], "faces": t["units"], **video_columns(t["video"]),
             "frame_auc": t["frame"]["auc"],
             "predictions": str(folder / "report" / "predictions" / f"{name}_videos.csv")}
     return out
@@ -95,4 +100,4 @@ def gan_quality_stage(cfg: BenchmarkConfig, generator: str, heldout_root: str,
     return out
 
 
-__all__ = ["eval_stage", "gan_quality_stage"]
+__all__ = ["VIDEO_KEYS", "eval_stage", "gan_quality_stage", "video_columns"]

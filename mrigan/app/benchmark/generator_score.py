@@ -21,9 +21,9 @@ from detectors.aggregate import apply_rule, describe, group_by_video
 from detectors.config import AggregationConfig
 from detectors.data import load_rows
 from detectors.evaluate import choose_rule
-from detectors.metrics import binary_report, bootstrap_ci
+from detectors.metrics import binary_report, report_with_ci
 from mrigan.app.benchmark.config import BenchmarkConfig
-from mrigan.app.benchmark.evaluation import VIDEO_KEYS
+from mrigan.app.benchmark.evaluation import video_columns
 from mrigan.fileio import read_image
 from mrigan.inference import MRIGenerator
 
@@ -49,14 +49,6 @@ def face_scores(gen: MRIGenerator, root: str, batch_size: int) -> tuple[list[dic
     return rows, np.asarray(scores, dtype=np.float64)
 
 
-def _video_report(video, n_boot: int) -> tuple[dict, dict]:
-    rep = binary_report(video.labels, video.scores, y_pred=video.fake)
-    ci = ({k: list(v) for k, v in bootstrap_ci(video.labels, video.scores, n_boot=n_boot,
-                                               y_pred=video.fake).items()} if n_boot > 0 else {})
-    ci.setdefault("recall", ci.get("tpr"))  # recall is the TPR
-    return rep, ci
-
-
 def mri_mean_stage(cfg: BenchmarkConfig, generator: str, validation: dict,
                    tests: dict[str, dict], folder: Path, log=print) -> dict:
     """``validation`` / ``tests``: face-set stage results (``root``). Same result layout as
@@ -79,13 +71,12 @@ def mri_mean_stage(cfg: BenchmarkConfig, generator: str, validation: dict,
     for name, t in tests.items():
         units, scores = face_scores(gen, t["root"], cfg.evaluate.batch_size)
         video = apply_rule(agg.rule, group_by_video(units, scores), frozen)
-        rep, ci = _video_report(video, cfg.evaluate.bootstrap)
+        rep = report_with_ci(video.labels, video.scores, y_pred=video.fake,
+                             n_boot=cfg.evaluate.bootstrap)
         labels = np.array([u["label"] for u in units])
         report_io.write_set_outputs(out_dir, name, units, scores, video, frozen["threshold"])
         out["test_sets"][name] = {
-            "videos": len(video.videos), "faces": len(units),
-            "video": {k: rep[k] for k in VIDEO_KEYS},
-            "ci95": {k: ci.get(k) for k in VIDEO_KEYS[:7]},
+            "videos": len(video.videos), "faces": len(units), **video_columns(rep),
             "frame_auc": binary_report(labels, scores)["auc"],
             "predictions": str(out_dir / "predictions" / f"{name}_videos.csv")}
     return out

@@ -12,6 +12,7 @@ from mrigan.app.analysis import (
     AnalyzeVerdictConfig,
 )
 from mrigan.config import (
+    Checked,
     deep_merge,
     from_dict,
     parse_overrides,
@@ -41,7 +42,7 @@ class DemoSceneConfig:
 
 
 @dataclass(frozen=True)
-class DemoDataConfig:
+class DemoDataConfig(Checked):
     root: str = ""  # a real dataset folder; empty: synthetic scenes from packaged photos
     kind: str = "ffpp"  # reader for root: ffpp | dfdc | celebdf | csv | images
     options: dict = field(default_factory=dict)  # passed to the reader
@@ -56,7 +57,7 @@ class DemoDataConfig:
 
 
 @dataclass(frozen=True)
-class DemoVideoConfig:
+class DemoVideoConfig(Checked):
     frames: int = 48  # frames per synthetic video
     fps: float = 12.0
     crf: int = 16  # H.264 quality (lower = closer to lossless)
