@@ -16,7 +16,10 @@ of the original are kept (``FrameMemo``, up to ``MEMO_BYTES``) so the lockstep p
 only the fakes; both passes decode in a background thread (``prefetch.background``), ahead of
 MTCNN / SSIM / PNG writing; ``BuildConfig.detect_every`` runs whole-frame MTCNN on every k-th
 sampled frame and ``detect_between: follow`` follows the faces in small crops in between
-(``face_follow``); ``BuildConfig.workers`` builds units in several processes (``build_workers``).
+(``face_follow``); ``BuildConfig.workers`` builds units in several processes (``build_workers``);
+the PNGs are encoded and saved by a background thread (``MriDfWriter.saving_in_background``,
+``PENDING_WRITES`` images queued at most) while MTCNN runs, and a unit's record is returned only
+once all its PNGs are on disk (also when the unit is skipped; on an error nothing is returned).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ from mrigan.mri_df_format import MriDfWriter
 MEMO_BYTES = 1 << 30
 #: frames decoded ahead of the consumer by the background thread
 PREFETCH = 4
+#: face / MRI images queued for the background PNG saver (256 px: 192 KiB each); 0 saves them
+#: in this thread (the same bytes; bench/build_mri_df.py compares both)
+PENDING_WRITES = 16
 
 
 class StageTimer:
@@ -151,7 +157,17 @@ def _lockstep(unit: Unit, ctx: Context, runner: PlanRunner, fakes: list[_Fake],
 
 
 def process_unit(unit: Unit, ctx: Context) -> dict:
-    """Decode, augment, detect, crop, MRI, write one unit; return its record (not yet saved)."""
+    """Decode, augment, detect, crop, MRI, write one unit; return its record (not yet saved)
+    once every PNG of the unit is on disk (the background saver is drained and stopped first;
+    its errors are raised here)."""
+    with ctx.writer.saving_in_background(PENDING_WRITES):
+        record = _build_unit(unit, ctx)
+        t0 = time.perf_counter()
+    ctx.timer.add("write", t0)  # waiting for the unit's last PNGs
+    return record
+
+
+def _build_unit(unit: Unit, ctx: Context) -> dict:
     cfg, timer = ctx.cfg, ctx.timer
     aug = cfg.augment
     on = unit.source.augment  # the per-source switch (the paper left real-face sets alone)
