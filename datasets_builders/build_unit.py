@@ -210,15 +210,15 @@ def _build_unit(unit: Unit, ctx: Context) -> dict:
     real_rows: list[dict] = []
     n_frames = n_with_face = 0
     t0 = time.perf_counter()
+    tracked = iter_face_tracks(detection_frames, ctx.detectors, cfg.faces, cache=ctx.cache,
+                               cache_id=unit.file_key, cache_key=cache_key,
+                               crop_frames=lambda: background(
+                                   lambda: _lockstep(unit, ctx, runner, fakes, memo), PREFETCH),
+                               margin=cfg.faces.margin if detect else 1.0,
+                               whole_frame=not detect,
+                               detect_every=cfg.detect_every if detect else 1,
+                               between=cfg.detect_between)
     try:
-        tracked = iter_face_tracks(detection_frames, ctx.detectors, cfg.faces, cache=ctx.cache,
-                                   cache_id=unit.file_key, cache_key=cache_key,
-                                   crop_frames=lambda: background(
-                                       lambda: _lockstep(unit, ctx, runner, fakes, memo), PREFETCH),
-                                   margin=cfg.faces.margin if detect else 1.0,
-                                   whole_frame=not detect,
-                                   detect_every=cfg.detect_every if detect else 1,
-                                   between=cfg.detect_between)
         batch: list[tuple] = []
         for tf in tracked:
             if n_frames == 0:
@@ -249,6 +249,8 @@ def _build_unit(unit: Unit, ctx: Context) -> dict:
         return skip_unit("original unreadable", exc.reason)
     except MultiFaceError as exc:  # the unit's fakes go with their original
         return skip_unit(exc.reason, exc.problem)
+    finally:  # an error mid-unit (a failed PNG save) stops the decode threads now, not at GC
+        tracked.close()
     if not n_frames:
         return skip_unit("no frame decoded", "")
     record["coverage"] = {video: round(n_with_face / n_frames, 4)}
