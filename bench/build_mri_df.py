@@ -8,7 +8,8 @@ Prints, on the same (shared, noisy) machine and in one process:
     config's defaults: its frames/s (the same sampled frames), the ratio b/a, pairs/s, and the
     share of time per stage; then the levers side by side, each a whole build: MTCNN on every
     sampled frame (the paper), every 3rd with held boxes, every 3rd with followed faces (the
-    default), and the default in ``--workers`` processes; each with frames/s, its ratio to
+    default), the default with its PNGs saved synchronously (no background saver), and the
+    default in ``--workers`` processes; each with frames/s, its ratio to
     decode-only (wall and per CPU-second, workers' CPU included) and to the original approach;
 (m) ``--max-sides``: whole-frame MTCNN on the originals' sampled frames at each max_side,
     CPU-seconds per frame and box IoU against the first;
@@ -63,9 +64,10 @@ def _cpu_now() -> float:
 
 
 def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True, threads: int | None = None,
-              **overrides) -> tuple[object, float, int, float]:
-    """The build (``overrides``: BuildConfig fields); ``memo`` / ``prefetch`` off turn those
-    levers off. (summary, wall seconds, fake pairs, CPU seconds including workers)."""
+              background_writes: bool = True, **overrides) -> tuple[object, float, int, float]:
+    """The build (``overrides``: BuildConfig fields); ``memo`` / ``prefetch`` /
+    ``background_writes`` off turn those levers off. (summary, wall seconds, fake pairs, CPU
+    seconds including workers)."""
     from datasets_builders import build_unit
     from datasets_builders.mri_df import (
         BuildConfig,
@@ -76,6 +78,8 @@ def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True, thr
     from mrigan.mri_df_format import read_manifest
 
     saved = build_unit.MEMO_BYTES, build_unit.background
+    saved_pending = build_unit.PENDING_WRITES
+    build_unit.PENDING_WRITES = saved_pending if background_writes else 0
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads or args.threads)
     build_unit.MEMO_BYTES = saved[0] if memo else 0
@@ -91,6 +95,7 @@ def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True, thr
             summary = build_mri_df(cfg, log=lambda _line: None)
         finally:
             build_unit.MEMO_BYTES, build_unit.background = saved
+            build_unit.PENDING_WRITES = saved_pending
             torch.set_num_threads(saved_threads)
         wall, cpu = time.perf_counter() - t, _cpu_now() - c
         fakes = sum(r["label"] == "fake" for r in read_manifest(tmp))
@@ -289,7 +294,9 @@ def main() -> None:
                         ("detect", "decode", "augment", "crop", "ssim", "write"))
     print(f"    time shares of the build (threads overlap): {shares}", flush=True)
 
-    variants = [(f"MTCNN every sampled frame (paper), 1 proc, {args.threads} thr",
+    variants = [(f"defaults, PNGs saved synchronously, 1 proc, {args.threads} thr",
+                 dict(background_writes=False)),
+                (f"MTCNN every sampled frame (paper), 1 proc, {args.threads} thr",
                  dict(detect_every=1)),
                 ("MTCNN every sampled frame (paper), 1 proc, 2 thr",
                  dict(detect_every=1, threads=2)),

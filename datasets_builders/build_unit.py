@@ -16,7 +16,10 @@ of the original are kept (``FrameMemo``, up to ``MEMO_BYTES``) so the lockstep p
 only the fakes; both passes decode in a background thread (``prefetch.background``), ahead of
 MTCNN / SSIM / PNG writing; ``BuildConfig.detect_every`` runs whole-frame MTCNN on every k-th
 sampled frame and ``detect_between: follow`` follows the faces in small crops in between
-(``face_follow``); ``BuildConfig.workers`` builds units in several processes (``build_workers``).
+(``face_follow``); ``BuildConfig.workers`` builds units in several processes (``build_workers``);
+the PNGs are encoded and saved by a background thread (``MriDfWriter.saving_in_background``,
+``PENDING_WRITES`` images queued at most) while MTCNN runs, and a unit's record is returned only
+once all its PNGs are on disk (also when the unit is skipped; on an error nothing is returned).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ from mrigan.mri_df_format import MriDfWriter
 MEMO_BYTES = 1 << 30
 #: frames decoded ahead of the consumer by the background thread
 PREFETCH = 4
+#: face / MRI images queued for the background PNG saver (256 px: 192 KiB each); 0 saves them
+#: in this thread (the same bytes; bench/build_mri_df.py compares both)
+PENDING_WRITES = 16
 
 
 class StageTimer:
@@ -151,7 +157,17 @@ def _lockstep(unit: Unit, ctx: Context, runner: PlanRunner, fakes: list[_Fake],
 
 
 def process_unit(unit: Unit, ctx: Context) -> dict:
-    """Decode, augment, detect, crop, MRI, write one unit; return its record (not yet saved)."""
+    """Decode, augment, detect, crop, MRI, write one unit; return its record (not yet saved)
+    once every PNG of the unit is on disk (the background saver is drained and stopped first;
+    its errors are raised here)."""
+    with ctx.writer.saving_in_background(PENDING_WRITES):
+        record = _build_unit(unit, ctx)
+        t0 = time.perf_counter()
+    ctx.timer.add("write", t0)  # waiting for the unit's last PNGs
+    return record
+
+
+def _build_unit(unit: Unit, ctx: Context) -> dict:
     cfg, timer = ctx.cfg, ctx.timer
     aug = cfg.augment
     on = unit.source.augment  # the per-source switch (the paper left real-face sets alone)
@@ -194,15 +210,15 @@ def process_unit(unit: Unit, ctx: Context) -> dict:
     real_rows: list[dict] = []
     n_frames = n_with_face = 0
     t0 = time.perf_counter()
+    tracked = iter_face_tracks(detection_frames, ctx.detectors, cfg.faces, cache=ctx.cache,
+                               cache_id=unit.file_key, cache_key=cache_key,
+                               crop_frames=lambda: background(
+                                   lambda: _lockstep(unit, ctx, runner, fakes, memo), PREFETCH),
+                               margin=cfg.faces.margin if detect else 1.0,
+                               whole_frame=not detect,
+                               detect_every=cfg.detect_every if detect else 1,
+                               between=cfg.detect_between)
     try:
-        tracked = iter_face_tracks(detection_frames, ctx.detectors, cfg.faces, cache=ctx.cache,
-                                   cache_id=unit.file_key, cache_key=cache_key,
-                                   crop_frames=lambda: background(
-                                       lambda: _lockstep(unit, ctx, runner, fakes, memo), PREFETCH),
-                                   margin=cfg.faces.margin if detect else 1.0,
-                                   whole_frame=not detect,
-                                   detect_every=cfg.detect_every if detect else 1,
-                                   between=cfg.detect_between)
         batch: list[tuple] = []
         for tf in tracked:
             if n_frames == 0:
@@ -233,6 +249,8 @@ def process_unit(unit: Unit, ctx: Context) -> dict:
         return skip_unit("original unreadable", exc.reason)
     except MultiFaceError as exc:  # the unit's fakes go with their original
         return skip_unit(exc.reason, exc.problem)
+    finally:  # an error mid-unit (a failed PNG save) stops the decode threads now, not at GC
+        tracked.close()
     if not n_frames:
         return skip_unit("no frame decoded", "")
     record["coverage"] = {video: round(n_with_face / n_frames, 4)}

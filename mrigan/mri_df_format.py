@@ -33,10 +33,11 @@ sets, graded realism sets, the demo). It holds the two rules every producer shar
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mrigan.errors import MriganError
-from mrigan.fileio import atomic_save_image, atomic_write_text, read_image
+from mrigan.fileio import BackgroundImageSaver, atomic_save_image, atomic_write_text, read_image
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -147,6 +148,12 @@ class MriDfWriter:
     [0, 1], stored as ``round(MRI * 255)``, or uint8). ``with_mri=False`` writes a face set (no
     ``mri`` file, empty ``mri`` column). Writing one (video, frame, track) twice in one writer is
     an error: two inputs mapped to one id would overwrite each other's files.
+
+    Inside ``with writer.saving_in_background(pending):`` the PNGs are encoded and saved by a
+    background thread (``mrigan.fileio.BackgroundImageSaver``) while ``write`` returns its row
+    at once; the block ends only once every PNG is on disk, so the rule above becomes: record
+    the rows after the block. Same bytes as synchronous writing; a failed save is raised in
+    this thread (naming the file) by a later ``write`` or by the end of the block.
     """
 
     def __init__(self, root: str | os.PathLike, *, with_mri: bool = True) -> None:
@@ -154,6 +161,27 @@ class MriDfWriter:
         self.with_mri = with_mri
         self._written: set[str] = set()
         self._blacks: set[str] = set()
+        self._saver: BackgroundImageSaver | None = None
+
+    @contextlib.contextmanager
+    def saving_in_background(self, pending: int = 16) -> Iterator[MriDfWriter]:
+        """PNGs of ``write`` saved by one background thread, at most ``pending`` images queued
+        (see the class doc); ``pending=0`` saves them synchronously (the same bytes)."""
+        if pending <= 0 or self._saver is not None:
+            yield self
+            return
+        with BackgroundImageSaver(pending) as saver:
+            self._saver = saver
+            try:
+                yield self
+            finally:
+                self._saver = None
+
+    def _save(self, rel: str, image: np.ndarray) -> None:
+        if self._saver is not None:
+            self._saver.save(self.root / rel, image)
+        else:
+            atomic_save_image(self.root / rel, image)
 
     def paths(self, video: str, frame: int, track: int) -> tuple[str, str]:
         """Relative (face, MRI) paths of a face: the one naming rule."""
@@ -196,9 +224,9 @@ class MriDfWriter:
             mri_u8 = _mri_uint8(np.asarray(mri), img_rel)
             if mri_u8.shape[:2] != face.shape[:2]:
                 raise ManifestError(f"{img_rel}: MRI {mri_u8.shape} and face {face.shape} differ in size")
-        atomic_save_image(self.root / img_rel, face)
+        self._save(img_rel, face)
         if mri_u8 is not None:
-            atomic_save_image(self.root / mri_rel, mri_u8)
+            self._save(mri_rel, mri_u8)
         self._written.add(img_rel)
         return {"image": img_rel, "mri": mri_rel, "label": label, "video": video,
                 "frame": int(frame), "track": int(track), **columns}

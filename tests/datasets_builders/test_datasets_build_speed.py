@@ -86,9 +86,20 @@ def _build(out: Path, ffpp_root: Path, detector, **kw) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def default_build(ffpp_root, tmp_path_factory, detector) -> Path:
+    """The build with every lever on (memo, background decoding, background PNG saving)."""
+    return _build(tmp_path_factory.mktemp("default_build"), ffpp_root, detector)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for sub in ("faces", "mri")
+            for p in sorted((root / sub).rglob("*")) if p.is_file()}
+
+
 def test_memo_and_background_decoding_write_the_same_dataset(ffpp_root, tmp_path, detector,
-                                                              monkeypatch):
-    fast = _build(tmp_path / "fast", ffpp_root, detector)
+                                                              monkeypatch, default_build):
+    fast = default_build
     monkeypatch.setattr(build_unit, "MEMO_BYTES", 0)
     monkeypatch.setattr(build_unit, "background", lambda make, _depth: iter(make()))
     plain = _build(tmp_path / "plain", ffpp_root, detector)
@@ -98,6 +109,37 @@ def test_memo_and_background_decoding_write_the_same_dataset(ffpp_root, tmp_path
     for r in rows:
         for col in ("image", "mri"):
             assert (fast / r[col]).read_bytes() == (plain / r[col]).read_bytes()
+
+
+def test_background_png_saving_writes_the_same_dataset(ffpp_root, tmp_path, detector, monkeypatch,
+                                                       default_build):
+    """PNGs saved in this thread (``PENDING_WRITES = 0``) or by the background saver: the same
+    manifest and the same bytes in every file under faces/ and mri/."""
+    monkeypatch.setattr(build_unit, "PENDING_WRITES", 0)
+    before = threading.active_count()
+    sync = _build(tmp_path / "sync", ffpp_root, detector)
+    assert threading.active_count() == before
+    assert (sync / "manifest.csv").read_text() == (default_build / "manifest.csv").read_text()
+    files, rows = _files(sync), read_manifest(sync)
+    assert len(files) == len(rows) + sum(r["label"] == "fake" for r in rows) + 1  # + black MRI
+    assert _files(default_build) == files
+
+
+def test_a_failing_png_save_stops_the_build_naming_the_file(ffpp_root, tmp_path, detector):
+    """A save that fails in the background thread (here: a file where the first unit's face
+    folder goes) is raised by the build as that error, naming the folder and the PNG; the
+    unit gets no record and no thread is left running."""
+    out = tmp_path / "blocked"
+    blocker = out / "faces" / "ffpp" / "original" / "004"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    before = threading.active_count()
+    with pytest.raises(FileExistsError) as raised:
+        _build(out, ffpp_root, detector)
+    assert threading.active_count() == before, [t.name for t in threading.enumerate()]
+    assert raised.value.filename == str(blocker)
+    assert any("faces/ffpp/original/004/f000000_t0.png" in n for n in raised.value.__notes__)
+    assert not list((out / "done").glob("*.json")) and not (out / "manifest.csv").exists()
 
 
 def test_batched_mtcnn_finds_the_boxes_of_one_frame_at_a_time(ffpp_root, two_torch_threads):

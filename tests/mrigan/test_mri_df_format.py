@@ -155,3 +155,77 @@ def test_face_sets_are_read_without_mri(tmp_path, ff_examples):
     (tmp_path / "manifest.csv").write_bytes("image,label,video,identity,split\né,real,a,b,test\n".encode("latin-1"))
     with pytest.raises(ManifestError, match="UTF-8"):
         read_manifest(tmp_path, require_mri=False)
+
+
+def _writer_inputs(ff_examples):
+    """Six (real, fake, MRI) crops of the FF++ example frames at different offsets."""
+    from mrigan.perceptual import mri_map_np
+
+    real_frame = read_image(ff_examples / "ex_original.png")
+    fake_frame = read_image(ff_examples / "ex_deepfakes.png")
+    out = []
+    for k in range(6):
+        y, x = 90 + 4 * k, 250 + 5 * k
+        real, fake = real_frame[y:y + 96, x:x + 96], fake_frame[y:y + 96, x:x + 96]
+        out.append((real, fake, mri_map_np(real, fake)))
+    return out
+
+
+def _write_all(writer, inputs) -> list[dict]:
+    rows = []
+    for k, (real, fake, mri) in enumerate(inputs):
+        rows.append(writer.write(face=real, label="real", video="ffpp/original/634", frame=k))
+        rows.append(writer.write(face=fake, label="fake", video="ffpp/Deepfakes/634_660", frame=k,
+                                 mri=mri))
+    return rows
+
+
+def _files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_background_saving_writes_the_same_bytes_as_synchronous_writing(tmp_path, ff_examples):
+    import threading
+
+    from mrigan.mri_df_format import MriDfWriter
+
+    inputs = _writer_inputs(ff_examples)
+    sync_rows = _write_all(MriDfWriter(tmp_path / "sync"), inputs)
+    before = threading.active_count()
+    writer = MriDfWriter(tmp_path / "background")
+    with writer.saving_in_background(pending=2):  # 18 PNGs through a queue of 2
+        assert threading.active_count() == before + 1
+        bg_rows = _write_all(writer, inputs)
+    assert threading.active_count() == before  # the block ends with the thread stopped
+    assert bg_rows == sync_rows
+    sync_files = _files(tmp_path / "sync")
+    assert len(sync_files) == 19  # 6 real + 6 fake faces, 6 MRIs, the shared black MRI
+    assert _files(tmp_path / "background") == sync_files
+
+
+def test_a_failing_background_save_is_raised_here_naming_the_file(tmp_path, ff_examples):
+    import threading
+
+    from mrigan.mri_df_format import MriDfWriter
+
+    inputs = _writer_inputs(ff_examples)
+    root = tmp_path / "out"
+    (root / "faces" / "ffpp" / "original").mkdir(parents=True)
+    (root / "faces" / "ffpp" / "original" / "634").write_text("a file where a folder goes")
+    before = threading.active_count()
+    writer = MriDfWriter(root)
+    with pytest.raises(FileExistsError) as raised:
+        with writer.saving_in_background(pending=2):
+            _write_all(writer, inputs)
+    assert threading.active_count() == before
+    assert raised.value.filename == str(root / "faces" / "ffpp" / "original" / "634")
+    assert any("faces/ffpp/original/634/f000000_t0.png" in n for n in raised.value.__notes__)
+    assert not (root / "faces" / "ffpp" / "Deepfakes").exists()  # nothing saved after the error
+
+    # the caller's own error: raised as it is, the queued saves dropped, the thread stopped
+    writer = MriDfWriter(tmp_path / "caller")
+    with pytest.raises(KeyboardInterrupt, match="stop"):
+        with writer.saving_in_background(pending=2):
+            _write_all(writer, inputs[:1])
+            raise KeyboardInterrupt("stop")
+    assert threading.active_count() == before
