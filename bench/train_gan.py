@@ -35,6 +35,7 @@ goal: the fastest variant >= 2.0x textbook with ``out err`` <= 0.02.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
@@ -157,9 +158,15 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--compile-backend", default="inductor",
+                    help="torch.compile backend of the compiled variants; 'eager' (graph capture "
+                         "without code generation, the mode ignored) for a quick dry run on a CPU")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.compile_backend != "inductor":
+        torch.compile = functools.partial(torch.compile, backend=args.compile_backend)
+        print(f"torch.compile backend {args.compile_backend}: compiled rows are NOT figures")
     sizes = args.sizes or ([64, 128, 256] if args.full else [64])
     devices = ["cpu", "cuda"] if args.device == "auto" and torch.cuda.is_available() else (
         ["cpu"] if args.device == "auto" else [args.device])
