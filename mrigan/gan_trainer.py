@@ -100,9 +100,15 @@ class GanTrainer:
         #: seconds of the first train_step when compiled (compilation dominates it), else None
         self.compile_seconds: float | None = None
         if self.compiled:
-            mode = {} if self.compile_mode == "default" else {"mode": self.compile_mode}
-            self.g, self.d = torch.compile(self.g, **mode), torch.compile(self.d, **mode)
-            self.d_frozen = torch.compile(self.discriminator, **mode)
+            # static shapes: a new batch size (an epoch's last batch, the bench's probe) is one
+            # more static graph; torch's automatic dynamic shapes would otherwise recompile
+            # with a symbolic batch size at the second size seen and use that graph for every
+            # later step
+            kw = {"dynamic": False}
+            if self.compile_mode != "default":
+                kw["mode"] = self.compile_mode
+            self.g, self.d = torch.compile(self.g, **kw), torch.compile(self.d, **kw)
+            self.d_frozen = torch.compile(self.discriminator, **kw)
 
     def set_lr(self, lr: float) -> None:
         for opt in (self.opt_g, self.opt_d):

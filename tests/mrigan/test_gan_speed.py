@@ -192,12 +192,13 @@ def test_reduce_overhead_mode_reaches_torch_compile_and_trains_the_same_on_cpu(
         tiny_data, tmp_path, one_torch_thread, eager_compile):
     """``compile_mode: reduce-overhead`` (CUDA graphs on CUDA): torch.compile gets the mode for
     G, D and the frozen D; on a CPU there are no graphs (no cudagraph_mark_step_begin) and the
-    steps follow the eager trajectory. The CUDA graph path itself is the cuda test below."""
+    steps follow the eager trajectory. The CUDA graph path itself is the cuda test below.
+    Static shapes (``dynamic=False``): CUDA graphs replay fixed shapes."""
     plain = _losses(tiny_config(tiny_data, tmp_path, "plain"), steps=3)
     cfg = tiny_config(tiny_data, tmp_path, "graphs", compile=True,
                       compile_mode="reduce-overhead")
     assert GanTrainer(cfg).cuda_graphs is False
-    assert eager_compile == [{"mode": "reduce-overhead"}] * 3
+    assert eager_compile == [{"dynamic": False, "mode": "reduce-overhead"}] * 3
     _assert_same_trajectory(plain, _losses(cfg, steps=3), rel=1e-5)
 
 
