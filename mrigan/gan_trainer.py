@@ -29,6 +29,7 @@ Speed levers (``train.*`` keys; ``auto`` is the winner measured on an NVIDIA H20
   ``None`` before each backward, so a gradient tensor of the previous step is never read. The
   first calls run without graphs (warm-up), the next records them, so the first ~3 steps are
   slow; a batch of another size (a last, smaller batch of an epoch) records another graph.
+  Single-process only: under torchrun a CUDA graph mode is a ConfigError (untested with DDP).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any
 import torch
 
 from mrigan import distributed, perceptual
+from mrigan.config import ConfigError
 from mrigan.device import adam_kwargs, autocast, resolve_device, resolve_switch, set_cudnn_benchmark
 from mrigan.device import resolve_precision as device_precision
 from mrigan.gan_config import CUDA_GRAPH_MODES, GanConfig
@@ -97,6 +99,10 @@ class GanTrainer:
         #: whether the compiled models run as CUDA graphs (compile_mode reduce-overhead on CUDA)
         self.cuda_graphs = (self.compiled and self.compile_mode in CUDA_GRAPH_MODES
                             and self.device.type == "cuda")
+        if self.cuda_graphs and distributed.is_distributed():
+            raise ConfigError(f"train.compile_mode {self.compile_mode!r} (CUDA graphs) is not "
+                              "supported under torchrun (DDP's gradient all-reduce inside "
+                              "captured graphs is untested); use compile_mode default")
         #: seconds of the first train_step when compiled (compilation dominates it), else None
         self.compile_seconds: float | None = None
         if self.compiled:
