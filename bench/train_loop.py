@@ -121,6 +121,7 @@ def main() -> None:
                   f"{'step img/s':>10} {'loop img/s':>10} {'loop/step':>9}")
         print(header)
         print("-" * len(header))
+        ratios: dict[str, tuple[float, float, float]] = {}
         for name, root in datasets.items():
             cfg = replace(base, name=name, data={"root": str(root)})
             step = step_img_s(cfg, args.steps, args.warmup)  # right before: same machine load
@@ -129,7 +130,13 @@ def main() -> None:
             n_batches = len(epoch_batches(labels, 0, cfg.train.seed, args.batch))
             print(f"{name:8} {len(labels):>10} {n_batches:>13} {epochs:>10} {step:10.2f} "
                   f"{loop:10.2f} {loop / step:8.2f}x", flush=True)
-        print("issue 14 goal 2: loop/step >= 0.90 on long epochs")
+            ratios[name] = (loop / step, loop, step)
+        long, short = ratios["long"], ratios["short"]
+        print(f"issue 14 goal 2 ({device_description(device)}, {args.config}, {args.size} px, "
+              f"batch {args.batch}, {base.data.num_workers} workers): loop/step {long[0]:.2f} on "
+              f"long epochs ({long[1]:.1f} vs {long[2]:.1f} img/s) -> "
+              f"{'PASS' if long[0] >= 0.90 else 'FAIL'} (target >= 0.90); short epochs "
+              f"{short[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from detectors.freezing import FreezeConfig
-from mrigan.config import ConfigError
+from mrigan.config import ConfigError, bounds
 
 #: ``train.optimizer`` and ``train.scheduler`` names (see detectors.train).
 OPTIMIZERS = ("adam", "adamw")
@@ -107,6 +107,10 @@ class DetectorTrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto
+    # channels_last memory format of the model and its 4-D inputs: auto (on for CUDA, not yet
+    # measured against off: bench/detect.py --device cuda times both) | true | false
+    channels_last: str | bool = field(default="auto",
+                                      metadata=bounds(choices=("auto", True, False)))
     log_every: int = 10  # steps between TensorBoard scalar writes
     checkpoint_every: int | None = None  # also save last.pt every N steps (long epochs)
     val_every: int = 1  # validate every N epochs (and always when the run stops)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from detectors.config import DetectorConfig
 from detectors.model import build_detector
+from detectors.predict import resolve_channels_last
 from detectors.train import CHECKPOINT_FORMAT
 from mrigan.checkpoint import CheckpointError, load_checkpoint
 from mrigan.config import from_dict
@@ -35,13 +36,19 @@ def _strip_weights(model_cfg: dict) -> dict:
 
 
 class Detector:
-    """A detector in eval mode on one device, with the input conversion around it."""
+    """A detector in eval mode on one device, with the input conversion around it.
+
+    ``channels_last``: ``auto`` | true | false, as in training
+    (:func:`detectors.predict.resolve_channels_last`: on CUDA by default)."""
 
     def __init__(self, model: torch.nn.Module, config: DetectorConfig, *,
                  device: str | torch.device = "auto", precision: str = "fp32",
-                 batch_size: int = 32, source: str | None = None) -> None:
+                 batch_size: int = 32, source: str | None = None,
+                 channels_last: str | bool = "auto") -> None:
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.channels_last = resolve_channels_last(self.device, channels_last)
+        layout = torch.channels_last if self.channels_last else torch.preserve_format
+        self.model = model.to(self.device, memory_format=layout).eval()
         self.config = config
         self.precision = precision
         self.batch_size = batch_size
@@ -83,13 +90,16 @@ class Detector:
             x = self._batch(images[start:start + self.batch_size]).to(self.device)
             if getattr(self.model, "temporal", False):
                 x = x[:, None]  # each face as a one-frame clip
+            elif self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.precision):
                 probs.append(torch.sigmoid(self.model(x).float()).cpu())
         return torch.cat(probs).numpy().astype(np.float64)
 
 
 def load_detector(path: str | os.PathLike, device: str | torch.device = "auto", *,
-                  precision: str = "fp32", batch_size: int = 32) -> Detector:
+                  precision: str = "fp32", batch_size: int = 32,
+                  channels_last: str | bool = "auto") -> Detector:
     """Load a ``mrigan train-detector`` checkpoint (``best.pt`` / ``last.pt``)."""
 
     path = Path(path)
@@ -103,4 +113,4 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "auto", 
     model = build_detector(cfg.model)
     model.load_state_dict(state["model"])
     return Detector(model, cfg, device=device, precision=precision, batch_size=batch_size,
-                    source=str(path))
+                    source=str(path), channels_last=channels_last)

@@ -43,7 +43,7 @@ from detectors.losses import LOSSES, class_weights
 from detectors.metrics import binary_report, warn_if_scores_tie
 from detectors.model import build_detector
 from detectors.precise_bn import recalibrate_batchnorm, trainable_norms
-from detectors.predict import forward_batch, predict_probs
+from detectors.predict import forward_batch, predict_probs, resolve_channels_last
 from detectors.samplers import epoch_batches
 from mrigan import distributed
 from mrigan.checkpoint import seed_everything
@@ -134,6 +134,12 @@ class DetectorTrainer:
         DistributedDataParallel wrapper must then be rebuilt: it registers them once)."""
         return self.freezer.apply(epoch) if self.freezer is not None else False
 
+    def update(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss`` (gradients set to None first)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
     def train_mode(self, ddp_model: torch.nn.Module) -> None:
         """Training mode, with the BatchNorm layers of frozen groups in eval mode."""
         ddp_model.train()
@@ -149,9 +155,21 @@ class DetectorTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
+def batch_loss(ddp_model, adapter, batch: dict, device: torch.device, tc, loss_fn,
+               weights: torch.Tensor | None, channels_last: bool) -> torch.Tensor:
+    """The training loss of one collated batch (forward under ``tc.precision``; the loss in
+    fp32 on the fp32 head's logits). The loop and ``bench/detect.py`` both call it."""
+    logits = forward_batch(ddp_model, adapter, batch, device, tc.precision, channels_last)
+    targets = batch["label"].to(device).float()
+    w = weights[targets.long()] if weights is not None else None
+    return loss_fn(logits, targets, w, label_smoothing=tc.label_smoothing, alpha=tc.focal_alpha,
+                   gamma=tc.focal_gamma)
+
+
 def _validate(model, adapter, dataset, cfg: DetectorConfig, device) -> dict:
     probs = predict_probs(model, adapter, dataset, batch_size=cfg.train.batch_size, device=device,
-                          precision=cfg.train.precision, workers=cfg.data.workers)
+                          precision=cfg.train.precision, workers=cfg.data.workers,
+                          channels_last=resolve_channels_last(device, cfg.train.channels_last))
     warn_if_scores_tie(probs, "validation")  # a collapsed (constant) model: say so
     labels = np.asarray(dataset.labels)
     report = binary_report(labels, probs, 0.5)
@@ -190,7 +208,8 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
         say(f"warning: no validation split {cfg.data.val_split!r}: best.pt = last.pt")
 
     model = build_detector(cfg.model).to(device)
-    if device.type == "cuda":
+    channels_last = resolve_channels_last(device, tc.channels_last)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, tc)
     trainer = DetectorTrainer(model, optimizer, Freezer(model, tc.freeze))
@@ -212,8 +231,6 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
 
     weights = class_weights(train_ds.labels, device) if tc.balance == "weight" else None
     loss_fn = LOSSES.get(tc.loss)
-    loss_kwargs = {"label_smoothing": tc.label_smoothing, "alpha": tc.focal_alpha,
-                   "gamma": tc.focal_gamma}
     input_info = adapter.describe()
 
     def save(epoch: int, done: int, *, last: bool = True, best_too: bool = False) -> None:
@@ -244,15 +261,11 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
             total_steps = planned_steps(tc, len(batches))
             for batch in loader:
                 set_lr(optimizer, lr_at(tc, step, total_steps))
-                logits = forward_batch(ddp_model, adapter, batch, device, tc.precision)
-                targets = batch["label"].to(device).float()
-                w = weights[targets.long()] if weights is not None else None
-                loss = loss_fn(logits, targets, w, **loss_kwargs)
+                loss = batch_loss(ddp_model, adapter, batch, device, tc, loss_fn, weights,
+                                  channels_last)
                 run.check_finite(loss, f"step {step} (epoch {epoch})", NonFiniteLossError,
                                  "Lower train.lr or use train.precision=fp32.")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                trainer.update(loss)
                 step += 1
                 batches_done += 1
                 if step % tc.log_every == 0 or step == 1:
@@ -310,8 +323,9 @@ def _recalibrate(model, trainer: DetectorTrainer, ddp_model, adapter, train_ds, 
     use = batches[: cfg.train.bn_recalibrate]
     loader = DataLoader(train_ds, batch_sampler=use, num_workers=cfg.data.workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator())
+    channels_last = resolve_channels_last(device, cfg.train.channels_last)
     recalibrate_batchnorm(net, norms, loader, lambda m, b: forward_batch(
-        m, adapter, b, device, cfg.train.precision))
+        m, adapter, b, device, cfg.train.precision, channels_last))
     trainer.train_mode(ddp_model)
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrigan.config import bounds
+from mrigan.config import ConfigError, bounds
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import GanLossConfig
 from mrigan.paired_augment import PairedAugmentConfig
@@ -61,6 +61,12 @@ class GanDataConfig:
     pin_memory: str | bool = field(default="auto", metadata=bounds(choices=("auto", True, False)))
 
 
+#: ``train.compile_mode`` values (torch.compile's ``mode``).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
+#: the modes that capture CUDA graphs on CUDA devices (torch._inductor.list_mode_options())
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
 @dataclass(frozen=True)
 class GanTrainConfig:
     epochs: int = 100
@@ -83,10 +89,21 @@ class GanTrainConfig:
     # torch.compile of G and D: ~1.4x the bf16 step on an H200 but ~26 s of compilation before
     # the first step (logged separately); off by default
     compile: bool = False
+    # torch.compile mode (with compile: true): default | reduce-overhead (CUDA graphs: each
+    # compiled forward/backward replayed as one graph launch; needs fixed shapes, a new batch
+    # size records a new graph; on a CPU it compiles without graphs) | max-autotune-no-cudagraphs
+    # | max-autotune (both autotune kernels: minutes more compilation). Not measured against
+    # default yet (bench/train_gan.py variant ``cudagraphs``); single-process runs only.
+    compile_mode: str = field(default="default", metadata=bounds(choices=COMPILE_MODES))
     log_every: int = 50
     eval_every: int = 500
     checkpoint_every: int = 1000
     grid_rows: int = 8  # rows of the TensorBoard image grid
+
+    def __post_init__(self) -> None:
+        if self.compile_mode != "default" and not self.compile:
+            raise ConfigError(f"train.compile_mode={self.compile_mode!r} needs train.compile=true "
+                              "(the mode of torch.compile; without compile nothing is compiled)")
 
 
 @dataclass(frozen=True)

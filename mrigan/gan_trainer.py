@@ -17,6 +17,19 @@ Speed levers (``train.*`` keys; ``auto`` is the winner measured on an NVIDIA H20
 * ``compile: false``: ``true`` runs G and D through ``torch.compile`` (1.89x with bf16 + fused,
   vs 1.39x without); compilation (~26 s there) happens in the first step, which
   :attr:`GanTrainer.compile_seconds` records and the loop logs apart from img/s.
+* ``compile_mode: default``: ``reduce-overhead`` (or ``max-autotune``) adds CUDA graphs on
+  CUDA: each compiled forward and backward of G and D is replayed as one recorded graph, which
+  removes the per-kernel launch cost (not measured yet: ``bench/train_gan.py`` variant
+  ``cudagraphs``). What the step does for it, following torch's CUDA graph trees docs:
+  ``torch.compiler.cudagraph_mark_step_begin()`` at the start of every step (outputs of the
+  previous step's graphs may then be overwritten: the step returns loss terms computed by
+  eager code outside the graphs, never a graph output, and nothing keeps the generated batch
+  across steps); the optimizers, the loss and the GradScaler stay eager, outside the graphs
+  (parameters are updated in place, so their addresses stay fixed); gradients are set to
+  ``None`` before each backward, so a gradient tensor of the previous step is never read. The
+  first calls run without graphs (warm-up), the next records them, so the first ~3 steps are
+  slow; a batch of another size (a last, smaller batch of an epoch) records another graph.
+  Single-process only: under torchrun a CUDA graph mode is a ConfigError (untested with DDP).
 """
 
 from __future__ import annotations
@@ -29,9 +42,10 @@ from typing import Any
 import torch
 
 from mrigan import distributed, perceptual
+from mrigan.config import ConfigError
 from mrigan.device import adam_kwargs, autocast, resolve_device, resolve_switch, set_cudnn_benchmark
 from mrigan.device import resolve_precision as device_precision
-from mrigan.gan_config import GanConfig
+from mrigan.gan_config import CUDA_GRAPH_MODES, GanConfig
 from mrigan.losses import discriminator_loss, generator_loss
 from mrigan.models import define_discriminator, define_generator
 from mrigan.mri_df_format import balanced_indices
@@ -81,11 +95,26 @@ class GanTrainer:
         # the generator step's frozen discriminator: the unwrapped module (no DDP all-reduce)
         self.d_frozen = self.discriminator
         self.compiled = bool(cfg.train.compile)
+        self.compile_mode = cfg.train.compile_mode
+        #: whether the compiled models run as CUDA graphs (compile_mode reduce-overhead on CUDA)
+        self.cuda_graphs = (self.compiled and self.compile_mode in CUDA_GRAPH_MODES
+                            and self.device.type == "cuda")
+        if self.cuda_graphs and distributed.is_distributed():
+            raise ConfigError(f"train.compile_mode {self.compile_mode!r} (CUDA graphs) is not "
+                              "supported under torchrun (DDP's gradient all-reduce inside "
+                              "captured graphs is untested); use compile_mode default")
         #: seconds of the first train_step when compiled (compilation dominates it), else None
         self.compile_seconds: float | None = None
         if self.compiled:
-            self.g, self.d = torch.compile(self.g), torch.compile(self.d)
-            self.d_frozen = torch.compile(self.discriminator)
+            # static shapes: a new batch size (an epoch's last batch, the bench's probe) is one
+            # more static graph; torch's automatic dynamic shapes would otherwise recompile
+            # with a symbolic batch size at the second size seen and use that graph for every
+            # later step
+            kw = {"dynamic": False}
+            if self.compile_mode != "default":
+                kw["mode"] = self.compile_mode
+            self.g, self.d = torch.compile(self.g, **kw), torch.compile(self.d, **kw)
+            self.d_frozen = torch.compile(self.discriminator, **kw)
 
     def set_lr(self, lr: float) -> None:
         for opt in (self.opt_g, self.opt_d):
@@ -115,6 +144,8 @@ class GanTrainer:
         return self._train_step(face, mri)
 
     def _train_step(self, face: torch.Tensor, mri: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.cuda_graphs:  # a new iteration: the previous step's graph outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         self.generator.train()
         self.discriminator.train()
         # generator: fool the (frozen) discriminator and match the true MRI

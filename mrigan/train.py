@@ -312,8 +312,9 @@ class _GanRun:
                 self.step += 1
                 if trainer.compile_seconds is not None and not self.compile_logged:
                     self.compile_logged = True  # compile time apart: not in img/s
-                    log.info("step %d: torch.compile of G and D took %.1f s (first step)",
-                             self.step, trainer.compile_seconds)
+                    log.info("step %d: torch.compile of G and D took %.1f s (first step; mode "
+                             "%s, CUDA graphs %s)", self.step, trainer.compile_seconds,
+                             trainer.compile_mode, "on" if trainer.cuda_graphs else "off")
                     self.tick, self.tick_step = time.perf_counter(), self.step
                     self.run.scalars({"perf/compile_seconds": trainer.compile_seconds}, self.step)
                 self.run.check_finite(terms, f"step {self.step} (epoch {self.epoch})",

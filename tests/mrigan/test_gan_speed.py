@@ -5,7 +5,6 @@ Tests marked ``cuda`` run the trainer's CUDA path and skip on machines without C
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 
@@ -97,14 +96,21 @@ def test_pin_memory_auto_pins_for_cuda_only(tiny_data):
 def test_config_files_name_the_levers_and_reject_bad_values():
     cfg = load_config(GanConfig, "configs/mri_gan.yaml")
     t = cfg.train
-    assert (t.channels_last, t.adam_impl, t.cudnn_benchmark, t.compile) == (
-        "auto", "auto", "auto", False)
+    assert (t.channels_last, t.adam_impl, t.cudnn_benchmark, t.compile, t.compile_mode) == (
+        "auto", "auto", "auto", False, "default")
     assert cfg.data.pin_memory == "auto" and cfg.data.prefetch_factor >= 2
     for bad, key in (("train.adam_impl=fast", "adam_impl"), ("train.cudnn_benchmark=maybe",
                      "cudnn_benchmark"), ("data.prefetch_factor=0", "prefetch_factor"),
-                     ("data.pin_memory=2", "pin_memory")):
+                     ("data.pin_memory=2", "pin_memory"),
+                     ("train.compile_mode=fastest", "compile_mode")):
         with pytest.raises(ConfigError, match=key):
             load_config(GanConfig, "configs/mri_gan.yaml", [bad])
+    # a mode without compile would silently compile nothing
+    with pytest.raises(ConfigError, match="compile_mode='reduce-overhead' needs train.compile"):
+        load_config(GanConfig, "configs/mri_gan.yaml", ["train.compile_mode=reduce-overhead"])
+    cfg = load_config(GanConfig, "configs/mri_gan.yaml", ["train.compile=true",
+                                                          "train.compile_mode=reduce-overhead"])
+    assert (cfg.train.compile, cfg.train.compile_mode) == (True, "reduce-overhead")
 
 
 def test_trainer_on_cpu_uses_fused_adam_and_the_contiguous_layout(tiny_data, tmp_path):
@@ -159,11 +165,18 @@ def test_channels_last_gives_the_contiguous_trajectory(tiny_data, tmp_path, one_
 def eager_compile(monkeypatch):
     """torch.compile with dynamo's ``eager`` backend: the graph capture, guards and recompiles
     of the real thing without inductor's C++ code generation, which took 219 s for the tiny G
-    and D on this 2-core AMD EPYC (so the inductor variant below is opt-in on CPUs)."""
+    and D on this 2-core AMD EPYC (so the inductor variant below is opt-in on CPUs). Yields
+    the keyword arguments of every torch.compile call (the eager backend ignores ``mode``)."""
     original = torch.compile
-    monkeypatch.setattr(torch, "compile", functools.partial(original, backend="eager"))
+    calls: list[dict] = []
+
+    def compile_eager(model, **kwargs):
+        calls.append(kwargs)
+        return original(model, backend="eager", **kwargs)
+
+    monkeypatch.setattr(torch, "compile", compile_eager)
     torch._dynamo.reset()
-    yield
+    yield calls
     torch._dynamo.reset()
 
 
@@ -173,6 +186,20 @@ def test_compiled_models_give_the_plain_trajectory(tiny_data, tmp_path, one_torc
     cfg = tiny_config(tiny_data, tmp_path, "compiled", compile=True)
     compiled = _losses(cfg, steps=3)
     _assert_same_trajectory(plain, compiled, rel=1e-5)
+
+
+def test_reduce_overhead_mode_reaches_torch_compile_and_trains_the_same_on_cpu(
+        tiny_data, tmp_path, one_torch_thread, eager_compile):
+    """``compile_mode: reduce-overhead`` (CUDA graphs on CUDA): torch.compile gets the mode for
+    G, D and the frozen D; on a CPU there are no graphs (no cudagraph_mark_step_begin) and the
+    steps follow the eager trajectory. The CUDA graph path itself is the cuda test below.
+    Static shapes (``dynamic=False``): CUDA graphs replay fixed shapes."""
+    plain = _losses(tiny_config(tiny_data, tmp_path, "plain"), steps=3)
+    cfg = tiny_config(tiny_data, tmp_path, "graphs", compile=True,
+                      compile_mode="reduce-overhead")
+    assert GanTrainer(cfg).cuda_graphs is False
+    assert eager_compile == [{"dynamic": False, "mode": "reduce-overhead"}] * 3
+    _assert_same_trajectory(plain, _losses(cfg, steps=3), rel=1e-5)
 
 
 def test_compile_time_is_logged_apart_from_the_step_rate(tiny_data, tmp_path, caplog,
@@ -272,12 +299,23 @@ def test_trainer_cuda_defaults_are_bf16_fused_cudnn_benchmark_no_channels_last(t
 
 
 @pytest.mark.cuda
-def test_compiled_bf16_cuda_step_follows_the_plain_one(tiny_data, tmp_path):
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_bf16_cuda_step_follows_the_plain_one(tiny_data, tmp_path, mode):
+    """``reduce-overhead``: CUDA graphs, recorded at step 2 and replayed after; 5 steps so
+    that replays (with the previous step's graph outputs overwritten) are compared too, and
+    no compiled graph fell back to running without CUDA graphs."""
+    from torch._dynamo.utils import counters
+
     cfg = tiny_config(tiny_data, tmp_path, "cuda", device="cuda", precision="bf16",
                       dropout=0.0)
-    plain = _losses(cfg, steps=3)
-    compiled = _losses(replace(cfg, train={"compile": True}), steps=3)
+    plain = _losses(cfg, steps=5)
+    graphs = replace(cfg, train={"compile": True, "compile_mode": mode})
+    assert GanTrainer(graphs).cuda_graphs is (mode == "reduce-overhead")
+    skips = counters["inductor"]["cudagraph_skips"]
+    compiled = _losses(graphs, steps=5)
     _assert_same_trajectory(plain, compiled, rel=0.05)
+    if mode == "reduce-overhead":
+        assert counters["inductor"]["cudagraph_skips"] == skips
 
 
 @pytest.mark.cuda
