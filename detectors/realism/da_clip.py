@@ -32,6 +32,7 @@ Face hub are refused.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,13 @@ def require_open_clip():
     return open_clip
 
 
+class _QuietRandomInit(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded" warning when local weights follow."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
 def build_clip(model: str | Mapping, weights: str | os.PathLike | None = None) -> nn.Module:
     """A CLIP model from open_clip: ``model`` is an architecture name (``"ViT-B-32"``) or a
     config mapping ``{"embed_dim", "vision_cfg", "text_cfg"}`` (tests use a tiny one).
@@ -78,14 +86,27 @@ def build_clip(model: str | Mapping, weights: str | os.PathLike | None = None) -
     if isinstance(model, Mapping):
         net = open_clip.CLIP(**dict(model))
     else:
-        net = open_clip.create_model(str(model), pretrained=None, pretrained_text=False)
+        quiet = _QuietRandomInit()  # with local weights, loaded just below
+        if weights:
+            logging.getLogger().addFilter(quiet)
+        try:
+            net = open_clip.create_model(str(model), pretrained=None, pretrained_text=False)
+        finally:
+            logging.getLogger().removeFilter(quiet)
     if weights:
         state = read_state_dict(weights)
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise WeightsError(f"does not fit CLIP {model!r}: {len(missing)} missing key(s) "
-                               f"{list(missing)[:5]}, {len(unexpected)} unexpected key(s) "
-                               f"{list(unexpected)[:5]}", path=weights)
+        name = repr(model) if isinstance(model, str) else "of the configured architecture"
+        own = net.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+        if missing or unexpected or shapes:
+            raise WeightsError(f"does not fit CLIP {name}: {len(missing)} missing key(s) "
+                               f"{missing[:5]}, {len(unexpected)} unexpected key(s) "
+                               f"{unexpected[:5]}, {len(shapes)} of another shape {shapes[:3]}",
+                               path=weights)
+        net.load_state_dict(state)
     return net
 
 
