@@ -107,7 +107,8 @@ def load_da_clip(model_cfg: RealismModelConfig, state: Mapping[str, Any]) -> DaC
 
 def check_da_clip(cfg: RealismConfig, where: str, training: bool = True) -> None:
     """Up-front checks of a da-clip config (before any data is read): open_clip installed,
-    face inputs; for training also the architecture, its input size and the descriptions."""
+    face inputs; for training also the architecture, its input size, that ``model.weights``
+    fit it (one extra load of the weights) and the descriptions CSV."""
     require_open_clip()
     if cfg.model.inputs != "plain":
         raise ConfigError(f"{where}: model.name=da-clip sees face crops only: model.inputs must "
@@ -118,6 +119,8 @@ def check_da_clip(cfg: RealismConfig, where: str, training: bool = True) -> None
             raise ConfigError(f"{where}: data.image_size {cfg.data.image_size} does not match "
                               f"the CLIP model's input size {input_size(arch)} "
                               f"({cfg.model.backbone})")
+        if cfg.model.weights:  # weights that do not fit fail here, before faces are extracted
+            build_clip(arch, weights=cfg.model.weights)
         if not cfg.da_clip.descriptions:
             raise ConfigError(f"{where}: model.name=da-clip needs da_clip.descriptions (a CSV "
                               "video,description of the rated videos)")
