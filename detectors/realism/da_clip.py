@@ -23,6 +23,10 @@ Where this departs from DREAM (stated, chosen for the library):
   stays in [0, 2] whatever the batch size (the sum makes it scale with N and go negative).
 * Std pooling over frames is the population std (1/n), as :mod:`detectors.realism.model`.
 
+Command: ``mrigan train-realism --config configs/realism_da_clip.yaml`` (``model.name:
+da-clip``; the pipeline side is :mod:`detectors.realism.da_clip_train`), then
+``mrigan evaluate-realism``.
+
 Optional extra ``mrigan[clip]`` (``open_clip_torch``). Weights come from a local file only
 (:func:`build_clip`): nothing is downloaded at run time; the tokenizer is open_clip's built-in
 BPE (its vocabulary ships inside the package), so models whose tokenizer lives on the Hugging

@@ -167,6 +167,7 @@ class DaClipTrainer(RegressorTrainer):
         self.tokens, self.sentence_mask = tokenize_descriptions(
             tokenizer, [model.descriptions[c.key] for c in train_clips],
             cfg.da_clip.max_sentences or None)
+        self.parts: list[dict[str, float]] = []
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         index = torch.as_tensor(batch["index"])
@@ -175,7 +176,17 @@ class DaClipTrainer(RegressorTrainer):
         mask = self.sentence_mask[index].to(self.device)
         with autocast(self.device, self.cfg.train.precision):
             parts = self.model.loss(frames, tokens, mask, batch["mos"].to(self.device))
+        self.parts.append({k: float(parts[k].detach()) for k in ("visual", "textual", "sim")})
         return parts["total"].float()
+
+    def train_epoch(self, loader) -> float:
+        self.parts = []
+        return super().train_epoch(loader)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Means over the epoch's batches of ``L_V``, ``L_T`` and ``L_sim`` (history, TensorBoard)."""
+        return {f"loss_{k}": float(sum(p[k] for p in self.parts) / len(self.parts))
+                for k in ("visual", "textual", "sim")} if self.parts else {}
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "clip_architecture": self.model.architecture,

@@ -168,7 +168,8 @@ def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Cl
     with run.open(purge_step=start):
         for epoch in range(start, tc.epochs):
             dataset.set_epoch(epoch)
-            row = {"epoch": epoch, "loss": trainer.train_epoch(loader), "lr": trainer.lr}
+            row = {"epoch": epoch, "loss": trainer.train_epoch(loader), "lr": trainer.lr,
+                   **trainer.epoch_metrics()}
             val = None
             if val_clips:
                 pred = predict_clips(model, val_clips, cfg.sampler, inputs=cfg.model.inputs,

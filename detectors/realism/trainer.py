@@ -101,6 +101,11 @@ class RegressorTrainer:
                 self.optimizer_step()
         return float(np.mean(losses))
 
+    def epoch_metrics(self) -> dict[str, float]:
+        """Extra numbers of the last epoch for its history row (none here; DA-CLIP: the means
+        of its three loss terms)."""
+        return {}
+
     def end_epoch(self, monitored: float) -> None:
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.sched.step(monitored)

@@ -19,11 +19,12 @@ import yaml
 
 pytest.importorskip("open_clip", reason="DA-CLIP needs the optional extra: pip install 'mrigan[clip]'")
 
-from safetensors.torch import save_file  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 from datasets_builders.synthetic import demo_faces  # noqa: E402
 from detectors.realism.config import RealismConfig  # noqa: E402
 from detectors.realism.da_clip import build_clip, build_tokenizer, tokenize_descriptions  # noqa: E402
+from detectors.realism.da_clip_train import DaClipTrainer, build_da_clip  # noqa: E402
 from detectors.realism.data import prepare_data  # noqa: E402
 from detectors.realism.dataset import sequence_tensors  # noqa: E402
 from detectors.realism.graded import faces_from_media, graded_clips, shared_media, write_clips  # noqa: E402
@@ -207,11 +208,28 @@ def test_killed_da_clip_run_resumes_bit_exact(rated, tmp_path, one_torch_thread)
         assert torch.equal(v, b["model"][k]), k
     for k, v in full.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
-    # the loss is Eq. 7: the text tower trained too (its weights moved from the initial file)
-    from safetensors.torch import load_file
-
+    # the loss is Eq. 7: the logged terms add up to it (lambda 0.2) and the text tower trained
+    # too (its weights moved from the initial file)
+    for row in full.history:
+        assert row["loss"] == pytest.approx(
+            row["loss_visual"] + row["loss_textual"] + 0.2 * row["loss_sim"], rel=1e-5)
+        assert 0.0 <= row["loss_sim"] <= 2.0
     init = load_file(str(rated["weights"]))
     assert not torch.equal(init["token_embedding.weight"], a["model"]["clip.token_embedding.weight"])
+
+
+def test_sentences_per_video_and_key_matching(rated, one_torch_thread):
+    sets = _sets(rated)
+    cfg = load_config(RealismConfig, "configs/realism_da_clip.yaml",
+                      parse_overrides([sets[i + 1] for i in range(2, len(sets), 2)]))
+    data = prepare_data(cfg.data, need_mri=False)
+    trainer = DaClipTrainer(cfg, build_da_clip(cfg.model), torch.device("cpu"), data.train)
+    counts = [len(SENTENCES[int(c.key.rsplit("/q", 1)[1][:2])]) for c in data.train]
+    assert trainer.tokens.shape[:2] == (len(data.train), max(counts))
+    assert trainer.sentence_mask.sum(1).tolist() == counts  # every sentence, keys +- ".mp4"
+    cut = dataclasses.replace(cfg, da_clip=dataclasses.replace(cfg.da_clip, max_sentences=1))
+    trainer = DaClipTrainer(cut, build_da_clip(cfg.model), torch.device("cpu"), data.train)
+    assert trainer.tokens.shape[1] == 1 and trainer.sentence_mask.all()
 
 
 def _error(capsys, argv) -> str:
