@@ -20,7 +20,8 @@ from sklearn.svm import SVR
 
 from detectors.realism.clips import Clip
 from detectors.realism.config import RealismBaselineConfig
-from detectors.realism.model import RealismModelConfig, RealismRegressor
+from detectors.realism.model import RealismModelConfig
+from detectors.realism.models import model_kind
 from detectors.realism.predict import clip_outputs
 from detectors.realism.sampler import SequenceSampler
 
@@ -52,7 +53,9 @@ class FrozenFeatureBaseline:
 
     def __post_init__(self) -> None:
         torch.manual_seed(self.seed)  # a from-scratch backbone is a fixed random projection
-        self.extractor = RealismRegressor(self.model_cfg).to(self.device).eval()
+        # the configured model untrained (da-clip: the CLIP image tower with model.weights)
+        self.extractor = model_kind(self.model_cfg.name).build(self.model_cfg, 3.0)
+        self.extractor = self.extractor.to(self.device).eval()
         for p in self.extractor.parameters():
             p.requires_grad_(False)
         self.regressor = make_regressor(self.cfg)

@@ -83,6 +83,16 @@ class RealismEnsembleConfig:
 
 
 @dataclass(frozen=True)
+class DaClipConfig:
+    """Settings of ``model.name: da-clip`` (DREAM section IV); ignored by the regressor."""
+
+    descriptions: str = ""  # CSV video,description: sentences of the rated (training) videos
+    lambda_sim: float = field(default=0.2, metadata={"minimum": 0.0})  # Eq. 7's lambda
+    max_sentences: int = field(default=0, metadata={"minimum": 0})  # per video and step; 0: all
+    top_k: int = field(default=3, metadata={"minimum": 1})  # retrieved training videos (DREAM: 11)
+
+
+@dataclass(frozen=True)
 class RealismConfig:
     name: str = "realism"
     out_dir: str = "runs"
@@ -92,3 +102,4 @@ class RealismConfig:
     train: RealismTrainConfig = field(default_factory=RealismTrainConfig)
     baseline: RealismBaselineConfig = field(default_factory=RealismBaselineConfig)
     ensemble: RealismEnsembleConfig = field(default_factory=RealismEnsembleConfig)
+    da_clip: DaClipConfig = field(default_factory=DaClipConfig)

@@ -23,6 +23,10 @@ Where this departs from DREAM (stated, chosen for the library):
   stays in [0, 2] whatever the batch size (the sum makes it scale with N and go negative).
 * Std pooling over frames is the population std (1/n), as :mod:`detectors.realism.model`.
 
+Command: ``mrigan train-realism --config configs/realism_da_clip.yaml`` (``model.name:
+da-clip``; the pipeline side is :mod:`detectors.realism.da_clip_train`), then
+``mrigan evaluate-realism``.
+
 Optional extra ``mrigan[clip]`` (``open_clip_torch``). Weights come from a local file only
 (:func:`build_clip`): nothing is downloaded at run time; the tokenizer is open_clip's built-in
 BPE (its vocabulary ships inside the package), so models whose tokenizer lives on the Hugging
@@ -32,6 +36,7 @@ Face hub are refused.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +48,7 @@ from torch import nn
 
 from detectors.backbones import WeightsError, read_state_dict
 from detectors.realism.losses import build_loss
-from mrigan.errors import MriganError
+from mrigan.errors import InputValueError, MriganError
 
 #: DREAM's regression loss (Eq. 5) and similarity weight (Eq. 7).
 DREAM_REGRESSION = "norm_in_norm_l1 + kl_pred_target"
@@ -54,13 +59,24 @@ class DescriptionsError(MriganError, ValueError):
     """A descriptions CSV that is missing, malformed or empty."""
 
 
-def _open_clip():
+class ClipExtraError(MriganError, ImportError):
+    """DA-CLIP asked for without the optional ``open_clip_torch`` package."""
+
+
+def require_open_clip():
     try:
         import open_clip
     except ImportError as exc:
-        raise ImportError("DA-CLIP needs the optional open_clip_torch package: "
-                          "pip install 'mrigan[clip]' (or pip install open_clip_torch)") from exc
+        raise ClipExtraError("DA-CLIP needs the optional open_clip_torch package: "
+                             "pip install 'mrigan[clip]' (or pip install open_clip_torch)") from exc
     return open_clip
+
+
+class _QuietRandomInit(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded" warning when local weights follow."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
 
 
 def build_clip(model: str | Mapping, weights: str | os.PathLike | None = None) -> nn.Module:
@@ -70,24 +86,37 @@ def build_clip(model: str | Mapping, weights: str | os.PathLike | None = None) -
     ``weights``: a local ``.safetensors`` / ``.pt`` state dict; None keeps the random
     initialisation. Never downloads.
     """
-    open_clip = _open_clip()
+    open_clip = require_open_clip()
     if isinstance(model, Mapping):
         net = open_clip.CLIP(**dict(model))
     else:
-        net = open_clip.create_model(str(model), pretrained=None, pretrained_text=False)
+        quiet = _QuietRandomInit()  # with local weights, loaded just below
+        if weights:
+            logging.getLogger().addFilter(quiet)
+        try:
+            net = open_clip.create_model(str(model), pretrained=None, pretrained_text=False)
+        finally:
+            logging.getLogger().removeFilter(quiet)
     if weights:
         state = read_state_dict(weights)
-        missing, unexpected = net.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise WeightsError(f"does not fit CLIP {model!r}: {len(missing)} missing key(s) "
-                               f"{list(missing)[:5]}, {len(unexpected)} unexpected key(s) "
-                               f"{list(unexpected)[:5]}", path=weights)
+        name = repr(model) if isinstance(model, str) else "of the configured architecture"
+        own = net.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+        if missing or unexpected or shapes:
+            raise WeightsError(f"does not fit CLIP {name}: {len(missing)} missing key(s) "
+                               f"{missing[:5]}, {len(unexpected)} unexpected key(s) "
+                               f"{unexpected[:5]}, {len(shapes)} of another shape {shapes[:3]}",
+                               path=weights)
+        net.load_state_dict(state)
     return net
 
 
 def build_tokenizer(context_length: int = 77):
     """open_clip's built-in BPE tokenizer (no download): ``texts -> (n, context_length)``."""
-    return _open_clip().tokenizer.SimpleTokenizer(context_length=context_length)
+    return require_open_clip().tokenizer.SimpleTokenizer(context_length=context_length)
 
 
 def read_descriptions(path: str | os.PathLike) -> dict[str, list[str]]:
@@ -123,11 +152,20 @@ class DaClip(nn.Module):
     """CLIP with a unified MOS regressor on the shared image/text space.
 
     ``forward(frames)`` is the visual branch alone (inference): ``(N, T, 3, H, W)`` -> ``(N,)``
-    MOS. ``loss(frames, tokens, sentence_mask, mos)`` is Eq. 7 for training.
+    MOS; it also takes the realism models' batch ``{"plain": frames}`` (``mrigan
+    train-realism`` with ``model.name: da-clip``). ``loss(frames, tokens, sentence_mask, mos)``
+    is Eq. 7 for training.
+
+    ``pixel_mean`` / ``pixel_std``: when given, frames in [0, 1] are standardised with them
+    before the image encoder (CLIP's own statistics for pretrained weights); None feeds the
+    frames as they are. ``descriptions``: the training videos' sentences (``{video:
+    [sentences]}``), kept with the model for the top-K explanation (:class:`DescriptionIndex`).
     """
 
     def __init__(self, clip: nn.Module, embed_dim: int, mos_centre: float = 3.0,
-                 lambda_sim: float = DREAM_LAMBDA, regression: str = DREAM_REGRESSION) -> None:
+                 lambda_sim: float = DREAM_LAMBDA, regression: str = DREAM_REGRESSION,
+                 pixel_mean: Sequence[float] | None = None,
+                 pixel_std: Sequence[float] | None = None) -> None:
         super().__init__()
         self.clip = clip
         self.regressor = nn.Linear(embed_dim, 1)
@@ -135,11 +173,32 @@ class DaClip(nn.Module):
             self.regressor.bias.fill_(float(mos_centre))
         self.lambda_sim = float(lambda_sim)
         self.regression = build_loss(regression)
+        self.normalise = pixel_mean is not None and pixel_std is not None
+        stats = (pixel_mean, pixel_std) if self.normalise else ((0.0,) * 3, (1.0,) * 3)
+        self.register_buffer("pixel_mean", torch.tensor(stats[0]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(stats[1]).view(1, 3, 1, 1), persistent=False)
+        self.descriptions: dict[str, list[str]] = {}
 
-    def video_embedding(self, frames: torch.Tensor) -> torch.Tensor:
+    def video_embedding(self, frames: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(frames, Mapping):
+            frames = frames["plain"]
         n, t = frames.shape[:2]
-        feats = self.clip.encode_image(frames.flatten(0, 1)).float()
+        size = getattr(getattr(self.clip, "visual", None), "image_size", None)
+        if isinstance(size, int):
+            size = (size, size)
+        if size is not None and tuple(frames.shape[-2:]) != tuple(size):
+            raise InputValueError(f"frames are {frames.shape[-2]}x{frames.shape[-1]} px but the "
+                                  f"CLIP model takes {size[0]}x{size[1]} (data.image_size)")
+        x = frames.flatten(0, 1)
+        if self.normalise:
+            x = (x - self.pixel_mean.to(x.dtype)) / self.pixel_std.to(x.dtype)
+        feats = self.clip.encode_image(x).float()
         return temporal_mean_plus_std(feats.view(n, t, -1))
+
+    def pooled_features(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The video representation ``x`` of a realism batch (the frozen-feature baseline's
+        features when this model is the one configured)."""
+        return self.video_embedding(batch)
 
     def text_embedding(self, tokens: torch.Tensor, sentence_mask: torch.Tensor) -> torch.Tensor:
         """``tokens`` ``(N, M, L)``, ``sentence_mask`` ``(N, M)`` bool -> mean over real
@@ -152,7 +211,7 @@ class DaClip(nn.Module):
     def regress(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.regressor(embedding).squeeze(1)
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, frames: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.regress(self.video_embedding(frames))
 
     def loss(self, frames: torch.Tensor, tokens: torch.Tensor, sentence_mask: torch.Tensor,
@@ -215,7 +274,11 @@ class DescriptionIndex:
     def retrieve(self, model: DaClip, frames: torch.Tensor, k: int = 3) -> list[list[Retrieved]]:
         """For each query clip ``(N, T, 3, H, W)``: the ``k`` closest training videos by cosine
         of the query's visual representation to their text representations."""
-        q = F.normalize(model.video_embedding(frames).float().cpu(), dim=1)
+        return self.nearest(model.video_embedding(frames), k)
+
+    def nearest(self, queries: torch.Tensor, k: int = 3) -> list[list[Retrieved]]:
+        """The ``k`` closest training videos to each visual representation ``(N, D)``."""
+        q = F.normalize(torch.as_tensor(queries).detach().float().cpu(), dim=1)
         sims = q @ self.embeddings.T
         top = sims.topk(min(k, len(self.videos)), dim=1)
         return [[Retrieved(self.videos[j], float(s), self.sentences[j])

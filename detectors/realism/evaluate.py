@@ -7,6 +7,8 @@ challenge score, plus their average over test sets. Files under ``<out>/``:
 ``report.json``       everything above, with split sizes and held-out identities/methods
 ``predictions.csv``   one row per (test set, video): true MOS and each predictor's score
 ``scatter_<name>.png`` predicted vs true MOS, one panel per test set
+``retrieval.csv``     models with an explanation step (DA-CLIP): per test video, the top-K
+                      retrieved training videos and their sentences (also in report.json)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from detectors.realism.clips import Clip
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import RealismData
 from detectors.realism.ensemble import normalise_weights, weighted_average
+from detectors.realism.models import model_kind
 from detectors.realism.plots import save_scatter
 from detectors.realism.predict import predict_clips
 from mrigan.fileio import atomic_write_json, atomic_write_text
@@ -80,11 +83,27 @@ def write_outputs(out_dir: str | os.PathLike, report: dict, preds: Mapping[str, 
             w.writerow([s, c.key, c.record.method, "+".join(c.record.identities), f"{c.mos:.6g}",
                         *(repr(float(preds[n][s][i])) for n in names)])
     atomic_write_text(out / "predictions.csv", buf.getvalue())
+    if report.get("retrieval"):
+        atomic_write_text(out / "retrieval.csv", retrieval_csv(report["retrieval"]))
     truth = {s: np.array([c.mos for c in clips]) for s, clips in tests.items()}
     for n in names:
         save_scatter({s: (truth[s], preds[n][s]) for s in tests}, out / f"scatter_{n}.png",
                      title=f"{n}: predicted vs true MOS")
     return out / "report.json"
+
+
+def retrieval_csv(retrieval: Mapping[str, Sequence[dict]]) -> str:
+    """One row per (test set, video, rank): the retrieved training video, its cosine
+    similarity and its sentences joined with `` | ``."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["test_set", "video", "mos", "rank", "retrieved", "similarity", "sentences"])
+    for s, rows in retrieval.items():
+        for row in rows:
+            for rank, hit in enumerate(row["retrieved"], 1):
+                w.writerow([s, row["video"], f"{row['mos']:.6g}", rank, hit["video"],
+                            f"{hit['similarity']:.6f}", " | ".join(hit["sentences"])])
+    return buf.getvalue()
 
 
 def data_summary(data: RealismData, cfg: RealismConfig) -> dict:
@@ -131,10 +150,15 @@ def evaluate_run(cfg: RealismConfig, model: torch.nn.Module, data: RealismData,
     if members:
         used = add_ensemble(preds, ["model"] + [m[0] for m in members], weights)
         ensemble_info = {"members": ["model"] + [m[0] for m in members], "weights": used}
+    kind = model_kind(cfg.model.name)
+    retrieval = kind.explain(model, cfg, tests, device) if kind.explain else None
     report = {"run": cfg.name, **(dict(extra) if extra else {}), "data": data_summary(data, cfg),
+              "model_name": cfg.model.name,
               "inputs": cfg.model.inputs, "backbone": cfg.model.backbone,
               "test_draws": cfg.sampler.test_draws, "ensemble": ensemble_info,
               "models": build_report(preds, tests)}
+    if retrieval is not None:
+        report["retrieval"] = retrieval
     path = write_outputs(out_dir, report, preds, tests)
     log(summary_table(report["models"]))
     log(f"report: {path}")

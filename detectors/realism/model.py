@@ -26,8 +26,13 @@ STDS = ("population", "sample")
 
 @dataclass(frozen=True)
 class RealismModelConfig(Checked):
-    backbone: str = "tiny-cnn"  # any name of detectors.backbones (or timm:<model>)
-    weights: str = ""  # local backbone weights (.safetensors / .pth); "" = from scratch
+    # which model (detectors.realism.models.REALISM_MODELS): "regressor" (this module) or
+    # "da-clip" (DREAM's description-aligned CLIP, detectors.realism.da_clip; settings in da_clip:)
+    name: str = "regressor"
+    # any name of detectors.backbones (or timm:<model>); for da-clip the open_clip architecture
+    # (ViT-B-32, ...) or a JSON file of one ({"embed_dim", "vision_cfg", "text_cfg"})
+    backbone: str = "tiny-cnn"
+    weights: str = ""  # local backbone (da-clip: whole CLIP) weights (.safetensors / .pt); "" = from scratch
     inputs: str = "plain"  # plain | mri | fused
     fusion: str = "late"  # for fused inputs: late (two backbones) | early (6 channels)
     hidden: int = 128

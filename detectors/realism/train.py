@@ -1,4 +1,6 @@
-"""Fine-tune a realism regressor (backbone + pooling head) on rated clips.
+"""Fine-tune a realism model (``model.name``: the backbone + pooling regressor, or DA-CLIP) on
+rated clips. The model, its trainer plugin and its checkpoint loader come from
+:data:`detectors.realism.models.REALISM_MODELS`; the loop below is the same for every model.
 
 One epoch draws one random sequence per training clip; validation predicts each validation
 clip from ``train.val_draws`` sequences and keeps the epoch with the best ``train.select_by``
@@ -35,7 +37,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -46,23 +47,26 @@ from detectors.realism.clips import Clip
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import RealismDataError
 from detectors.realism.dataset import ClipDataset
-from detectors.realism.losses import build_loss
-from detectors.realism.model import RealismModelConfig, RealismRegressor
+from detectors.realism.models import model_kind
 from detectors.realism.predict import predict_clips
+from detectors.realism.trainer import LOWER_IS_BETTER, RegressorTrainer
 from mrigan.checkpoint import CheckpointError, load_checkpoint, seed_everything
-from mrigan.config import ConfigError, from_dict, to_dict
-from mrigan.device import autocast, resolve_device, use_channels_last
-from mrigan.loop import BestTracker, NonFiniteLossError, TrainingRun, check_same_architecture
+from mrigan.config import ConfigError, from_dict
+from mrigan.device import resolve_device, use_channels_last
+from mrigan.loop import BestTracker, TrainingRun, check_same_architecture
+
+__all__ = ["RegressorTrainer", "TrainResult", "check_train_config", "load_regressor",
+           "train_regressor"]
 
 CHECKPOINT_KIND = "mrigan-realism-regressor"
-_LOWER_IS_BETTER = {"rmse", "mae", "loss"}
+_LOWER_IS_BETTER = LOWER_IS_BETTER
 SELECT_BY = ("score", "srcc", "plcc", "rmse", "mae")
 SCHEDULERS = ("cosine", "plateau", "none")
 
 
 @dataclass
 class TrainResult:
-    model: RealismRegressor
+    model: torch.nn.Module
     history: list[dict] = field(default_factory=list)
     best_epoch: int = -1
     best_path: Path | None = None
@@ -72,16 +76,14 @@ class TrainResult:
 
 
 def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu"
-                   ) -> tuple[RealismRegressor, RealismConfig]:
-    """A trained regressor and the config it was trained with, from ``best.pt``/``last.pt``."""
+                   ) -> tuple[torch.nn.Module, RealismConfig]:
+    """A trained realism model (any ``model.name``) and the config it was trained with, from
+    ``best.pt``/``last.pt``. Local weights files are not needed again (they are inside)."""
     state = load_checkpoint(path, map_location="cpu")
     if state.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(f"{path}: not a realism regressor checkpoint (kind={state.get('kind')!r})")
     cfg = from_dict(RealismConfig, state["config"], where=str(path))
-    # Local backbone weights are inside the state dict: do not require their file again.
-    model_cfg = from_dict(RealismModelConfig, {**to_dict(cfg.model), "weights": ""}, where=str(path))
-    model = RealismRegressor(model_cfg, mos_centre=state.get("mos_centre", 3.0))
-    model.load_state_dict(state["model"])
+    model = model_kind(cfg.model.name).load(cfg.model, state)
     return model.to(resolve_device(device)).eval(), cfg
 
 
@@ -95,87 +97,6 @@ def check_train_config(cfg: RealismConfig) -> None:
         raise ConfigError("train.accumulation must be >= 1, train.early_stopping and "
                          f"train.retrain_epochs >= 0 (got {tc.accumulation}, "
                          f"{tc.early_stopping}, {tc.retrain_epochs})")
-
-
-class RegressorTrainer:
-    """The realism trainer's :class:`mrigan.loop.TrainerPlugin`: model, AdamW, scheduler, AMP
-    scaler and the loader's shuffle generator, and one epoch of (accumulated) steps."""
-
-    def __init__(self, cfg: RealismConfig, model: RealismRegressor, device: torch.device) -> None:
-        tc = cfg.train
-        self.cfg, self.model, self.device = cfg, model, device
-        self.loss_fn = build_loss(tc.loss)
-        self.opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        self.sched: Any = None
-        if tc.scheduler == "cosine":
-            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(tc.epochs, 1))
-        elif tc.scheduler == "plateau":
-            self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.opt, mode="min" if tc.select_by in _LOWER_IS_BETTER else "max",
-                factor=tc.plateau_factor, patience=tc.plateau_patience)
-        fp16 = device.type == "cuda" and (tc.precision == "fp16" or (
-            tc.precision == "auto" and not torch.cuda.is_bf16_supported()))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # bf16/fp32: no scaling
-        self.shuffle = torch.Generator().manual_seed(tc.seed)  # the loader's order, resumable
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict() if self.sched is not None else {},
-                "scaler": self.scaler.state_dict(), "shuffle_rng": self.shuffle.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        if self.sched is not None:
-            self.sched.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.shuffle.set_state(state["shuffle_rng"].cpu())
-
-    @property
-    def lr(self) -> float:
-        return float(self.opt.param_groups[0]["lr"])
-
-    def backward(self, batch: dict, scale: float = 1.0) -> torch.Tensor:
-        """Forward one (micro-)batch and add ``loss * scale``'s gradients; returns the loss."""
-        inputs = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()
-                  if k in ("plain", "mri")}
-        with autocast(self.device, self.cfg.train.precision):
-            pred = self.model(inputs)
-        loss = self.loss_fn(pred.float(), batch["mos"].to(self.device))
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {float(loss)}; lower train.lr")
-        self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
-        return loss.detach()
-
-    def optimizer_step(self) -> None:
-        if self.cfg.train.grad_clip > 0:
-            self.scaler.unscale_(self.opt)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
-        self.scaler.step(self.opt)
-        self.scaler.update()
-
-    def train_epoch(self, loader: DataLoader) -> float:
-        """One epoch; every ``train.accumulation`` micro-batches make one optimizer step."""
-        self.model.train()
-        accumulation = self.cfg.train.accumulation
-        n_batches = len(loader)
-        losses = []
-        for i, batch in enumerate(loader):
-            group_start = i - i % accumulation
-            group_size = min(accumulation, n_batches - group_start)
-            if i == group_start:
-                self.opt.zero_grad(set_to_none=True)
-            losses.append(float(self.backward(batch, 1.0 / group_size)))
-            if i == group_start + group_size - 1:
-                self.optimizer_step()
-        return float(np.mean(losses))
-
-    def end_epoch(self, monitored: float) -> None:
-        if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.sched.step(monitored)
-        elif self.sched is not None:
-            self.sched.step()
 
 
 def train_regressor(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Clip] = (),
@@ -211,13 +132,14 @@ def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Cl
     device = resolve_device(tc.device)
     if mos_centre is None:
         mos_centre = float(np.mean([c.mos for c in train_clips]))
-    model = RealismRegressor(cfg.model, mos_centre=mos_centre).to(device)
+    kind = model_kind(cfg.model.name)
+    model = kind.build(cfg.model, mos_centre).to(device)
     if init is not None:
         model.load_state_dict(init)
     if use_channels_last(device):
         model = model.to(memory_format=torch.channels_last)
         model.channels_last = True
-    trainer = RegressorTrainer(cfg, model, device)
+    trainer = kind.trainer(cfg, model, device, train_clips)
     dataset = ClipDataset(train_clips, cfg.sampler, cfg.model.inputs, cfg.data.image_size, seed=tc.seed)
     run = TrainingRun(out_dir, cfg, fmt=CHECKPOINT_KIND, format_key="kind",
                       max_minutes=tc.max_minutes, tensorboard=tc.tensorboard)
@@ -246,7 +168,8 @@ def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Cl
     with run.open(purge_step=start):
         for epoch in range(start, tc.epochs):
             dataset.set_epoch(epoch)
-            row = {"epoch": epoch, "loss": trainer.train_epoch(loader), "lr": trainer.lr}
+            row = {"epoch": epoch, "loss": trainer.train_epoch(loader), "lr": trainer.lr,
+                   **trainer.epoch_metrics()}
             val = None
             if val_clips:
                 pred = predict_clips(model, val_clips, cfg.sampler, inputs=cfg.model.inputs,

@@ -130,3 +130,15 @@ def test_weights_from_a_local_file_only(tiny, tmp_path):
     save_file({"something.else": torch.zeros(2)}, str(tmp_path / "wrong.safetensors"))
     with pytest.raises(WeightsError, match="does not fit"):
         build_clip(TINY, weights=tmp_path / "wrong.safetensors")
+
+
+def test_weights_of_another_shape_are_refused_in_one_error(tiny, tmp_path):
+    """Same keys, other widths (a checkpoint of a bigger CLIP): a WeightsError naming the file,
+    not torch's RuntimeError from load_state_dict."""
+    bigger = {**TINY, "embed_dim": 24}
+    state = build_clip(bigger).state_dict()
+    path = tmp_path / "bigger.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(WeightsError, match="of another shape") as info:
+        build_clip(TINY, weights=path)
+    assert str(path) in str(info.value)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                           f"{1 + len(args.ensemble)} model(s) (this checkpoint + --ensemble)")
     device = resolve_device(device_spec or cfg.train.device)
     out = args.out or args.checkpoint.resolve().parent.parent / "reports_eval"
-    check_realism_config(cfg, out, str(args.config or args.checkpoint))
+    check_realism_config(cfg, out, str(args.config or args.checkpoint), training=False)
     for path in args.ensemble:
         require_path(path, "--ensemble", where="command line")
     model = model.to(device)

@@ -16,6 +16,7 @@ from detectors.realism.data import prepare_data
 from detectors.realism.dataset import check_inputs, needs_mri
 from detectors.realism.losses import build_loss
 from detectors.realism.model import FUSIONS
+from detectors.realism.models import REALISM_MODELS, model_kind
 from detectors.realism.repeats import repeat_realism, train_and_evaluate
 from detectors.realism.train import load_regressor
 from detectors.repeats import add_repeat_arguments
@@ -47,11 +48,14 @@ def load_members(paths, device) -> list:
     return members
 
 
-def check_realism_config(cfg: RealismConfig, out: Path, where: str) -> None:
-    """Up-front validation: names (inputs, fusion, loss, baseline, selection), label files,
-    device, ensemble members, output folder (not a file, not inside the data)."""
+def check_realism_config(cfg: RealismConfig, out: Path, where: str, training: bool = True) -> None:
+    """Up-front validation: names (model, inputs, fusion, loss, baseline, selection), label
+    files, device, ensemble members, the model's own checks (da-clip: open_clip installed,
+    architecture, descriptions CSV when ``training``), output folder (not a file, not inside
+    the data)."""
     check_inputs(cfg.model.inputs)
-    names = {"model.fusion": (cfg.model.fusion, FUSIONS),
+    names = {"model.name": (cfg.model.name, REALISM_MODELS.names()),
+             "model.fusion": (cfg.model.fusion, FUSIONS),
              "baseline.regressor": (cfg.baseline.regressor, REGRESSORS),
              "train.select_by": (cfg.train.select_by, ("score", "srcc", "plcc", "rmse", "mae"))}
     for key, (value, known) in names.items():
@@ -69,6 +73,7 @@ def check_realism_config(cfg: RealismConfig, out: Path, where: str) -> None:
         require_path(ckpt, f"ensemble.checkpoints[{i}]", where=where)
     if cfg.model.weights:
         require_path(cfg.model.weights, "model.weights", where=where)
+    model_kind(cfg.model.name).check(cfg, where, training)
     data_dirs = [d for d in (cfg.data.clips, cfg.data.videos) if d and Path(d).is_dir()]
     check_output_dir(out, data_dirs)
 
