@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from detectors.freezing import FreezeConfig
-from mrigan.config import ConfigError, bounds
+from mrigan.config import Checked, ConfigError, bounds
 
 #: ``train.optimizer`` and ``train.scheduler`` names (see detectors.train).
 OPTIMIZERS = ("adam", "adamw")
@@ -19,7 +19,7 @@ DEFAULT_AUGMENT = ("flip", "blur", "color_jitter", "random_resized_crop", "rando
 
 
 @dataclass(frozen=True)
-class DetectorModelConfig:
+class DetectorModelConfig(Checked):
     backbone: str = "efficientnet-b0"  # a detectors.backbones name, or timm:<model>
     weights: str | None = None  # local ImageNet weights (.safetensors / .pth); None = scratch
     head: str = "paper"  # paper | linear (frame mode)
@@ -30,7 +30,7 @@ class DetectorModelConfig:
 
 
 @dataclass(frozen=True)
-class DetectorInputConfig:
+class DetectorInputConfig(Checked):
     """What the detector looks at: ``plain`` face crops or their ``mri`` maps.
 
     MRIs come, in this order of preference, from ``mri_cache`` (PNG files written by a batch
@@ -48,7 +48,7 @@ class DetectorInputConfig:
 
 
 @dataclass(frozen=True)
-class DetectorDataConfig:
+class DetectorDataConfig(Checked):
     root: str = ""  # MRI-DF root (manifest.csv + PNGs)
     image_size: int = 224
     train_split: str = "train"
@@ -62,7 +62,7 @@ class DetectorDataConfig:
 
 
 @dataclass(frozen=True)
-class AugmentParams:
+class AugmentParams(Checked):
     """The tunable parameters of the named augmentations (``train.augment_params``).
 
     ``jpeg``: a quality drawn uniformly from ``jpeg_quality`` (inclusive, 1-100), applied with
@@ -73,30 +73,29 @@ class AugmentParams:
     """
 
     jpeg_quality: tuple[int, int] = (60, 100)
-    jpeg_p: float = 0.3
+    jpeg_p: float = field(default=0.3, metadata=bounds(minimum=0.0, maximum=1.0))
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         q = self.jpeg_quality
         if (not isinstance(q, (tuple, list)) or len(q) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in q)
                 or not 1 <= q[0] <= q[1] <= 100):
             raise ConfigError(f"train.augment_params.jpeg_quality={list(q)!r}: expected "
                               "[low, high] integers with 1 <= low <= high <= 100")
-        if not 0.0 <= self.jpeg_p <= 1.0:
-            raise ConfigError(f"train.augment_params.jpeg_p={self.jpeg_p!r}: expected a "
-                              "probability in [0, 1]")
 
 
 @dataclass(frozen=True)
-class DetectorTrainConfig:
+class DetectorTrainConfig(Checked):
     epochs: int = 20
     max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 0.0
-    optimizer: str = "adam"  # adam (the paper's) | adamw (decoupled weight decay)
+    # adam (the paper's) | adamw (decoupled weight decay)
+    optimizer: str = field(default="adam", metadata=bounds(choices=OPTIMIZERS))
     # learning rate over the run: none (constant, the paper's) | cosine (per step from lr down
     # to 0 at the end of train.epochs; max_steps stops early on the same curve)
-    scheduler: str = "none"
+    scheduler: str = field(default="none", metadata=bounds(choices=SCHEDULERS))
     loss: str = "bce"  # bce | focal
     label_smoothing: float = 0.1
     focal_alpha: float = 0.25
@@ -117,26 +116,15 @@ class DetectorTrainConfig:
     # before each validation, recompute BatchNorm running statistics as the plain average over
     # this many training batches with the current weights ("precise BN", detectors.precise_bn);
     # 0: off (the running averages of training are used, as in the paper's code)
-    bn_recalibrate: int = 0
+    bn_recalibrate: int = field(default=0, metadata=bounds(minimum=0))
     resume: bool = True  # continue from checkpoints/last.pt when it exists
     max_minutes: float = 0.0  # wall-time budget (0: none); stops with last.pt, resume continues
     # backbone freezing / gradual unfreezing by epoch (detectors.freezing; default: none)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
 
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"train.optimizer {self.optimizer!r}: use one of "
-                              f"{', '.join(OPTIMIZERS)}")
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"train.scheduler {self.scheduler!r}: use one of "
-                              f"{', '.join(SCHEDULERS)}")
-        if self.bn_recalibrate < 0:
-            raise ConfigError(f"train.bn_recalibrate must be >= 0 (batches), got "
-                              f"{self.bn_recalibrate}")
-
 
 @dataclass(frozen=True)
-class DetectorConfig:
+class DetectorConfig(Checked):
     name: str = "detector_plain"
     out_dir: str = "runs"  # outputs go to <out_dir>/<name>/
     model: DetectorModelConfig = field(default_factory=DetectorModelConfig)
@@ -149,7 +137,7 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
-class EvalFaceSetConfig:
+class EvalFaceSetConfig(Checked):
     """A set of faces to score: a split of an MRI-DF root, optionally restricted.
 
     ``methods`` keeps only fakes of those manipulation methods (reals are all kept), which
@@ -164,7 +152,7 @@ class EvalFaceSetConfig:
 
 
 @dataclass(frozen=True)
-class AggregationConfig:
+class AggregationConfig(Checked):
     """How face scores become a video verdict (detectors.aggregate)."""
 
     rule: str = "count"  # count (paper) | mean | confident (DFDC winner)
@@ -175,18 +163,13 @@ class AggregationConfig:
     # also search thresholds at this many quantiles of the validation face scores (0: only the
     # fixed grid above, the paper's). Departure from the paper's 0.5-0.95 grid: a detector whose
     # face scores all lie below 0.5 would otherwise score every video 0 (AUC exactly 0.5).
-    quantile_thresholds: int = 9
-
-    def __post_init__(self) -> None:
-        if self.quantile_thresholds < 0:
-            raise ConfigError(f"aggregation.quantile_thresholds={self.quantile_thresholds!r}: "
-                              "expected an integer >= 0")
+    quantile_thresholds: int = field(default=9, metadata=bounds(minimum=0))
     frame_threshold: float = 0.8  # fixed values when search is false (paper plain: 0.8/0.3)
     fake_fraction: float = 0.3
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(Checked):
     name: str = "evaluate"
     checkpoint: str = ""  # a train-detector checkpoint (best.pt)
     out_dir: str = ""  # empty: <checkpoint run>/reports/<name>

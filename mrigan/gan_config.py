@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrigan.config import ConfigError, bounds
+from mrigan.config import Checked, ConfigError, bounds
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import GanLossConfig
 from mrigan.paired_augment import PairedAugmentConfig
 
 
 @dataclass(frozen=True)
-class GanModelConfig:
+class GanModelConfig(Checked):
     generator: str = "mrigan"  # see mrigan.models.GENERATORS
     discriminator: str = "mrigan"  # see mrigan.models.DISCRIMINATORS
     image_size: int = 256
@@ -30,7 +30,7 @@ class GanModelConfig:
 
 
 @dataclass(frozen=True)
-class GanOptimConfig:
+class GanOptimConfig(Checked):
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -48,7 +48,7 @@ def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
 
 
 @dataclass(frozen=True)
-class GanDataConfig:
+class GanDataConfig(Checked):
     root: str = ""  # an MRI-DF root (manifest.csv + PNGs)
     train_split: str = "train"
     val_split: str = "val"
@@ -68,7 +68,7 @@ CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 @dataclass(frozen=True)
-class GanTrainConfig:
+class GanTrainConfig(Checked):
     epochs: int = 100
     batch_size: int = 128  # global batch (all processes together)
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
@@ -101,13 +101,14 @@ class GanTrainConfig:
     grid_rows: int = 8  # rows of the TensorBoard image grid
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.compile_mode != "default" and not self.compile:
             raise ConfigError(f"train.compile_mode={self.compile_mode!r} needs train.compile=true "
                               "(the mode of torch.compile; without compile nothing is compiled)")
 
 
 @dataclass(frozen=True)
-class GanConfig:
+class GanConfig(Checked):
     """One MRI-GAN experiment; YAML files in ``configs/`` fill it (see ``mri_gan.yaml``)."""
 
     name: str = "mri_gan"
