@@ -190,9 +190,9 @@ def test_adamw_decays_weights_decoupled_from_the_gradient(name, expected):
 
 
 @pytest.mark.parametrize(("key", "value", "match"), [
-    ("optimizer", "sgd", "train.optimizer 'sgd'"),
-    ("scheduler", "step", "train.scheduler 'step'"),
-    ("bn_recalibrate", -1, "train.bn_recalibrate"),
+    ("optimizer", "sgd", "DetectorTrainConfig.optimizer: 'sgd' is not one of"),
+    ("scheduler", "step", "DetectorTrainConfig.scheduler: 'step' is not one of"),
+    ("bn_recalibrate", -1, "DetectorTrainConfig.bn_recalibrate: -1 is below the minimum 0"),
 ])
 def test_bad_optimizer_schedule_or_recalibration_is_a_config_error(key, value, match):
     with pytest.raises(ConfigError, match=match):
