@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from datasets_builders import build_faces as bf
+from datasets_builders import build_unit
 from datasets_builders.build_config import BuildError, BuildSourceConfig, BuildSplitConfig
 from datasets_builders.build_faces import BuildFaceSetConfig, build_face_set, plan_face_units
 from datasets_builders.faces import RECALL_SECOND_PASS_BELOW, FaceDetectionConfig, FaceDetector
@@ -113,6 +115,22 @@ def _same_face_set(a: Path, b: Path) -> None:
     assert (a / "manifest.csv").read_text() == (b / "manifest.csv").read_text()
     for r in read_manifest(a, require_mri=False):
         assert (a / r["image"]).read_bytes() == (b / r["image"]).read_bytes()
+
+
+def test_background_png_saving_writes_the_same_face_set(tmp_path, shared_data, detector,
+                                                        monkeypatch):
+    """Face PNGs saved by the background saver (the default) or in the building thread
+    (``PENDING_WRITES = 0``): the same manifest and the same bytes, no thread left running."""
+    csv_path = _wild_csv(tmp_path, shared_data)
+    background = tmp_path / "background"
+    build_face_set(_cfg(background, csv_path), log=lambda _l: None, detector=detector)
+    monkeypatch.setattr(build_unit, "PENDING_WRITES", 0)
+    before = threading.active_count()
+    sync = tmp_path / "sync"
+    build_face_set(_cfg(sync, csv_path), log=lambda _l: None, detector=detector)
+    assert threading.active_count() == before
+    assert len(read_manifest(sync, require_mri=False)) >= 4
+    _same_face_set(sync, background)
 
 
 def test_killed_face_set_resumes_to_the_same_manifest(tmp_path, shared_data, detector, monkeypatch):
