@@ -28,12 +28,12 @@ layer joining the block before it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from torch import nn
 
-from mrigan.config import ConfigError
+from mrigan.config import Checked, ConfigError, bounds
 
 UNFREEZE = ("all", "gradual")
 _CONTAINERS = ("blocks", "_blocks", "stages", "layers")
@@ -41,19 +41,14 @@ _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
 @dataclass(frozen=True)
-class FreezeConfig:
-    backbone_until_epoch: int = 0  # epochs that train the head only (0: none)
-    unfreeze: str = "all"  # all | gradual (one more group per epoch, from the top)
-    groups: int = 0  # block groups the backbone is cut into (0: one per block)
-    max_unfrozen: int = 0  # top groups ever trainable (0: all)
-
-    def __post_init__(self) -> None:
-        if self.unfreeze not in UNFREEZE:
-            raise ConfigError(f"train.freeze.unfreeze {self.unfreeze!r}: use one of "
-                              f"{', '.join(UNFREEZE)}")
-        for key in ("backbone_until_epoch", "groups", "max_unfrozen"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"train.freeze.{key} must be >= 0, got {getattr(self, key)}")
+class FreezeConfig(Checked):
+    # epochs that train the head only (0: none)
+    backbone_until_epoch: int = field(default=0, metadata=bounds(minimum=0))
+    # all | gradual (one more group per epoch, from the top)
+    unfreeze: str = field(default="all", metadata=bounds(choices=UNFREEZE))
+    # block groups the backbone is cut into (0: one per block)
+    groups: int = field(default=0, metadata=bounds(minimum=0))
+    max_unfrozen: int = field(default=0, metadata=bounds(minimum=0))  # top groups ever trainable (0: all)
 
     @property
     def enabled(self) -> bool:

@@ -29,37 +29,32 @@ holding its superpixel's weight (signed, not normalised). Deterministic for a gi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from detectors.inference import Detector
-from mrigan.config import ConfigError
+from mrigan.config import Checked, bounds
 
 HIDE = ("mean", "zero")
 
 
 @dataclass(frozen=True)
-class LimeConfig:
+class LimeConfig(Checked):
     """LIME settings (defaults: the ``lime`` package's image defaults, 50 SLIC superpixels)."""
 
-    n_segments: int = 50  # SLIC superpixels on the face
+    n_segments: int = field(default=50, metadata=bounds(minimum=2))  # SLIC superpixels on the face
     compactness: float = 10.0  # SLIC compactness (skimage default)
-    n_samples: int = 256  # perturbed copies scored per image
+    # perturbed copies scored per image
+    n_samples: int = field(default=256, metadata=bounds(minimum=2))
     batch_size: int = 64  # copies per forward pass
     kernel_width: float = 0.25  # exp kernel on cosine distance (lime's default width)
     ridge_alpha: float = 1.0  # interpretable model: ridge regression (lime's default)
-    hide: str = ""  # "mean" (superpixel mean colour) | "zero"; "" = mean for faces, zero for MRIs
+    # "mean" (superpixel mean colour) | "zero"; "" = mean for faces, zero for MRIs
+    hide: str = field(default="", metadata=bounds(choices=("", *HIDE)))
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.hide not in ("", *HIDE):
-            raise ConfigError(f"lime.hide must be one of {HIDE} or '', got {self.hide!r}")
-        if self.n_segments < 2 or self.n_samples < 2 or self.batch_size < 1:
-            raise ConfigError("lime needs n_segments >= 2, n_samples >= 2 and batch_size >= 1, "
-                              f"got {self.n_segments}, {self.n_samples}, {self.batch_size}")
 
 
 @dataclass(frozen=True)

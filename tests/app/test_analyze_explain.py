@@ -102,9 +102,9 @@ def test_explain_none_writes_no_explanation_and_gradcam_stays_the_default(setup)
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("report.explain=shap", "report.explain='shap': expected one of gradcam, lime, none"),
-    ("report.lime.n_samples=1", "lime needs n_segments >= 2, n_samples >= 2"),
-    ("report.lime.hide=blur", "lime.hide must be one of")])
+    ("report.explain=shap", "report.explain: 'shap' is not one of ['gradcam', 'lime', 'none']"),
+    ("report.lime.n_samples=1", "report.lime.n_samples: 1 is below the minimum 2"),
+    ("report.lime.hide=blur", "report.lime.hide: 'blur' is not one of")])
 def test_bad_explain_settings_are_refused_before_any_work(setup, override, message, capsys):
     name = "bad_" + override.split("=")[1]
     rc, out = _analyze(setup, name, "--set", override)

@@ -180,7 +180,7 @@ def test_a_bad_verdict_rule_fails_before_any_work(ff_examples, gen, tmp_path, ca
     assert "verdict.rule" in lines[0] and "bogus" in lines[0] and "count" in lines[0]
     assert not out.exists()
     # the Python API validates before loading anything: a missing generator is not reached
-    with pytest.raises(ConfigError, match="frames.every"):
+    with pytest.raises(ConfigError, match="AnalyzeFramesConfig.every: 0 is below the minimum 1"):
         Analyzer(tmp_path / "no_such_gen.safetensors", None,
                  AnalyzeConfig(frames=AnalyzeFramesConfig(every=0)))
     with pytest.raises(ConfigError, match="verdict.rule"):

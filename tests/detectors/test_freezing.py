@@ -49,9 +49,9 @@ def test_config_from_yaml_dict_and_bad_values():
     cfg = from_dict(DetectorTrainConfig, {"freeze": {"backbone_until_epoch": 2, "unfreeze": "gradual",
                                              "groups": 3}})
     assert cfg.freeze == FreezeConfig(2, "gradual", 3, 0)
-    with pytest.raises(ConfigError, match="unfreeze"):
+    with pytest.raises(ConfigError, match="FreezeConfig.unfreeze: 'sometimes' is not one of"):
         FreezeConfig(unfreeze="sometimes")
-    with pytest.raises(ConfigError, match="groups must be >= 0"):
+    with pytest.raises(ConfigError, match="FreezeConfig.groups: -1 is below the minimum 0"):
         FreezeConfig(groups=-1)
 
 
