@@ -256,7 +256,8 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
             if trainer.freeze_for(epoch):
                 say(f"epoch {epoch}: {trainer.freezer.describe()}")
                 if distributed.is_distributed():
-                    ddp_model = distributed.wrap_ddp(model, device)
+                    ddp_model = None  # the old wrapper goes first (distributed.rewrap_ddp)
+                    ddp_model = distributed.rewrap_ddp(model, device)
             trainer.train_mode(ddp_model)
             total_steps = planned_steps(tc, len(batches))
             for batch in loader:

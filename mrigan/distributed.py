@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -220,6 +221,18 @@ def wrap_ddp(module: nn.Module, device: torch.device, **kwargs) -> nn.Module:
 
     ids = [device.index if device.index is not None else 0] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids, **kwargs)
+
+
+def rewrap_ddp(module: nn.Module, device: torch.device, **kwargs) -> nn.Module:
+    """A new DDP wrapper of ``module`` after its trainable parameters changed (DDP registers
+    them once, at construction). The caller drops its old wrapper first
+    (``ddp = None; ddp = rewrap_ddp(model, device)``): the old wrapper's gradient hooks and
+    buckets must be gone on every rank before the next backward, so it is garbage-collected
+    here (a reference cycle would otherwise keep it, and its hooks, alive for a while) and the
+    ranks meet at a barrier before wrapping again."""
+    gc.collect()
+    barrier()
+    return wrap_ddp(module, device, **kwargs)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -30,5 +30,5 @@ def torchrun_cli(args: list[str], *, cwd: Path, timeout: float = 300) -> str:
         os.killpg(proc.pid, signal.SIGKILL)  # torchrun and every rank
         stdout, stderr = proc.communicate()
         pytest.fail(f"torchrun hung; stderr tail: {stderr[-2000:]}")
-    assert proc.returncode == 0, stderr[-3000:]
+    assert proc.returncode == 0, f"stdout tail:\n{stdout[-2000:]}\nstderr tail:\n{stderr[-6000:]}"
     return stdout
