@@ -88,10 +88,15 @@ def teardown() -> None:
 
 @contextlib.contextmanager
 def session(backend: str | None = None) -> Iterator[DistInfo]:
-    """``with distributed.session() as d:`` -- set up, and always tear down."""
+    """``with distributed.session() as d:`` -- set up, and always tear down. When the block
+    ends normally the ranks first meet at a barrier, so no rank closes its connections while
+    another still finishes (PyTorch's advice before ``destroy_process_group``); a block left by
+    an exception tears down at once (torchrun stops the other ranks)."""
     joined_here = not (dist.is_available() and dist.is_initialized())
     try:
         yield setup(backend)
+        if joined_here:
+            barrier()
     finally:
         if joined_here:
             teardown()
