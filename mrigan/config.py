@@ -262,6 +262,8 @@ def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {value!r} is not one of {list(rule['choices'])}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and +-inf fit no range
+        raise ConfigError(f"{where}: {value!r} is not a finite number")
     if "minimum" in rule and not value >= rule["minimum"]:
         raise ConfigError(f"{where}: {value!r} is below the minimum {rule['minimum']}")
     if "exclusive_minimum" in rule and not value > rule["exclusive_minimum"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 
@@ -203,6 +204,24 @@ def test_bounds_are_checked_from_yaml_and_when_built_directly(tmp_path, key, val
     with pytest.raises(ConfigError, match=re.escape(f"cfg.{message}")):
         check_bounds(_unchecked(key, value), "cfg")
     assert Ranged(limit=None, share=0.25, batch_size=1).share == 0.25
+
+
+def test_a_bounded_number_must_be_finite(tmp_path):
+    """A range says which numbers are allowed: NaN and +-inf are none of them, also where the
+    range has one side only (the analysis' face margin >= 1 refused inf before it had bounds).
+    From YAML the loader refuses NaN itself ("expected a number")."""
+    from mrigan.app.analysis import AnalyzeConfig, AnalyzeFacesConfig
+
+    for text in (".inf", "-.inf"):
+        path = tmp_path / "analyze.yaml"
+        path.write_text(f"faces:\n  margin: {text}\n")
+        with pytest.raises(ConfigError,
+                           match=r"analyze\.yaml: faces\.margin: -?inf is not a finite number"):
+            load_config(AnalyzeConfig, path)
+    for value in (math.inf, -math.inf, math.nan):
+        with pytest.raises(ConfigError,
+                           match=r"AnalyzeFacesConfig\.margin: -?(inf|nan) is not a finite number"):
+            AnalyzeFacesConfig(margin=value)
 
 
 def _unchecked(key, value):
