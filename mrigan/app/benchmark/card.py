@@ -122,7 +122,8 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
                      "pixel_loss": gcfg.loss.pixel, "batch_size": gcfg.train.batch_size,
                      "steps": gan["step"], "checkpoint_step": gan["best_step"],
                      "checkpoint": gan["used"], "device": gcfg.train.device,
-                     "precision": gcfg.train.precision, "weights_dtype": "float16",
+                     "precision": gan.get("precision", gcfg.train.precision),
+                     "weights_dtype": "float16",
                      "fp16_max_mri_difference": (checks or {}).get("fp16_max_mri_difference")},
         "departures_from_paper": [
             f"{size} px faces instead of 256; generator/discriminator width {ngf}/"
