@@ -72,6 +72,30 @@ class BuildAugmentConfig(Checked):
 
 
 @dataclass(frozen=True)
+class BuildSelfBlendConfig(Checked):
+    """Self-blended fakes of the build's real faces (issue 21: make every real face count).
+
+    For every real face of a unit in ``splits`` the builder writes ``per_real`` self-blended
+    fakes (:func:`datasets_builders.synthetic.self_blend` with the SBI variety of
+    :func:`~datasets_builders.synthetic.sbi_params`), each an exact (real, fake, MRI) triple
+    with ``MRI = clip(1 - SSIM(real, fake))``, as rows with ``method`` ``self_blend`` (real
+    manipulations keep their method), ``video`` ``<real video>~sbi<k>`` and the real face's
+    identity and split. Seeded by (seed, unit, frame, track, k): the same build writes the same
+    blends. Only the listed splits (default: train), so validation and test groups keep real
+    manipulations alone."""
+
+    per_real: int = field(default=0, metadata=bounds(minimum=0, maximum=16))
+    splits: tuple[str, ...] = ("train",)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [s for s in self.splits if s not in ("train", "val", "test")]
+        if unknown:
+            raise ConfigError(f"self_blend.splits: unknown split(s) {unknown}; use train, val, "
+                              "test")
+
+
+@dataclass(frozen=True)
 class BuildSplitConfig(Checked):
     val: float = field(default=0.1, metadata=bounds(minimum=0.0))
     test: float = field(default=0.1, metadata=bounds(minimum=0.0))
@@ -96,6 +120,7 @@ class BuildConfig(Checked):
     faces: FaceDetectionConfig = field(default_factory=FaceDetectionConfig)
     augment: BuildAugmentConfig = field(default_factory=BuildAugmentConfig)
     split: BuildSplitConfig = field(default_factory=BuildSplitConfig)
+    self_blend: BuildSelfBlendConfig = field(default_factory=BuildSelfBlendConfig)
     # MTCNN on the whole frame on every k-th sampled frame only (departs from the paper, which
     # detects on every sampled frame, when > 1). The frames in between: ``detect_between``
     # "follow" looks for each face again in a small crop around its last detected box
@@ -132,6 +157,7 @@ __all__ = [
     "BuildAugmentConfig",
     "BuildConfig",
     "BuildError",
+    "BuildSelfBlendConfig",
     "BuildSourceConfig",
     "BuildSplitConfig",
     "FaceDetectionConfig",

@@ -42,11 +42,12 @@ ADDED_LATER = {
     "augment.distraction.text_thickness": [1, 5],
     "augment.distraction.count": [1, 1],
     "detect_between": "hold",
+    "self_blend.per_real": 0,
 }
 ADDED_LATER_SOURCE = {"augment": True}
 #: settings that change nothing while another one holds a value: left out then (what frames
 #: between detections get matters only when there are frames between detections)
-MOOT_WHEN = {"detect_between": ("detect_every", 1)}
+MOOT_WHEN = {"detect_between": ("detect_every", 1), "self_blend.splits": ("self_blend.per_real", 0)}
 
 
 def fingerprint(cfg: BuildConfig) -> dict:
@@ -206,6 +207,7 @@ class BuildSummary:
     pairs_written: int = 0
     real_rows: int = 0
     fake_rows: int = 0
+    self_blend_rows: int = 0  # of fake_rows: self-blends of real faces (the rest: real methods)
     skipped: dict = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
@@ -235,8 +237,11 @@ class BuildSummary:
                        f"found {self.faces_second_pass} faces"
                        + (f"; under 0.5: {', '.join(low[:5])}" + (" ..." if len(low) > 5 else "")
                           if low else ""))
+        mix = (f"; of the fakes {self.self_blend_rows} self-blends and "
+               f"{self.fake_rows - self.self_blend_rows} real manipulations"
+               if self.self_blend_rows else "")
         out.append(f"{self.row_word} written: {self.pairs_written} ({self.fake_rows} fake, "
-                   f"{self.real_rows} real)")
+                   f"{self.real_rows} real{mix})")
         if self.manifest:
             out.append(f"manifest: {self.manifest}")
         return out
@@ -266,6 +271,8 @@ def summarise(plan: Plan, out: Path, summary: BuildSummary, fingerprint: dict, *
     summary.pairs_written = len(rows)
     summary.fake_rows = sum(r["label"] == "fake" for r in rows)
     summary.real_rows = summary.pairs_written - summary.fake_rows
+    summary.self_blend_rows = sum(r["label"] == "fake" and r.get("method") == "self_blend"
+                                  for r in rows)
     summary.faces_second_pass = sum(str(r.get("detection_pass", 1)) == "2" for r in rows)
     if write and not pending:
         summary.manifest = str(write_manifest(out, rows))

@@ -25,6 +25,7 @@ once all its PNGs are on disk (also when the unit is skipped; on an error nothin
 from __future__ import annotations
 
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from datasets_builders.faces import BoxCache, Detectors, MultiFaceError, crop_fa
 from datasets_builders.frames import VideoDecodeError, iter_frames
 from datasets_builders.prefetch import FrameMemo, background
 from datasets_builders.sources import VideoItem
+from datasets_builders.synthetic import sbi_params, self_blend
 from mrigan import perceptual
 from mrigan.fileio import read_image
 from mrigan.mri_df_format import MriDfWriter
@@ -206,6 +208,8 @@ def _build_unit(unit: Unit, ctx: Context) -> dict:
 
     fakes = [_Fake(f) for f in unit.fakes]
     video = f"{unit.source.label}/{unit.original.video_id}"
+    blends_wanted = cfg.self_blend.per_real > 0 and unit.split in cfg.self_blend.splits
+    blend_rows: list[dict] = []
     base_row = {"split": unit.split, "source": unit.source.label, "augmentation": plan_label(plan)}
     real_rows: list[dict] = []
     n_frames = n_with_face = 0
@@ -235,16 +239,25 @@ def _build_unit(unit: Unit, ctx: Context) -> dict:
                         identity=unit.original.identity, method="original", original="",
                         dataset_split=unit.original.dataset_split or "", **base_row, **extra))
                     timer.add("write", t0)
+                    if blends_wanted:
+                        t0 = time.perf_counter()
+                        batch += _self_blends(face.crop, unit, tf.index, face.track, video, extra,
+                                              cfg, blend_rows)
+                        timer.add("blend", t0)
                 for k, fake_frame in tf.payload.items():
                     t0 = time.perf_counter()
                     fake_crop = _crop_like(fake_frame, face, cfg, detect)
                     timer.add("crop", t0)
-                    batch.append((fakes[k], tf.index, face.track, face.crop, fake_crop, extra))
+                    item = fakes[k].item
+                    batch.append(_Pair(fakes[k].rows, face.crop, fake_crop, {
+                        "video": f"{unit.source.label}/{item.video_id}", "frame": tf.index,
+                        "track": face.track, "identity": item.identity, "method": item.method,
+                        "original": video, "dataset_split": item.dataset_split or "", **extra}))
             if len(batch) >= cfg.faces.batch_size * max(1, len(fakes)):
-                _write_fake_pairs(batch, unit, ctx, base_row)
+                _write_pairs(batch, ctx, base_row)
                 batch = []
         if batch:
-            _write_fake_pairs(batch, unit, ctx, base_row)
+            _write_pairs(batch, ctx, base_row)
     except VideoDecodeError as exc:
         return skip_unit("original unreadable", exc.reason)
     except MultiFaceError as exc:  # the unit's fakes go with their original
@@ -257,7 +270,7 @@ def _build_unit(unit: Unit, ctx: Context) -> dict:
     if not n_with_face:
         return skip_unit("no face found", f"{n_frames} frames searched")
     record["videos_read"] = 1
-    rows = list(real_rows)
+    rows = list(real_rows) + blend_rows
     for fk in fakes:
         if fk.problem is not None:
             record["skipped"].append({"path": str(fk.item.path), "reason": fk.problem[0],
@@ -276,25 +289,48 @@ def _crop_like(frame: np.ndarray, face, cfg: BuildConfig, detect: bool) -> np.nd
     return crop_face(frame, face.box, margin=cfg.faces.margin if detect else 1.0, size=cfg.faces.size)
 
 
-def _write_fake_pairs(batch, unit: Unit, ctx: Context, base_row: dict) -> None:
-    """MRIs of all (real crop, fake crop) pairs of a batch in one SSIM call, then the PNGs."""
+@dataclass
+class _Pair:
+    """One (real crop, fake crop) pair waiting for its MRI; its row goes to ``sink``."""
+
+    sink: list
+    real: np.ndarray
+    fake: np.ndarray
+    fields: dict
+
+
+def _self_blends(crop: np.ndarray, unit: Unit, frame: int, track: int, video: str, extra: dict,
+                 cfg: BuildConfig, sink: list) -> list[_Pair]:
+    """``self_blend.per_real`` SBI-style fakes of one real crop (BuildSelfBlendConfig), each
+    seeded by (seed, unit, frame, track, k)."""
+    pairs = []
+    unit_seed = zlib.crc32(unit.key.encode("utf-8"))
+    for k in range(cfg.self_blend.per_real):
+        rng = np.random.default_rng([cfg.seed, unit_seed, frame, track, k])
+        blend = self_blend(crop, rng, sbi_params(rng))
+        pairs.append(_Pair(sink, crop, blend.fake, {
+            "video": f"{video}~sbi{k}", "frame": frame, "track": track,
+            "identity": unit.original.identity, "method": "self_blend", "original": video,
+            "dataset_split": unit.original.dataset_split or "", **extra}))
+    return pairs
+
+
+def _write_pairs(batch: list[_Pair], ctx: Context, base_row: dict) -> None:
+    """MRIs of all (real crop, fake crop) pairs of a batch in one SSIM call, then the PNGs;
+    each pair's row goes to its sink (its fake video's rows, or the unit's self-blends)."""
     import torch
 
     timer = ctx.timer
     t0 = time.perf_counter()
-    real = torch.from_numpy(np.stack([b[3] for b in batch])).permute(0, 3, 1, 2).float()
-    fake = torch.from_numpy(np.stack([b[4] for b in batch])).permute(0, 3, 1, 2).float()
+    real = torch.from_numpy(np.stack([b.real for b in batch])).permute(0, 3, 1, 2).float()
+    fake = torch.from_numpy(np.stack([b.fake for b in batch])).permute(0, 3, 1, 2).float()
     with torch.no_grad():
         mri = perceptual.mri_map(real, fake, data_range=255.0)
     mri_u8 = perceptual.mri_to_uint8(mri.permute(0, 2, 3, 1))
     t0 = timer.add("ssim", t0)
-    original = f"{unit.source.label}/{unit.original.video_id}"
-    for (fk, index, track, _real, fake_crop, extra), m in zip(batch, mri_u8, strict=True):
-        item = fk.item
-        fk.rows.append(ctx.writer.write(
-            face=fake_crop, mri=m, label="fake", video=f"{unit.source.label}/{item.video_id}",
-            frame=index, track=track, identity=item.identity, method=item.method,
-            original=original, dataset_split=item.dataset_split or "", **base_row, **extra))
+    for pair, m in zip(batch, mri_u8, strict=True):
+        pair.sink.append(ctx.writer.write(face=pair.fake, mri=m, label="fake", **base_row,
+                                          **pair.fields))
     timer.add("write", t0)
 
 

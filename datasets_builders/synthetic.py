@@ -7,6 +7,15 @@ manipulation mask, so MRI-DF style training data, demos and tests need no paired
 
 ``graded_fake`` maps a quality in [0, 1] to the artefact strength (1 = hardest to see), which
 gives realism regressors a known ground truth.
+
+``sbi_params`` draws the SBI paper's variety for training data (the MRI-DF builder's
+``self_blend`` source, issue 21): several mask shapes, colour (RGB gains, brightness, hue,
+saturation) and frequency (down-up sampling, blur, sharpening) jitter of the source copy, and
+SBI's blend ratios (1/4, 1/2, 3/4 or full, full twice as likely). Departure from SBI: SBI draws
+its masks from the convex hull of 81 facial landmarks; our crops carry no landmarks, so the
+shapes come from the canonical layout of a face crop (a centred face at the builder's 1.3
+margin): the face oval, the inner face (eyes to mouth), the lower face (mouth and chin, where
+lip-sync and expression methods work) and a random convex polygon around the face centre.
 """
 
 from __future__ import annotations
@@ -34,6 +43,11 @@ class BlendParams:
     sharpness: float = 1.2  # Gaussian blur sigma (>0) of the copy, in pixels at 256 px
     shift: float = 0.01  # translation of the copy
     scale: float = 0.02  # scale jitter of the copy
+    mask_shape: str = "ellipse"  # ellipse | inner | lower | polygon (MASK_SHAPES)
+    hue_shift: float = 0.0  # hue rotation of the copy, degrees
+    saturation: float = 0.0  # relative saturation change of the copy (0.2: +20%)
+    downscale: float = 1.0  # the copy is resized to this fraction and back (frequency jitter)
+    sharpen: float = 0.0  # unsharp-mask amount applied to the copy (0: none)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -45,6 +59,33 @@ class SelfBlend:
     fake: np.ndarray  # HxWx3 uint8, pixel-aligned with real
     mask: np.ndarray  # HxW float32 in [0, 1], the blend weights actually used
     params: BlendParams
+
+
+#: Mask shapes of :class:`BlendParams` (module doc).
+MASK_SHAPES = ("ellipse", "inner", "lower", "polygon")
+
+#: SBI's blend ratios: the copy's peak opacity, full opacity twice as likely.
+SBI_BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+
+
+def sbi_params(rng: np.random.Generator) -> BlendParams:
+    """The SBI paper's variety for training self-blends (module doc)."""
+    return BlendParams(
+        alpha=float(rng.choice(SBI_BLEND_RATIOS)),
+        mask_scale=float(rng.uniform(0.32, 0.48)),
+        mask_deform=float(rng.uniform(0.0, 0.15)),
+        boundary_blur=float(rng.uniform(0.01, 0.08)),
+        color_shift=float(rng.uniform(0.0, 0.15)),
+        brightness=float(rng.uniform(-20, 20)),
+        sharpness=float(rng.uniform(0.0, 2.0)) if rng.random() < 0.5 else 0.0,
+        shift=float(rng.uniform(0.0, 0.03)),
+        scale=float(rng.uniform(0.0, 0.05)),
+        mask_shape=str(rng.choice(MASK_SHAPES)),
+        hue_shift=float(rng.uniform(-10, 10)),
+        saturation=float(rng.uniform(-0.3, 0.3)),
+        downscale=float(rng.uniform(0.4, 0.9)) if rng.random() < 0.3 else 1.0,
+        sharpen=float(rng.uniform(0.3, 1.0)) if rng.random() < 0.3 else 0.0,
+    )
 
 
 def random_params(rng: np.random.Generator) -> BlendParams:
@@ -81,11 +122,43 @@ def graded_params(quality: float, rng: np.random.Generator) -> BlendParams:
     )
 
 
-def _deformed_ellipse(h: int, w: int, p: BlendParams, rng: np.random.Generator) -> np.ndarray:
+#: (centre y, centre x, half-height, half-width) of each elliptic shape, as fractions of the
+#: crop side (``ry``/``rx`` multiply ``mask_scale``): the face oval, the inner face from the eyes
+#: to the mouth, the lower face (mouth and chin).
+_SHAPE_BOXES = {"ellipse": (0.5, 0.5, 1.05, 0.85), "inner": (0.52, 0.5, 0.72, 0.75),
+                "lower": (0.66, 0.5, 0.5, 0.72)}
+
+
+def _polygon_mask(h: int, w: int, p: BlendParams, rng: np.random.Generator) -> np.ndarray:
+    """The convex hull of 8-12 random points around the face centre (SBI-like hull shapes)."""
+    n = int(rng.integers(8, 13))
+    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+    radius = p.mask_scale * rng.uniform(0.7, 1.1, n)
+    cy, cx = 0.52 + rng.uniform(-0.04, 0.04), 0.5 + rng.uniform(-0.04, 0.04)
+    pts = np.stack([(cx + radius * 0.85 * np.cos(angles)) * w,
+                    (cy + radius * 1.05 * np.sin(angles)) * h], 1).astype(np.float32)
+    mask = np.zeros((h, w), np.float32)
+    cv2.fillConvexPoly(mask, cv2.convexHull(pts).astype(np.int32), 1.0)
+    return mask
+
+
+def _blend_mask(h: int, w: int, p: BlendParams, rng: np.random.Generator) -> np.ndarray:
+    if p.mask_shape not in MASK_SHAPES:
+        raise ValueError(f"unknown mask_shape {p.mask_shape!r}; known: {', '.join(MASK_SHAPES)}")
+    if p.mask_shape == "polygon":
+        mask = _polygon_mask(h, w, p, rng)
+        sigma = max(p.boundary_blur * max(h, w), 0.5)
+        return cv2.GaussianBlur(mask, (0, 0), sigma)
+    return _deformed_ellipse(h, w, p, rng, *_SHAPE_BOXES[p.mask_shape])
+
+
+def _deformed_ellipse(h: int, w: int, p: BlendParams, rng: np.random.Generator,
+                      fy: float = 0.5, fx: float = 0.5, ky: float = 1.05,
+                      kx: float = 0.85) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    cy = h * (0.5 + rng.uniform(-0.03, 0.03))
-    cx = w * (0.5 + rng.uniform(-0.03, 0.03))
-    ry, rx = p.mask_scale * h * 1.05, p.mask_scale * w * 0.85
+    cy = h * (fy + rng.uniform(-0.03, 0.03))
+    cx = w * (fx + rng.uniform(-0.03, 0.03))
+    ry, rx = p.mask_scale * h * ky, p.mask_scale * w * kx
     theta = np.arctan2((yy - cy) / ry, (xx - cx) / rx)
     wobble = np.zeros_like(theta)
     for k in range(2, 6):  # a few random low-frequency harmonics deform the boundary
@@ -102,8 +175,21 @@ def _jittered_copy(face: np.ndarray, p: BlendParams, rng: np.random.Generator) -
     sigma = p.sharpness * max(h, w) / 256.0
     if sigma > 0.05:
         src = cv2.GaussianBlur(src, (0, 0), sigma)
+    if p.downscale < 1.0:  # frequency jitter: lose detail as a lower-resolution source would
+        small = (max(4, round(w * p.downscale)), max(4, round(h * p.downscale)))
+        src = cv2.resize(cv2.resize(src, small, interpolation=cv2.INTER_AREA), (w, h),
+                         interpolation=cv2.INTER_LINEAR)
+    if p.sharpen > 0:
+        src = cv2.addWeighted(src, 1 + p.sharpen, cv2.GaussianBlur(src, (0, 0), 1.0),
+                              -p.sharpen, 0)
     gains = 1.0 + rng.uniform(-p.color_shift, p.color_shift, size=3)
     src = src * gains[None, None, :].astype(np.float32) + p.brightness
+    if p.hue_shift or p.saturation:
+        hsv = cv2.cvtColor(np.clip(src, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)
+        hsv = hsv.astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + p.hue_shift / 2.0) % 180  # OpenCV hue: 0..180
+        hsv[..., 1] = np.clip(hsv[..., 1] * (1 + p.saturation), 0, 255)
+        src = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
     s = 1.0 + rng.uniform(-p.scale, p.scale)
     tx, ty = rng.uniform(-p.shift, p.shift, size=2) * np.array([w, h])
     m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, s)
@@ -125,7 +211,7 @@ def self_blend(
     rng = np.random.default_rng(rng)
     p = params if params is not None else random_params(rng)
     h, w = face.shape[:2]
-    mask = _deformed_ellipse(h, w, p, rng) * p.alpha
+    mask = _blend_mask(h, w, p, rng) * p.alpha
     copy = _jittered_copy(face, p, rng)
     fake = mask[..., None] * copy + (1.0 - mask[..., None]) * face.astype(np.float32)
     fake = np.clip(np.rint(fake), 0, 255).astype(np.uint8)
