@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -308,6 +309,7 @@ def test_cancel_queued_and_running_cases_then_remove(tmp_path, analyzer, ffpp_ro
             assert time.monotonic() < deadline and view["status"] in ("queued", "running")
             time.sleep(0.05)
         assert view["phase"] == "finding faces" and view["frames_total"] == 751
+        assert view["frames_scanned"] >= 1 and view["frames_done"] == 0
         r = c.delete(f"/api/cases/{queued}")
         assert r.status_code == 200 and r.json()["status"] == "cancelled"
         r = c.delete(f"/api/cases/{running}")
@@ -344,3 +346,44 @@ def test_cases_survive_a_restart(client, analyzer, cases):
             assert again.get(after[case_id]["report"]).status_code == 200
         assert after[killed_id]["status"] == "failed"
         assert after[killed_id]["error"].startswith("interrupted")
+
+
+def test_the_command_line_starts_the_server(tmp_path, analyzer):
+    """`mrigan serve` as an analyst runs it: models checked, the address and token printed,
+    the API answering only with the token; stopped by a signal."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "mrigan.app.cli", "serve", "--port", str(port), "--cases",
+           str(tmp_path / "cases"), "--generator", analyzer.generator_info["path"],
+           "--token", TOKEN, "--every", "100", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                r = httpx.get(f"{url}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "mrigan serve did not start in 90 s"
+                time.sleep(0.3)
+        assert r.status_code == 401
+        ok = httpx.get(f"{url}/api/health", headers={"x-mrigan-token": TOKEN}, timeout=5)
+        assert ok.json()["status"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert f"open {url}/?token={TOKEN}" in out
+    assert proc.returncode == 0, out

@@ -28,8 +28,9 @@ _STOP = None
 
 
 class CaseMonitor(Monitor):
-    """Live progress of one case: phase, frames, faces, a fraction 0..1 (half for finding the
-    faces, half for scoring them; never goes back) and the cancel flag."""
+    """Live progress of one case: phase, frames scanned for faces (the detection pass) and
+    done (the scoring pass), faces, a fraction 0..1 (half for finding the faces, half for
+    scoring them; never goes back) and the cancel flag."""
 
     def __init__(self, case: Case, stopping: threading.Event) -> None:
         self.case = case
@@ -37,8 +38,8 @@ class CaseMonitor(Monitor):
         self.total: int | None = None
         self.decoded = 0
         self.live = case.live
-        self.live.update(phase="starting", frames_done=0, frames_total=None, faces=0,
-                         progress=0.0)
+        self.live.update(phase="starting", frames_scanned=0, frames_done=0, frames_total=None,
+                         faces=0, progress=0.0)
 
     def input_started(self, index: int, count: int, path: Path, sampled_frames: int | None) -> None:
         self.total = sampled_frames
@@ -49,8 +50,10 @@ class CaseMonitor(Monitor):
 
     def frame_decoded(self) -> None:
         self.decoded += 1
-        if self.live["phase"] == "finding faces" and self.total:
-            self._advance(0.5 * min(1.0, self.decoded / self.total))
+        if self.live["phase"] == "finding faces":
+            self.live["frames_scanned"] = self.decoded
+            if self.total:
+                self._advance(0.5 * min(1.0, self.decoded / self.total))
 
     def frame_done(self, faces: int) -> None:
         self.live["phase"] = "scoring faces"
@@ -137,8 +140,6 @@ class Workers:
         except Exception as exc:  # noqa: BLE001 - a bug in one case must not stop the server
             log.exception("case %s (%s) failed", case.id, case.name)
             status, error = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())
-        if status == "done":
-            case.live["progress"] = 1.0
         self.store.update(case, status=status, error=error, finished=time.time())
 
     def _analyse(self, analyzer: Analyzer, case: Case) -> tuple[str, str | None]:

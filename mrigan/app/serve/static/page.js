@@ -156,8 +156,8 @@ function render(c) {
   const stats = [];
   if (c.status === "running") {
     if (c.phase) stats.push(c.phase);
-    if (c.frames_total) stats.push(`frames ${c.frames_done}/${c.frames_total}`);
-    else if (c.frames_done !== null) stats.push(`frames ${c.frames_done}`);
+    const frames = c.phase === "finding faces" ? c.frames_scanned : c.frames_done;
+    if (frames !== null) stats.push(`frames ${frames}${c.frames_total ? "/" + c.frames_total : ""}`);
     if (c.faces !== null) stats.push(`faces ${c.faces}`);
     stats.push(`${Math.round(100 * c.progress)}%`);
   }
