@@ -324,6 +324,13 @@ def test_cancel_queued_and_running_cases_then_remove(tmp_path, analyzer, ffpp_ro
             assert r.status_code == 200 and r.json()["removed"] is True
             assert not (cases / case_id).exists() and not (cases / ".uploads" / case_id).exists()
         assert c.get("/api/cases").json()["cases"] == []
+        stopped = upload(c, "stopped.mp4", video).json()["id"]
+        while c.get(f"/api/cases/{stopped}").json()["progress"] == 0:
+            assert time.monotonic() < deadline + 60
+            time.sleep(0.05)
+    # the server stopped while that case ran: on disk it says so (and a new server shows it)
+    record = json.loads((cases / stopped / "case.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("interrupted")
 
 
 def test_cases_survive_a_restart(client, analyzer, cases):
@@ -338,6 +345,14 @@ def test_cases_survive_a_restart(client, analyzer, cases):
     (cases / killed_id).mkdir()
     (cases / killed_id / "case.json").write_text(json.dumps({**killed, "id": killed_id,
                                                              "status": "running"}))
+    waiting_id = "e" * 16  # queued when its server stopped: queued again, then analysed
+    upload_dir = cases / ".uploads" / waiting_id
+    upload_dir.mkdir(parents=True)
+    (upload_dir / "face.png").write_bytes(Path(killed["input"]).read_bytes())
+    (cases / waiting_id).mkdir()
+    (cases / waiting_id / "case.json").write_text(json.dumps(
+        {**killed, "id": waiting_id, "status": "queued", "name": "waiting.png",
+         "input": str(upload_dir / "face.png"), "started": None, "finished": None}))
     with TestClient(make_app(analyzer, cases), base_url=BASE) as again:
         after = {c["id"]: c for c in again.get("/api/cases").json()["cases"]}
         for case_id in done:
@@ -346,6 +361,26 @@ def test_cases_survive_a_restart(client, analyzer, cases):
             assert again.get(after[case_id]["report"]).status_code == 200
         assert after[killed_id]["status"] == "failed"
         assert after[killed_id]["error"].startswith("interrupted")
+        assert wait_finished(again, waiting_id)["status"] == "done"
+
+
+def test_more_workers_each_with_its_own_analyzer(tmp_path, analyzer, ff_examples):
+    from mrigan.app.serve import create_app
+
+    gen = Path(analyzer.generator_info["path"])
+    made = []
+
+    def make():
+        made.append(fast_analyzer(gen, max_frames=1))
+        return made[-1]
+
+    cfg, _ = checked(ServeConfig(cases=tmp_path / "cases", workers=2))
+    png = (ff_examples / "ex_deepfakes.png").read_bytes()
+    with TestClient(create_app(cfg, make), base_url=BASE) as c:
+        assert c.get("/api/health").json()["workers"] == 2
+        ids = [upload(c, f"face{i}.png", png).json()["id"] for i in range(2)]
+        assert [wait_finished(c, i)["status"] for i in ids] == ["done", "done"]
+    assert 1 <= len(made) <= 2 and len({id(a) for a in made}) == len(made)
 
 
 def test_the_command_line_starts_the_server(tmp_path, analyzer):

@@ -41,10 +41,14 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="module")
 def browser(chromium_path):
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_FLAGS)
+        try:
+            b = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_FLAGS)
+        except PlaywrightError as exc:
+            pytest.skip(f"playwright could not start {chromium_path}: {exc.message.splitlines()[0]}")
         yield b
         b.close()
 
