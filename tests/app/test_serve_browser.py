@@ -97,8 +97,8 @@ def watch(page, row, until: set[str], timeout: float = 120.0) -> list[tuple[str,
     seen: list[tuple[str, float]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = row.get_attribute("data-status", timeout=10_000)
-        value = float(row.locator("progress").evaluate("p => p.value"))
+        status, value = row.evaluate(  # one read: both from the same rendering
+            "e => [e.dataset.status, e.querySelector('progress').value]", timeout=10_000)
         if not seen or seen[-1] != (status, value):
             seen.append((status, value))
         if status in until:

@@ -3,8 +3,10 @@ artifact maps (the report of ``mrigan analyze``), with a JSON API the page itsel
 
 Modules: ``config`` (ServeConfig and its checks), ``security`` (the gate every request passes:
 token, host, origin, body size), ``paths`` (the one gate from a request path to a file),
-``store`` (cases as folders under ``--cases``), ``worker`` (the analysis queue: the analyze
-pipeline, followed by a progress monitor), ``app`` (routes), ``static/`` (the page).
+``store`` (cases as folders under ``--cases``, their zip), ``intake`` (uploads and media-root
+picks become cases; content decides the kind), ``worker`` (the analysis queue: the analyze
+pipeline, followed by a progress monitor), ``views`` (what the API says about a case), ``app``
+(routes), ``static/`` (the page).
 Needs the optional extra ``pip install 'mrigan[serve]'`` (Starlette, uvicorn, python-multipart).
 """
 

@@ -18,8 +18,10 @@ import logging
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -147,6 +149,18 @@ class CaseStore:
         for folder in (self.case_dir(case.id), self.upload_dir(case.id)):
             if folder.is_dir() and not folder.is_symlink():
                 shutil.rmtree(folder)
+
+    def zip(self, case: Case) -> tempfile.SpooledTemporaryFile:
+        """The case folder's files (no links, no hidden temp files) as a zip under ``<id>/``,
+        spooled to disk past 32 MB; rewound, for the caller to read and close."""
+        folder = self.case_dir(case.id)
+        spool = tempfile.SpooledTemporaryFile(max_size=32 << 20)
+        with zipfile.ZipFile(spool, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
+                    zf.write(path, f"{case.id}/{path.relative_to(folder).as_posix()}")
+        spool.seek(0)
+        return spool
 
     def _save(self, case: Case) -> None:
         atomic_write_json(self.case_dir(case.id) / RECORD, case.record())
