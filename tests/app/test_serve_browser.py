@@ -3,7 +3,8 @@ download), against a real uvicorn server on 127.0.0.1 running the real analysis 
 generator, every 100th frame of a FF++ video). An analyst uploads a FF++ video, watches its
 progress reach done, opens the report and sees the verdict and an MRI; picks a long video
 under --media-root and cancels it while it runs; restarts the server and finds the case again.
-File names are shown as text, never run as HTML."""
+Dropped files work like chosen ones; file names are shown as text, never run as HTML; a failed
+case shows its one-line error."""
 
 from __future__ import annotations
 
@@ -140,16 +141,41 @@ def test_upload_a_video_watch_it_finish_and_open_its_report(page, site, shared_d
     report.close()
 
 
-def test_file_names_are_shown_as_text(page, shared_data):
-    name = "<img src=x onerror=window.pwned=1>&amp;.png"  # (a form sends '"' as %22)
-    data = (shared_data / "ff_examples" / "ex_deepfakes.png").read_bytes()
-    page.set_input_files("#file", files=[{"name": name, "mimeType": "image/png", "buffer": data}])
+def drop(page, name: str, data: bytes, mime: str) -> None:
+    """Drop a file on the page's drop zone, as a drag from the desktop does."""
+    import base64
+
+    transfer = page.evaluate_handle(
+        """([name, b64, mime]) => {
+             const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+             const dt = new DataTransfer();
+             dt.items.add(new File([bytes], name, {type: mime}));
+             return dt;
+           }""", [name, base64.b64encode(data).decode(), mime])
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
+def test_dropped_files_names_shown_as_text_and_a_failed_case_says_why(page, shared_data, tmp_path):
+    from skimage import data as samples
+
+    from mrigan.fileio import atomic_save_image
+
+    name = "<img src=x onerror=window.pwned=1>&amp;.png"
+    drop(page, name, (shared_data / "ff_examples" / "ex_deepfakes.png").read_bytes(), "image/png")
     row = case_row(page, "onerror")
     row.wait_for(timeout=30_000)
     assert row.locator(".name").inner_text() == name
     assert row.locator(".name img").count() == 0
     assert watch(page, row, {"done", "failed"})[-1][0] == "done"
     assert page.evaluate("() => window.pwned") is None
+
+    atomic_save_image(tmp_path / "coffee.png", samples.coffee())  # a photo without a face
+    drop(page, "coffee.png", (tmp_path / "coffee.png").read_bytes(), "image/png")
+    row = case_row(page, "coffee.png")
+    row.wait_for(timeout=30_000)
+    assert watch(page, row, {"done", "failed"})[-1][0] == "failed"
+    assert row.locator(".error").inner_text() == "no_face: no face found in 1 frame(s)"
+    assert row.locator("a.open").is_visible()  # its report says why too
 
 
 def test_refused_upload_shows_why(page, shared_data):

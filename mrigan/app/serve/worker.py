@@ -135,12 +135,14 @@ class Workers:
 
     def _run(self, analyzer: Analyzer, case: Case) -> None:
         self.store.update(case, status="running", started=time.time())
+        log.info("case %s (%s): running", case.id, case.name)
         try:
             status, error = self._analyse(analyzer, case)
         except Exception as exc:  # noqa: BLE001 - a bug in one case must not stop the server
             log.exception("case %s (%s) failed", case.id, case.name)
             status, error = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())
         self.store.update(case, status=status, error=error, finished=time.time())
+        log.info("case %s (%s): %s%s", case.id, case.name, status, f": {error}" if error else "")
 
     def _analyse(self, analyzer: Analyzer, case: Case) -> tuple[str, str | None]:
         """The case's analysis: ``(status, one-line error or None)``."""
