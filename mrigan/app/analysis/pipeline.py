@@ -281,8 +281,6 @@ class Analyzer:
             if out is not None:
                 append_error_log(out, item.path, traceback.format_exc())
             return InputResult(**base, status="error", reason=f"{type(exc).__name__}: {exc}")
-        finally:
-            monitor.input_finished()
 
     def _stream(self, source: FrameSource, state: _InputState, out: Path | None,
                 monitor: Monitor) -> None:
@@ -292,20 +290,23 @@ class Analyzer:
         pending: list[_Pending] = []
         found = face_crops(tolerant(source, state.warnings), self.face_detector, self.face_config,
                            cfg.faces.max_faces_per_frame)
-        for tf in found:
-            index, boxes = tf.index, [f.box for f in tf.faces]
-            state.coverage, state.second_pass = tf.coverage, tf.second_pass
-            state.position[index] = len(state.frame_order)
-            state.frame_order.append(index)
-            state.boxes.append(boxes)
-            if boxes and out is not None:  # report pictures only when a report is written
-                state.pending_frames[index] = _thumbnail(tf.frame, cfg.report.thumbnail_side)
-            pending.extend(_Pending(index, slot, f.box, f.crop, f.track, f.detection_pass)
-                           for slot, f in enumerate(tf.faces))
-            if len(pending) >= cfg.batch_size:
-                self._score(pending, state, out)
-                pending = []
-            monitor.frame_done(len(tf.faces))
+        try:
+            for tf in found:
+                index, boxes = tf.index, [f.box for f in tf.faces]
+                state.coverage, state.second_pass = tf.coverage, tf.second_pass
+                state.position[index] = len(state.frame_order)
+                state.frame_order.append(index)
+                state.boxes.append(boxes)
+                if boxes and out is not None:  # report pictures only when a report is written
+                    state.pending_frames[index] = _thumbnail(tf.frame, cfg.report.thumbnail_side)
+                pending.extend(_Pending(index, slot, f.box, f.crop, f.track, f.detection_pass)
+                               for slot, f in enumerate(tf.faces))
+                monitor.frame_done(len(tf.faces))
+                if len(pending) >= cfg.batch_size:
+                    self._score(pending, state, out)
+                    pending = []
+        finally:
+            monitor.frames_finished()
         if pending:
             self._score(pending, state, out)
 

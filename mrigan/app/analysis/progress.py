@@ -36,8 +36,9 @@ class Monitor:
         """One frame of the scoring pass is done: its ``faces`` faces were cropped and queued
         for the generator (scored in batches of ``batch_size``)."""
 
-    def input_finished(self) -> None:
-        """The current input is done (analysed, skipped or failed)."""
+    def frames_finished(self) -> None:
+        """The current input's frames are all read (or its reading failed); its last faces are
+        scored and its results written next."""
 
     def cancelled(self) -> bool:
         """True to stop the analysis at the next frame or input."""
@@ -58,7 +59,7 @@ class TqdmMonitor(Monitor):
     def input_started(self, index: int, count: int, path: Path, sampled_frames: int | None) -> None:
         from tqdm import tqdm
 
-        self.input_finished()
+        self.frames_finished()
         self._bar = tqdm(desc=path.name[:40], total=sampled_frames, unit="frame", leave=False,
                          dynamic_ncols=True)
 
@@ -66,7 +67,7 @@ class TqdmMonitor(Monitor):
         if self._bar is not None:
             self._bar.update(1)
 
-    def input_finished(self) -> None:
+    def frames_finished(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None

@@ -62,7 +62,7 @@ class CaseMonitor(Monitor):
         if self.total:
             self._advance(0.5 + 0.5 * min(1.0, self.live["frames_done"] / self.total))
 
-    def input_finished(self) -> None:
+    def frames_finished(self) -> None:
         self.live["phase"] = "writing the report"
 
     def cancelled(self) -> bool:
