@@ -33,6 +33,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ship-generator": ("mrigan.app.commands.ship_generator",
                        "a benchmark run's generator as the package's default (fp16 + model card)"),
     "demo": ("mrigan.app.commands.demo", "end-to-end demo on embedded data"),
+    "serve": ("mrigan.app.commands.serve",
+              "a local web page: drop a video, read its artifact maps (mrigan[serve])"),
 }
 
 

@@ -18,6 +18,7 @@ Cases other helpers own are added to ``CASES`` by them; :data:`SKIPPED` counts k
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import struct
@@ -507,6 +508,23 @@ for _id, _make, _name in [
                                                    f"{t}/mri_out"], lambda w, t, n=_name: n)
 cli_case("mri/real-missing", lambda w, t: ["mri", f"{t}/none.png", str(w.face), "--out",
                                            f"{t}/mri_out"], lambda w, t: "none.png")
+
+# serve: its settings, refused before any model is loaded or any port opened (with its extra)
+if all(importlib.util.find_spec(m) for m in ("starlette", "uvicorn", "multipart")):
+    for _id, _args, _name in [
+        ("cases-a-file", lambda w, t: ["--cases", str(_file(t, "cases.txt", "x"))], "cases.txt"),
+        ("media-root-missing", lambda w, t: ["--media-root", f"{t}/no_media"], "no_media"),
+        ("cases-inside-media-root", lambda w, t: ["--media-root", str(_mkdir(t / "media")),
+                                                  "--cases", f"{t}/media/cases"], "--media-root"),
+        ("token-short", lambda w, t: ["--token", "abc"], "--token"),
+        ("workers-zero", lambda w, t: ["--workers", "0"], "--workers"),
+        ("port-out-of-range", lambda w, t: ["--port", "70000"], "--port"),
+        ("generator-missing", lambda w, t: ["--generator", f"{t}/none.safetensors"],
+         "none.safetensors"),
+        ("verdict-rule", lambda w, t: ["--set", "verdict.rule=bogus"], "verdict.rule"),
+    ]:
+        cli_case(f"serve/{_id}", lambda w, t, a=_args: ["serve", "--cases", f"{t}/cases", *a(w, t)],
+                 lambda w, t, n=_name: n)
 
 # MRIGenerator.load: tampered generator files (the analyst's entry point)
 for _id, _kw, _name in [

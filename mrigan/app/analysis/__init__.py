@@ -19,7 +19,8 @@ one). Both go through the same aggregation rule, with thresholds recorded in the
 
 Modules: ``config`` (AnalyzeConfig + up-front validation), ``results`` (result types, strict
 JSON), ``schema`` (RESULTS_SCHEMA), ``inputs`` (discovery, opening), ``models`` (generator,
-detector, Grad-CAM, non-finite checks), ``pipeline`` (Analyzer), ``outputs`` (files written).
+detector, weights files, Grad-CAM, non-finite checks), ``pipeline`` (Analyzer), ``progress``
+(Monitor: progress hooks and cancellation), ``outputs`` (files written).
 """
 
 from __future__ import annotations
@@ -45,9 +46,16 @@ from mrigan.app.analysis.inputs import (
     InputItem,
     discover_inputs,
 )
-from mrigan.app.analysis.models import NonFiniteModelError, artifact_map, load_generator, mri_stats
+from mrigan.app.analysis.models import (
+    NonFiniteModelError,
+    artifact_map,
+    load_generator,
+    mri_stats,
+    resolve_weights,
+)
 from mrigan.app.analysis.outputs import write_outputs
 from mrigan.app.analysis.pipeline import AnalyzeError, Analyzer, face_crops
+from mrigan.app.analysis.progress import AnalysisCancelled, Monitor, TqdmMonitor
 from mrigan.app.analysis.results import (
     AnalysisResults,
     FaceResult,
@@ -66,6 +74,7 @@ __all__ = [
     "RESULTS_SCHEMA_VERSION",
     "SKIP_REASONS",
     "VIDEO_SUFFIXES",
+    "AnalysisCancelled",
     "AnalysisResults",
     "AnalyzeConfig",
     "AnalyzeError",
@@ -79,7 +88,9 @@ __all__ = [
     "ImageReadError",
     "InputItem",
     "InputResult",
+    "Monitor",
     "NonFiniteModelError",
+    "TqdmMonitor",
     "TrackResult",
     "Verdict",
     "analyze",
@@ -90,6 +101,7 @@ __all__ = [
     "load_generator",
     "load_results",
     "mri_stats",
+    "resolve_weights",
     "validate_config",
     "write_outputs",
 ]
@@ -97,14 +109,16 @@ __all__ = [
 
 def analyze(paths: str | os.PathLike | Iterable[str | os.PathLike], generator: Any = None,
             detector: Any = None, *, out_dir: str | os.PathLike | None = None,
-            config: AnalyzeConfig | None = None, progress: bool = False) -> AnalysisResults:
+            config: AnalyzeConfig | None = None, progress: bool | Monitor = False,
+            ) -> AnalysisResults:
     """Analyse videos, images or folders of them; see the module docstring.
 
     ``generator``: an exported ``.safetensors`` path or a loaded ``MRIGenerator``; ``None``: the
     shipped default generator (:data:`mrigan.model_card.DEFAULT_GENERATOR`; read its card's
     limits: it cannot tell real from fake on held-out videos). ``detector``:
     optional, a weights path or an object with ``predict_proba(faces=, mris=)``. Without
-    ``out_dir`` nothing is written and the results hold the figures only.
+    ``out_dir`` nothing is written and the results hold the figures only. ``progress``: True
+    for a progress bar, or a :class:`Monitor` (follows the run, may cancel it).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]

@@ -24,10 +24,15 @@ from detectors.lime_explain import LimeConfig, lime_faces, lime_overlay
 from mrigan.errors import MriganError
 from mrigan.fileio import read_image, sha256_file
 from mrigan.inference import MRIGenerator
+from mrigan.model_card import DEFAULT_GENERATOR
 
 
 class NonFiniteModelError(MriganError, ValueError):
     """A generator or detector whose weights or outputs are NaN or infinite."""
+
+
+class MissingWeightsError(MriganError, ValueError):
+    """A weights file to load that does not exist."""
 
 
 def describe_model(model: Any, path: Any = None) -> str:
@@ -46,6 +51,23 @@ def load_generator(generator: Any, device: str = "auto", precision: str = "fp32"
         raise TypeError("generator must be a weights path or an object with predict() and "
                         f"image_size (an MRIGenerator), got {type(generator).__name__}")
     return generator
+
+
+def resolve_weights(generator: str | os.PathLike | None, detector: str | os.PathLike | None,
+                    ) -> tuple[Path, Path | None]:
+    """The weights files an analysis will load, checked before any model is: ``generator``
+    ``None`` is the shipped default generator. Raises :class:`MissingWeightsError` naming a
+    missing file."""
+    if generator is None:
+        generator = DEFAULT_GENERATOR
+        if not generator.is_file():
+            raise MissingWeightsError("the default generator's weights are missing from this "
+                              "installation (reinstall mrigan, or give --generator)", generator)
+    paths = (Path(generator), None if detector is None else Path(detector))
+    for path in paths:
+        if path is not None and not path.is_file():
+            raise MissingWeightsError("no such weights file", path)
+    return paths
 
 
 def load_detector(detector: Any, device: str, precision: str = "fp32"):

@@ -66,6 +66,7 @@ from mrigan.app.analysis.outputs import (
     write_outputs,
     write_progress,
 )
+from mrigan.app.analysis.progress import AnalysisCancelled, Monitor, TqdmMonitor
 from mrigan.app.analysis.results import (
     AnalysisResults,
     FaceResult,
@@ -121,6 +122,20 @@ def tolerant(source: FrameSource, warnings: list[str]) -> FrameSource:
             msg = f"decoding stopped early: {exc}"
             if msg not in warnings:
                 warnings.append(msg)
+
+    return frames
+
+
+def monitored(source: FrameSource, monitor: Monitor) -> FrameSource:
+    """``source`` whose every stream (one per pass) and frame is reported to ``monitor``, which
+    may stop the analysis there (:class:`AnalysisCancelled`)."""
+
+    def frames() -> Iterator[tuple]:
+        monitor.pass_started()
+        for item in source():
+            monitor.check()
+            yield item
+            monitor.frame_decoded()
 
     return frames
 
@@ -206,9 +221,13 @@ class Analyzer:
     # -- public
 
     def run(self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None,
-            progress: bool = False, on_input: Callable[[InputResult], None] | None = None,
-            ) -> AnalysisResults:
-        """Analyse every input; with ``out_dir``, results.json is rewritten after each input."""
+            progress: bool | Monitor = False,
+            on_input: Callable[[InputResult], None] | None = None) -> AnalysisResults:
+        """Analyse every input; with ``out_dir``, results.json is rewritten after each input.
+        ``progress``: True for a progress bar, or a :class:`Monitor` that follows the run and
+        may cancel it (:class:`AnalysisCancelled`)."""
+        monitor = progress if isinstance(progress, Monitor) else (
+            TqdmMonitor() if progress else Monitor())
         paths = list(paths)
         if not paths:
             raise AnalyzeError("no input given")
@@ -224,7 +243,9 @@ class Analyzer:
                                    compute=self.compute)
 
         for i, item in enumerate(items, 1):
-            r = self._run_one(item, input_slug(item.path, i) if out else None, out, progress)
+            monitor.check()
+            r = self._run_one(item, input_slug(item.path, i) if out else None, out, monitor,
+                              (i, len(items)))
             results.append(r)
             if out is not None:
                 write_progress(snapshot(), out)
@@ -237,8 +258,8 @@ class Analyzer:
 
     # -- one input
 
-    def _run_one(self, item: InputItem, slug: str | None, out: Path | None,
-                 progress: bool) -> InputResult:
+    def _run_one(self, item: InputItem, slug: str | None, out: Path | None, monitor: Monitor,
+                 position: tuple[int, int] = (1, 1)) -> InputResult:
         base = {"path": str(item.path), "kind": "image" if item.kind == "image" else "video"}
         if item.kind == "missing":
             return InputResult(**base, status="missing", reason="no such file or folder")
@@ -246,7 +267,8 @@ class Analyzer:
             sha = sha256_file(item.path)
             source, meta = open_input(item, self.config.frames)
             state = _InputState(item=item, dir=slug, fps=meta.pop("fps", None))
-            self._stream(source, state, out, progress, meta.pop("sampled_frames", None))
+            monitor.input_started(*position, item.path, meta.pop("sampled_frames", None))
+            self._stream(monitored(source, monitor), state, out, monitor)
             if not state.faces:
                 return InputResult(**base, status="no_face", dir=None, sha256=sha, fps=state.fps,
                                    frames_read=len(state.frame_order),
@@ -258,6 +280,8 @@ class Analyzer:
             return InputResult(**base, status="unreadable", reason=str(exc))
         except OSError as exc:
             return InputResult(**base, status="unreadable", reason=f"{item.path}: {exc}")
+        except AnalysisCancelled:
+            raise  # the caller's decision, not a problem of this input
         except NonFiniteModelError as exc:  # a model's output, not the input: reported, no verdict
             return InputResult(**base, status="error", reason=exc.one_line())
         except Exception as exc:  # noqa: BLE001 - one bad input must not end a batch; it is reported
@@ -265,13 +289,12 @@ class Analyzer:
                 append_error_log(out, item.path, traceback.format_exc())
             return InputResult(**base, status="error", reason=f"{type(exc).__name__}: {exc}")
 
-    def _stream(self, source: FrameSource, state: _InputState, out: Path | None, progress: bool,
-                total: int | None = None) -> None:
+    def _stream(self, source: FrameSource, state: _InputState, out: Path | None,
+                monitor: Monitor) -> None:
         """Faces and tracks of every sampled frame (``face_crops``: the shared face-track
         iterator), scored in batches of ``batch_size`` as the crop pass streams."""
         cfg = self.config
         pending: list[_Pending] = []
-        bar = _progress(state.item, total) if progress else None
         found = face_crops(tolerant(source, state.warnings), self.face_detector, self.face_config,
                            cfg.faces.max_faces_per_frame)
         try:
@@ -285,14 +308,12 @@ class Analyzer:
                     state.pending_frames[index] = _thumbnail(tf.frame, cfg.report.thumbnail_side)
                 pending.extend(_Pending(index, slot, f.box, f.crop, f.track, f.detection_pass)
                                for slot, f in enumerate(tf.faces))
-                if bar is not None:
-                    bar.update(1)
+                monitor.frame_done(len(tf.faces))
                 if len(pending) >= cfg.batch_size:
                     self._score(pending, state, out)
                     pending = []
         finally:
-            if bar is not None:
-                bar.close()
+            monitor.frames_finished()
         if pending:
             self._score(pending, state, out)
 
@@ -437,10 +458,3 @@ def _thumbnail(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
         return frame.copy(), 1.0
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), size[0] / w
-
-
-def _progress(item: InputItem, total: int | None):
-    from tqdm import tqdm
-
-    return tqdm(desc=item.path.name[:40], total=total, unit="frame", leave=False,
-                dynamic_ncols=True)

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mrigan.app.analysis import AnalyzeConfig, AnalyzeError, Analyzer, validate_config
+from mrigan.app.analysis import AnalyzeConfig, Analyzer, resolve_weights, validate_config
 from mrigan.config import add_config_arguments, config_from_args
 from mrigan.model_card import DEFAULT_GENERATOR
 from mrigan.outputs import check_output_dir
@@ -51,24 +51,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = validate_config(config_from_args(AnalyzeConfig, args))  # before any work
     out = args.out or Path("runs") / cfg.name
     check_output_dir(out, args.inputs)  # before loading any model
-    generator = args.generator
-    if generator is None:
-        generator = DEFAULT_GENERATOR
-        if not generator.is_file():
-            raise AnalyzeError("the default generator's weights are missing from this "
-                               "installation (reinstall mrigan, or give --generator)", generator)
+    generator, detector = resolve_weights(args.generator, args.detector)
+    if args.generator is None:
         print(f"no --generator given: using the default generator {generator}")
-    for path in (generator, args.detector):
-        if path is not None and not path.is_file():
-            raise AnalyzeError("no such weights file", path)
-    analyzer = Analyzer(generator, args.detector, cfg)
+    analyzer = Analyzer(generator, detector, cfg)
+    for line in setup_lines(analyzer):
+        print(line)
     card = analyzer.generator_info.get("card")
-    if card:
-        print(f"generator card: {card['summary']}")
-        print(f"verdict: {cfg.verdict.rule} rule, mean-MRI face threshold "
-              f"{analyzer.config.verdict.mri_threshold:g}, fraction "
-              f"{analyzer.config.verdict.fake_fraction:g} (from "
-              f"{analyzer.generator_info['verdict_from']})")
     warning = (card or {}).get("warning", "")
     results = analyzer.run(args.inputs, out, progress=not args.no_progress,
                            on_input=lambda r: _print_input(r, warning))
@@ -80,6 +69,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {Path(out) / 'report.html'}")
     print(f"results: {Path(out) / 'results.json'}")
     return 0 if s["analysed"] else 1
+
+
+def setup_lines(analyzer: Analyzer) -> list[str]:
+    """What an analysis will judge with: the generator's model card and the verdict rule."""
+    card = analyzer.generator_info.get("card")
+    if not card:
+        return []
+    v = analyzer.config.verdict
+    return [f"generator card: {card['summary']}",
+            f"verdict: {v.rule} rule, mean-MRI face threshold {v.mri_threshold:g}, fraction "
+            f"{v.fake_fraction:g} (from {analyzer.generator_info['verdict_from']})"]
 
 
 def _print_input(r, warning: str = "") -> None:

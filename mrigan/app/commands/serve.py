@@ -1,0 +1,87 @@
+"""``mrigan serve [--host 127.0.0.1] [--port 8765] [--cases DIR] [--generator G] [--detector D]
+[--media-root DIR] [--token T]``: the analyst's web page (:mod:`mrigan.app.serve`).
+
+Cases run the analysis of ``mrigan analyze`` with the same settings (``--config``, ``--set``,
+``--every``, ``--device``), one at a time unless ``--workers N``. The models are loaded, and
+every setting checked, before the server listens: a bad one ends here with one line, exit 2.
+Off the loopback interface a token is required (generated and printed when not given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+from pathlib import Path
+
+from mrigan.app.analysis import AnalyzeConfig, Analyzer, resolve_weights, validate_config
+from mrigan.app.commands.analyze import setup_lines
+from mrigan.config import add_config_arguments, config_from_args
+from mrigan.errors import MriganError
+
+MISSING = ("mrigan serve needs the optional web packages: pip install 'mrigan[serve]' "
+           "(starlette, uvicorn, python-multipart)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mrigan.app.serve.config import DEFAULT_MAX_UPLOAD_MB
+
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; any other needs a token)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    parser.add_argument("--cases", type=Path, default=Path("runs/serve/cases"),
+                        help="folder of the cases (one `analyze --out` folder each; kept across "
+                             "restarts; default runs/serve/cases)")
+    parser.add_argument("--generator", type=Path, default=None,
+                        help="MRI-GAN generator weights (default: the shipped default generator)")
+    parser.add_argument("--detector", type=Path, default=None, help="optional detector weights")
+    parser.add_argument("--media-root", type=Path, default=None,
+                        help="a folder whose images and videos the page may pick (read only)")
+    parser.add_argument("--token", default=None,
+                        help="access token (header X-Mrigan-Token or cookie); generated and "
+                             "printed when listening beyond 127.0.0.1 without one")
+    parser.add_argument("--workers", type=int, default=1, help="analyses at once (default 1)")
+    parser.add_argument("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD_MB,
+                        help=f"largest upload in MiB (default {DEFAULT_MAX_UPLOAD_MB})")
+    parser.add_argument("--every", type=int, default=None,
+                        help="analyse every Nth frame (shortcut for --set frames.every=N)")
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
+    add_config_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if any(importlib.util.find_spec(m) is None for m in ("starlette", "uvicorn", "multipart")):
+        raise MriganError(MISSING)
+    import uvicorn
+
+    from mrigan.app.serve import ServeConfig, checked, create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    shortcuts = [f"frames.every={args.every}"] if args.every is not None else []
+    if args.device is not None:
+        shortcuts.append(f"device={args.device}")
+    args.overrides = [*shortcuts, *(args.overrides or [])]
+    analyze_cfg = validate_config(config_from_args(AnalyzeConfig, args))
+    cfg, generated = checked(ServeConfig(
+        cases=args.cases, media_root=args.media_root, host=args.host, port=args.port,
+        token=args.token, workers=args.workers, max_upload_bytes=args.max_upload_mb << 20))
+    generator, detector = resolve_weights(args.generator, args.detector)
+
+    def make_analyzer() -> Analyzer:
+        return Analyzer(generator, detector, analyze_cfg)
+
+    first = make_analyzer()  # models loaded and checked before the server listens
+    print(f"generator: {generator}")
+    for line in setup_lines(first):
+        print(line)
+    app = create_app(cfg, make_analyzer, first)
+    host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    url = f"http://{host}:{cfg.port}/"
+    print(f"cases: {cfg.cases}" + (f"; media root: {cfg.media_root}" if cfg.media_root else ""))
+    if cfg.token:
+        print(f"token{' (generated)' if generated else ''}: {cfg.token}")
+        print(f"open {url}?token={cfg.token}")
+    else:
+        print(f"open {url}")
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+    return 0

@@ -1,0 +1,77 @@
+"""What ``mrigan serve`` is started with (:class:`ServeConfig`) and the checks made before it
+listens: a token whenever it listens beyond the loopback interface, and case and media folders
+that do not hold one another."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mrigan.errors import MriganError
+
+DEFAULT_MAX_UPLOAD_MB = 2048
+
+
+class ServeError(MriganError, ValueError):
+    """A bad ``mrigan serve`` setting."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    cases: Path  # one folder per case (``analyze --out`` layout) + case.json
+    media_root: Path | None = None  # server-side files the page may pick (read only)
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None  # required (generated when not given) off the loopback interface
+    workers: int = 1
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def allowed_hosts(self) -> frozenset[str] | None:
+        """Host names answered: the loopback names on loopback, any name beyond it (the token
+        guards it then)."""
+        from mrigan.app.serve.security import LOOPBACK_NAMES
+
+        return LOOPBACK_NAMES | {self.host} if self.loopback else None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: treated as reachable from elsewhere
+
+
+def checked(cfg: ServeConfig) -> tuple[ServeConfig, bool]:
+    """``cfg`` with resolved folders and a token where one is needed; True when the token was
+    generated here (the caller prints it). Raises :class:`ServeError`."""
+    if cfg.workers < 1:
+        raise ServeError(f"--workers must be at least 1, got {cfg.workers}")
+    if cfg.max_upload_bytes < 1:
+        raise ServeError("--max-upload-mb must be positive")
+    if not 0 <= cfg.port <= 65535:
+        raise ServeError(f"--port must be 0..65535, got {cfg.port}")
+    if cfg.cases.exists() and not cfg.cases.is_dir():
+        raise ServeError("--cases must be a folder, but a file of that name exists", cfg.cases)
+    cases = cfg.cases.resolve()
+    media = None
+    if cfg.media_root is not None:
+        if not cfg.media_root.is_dir():
+            raise ServeError("--media-root is not a folder", cfg.media_root)
+        media = cfg.media_root.resolve()
+        if cases == media or media in cases.parents or cases in media.parents:
+            raise ServeError(f"--cases ({cases}) and --media-root ({media}) must not hold one "
+                             "another: cases are written, media are only read")
+    token, generated = cfg.token, False
+    if token is not None and len(token) < 16:
+        raise ServeError("--token must be at least 16 characters")
+    if token is None and not is_loopback(cfg.host):
+        token, generated = secrets.token_urlsafe(24), True
+    return replace(cfg, cases=cases, media_root=media, token=token), generated
