@@ -173,7 +173,9 @@ class Analyzer:
         self.config = validate_config(config or AnalyzeConfig())
         self.device = resolve_device(self.config.device)
         self.generator_info = file_info(generator, generator)
-        self.generator = load_generator(generator, str(self.device), self.config.precision)
+        self.generator = load_generator(generator, str(self.device), self.config.precision,
+                                        self.config.generator.backend)
+        self.generator_info["backend"] = getattr(self.generator, "backend", "torch")
         self.generator_name = describe_model(self.generator, generator)
         check_finite_weights(self.generator, self.generator_name)
         self.generator_info["image_size"] = int(self.generator.image_size)
