@@ -4,7 +4,8 @@ The graph takes ``images``: float32 (batch, 3, S, S) in [0, 1] at the detector's
 S (a face crop for a plain detector, its MRI for an MRI detector; the ImageNet normalisation
 is inside the graph) and gives ``logit`` (batch,) and ``p_fake`` = sigmoid(logit) (batch,).
 EfficientNet backbones are exported with their plain swish (``x * sigmoid(x)``): the
-memory-efficient one is a custom autograd function, which ONNX has no operator for.
+memory-efficient one is a custom autograd function; torch 2.14's exporter inlines it (the same
+graph, measured), but exporters that do not emit an operator onnxruntime cannot run.
 Temporal (clip) detectors are not exported. See :mod:`mrigan.onnx_export` for the exporter,
 the header in the file and the sidecar beside it.
 """
