@@ -156,7 +156,8 @@ def main() -> None:
     print(f"CPU: {cpu_description()}; {avx512_flags()}")
     print(f"MRI maps of {args.size}x{args.size} RGB pairs; {os.cpu_count()} CPU cores, load average "
           f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}; best of {args.repeats}")
-    print(f"mrigan kernel: numba {numba.__version__}, nogil, {threads} Python threads per call "
+    target = numba.config.CPU_NAME or "host CPU"
+    print(f"mrigan kernel: numba {numba.__version__} compiling for {target} (NUMBA_CPU_NAME), nogil, {threads} Python threads per call "
           f"(torch.get_num_threads); first call in this process (compile or disk-cache load) "
           f"{first_call:.2f} s")
     sk_rate = n_sk / best["scikit-image, one pair at a time"][0]
