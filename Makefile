@@ -13,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev,lime,clip,serve,serve-test]'
+	$(PY) -m pip install -q -e '.[dev,lime,clip,serve,serve-test,onnx]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -14,8 +14,14 @@ Faces whose size differs from the generator's ``image_size`` are resized to it (
 antialiased) and the MRI is resized back, so output and input have the same height and width.
 
 Weights: an exported ``.safetensors`` with its JSON sidecar (``mrigan export-generator``), a
-training checkpoint (``runs/<name>/checkpoints/best.pt``), or the paper's released
-``GeneratorUNet`` checkpoint (``architecture={"name": "mrigan", "image_size": 256}``).
+training checkpoint (``runs/<name>/checkpoints/best.pt``), the paper's released
+``GeneratorUNet`` checkpoint (``architecture={"name": "mrigan", "image_size": 256}``), or an
+``.onnx`` export (``mrigan export-onnx``).
+
+Backends: ``backend="torch"`` runs the weights in PyTorch; ``backend="onnx"`` runs them in
+onnxruntime on the CPU in float32 (optional extra ``mrigan[onnx]``): an ``.onnx`` file as it is,
+other weights exported in memory first (:func:`generator_to_onnx`, about a second).
+``"auto"`` (the default): onnx for ``.onnx`` files, torch otherwise.
 
 Loading validates before it builds anything: the sidecar must be a JSON object, the
 architecture a known generator name with known keys and values inside :data:`ARCHITECTURE_LIMITS`
@@ -50,8 +56,21 @@ from mrigan.models import (
     convert_reference_state_dict,
     generator_from_architecture,
 )
+from mrigan.onnx_export import (
+    OnnxModel,
+    check_inputs,
+    check_output,
+    checked_parity,
+    export_record,
+    module_to_onnx,
+    onnx_sidecar_path,
+    read_onnx,
+    write_onnx,
+)
 
 EXPORT_FORMAT = "mrigan-generator/1"
+ONNX_FORMAT = "mrigan-generator-onnx/1"
+BACKENDS = ("auto", "torch", "onnx")
 _TRAIN_FORMAT = "mrigan-gan-checkpoint/1"
 
 
@@ -61,17 +80,24 @@ def sidecar_path(weights: str | os.PathLike) -> Path:
 
 
 class MRIGenerator:
-    """A generator in eval mode on one device, with input/output conversions around it."""
+    """A generator in eval mode on one device, with input/output conversions around it.
 
-    def __init__(self, generator: UnitRangeGenerator, *, device: str | torch.device = "auto",
-                 precision: str = "fp32", batch_size: int = 32,
-                 metadata: dict[str, Any] | None = None) -> None:
+    ``generator``: a torch module, or an :class:`OnnxModel` (``backend`` "onnx": onnxruntime's
+    CPU provider in float32, whatever ``device`` and ``precision`` say)."""
+
+    def __init__(self, generator: UnitRangeGenerator | OnnxModel, *,
+                 device: str | torch.device = "auto", precision: str = "fp32",
+                 batch_size: int = 32, metadata: dict[str, Any] | None = None) -> None:
+        self.batch_size = int(batch_size)
+        self.metadata = dict(metadata or {})
+        self.backend = "onnx" if isinstance(generator, OnnxModel) else "torch"
+        if self.backend == "onnx":
+            self.device, self.precision, self.net = torch.device("cpu"), "fp32", generator
+            return
         self.device = resolve_device(device)
         #: resolved inference precision (``auto`` on a CPU: fp32 on every CPU, see
         #: :func:`mrigan.device.resolve_precision`), as recorded by analyses and evaluations
         self.precision = resolve_precision(self.device, precision)
-        self.batch_size = int(batch_size)
-        self.metadata = dict(metadata or {})
         self.net = generator.to(self.device).eval()
         self.net.requires_grad_(False)
 
@@ -89,12 +115,20 @@ class MRIGenerator:
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "auto", *,
              architecture: dict[str, Any] | None = None, precision: str = "fp32",
-             batch_size: int = 32) -> MRIGenerator:
-        """Restore a generator from ``.safetensors`` (+ sidecar) or a ``.pt`` checkpoint.
+             batch_size: int = 32, backend: str = "auto") -> MRIGenerator:
+        """Restore a generator from ``.safetensors`` (+ sidecar), a ``.pt`` checkpoint or an
+        ``.onnx`` export; ``backend``: auto | torch | onnx (see the module docstring).
 
         ``architecture`` is needed only for bare state dicts that do not record it.
         """
         path = Path(path)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if path.suffix == ".onnx":
+            if backend == "torch":
+                raise CheckpointError("an .onnx file runs in onnxruntime: use backend='onnx' "
+                                      "(or 'auto'), or load the .safetensors export", path)
+            return cls._load_onnx(path, batch_size)
         state, arch, metadata = _read_generator_file(path)
         if not (architecture or arch):
             raise CheckpointError(
@@ -116,8 +150,31 @@ class MRIGenerator:
             net.load_state_dict(state)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit architecture {arch}: {exc}") from exc
+        if backend == "onnx":  # exported in memory, run by onnxruntime
+            data, header = generator_to_onnx(net.eval(), metadata)
+            net = OnnxModel(data, header=header, source=path)
         return cls(net, device=device, precision=precision, batch_size=batch_size,
                    metadata={**metadata, "source": str(path)})
+
+    @classmethod
+    def _load_onnx(cls, path: Path, batch_size: int) -> MRIGenerator:
+        """An ``mrigan export-onnx`` file: its header says what it is; the sidecar beside it
+        (``gen.onnx.json``), when present, adds provenance and the model card."""
+        data, header = read_onnx(path)
+        if header.get("format") != ONNX_FORMAT:
+            raise CheckpointError(f"not an exported MRI-GAN generator (format "
+                                  f"{header.get('format')!r}, expected {ONNX_FORMAT!r})", path)
+        arch = validate_architecture(header.get("architecture"), path)
+        side = onnx_sidecar_path(path)
+        metadata = {**header, **(_read_json_object(side, "sidecar") if side.is_file() else {})}
+        if "model_card" in metadata:
+            validate_card(metadata["model_card"], side if side.is_file() else path)
+        model = OnnxModel(data, header={**header, "architecture": arch}, source=path)
+        size = arch["image_size"]
+        if list(model.session.get_inputs()[0].shape[1:]) != [3, size, size]:
+            raise CheckpointError(f"the graph's input {model.session.get_inputs()[0].shape} "
+                                  f"does not take (batch, 3, {size}, {size}) faces", path)
+        return cls(model, batch_size=batch_size, metadata={**metadata, "source": str(path)})
 
     # --- prediction ----------------------------------------------------------------------
 
@@ -402,3 +459,38 @@ def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         sidecar["model_card"] = card
     atomic_write_json(sidecar_path(out), sidecar)
     return out, sidecar_path(out)
+
+
+def generator_to_onnx(net: UnitRangeGenerator,
+                      metadata: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """A generator (CPU, float32, eval mode) as ONNX bytes, input ``faces`` (batch, 3, S, S) in
+    [0, 1], output ``mri`` of the same shape, and its header (architecture, model card)."""
+    arch = dict(net.architecture)
+    header = {"format": ONNX_FORMAT, "architecture": arch, "image_size": arch["image_size"],
+              "mrigan_version": __version__,
+              "input": "faces: float32 (batch, 3, S, S) RGB in [0, 1]",
+              "output": "mri: float32 (batch, 3, S, S) in [0, 1], ~ clip(1 - SSIM(real, face), 0, 1)"}
+    if "model_card" in metadata:
+        header["model_card"] = metadata["model_card"]
+    data = module_to_onnx(net, check_inputs(arch["image_size"], batch=2), input_name="faces",
+                          output_names=("mri",), header=header)
+    return data, header
+
+
+def export_generator_onnx(source: str | os.PathLike, out: str | os.PathLike, *,
+                          overwrite: bool = False) -> tuple[Path, Path, float]:
+    """Write the generator of ``source`` (any file :meth:`MRIGenerator.load` reads) as ``out``
+    (.onnx) + ``out``.json, after checking it against PyTorch on 3 seeded images at another
+    batch size than the traced one; returns both paths and that largest |ONNX - torch|.
+
+    The sidecar keeps the source's sidecar (architecture, provenance, model card) and adds the
+    ONNX facts; an existing ``out`` is replaced only with ``overwrite``."""
+    source = Path(source)
+    check_output(out, overwrite=overwrite)
+    gen = MRIGenerator.load(source, "cpu", backend="torch")
+    data, header = generator_to_onnx(gen.net, gen.metadata)
+    diff = checked_parity(gen.net, data, header, gen.image_size, source)
+    sidecar = {**{k: v for k, v in gen.metadata.items() if k != "source"}, **header,
+               **export_record(source, diff)}
+    onnx_path, side = write_onnx(out, data, sidecar, overwrite=overwrite)
+    return onnx_path, side, diff

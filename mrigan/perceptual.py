@@ -98,10 +98,22 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
 def check_finite(*tensors: torch.Tensor, names: tuple[str, ...] = ("real", "fake")) -> None:
     """Raise :class:`InputValueError` when any floating tensor holds NaN or infinity."""
     for name, t in zip(names, tensors, strict=False):
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            bad = int((~torch.isfinite(t)).sum())
+        bad = _count_not_finite(t) if t.is_floating_point() else 0
+        if bad:
             raise InputValueError(f"{name} image has {bad} non-finite value(s) (NaN or inf); "
                                   "a perceptual map of it would be meaningless")
+
+
+def _count_not_finite(t: torch.Tensor) -> int:
+    """NaN/inf values in ``t``: a numba pass over dense CPU float32/float64 tensors in any
+    memory layout (channels-last included), else torch."""
+    t = t.detach()
+    if _ssim_cpu.AVAILABLE and t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        in_memory_order = t.permute(sorted(range(t.dim()), key=lambda d: -t.stride(d)))
+        if in_memory_order.is_contiguous():
+            return _ssim_cpu.count_not_finite(in_memory_order.numpy().reshape(-1),
+                                              torch.get_num_threads())
+    return int((~torch.isfinite(t)).sum())
 
 
 def ssim_map(
@@ -116,7 +128,8 @@ def ssim_map(
 ) -> torch.Tensor:
     """Per-pixel, per-channel SSIM of two (N, C, H, W) batches; same shape as the inputs.
 
-    Integer tensors are converted to float32. Matches scikit-image's full SSIM image with
+    Integer tensors are converted to float32 (uint8 pairs are read as they are by the CPU
+    kernel). Matches scikit-image's full SSIM image with
     ``gaussian_weights=True, use_sample_covariance=False`` within 1e-4 in float32 and
     ~1e-12 in float64.
     """
@@ -136,10 +149,11 @@ def _ssim_or_mri(x, y, *, data_range, window=11, sigma=1.5, k1=0.01, k2=0.03, mr
         check_finite(x, y)
     if data_range is None or not data_range > 0:
         raise ValueError(f"data_range must be a positive number, got {data_range!r}")
-    if not x.is_floating_point():
-        x = x.float()
-    if not y.is_floating_point():
-        y = y.to(x.dtype)
+    if not (x.dtype == y.dtype == torch.uint8):  # uint8 pairs: the CPU kernel reads them
+        if not x.is_floating_point():
+            x = x.float()
+        if not y.is_floating_point():
+            y = y.to(x.dtype)
     r = window // 2
     if min(x.shape[-2:]) <= r:
         raise ValueError(f"images of {tuple(x.shape[-2:])} are too small for window {window}")
@@ -147,6 +161,8 @@ def _ssim_or_mri(x, y, *, data_range, window=11, sigma=1.5, k1=0.01, k2=0.03, mr
     fused = _ssim_fused_cpu(x, y, mri=mri, **kw)
     if fused is not None:
         return fused
+    if x.dtype == torch.uint8:
+        x, y = x.float(), y.float()
     ssim = _ssim_map_torch(x, y, precise=precise, **kw)
     return (1.0 - ssim).clamp_(0.0, 1.0) if mri else ssim
 
@@ -154,8 +170,8 @@ def _ssim_or_mri(x, y, *, data_range, window=11, sigma=1.5, k1=0.01, k2=0.03, mr
 def _ssim_fused_cpu(x, y, *, data_range, window, sigma, k1, k2, mri=False) -> torch.Tensor | None:
     """The numba kernel's SSIM (or MRI) map, or None where it does not apply.
 
-    It applies on CPU to float32 tensors without autograd (float64 keeps the exact torch
-    path), for windows up to 11 (the paper's). Channels-last inputs, as made by ``torch.from_numpy(hwc).permute(0, 3, 1, 2)``,
+    It applies on CPU to float32 (or uint8) pairs without autograd (float64 keeps the exact
+    torch path), for windows up to 11 (the paper's). Channels-last inputs, as made by ``torch.from_numpy(hwc).permute(0, 3, 1, 2)``,
     are read in place, and the result then has the same memory format.
     """
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
@@ -164,8 +180,8 @@ def _ssim_fused_cpu(x, y, *, data_range, window, sigma, k1, k2, mri=False) -> to
         or needs_grad
         or x.device.type != "cpu"
         or y.device.type != "cpu"
-        or x.dtype != torch.float32
-        or y.dtype != torch.float32
+        or x.dtype not in (torch.float32, torch.uint8)
+        or y.dtype != x.dtype
         or not _ssim_cpu.supports(window, *x.shape[-2:])
     ):
         return None
@@ -299,7 +315,7 @@ def get(name: str) -> PerceptualMap:
 # numpy / uint8 convenience wrappers ------------------------------------------------------
 
 
-def _to_nchw(img: np.ndarray) -> torch.Tensor:
+def _to_nchw(img: np.ndarray, keep_uint8: bool = False) -> torch.Tensor:
     arr = np.asarray(img)
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -309,7 +325,8 @@ def _to_nchw(img: np.ndarray) -> torch.Tensor:
         raise ValueError(f"expected HxW, HxWxC or NxHxWxC images, got shape {arr.shape}")
     # a channels-last view of the HWC pixels: no transposed copy, and the fused kernel reads
     # (and writes) that layout directly
-    hwc = np.ascontiguousarray(arr, dtype=np.float32)
+    keep = keep_uint8 and arr.dtype == np.uint8  # the CPU kernel reads uint8 pairs directly
+    hwc = np.ascontiguousarray(arr, dtype=np.uint8 if keep else np.float32)
     return torch.from_numpy(hwc).permute(0, 3, 1, 2)
 
 
@@ -331,6 +348,10 @@ def _default_range(img: np.ndarray, data_range: float | None) -> float:
     raise ValueError("data_range is required for non-uint8 images (255 for 0..255, 1 for 0..1)")
 
 
+def _both_uint8(a: np.ndarray, b: np.ndarray) -> bool:
+    return np.asarray(a).dtype == np.uint8 and np.asarray(b).dtype == np.uint8
+
+
 def _check_np_pair(a: np.ndarray, b: np.ndarray) -> None:
     """The numpy wrappers convert to float32, so the dtype rule is checked on the arrays."""
     ka, kb = np.asarray(a).dtype.kind, np.asarray(b).dtype.kind
@@ -345,7 +366,8 @@ def ssim_map_np(a: np.ndarray, b: np.ndarray, *, data_range: float | None = None
     _check_np_pair(a, b)
     dr = _default_range(a, data_range)
     with torch.no_grad():
-        return _from_nchw(ssim_map(_to_nchw(a), _to_nchw(b), data_range=dr, **kw), a)
+        ints = _both_uint8(a, b)
+        return _from_nchw(ssim_map(_to_nchw(a, ints), _to_nchw(b, ints), data_range=dr, **kw), a)
 
 
 def mri_map_np(real: np.ndarray, fake: np.ndarray, *, data_range: float | None = None, **kw) -> np.ndarray:
@@ -353,7 +375,9 @@ def mri_map_np(real: np.ndarray, fake: np.ndarray, *, data_range: float | None =
     _check_np_pair(real, fake)
     dr = _default_range(real, data_range)
     with torch.no_grad():
-        return _from_nchw(mri_map(_to_nchw(real), _to_nchw(fake), data_range=dr, **kw), real)
+        ints = _both_uint8(real, fake)
+        return _from_nchw(mri_map(_to_nchw(real, ints), _to_nchw(fake, ints), data_range=dr, **kw),
+                          real)
 
 
 def mri_to_uint8(mri: np.ndarray | torch.Tensor) -> np.ndarray:

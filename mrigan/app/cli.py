@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build-faces": ("mrigan.app.commands.build_faces", "build a labelled face set (no originals needed)"),
     "train-gan": ("mrigan.app.commands.train_gan", "train the MRI-GAN generator"),
     "export-generator": ("mrigan.app.commands.export", "export a GAN checkpoint as .safetensors"),
+    "export-onnx": ("mrigan.app.commands.export_onnx",
+                    "a generator or detector as ONNX (onnxruntime, TensorRT, OpenVINO)"),
     "train-detector": ("mrigan.app.commands.train_detector", "train a plain or MRI frame detector"),
     "evaluate": ("mrigan.app.commands.evaluate", "evaluate a detector at frame and video level"),
     "train-realism": ("mrigan.app.commands.train_realism", "train a realism (MOS) regressor"),

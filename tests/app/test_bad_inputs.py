@@ -350,6 +350,25 @@ cli_case("export/out-a-folder",
                        str(_mkdir(t / "out" / "dir.safetensors"))],
          lambda w, t: "dir.safetensors")
 
+# export-onnx: models and output paths (every case fails before anything is exported)
+cli_case("export-onnx/missing", lambda w, t: ["export-onnx", f"{t}/none.pt"], lambda w, t: "none.pt")
+cli_case("export-onnx/zero-byte", lambda w, t: ["export-onnx", str(_zero(t))], lambda w, t: "zero.pt")
+cli_case("export-onnx/garbage", lambda w, t: ["export-onnx", str(_garbage(t))],
+         lambda w, t: "garbage.pt")
+cli_case("export-onnx/truncated-safetensors",
+         lambda w, t: ["export-onnx", str(_truncated(t, w.generator, "half.safetensors"))],
+         lambda w, t: "half.safetensors")
+cli_case("export-onnx/out-wrong-suffix",
+         lambda w, t: ["export-onnx", str(w.generator), "--out", f"{t}/out/gen.pt"],
+         lambda w, t: "gen.pt")
+cli_case("export-onnx/out-exists",
+         lambda w, t: ["export-onnx", str(w.generator), "--out",
+                       str(_file(t, "taken.onnx", "someone's file"))],
+         lambda w, t: "taken.onnx")
+py_case("MRIGenerator.load/onnx-text-file",
+        made(lambda w, t: _file(t, "notes.onnx", "hello"), lambda p: MRIGenerator.load(p)),
+        lambda w, t: "notes.onnx")
+
 
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)

@@ -75,11 +75,20 @@ class AnalyzeReportConfig(Checked):
 
 
 @dataclass(frozen=True)
+class AnalyzeGeneratorConfig(Checked):
+    # what runs the generator: torch | onnx (onnxruntime on the CPU, float32; optional extra
+    # mrigan[onnx]; .safetensors weights are exported in memory first) | auto (onnx for an
+    # .onnx --generator, torch otherwise)
+    backend: str = field(default="auto", metadata=bounds(choices=("auto", "torch", "onnx")))
+
+
+@dataclass(frozen=True)
 class AnalyzeConfig(Checked):
     name: str = "analyze"
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on every CPU)
     batch_size: int = 32  # faces per generator / detector batch
+    generator: AnalyzeGeneratorConfig = field(default_factory=AnalyzeGeneratorConfig)
     frames: AnalyzeFramesConfig = field(default_factory=AnalyzeFramesConfig)
     faces: AnalyzeFacesConfig = field(default_factory=AnalyzeFacesConfig)
     verdict: AnalyzeVerdictConfig = field(default_factory=AnalyzeVerdictConfig)
@@ -93,6 +102,9 @@ def validate_config(cfg: AnalyzeConfig) -> AnalyzeConfig:
     rules = aggregate.RULES.names()
     if cfg.verdict.rule not in rules:
         raise ConfigError(f"verdict.rule={cfg.verdict.rule!r}: expected one of {', '.join(rules)}")
+    if cfg.generator.backend == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError("generator.backend='onnx' needs the optional onnxruntime package: "
+                          "pip install 'mrigan[onnx]' (or use generator.backend=torch)")
     if cfg.report.explain == "lime" and importlib.util.find_spec("captum") is None:
         raise ConfigError("report.explain='lime' needs the optional captum package: "
                           "pip install 'mrigan[lime]' (or use report.explain=gradcam)")

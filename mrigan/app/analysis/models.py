@@ -43,10 +43,12 @@ def describe_model(model: Any, path: Any = None) -> str:
     return str(source) if source else type(model).__name__
 
 
-def load_generator(generator: Any, device: str = "auto", precision: str = "fp32"):
-    """An ``MRIGenerator`` from a path (``.safetensors`` export or checkpoint), or as given."""
+def load_generator(generator: Any, device: str = "auto", precision: str = "fp32",
+                   backend: str = "auto"):
+    """An ``MRIGenerator`` from a path (``.safetensors`` export, checkpoint or ``.onnx``), run by
+    ``backend`` (:meth:`MRIGenerator.load`), or as given."""
     if isinstance(generator, (str, os.PathLike)):
-        return MRIGenerator.load(generator, device=device, precision=precision)
+        return MRIGenerator.load(generator, device=device, precision=precision, backend=backend)
     if not hasattr(generator, "predict") or not hasattr(generator, "image_size"):
         raise TypeError("generator must be a weights path or an object with predict() and "
                         f"image_size (an MRIGenerator), got {type(generator).__name__}")

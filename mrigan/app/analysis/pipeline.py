@@ -190,7 +190,9 @@ class Analyzer:
         # inference precision: auto is fp32 on every CPU (the same maps whatever its bf16)
         precision = resolve_precision(self.device, self.config.precision)
         self.generator_info = file_info(generator, generator)
-        self.generator = load_generator(generator, str(self.device), precision)
+        self.generator = load_generator(generator, str(self.device), precision,
+                                        self.config.generator.backend)
+        self.generator_info["backend"] = getattr(self.generator, "backend", "torch")
         self.generator_name = describe_model(self.generator, generator)
         check_finite_weights(self.generator, self.generator_name)
         self.generator_info["image_size"] = int(self.generator.image_size)
