@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets_builders.frames import iter_frames, video_info
+from datasets_builders.frames import iter_timed_frames, video_info
 from mrigan.app.analysis.config import AnalyzeFramesConfig
 from mrigan.errors import MriganError
 from mrigan.fileio import read_image
@@ -77,7 +77,9 @@ def open_input(item: InputItem, frames: AnalyzeFramesConfig,
     """``(source, meta)``: ``source()`` starts the sampled ``(index, RGB uint8 frame)`` stream of
     one input (an image is the single frame 0; a video is decoded again on each call, never held
     in memory) and ``meta`` is what is known before decoding (width, height, fps, the number of
-    sampled frames when the container says)."""
+    sampled frames when the container says; for a video also the stream read, its display
+    rotation, ``notes`` on both, and ``frame_times``: each decoded frame's own time, filled as
+    the frames stream)."""
     if item.kind == "image":
         try:
             img = read_image(item.path)
@@ -86,12 +88,18 @@ def open_input(item: InputItem, frames: AnalyzeFramesConfig,
         return lambda: iter([(0, img)]), {"width": img.shape[1], "height": img.shape[0]}
 
     info = video_info(item.path)
+    times: dict[int, float] = {}
 
     def stream() -> Iterator[tuple[int, np.ndarray]]:
-        return iter_frames(item.path, every=frames.every, max_frames=frames.max_frames)
+        for index, time, frame in iter_timed_frames(item.path, every=frames.every,
+                                                    max_frames=frames.max_frames):
+            if time is not None:
+                times[index] = time
+            yield index, frame
 
     sampled = -(-info.frames // frames.every) if info.frames else None
     if sampled is not None and frames.max_frames is not None:
         sampled = min(sampled, frames.max_frames)
     return stream, {"width": info.width, "height": info.height, "fps": info.fps or None,
-                    "sampled_frames": sampled}
+                    "sampled_frames": sampled, "video_stream": info.stream,
+                    "rotation": info.rotation, "frame_times": times, "notes": info.notes}

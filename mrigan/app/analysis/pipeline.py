@@ -147,6 +147,7 @@ class _InputState:
     item: InputItem
     dir: str | None
     fps: float | None = None
+    times: dict[int, float] = field(default_factory=dict)  # frame index -> its own time (s)
     frame_order: list[int] = field(default_factory=list)
     position: dict[int, int] = field(default_factory=dict)  # frame index -> position
     boxes: list[list[Any]] = field(default_factory=list)
@@ -238,7 +239,9 @@ class Analyzer:
         try:
             sha = sha256_file(item.path)
             source, meta = open_input(item, self.config.frames)
-            state = _InputState(item=item, dir=slug, fps=meta.pop("fps", None))
+            state = _InputState(item=item, dir=slug, fps=meta.pop("fps", None),
+                                times=meta.pop("frame_times", {}),
+                                warnings=list(meta.pop("notes", ())))
             self._stream(source, state, out, progress, meta.pop("sampled_frames", None))
             if not state.faces:
                 return InputResult(**base, status="no_face", dir=None, sha256=sha, fps=state.fps,
@@ -387,7 +390,7 @@ class Analyzer:
                     box=(round(b.x0, 2), round(b.y0, 2), round(b.x1, 2), round(b.y1, 2)),
                     detection_score=float(b.score), detection_pass=f["pass"], mri=f["stats"],
                     fake_probability=f["prob"], score=f["score"], files=f["files"]))
-            time = index / state.fps if state.fps else None
+            time = state.times.get(index, index / state.fps if state.fps else None)
             frames.append(FrameResult(index=index, time=time, faces=tuple(faces),
                                       thumbnail=thumbs.get(index)))
         all_faces = [f for fr in frames for f in fr.faces]

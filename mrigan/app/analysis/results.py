@@ -32,7 +32,7 @@ class FaceResult:
 @dataclass(frozen=True)
 class FrameResult:
     index: int
-    time: float | None  # seconds, when the frame rate is known
+    time: float | None  # seconds from the start: the frame's own timestamp
     faces: tuple[FaceResult, ...]
     thumbnail: str | None = None  # frame picture with boxes (most suspicious frames only)
 
@@ -70,7 +70,9 @@ class InputResult:
     sha256: str | None = None
     width: int | None = None
     height: int | None = None
-    fps: float | None = None
+    fps: float | None = None  # average rate (frame times are each frame's own)
+    video_stream: int | None = None  # index of the video stream read (the largest picture)
+    rotation: int = 0  # degrees clockwise the stored frames were turned (display matrix)
     frames_read: int = 0
     # share of the sampled frames with a face, after the second detection pass (None: not read)
     face_coverage: float | None = None
