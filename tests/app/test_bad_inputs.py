@@ -344,6 +344,10 @@ cli_case("export/training-format-without-entries",
 cli_case("export/out-wrong-suffix",
          lambda w, t: ["export-generator", str(w.best), "--out", f"{t}/out/gen.pt"],
          lambda w, t: "gen.pt")
+cli_case("export/out-exists",
+         lambda w, t: ["export-generator", str(w.best), "--out",
+                       str(_file(t, "earlier.safetensors", b"an earlier export"))],
+         lambda w, t: "earlier.safetensors")
 cli_case("export/out-a-folder",
          lambda w, t: ["export-generator", str(w.best), "--out",
                        str(_mkdir(t / "out" / "dir.safetensors"))],

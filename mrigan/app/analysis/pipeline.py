@@ -19,6 +19,7 @@ guard and one state object; splitting them would pass that state between modules
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import heapq
 import os
@@ -62,6 +63,7 @@ from mrigan.app.analysis.models import (
 )
 from mrigan.app.analysis.outputs import (
     append_error_log,
+    check_earlier_run,
     move_into_tracks,
     write_outputs,
     write_progress,
@@ -78,7 +80,7 @@ from mrigan.app.report import draw_boxes, save_face_files, timeline_png
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_save_image, read_image, sha256_file
-from mrigan.outputs import check_output_dir
+from mrigan.outputs import BatchRun, check_output_dir, stop_reason
 
 
 class AnalyzeError(MriganError, ValueError):
@@ -202,31 +204,55 @@ class Analyzer:
 
     def run(self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None,
             progress: bool = False, on_input: Callable[[InputResult], None] | None = None,
-            ) -> AnalysisResults:
-        """Analyse every input; with ``out_dir``, results.json is rewritten after each input."""
+            *, replace: bool = False) -> AnalysisResults:
+        """Analyse every input; with ``out_dir``, results.json is rewritten after each input.
+
+        The output folder has one writer (``mrigan.outputs.BatchRun``: a second run into it is
+        refused) and may not hold an earlier analysis unless ``replace`` (the earlier run's
+        files are removed first). Until the last input is done, results.json says
+        ``"complete": false`` and lists what is not analysed yet, so a run cut short (Ctrl-C,
+        SIGTERM, a kill, a full disk) is never mistaken for a finished one.
+        """
         paths = list(paths)
         if not paths:
             raise AnalyzeError("no input given")
         out = check_output_dir(out_dir, paths) if out_dir is not None else None
         items = discover_inputs(paths)
+        if out is not None:
+            check_earlier_run(out, replace=replace)  # before the folder is made
         created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         results: list[InputResult] = []
 
-        def snapshot() -> AnalysisResults:
+        def snapshot(stopped: str | None = None) -> AnalysisResults:
+            rest = tuple(str(i.path) for i in items[len(results):])
             return AnalysisResults(inputs=tuple(results), generator=self.generator_info,
                                    detector=self.detector_info, config=self.config,
-                                   created=created, out_dir=str(out) if out else None)
+                                   created=created, out_dir=str(out) if out else None,
+                                   complete=not rest, not_analysed=rest, stopped=stopped)
 
-        for i, item in enumerate(items, 1):
-            r = self._run_one(item, input_slug(item.path, i) if out else None, out, progress)
-            results.append(r)
+        batch = (BatchRun(out, "analyze", [str(i.path) for i in items]) if out is not None
+                 else contextlib.nullcontext())
+        with batch:
             if out is not None:
-                write_progress(snapshot(), out)
-            if on_input:
-                on_input(r)
-        res = snapshot()
-        if out is not None:
-            write_outputs(res, out)
+                check_earlier_run(out, replace=replace)  # again, now that the folder is ours
+            try:
+                for i, item in enumerate(items, 1):
+                    r = self._run_one(item, input_slug(item.path, i) if out else None, out,
+                                      progress)
+                    results.append(r)
+                    if out is not None:
+                        write_progress(snapshot(), out)
+                        batch.done(str(item.path))
+                    if on_input:
+                        on_input(r)
+            except BaseException as exc:  # cut short: say so in results.json, then stop
+                if out is not None and not isinstance(exc, OSError):
+                    with contextlib.suppress(OSError):
+                        write_progress(snapshot(stop_reason(exc)), out)
+                raise
+            res = snapshot()
+            if out is not None:
+                write_outputs(res, out)
         return res
 
     # -- one input

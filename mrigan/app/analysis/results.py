@@ -100,6 +100,9 @@ class AnalysisResults:
     config: AnalyzeConfig
     created: str
     out_dir: str | None = None
+    complete: bool = True  # False while inputs remain (and in a run cut short)
+    not_analysed: tuple[str, ...] = ()  # the inputs not reached (yet)
+    stopped: str | None = None  # why a run was cut short (interrupted (SIGINT), ...)
 
     @property
     def analysed(self) -> list[InputResult]:
@@ -126,6 +129,9 @@ class AnalysisResults:
             "detector": self.detector,
             "config": dataclasses.asdict(self.config),
             "summary": self.summary(),
+            "complete": self.complete,
+            "not_analysed": list(self.not_analysed),
+            "stopped": self.stopped,
             "inputs": [_input_to_dict(r) for r in self.inputs],
         }
 

@@ -42,6 +42,9 @@ RESULTS_SCHEMA: dict[str, Any] = {
                                         "additionalProperties": _INT}},
         },
         "inputs": {"type": "array", "items": {"$ref": "#/$defs/input"}},
+        "complete": {"type": "boolean"},
+        "not_analysed": {"type": "array", "items": {"type": "string"}},
+        "stopped": _STR_OR_NULL,
     },
     "$defs": {
         "input": {

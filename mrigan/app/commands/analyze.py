@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from mrigan.app.analysis import AnalyzeConfig, AnalyzeError, Analyzer, validate_config
+from mrigan.app.analysis.outputs import check_earlier_run
 from mrigan.config import add_config_arguments, config_from_args
 from mrigan.model_card import DEFAULT_GENERATOR
 from mrigan.outputs import check_output_dir
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="analyse every Nth frame (shortcut for --set frames.every=N)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--replace", action="store_true",
+                        help="remove an earlier analysis in --out first (without it such a "
+                             "folder is refused)")
     add_config_arguments(parser)
 
 
@@ -50,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
     args.overrides = [*shortcuts, *(args.overrides or [])]
     cfg = validate_config(config_from_args(AnalyzeConfig, args))  # before any work
     out = args.out or Path("runs") / cfg.name
-    check_output_dir(out, args.inputs)  # before loading any model
+    # before loading any model: an output inside the inputs, an earlier analysis there
+    resolved = check_output_dir(out, args.inputs)
+    if not args.replace:
+        check_earlier_run(resolved, replace=False)
     generator = args.generator
     if generator is None:
         generator = DEFAULT_GENERATOR
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
               f"{analyzer.generator_info['verdict_from']})")
     warning = (card or {}).get("warning", "")
     results = analyzer.run(args.inputs, out, progress=not args.no_progress,
-                           on_input=lambda r: _print_input(r, warning))
+                           on_input=lambda r: _print_input(r, warning), replace=args.replace)
     s = results.summary()
     skipped = ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "none"
     verdicts = ", ".join(f"{v} {k}" for k, v in s["verdicts"].items()) or "none"
