@@ -283,6 +283,23 @@ cli_case("train-gan/data-root-a-file", lambda w, t: gan(w, t, f"data.root={w.lab
          lambda w, t: str(w.labels))
 cli_case("train-gan/data-root-without-manifest", lambda w, t: gan(w, t, f"data.root={w.runs}"),
          lambda w, t: "manifest.csv")
+def _tampered_data(w: World, tmp: Path, image: str) -> Path:
+    """A copy of the world's MRI-DF whose second row's ``image`` says ``image``."""
+    root = tmp / "bad" / "mri_df"
+    shutil.copytree(w.data, root)
+    lines = (root / "manifest.csv").read_text().splitlines()
+    lines[2] = ",".join([image, *lines[2].split(",")[1:]])
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+for _id, _image in [("dotdot", "../../x.png"), ("absolute", "/etc/passwd")]:
+    cli_case(f"train-gan/manifest-row-outside-root-{_id}",
+             lambda w, t, i=_image: gan(w, t, f"data.root={_tampered_data(w, t, i)}"),
+             lambda w, t, i=_image: f"row 3: image '{i}' lies outside")
+    cli_case(f"train-detector/manifest-row-outside-root-{_id}",
+             lambda w, t, i=_image: det(w, t, data=False) + ["--data", str(_tampered_data(w, t, i))],
+             lambda w, t, i=_image: f"row 3: image '{i}' lies outside")
 cli_case("train-gan/out-dir-a-file", lambda w, t: gan(w, t, f"out_dir={w.labels}"),
          lambda w, t: str(w.labels))
 cli_case("train-gan/out-inside-data", lambda w, t: gan(w, t, f"out_dir={w.data}"),
