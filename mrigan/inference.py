@@ -337,6 +337,8 @@ def _read_json_object(path: Path, what: str) -> dict:
         raise CheckpointError(f"{what} is not UTF-8 text ({exc.reason})", path) from exc
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{what} is not valid JSON ({exc})", path) from exc
+    except RecursionError:
+        raise CheckpointError(f"{what} is nested too deeply to be a sidecar", path) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{what} must be a JSON object, got {type(data).__name__}", path)
     return data
@@ -353,6 +355,8 @@ def _safetensors_metadata(path: Path) -> dict:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"header metadata 'mrigan' is not valid JSON ({exc})", path) from exc
+    except RecursionError:
+        raise CheckpointError("header metadata 'mrigan' is nested too deeply", path) from None
     if not isinstance(data, dict):
         raise CheckpointError("header metadata 'mrigan' must be a JSON object", path)
     return data

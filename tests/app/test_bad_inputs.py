@@ -331,6 +331,8 @@ for _id, _text, _name in [
     ("config-base-missing", "base: nowhere.yaml\n", "nowhere.yaml"),
     ("config-base-not-a-name", "base: [a, b]\n", "basetype.yaml"),
     ("config-base-cycle", "base: cycle.yaml\n", "cycle.yaml"),
+    ("config-nested-5000-deep", "a: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml"),
+    ("config-duplicate-key", "train: {batch_size: 4}\ntrain: {max_steps: 1}\n", "dup.yaml"),
 ]:
     def _config_argv(w, t, text=_text, name=_name):
         fname = {"config-missing": "missing.yaml"}.get(name, name)
@@ -409,6 +411,8 @@ for _id, _set, _name in [
     ("backbone-unknown", "model.backbone=bogus", "bogus"),
     ("weights-missing", "model.weights=/nonexistent/w.pth", "/nonexistent/w.pth"),
     ("dropout-negative", "model.dropout=-0.5", "model.dropout"),
+    ("jpeg-quality-three-values", "train.augment_params.jpeg_quality=[60,70,80]",
+     "train.augment_params.jpeg_quality: expected exactly 2 values"),
 ]:
     cli_case(f"train-detector/{_id}", lambda w, t, s=_set: det(w, t, s), lambda w, t, n=_name: n)
 cli_case("train-detector/generator-missing",
@@ -509,11 +513,19 @@ for _id, _extra, _name in [
     ("every-zero", ["--set", "every=0"], "every"),
     ("size-not-a-number", ["--set", "faces.size=abc"], "faces.size"),
     ("seed-negative", ["--set", "seed=-1"], "seed"),
+    ("thresholds-four", ["--set", "faces.thresholds=[0.1,0.2,0.3,0.4]"], "faces.thresholds"),
+    ("thresholds-one", ["--set", "faces.thresholds=[0.5]"], "faces.thresholds"),
 ]:
     cli_case(f"build-dataset/{_id}",
              lambda w, t, e=_extra: ["build-dataset", "--csv", str(w.labels), "--out",
                                      f"{t}/build", "--no-progress", *e],
              lambda w, t, n=_name: n)
+
+cli_case("build-dataset/config-over-the-size-cap",
+         lambda w, t: ["build-dataset", "--config", str(_file(
+             t, "big.yaml", "faces: {thresholds: [" + ", ".join(["0.5"] * 250_000) + "]}\n")),
+             "--csv", str(w.labels), "--out", f"{t}/build", "--no-progress"],
+         lambda w, t: "big.yaml: config file of 1,250,")
 
 # mri: unreadable images (fileio.read_image)
 for _id, _make, _name in [
@@ -536,6 +548,8 @@ for _id, _kw, _name in [
     ("sidecar-a-number", {"sidecar": 3}, "gen.json"),
     ("sidecar-not-json", {"sidecar": ("raw", "{architecture: ")}, "gen.json"),
     ("sidecar-not-utf8", {"sidecar": b"\xff\xfe{"}, "gen.json"),
+    ("sidecar-nested-100000-deep", {"sidecar": ("raw", "[" * 100_000 + "]" * 100_000)},
+     "gen.json"),
     ("image-size-minus-one", {"sidecar": _arch(image_size=-1)}, "gen.json"),
     ("image-size-zero", {"sidecar": _arch(image_size=0)}, "gen.json"),
     ("image-size-one", {"sidecar": _arch(image_size=1)}, "gen.json"),
