@@ -71,6 +71,16 @@ def _process_umask() -> int:
     return mask
 
 
+def printable(text: str) -> str:
+    """``text`` as valid Unicode for a page or a terminal: the bytes of a file name that are
+    not UTF-8 (kept by Python as lone surrogates U+DC80..U+DCFF) shown as ``\\xNN``, any other
+    lone surrogate as ``\\uXXXX``; everything else unchanged."""
+    if text.isascii():
+        return text
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+                   else f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as fh:
         fh.write(data)

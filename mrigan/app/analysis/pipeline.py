@@ -79,7 +79,7 @@ from mrigan.app.analysis.results import (
 from mrigan.app.report import draw_boxes, save_face_files, timeline_png
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
-from mrigan.fileio import atomic_save_image, read_image, sha256_file
+from mrigan.fileio import atomic_save_image, printable, read_image, sha256_file
 from mrigan.outputs import BatchRun, check_output_dir, stop_reason
 
 
@@ -440,7 +440,7 @@ class Analyzer:
                          [{"frame": f.frame, "track": f.track, "mri_mean": f.mri["mean"],
                            "fake_probability": f.fake_probability} for f in all_faces],
                          threshold=verdict.thresholds.get("threshold"), score_source=source,
-                         fps=state.fps, title=f"{state.item.path.name}: {verdict.label.upper()}")
+                         fps=state.fps, title=f"{printable(state.item.path.name)}: {verdict.label.upper()}")
         return InputResult(**base, status="analysed", dir=state.dir, sha256=sha, fps=state.fps,
                            frames_read=len(state.frame_order), faces=len(all_faces),
                            frames=tuple(frames), tracks=tuple(track_results), verdict=verdict,

@@ -19,6 +19,7 @@ from pathlib import Path
 from mrigan.app.analysis import AnalyzeConfig, AnalyzeError, Analyzer, validate_config
 from mrigan.app.analysis.outputs import check_earlier_run
 from mrigan.config import add_config_arguments, config_from_args
+from mrigan.fileio import printable
 from mrigan.model_card import DEFAULT_GENERATOR
 from mrigan.outputs import check_output_dir
 
@@ -84,15 +85,15 @@ def run(args: argparse.Namespace) -> int:
     verdicts = ", ".join(f"{v} {k}" for k, v in s["verdicts"].items()) or "none"
     print(f"{s['inputs']} input(s): {s['analysed']} analysed ({verdicts}), "
           f"not analysed: {skipped}; {s['faces']} faces")
-    print(f"report: {Path(out) / 'report.html'}")
-    print(f"results: {Path(out) / 'results.json'}")
+    print(printable(f"report: {Path(out) / 'report.html'}"))
+    print(printable(f"results: {Path(out) / 'results.json'}"))
     return 0 if s["analysed"] else 1
 
 
 def _print_input(r, warning: str = "") -> None:
     if r.analysed:
         v = r.verdict
-        print(f"{r.path}: {v.label.upper()} ({v.explanation}; {r.faces} faces, "
+        print(f"{printable(r.path)}: {v.label.upper()} ({v.explanation}; {r.faces} faces, "
               f"{len(r.tracks)} track(s))" + (f" - WARNING: {warning}" if warning else ""))
     else:
-        print(f"{r.path}: not analysed, {r.status}: {r.reason}", file=sys.stderr)
+        print(printable(f"{r.path}: not analysed, {r.status}: {r.reason}"), file=sys.stderr)
