@@ -41,7 +41,8 @@ def write_video(dest, frames, *, fps: int = 25, display_rotation: int = 0, times
             d.width, d.height, d.pix_fmt = decoy[0], decoy[1], "yuv420p"
             streams.append((d, np.zeros((decoy[1], decoy[0], 3), np.uint8)))
         s = out.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.width, s.height = w, h
+        s.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"  # 4:2:0 needs even sides
         s.options = {"crf": "12"}
         if times is not None:
             s.codec_context.time_base = Fraction(1, 1000)

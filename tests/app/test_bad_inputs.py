@@ -34,7 +34,7 @@ from _gan_setup import tiny_config
 from safetensors.torch import load_file, save_file
 
 from datasets_builders.synthetic import write_synthetic_mri_df
-from mrigan import perceptual
+from mrigan import analyze, perceptual
 from mrigan.app.cli import main
 from mrigan.config import PROJECT_ROOT, load_config
 from mrigan.errors import MriganError
@@ -589,6 +589,29 @@ py_case("MRIGenerator.load/pt-without-generator",
         lambda w, t: "other.pt")
 py_case("MRIGenerator.load/device-injection",
         lambda w, t: lambda: MRIGenerator.load(w.generator, "cpu;id"), lambda w, t: "cpu;id")
+
+
+# MRIGenerator.predict and analyze(): what is not an image / not a path (issue 25 family 6)
+for _id, _faces, _name in [
+    ("zero-by-zero", np.zeros((0, 0, 3), np.uint8), "empty image (0x0"),
+    ("zero-width-batch", np.zeros((2, 8, 0, 3), np.uint8), "empty image (0x8"),
+    ("object-array", np.empty((8, 8, 3), dtype=object), "object"),
+    ("grey-image", np.zeros((8, 8), np.uint8), "HxWx3"),
+    ("a-string", "face.png", "str"),
+    ("list-with-a-number", [np.zeros((8, 8, 3), np.uint8), 3], "faces[1]"),
+    ("float-out-of-range", np.full((8, 8, 3), 255.0, np.float32), "[0, 1]"),
+]:
+    py_case(f"MRIGenerator.predict/{_id}",
+            lambda w, t, f=_faces: lambda: _load_cpu(w.generator).predict(f),
+            lambda w, t, n=_name: n)
+for _id, _paths, _name in [
+    ("an-array", np.zeros((8, 8, 3), np.uint8), "array"),
+    ("bytes", b"case.mp4", "bytes"),
+    ("none", None, "NoneType"),
+    ("list-with-none", ["a.mp4", None], "NoneType"),
+]:
+    py_case(f"analyze/{_id}", lambda w, t, p=_paths: lambda: analyze(p, generator=w.generator),
+            lambda w, t, n=_name: n)
 
 
 # perceptual maps and fileio.read_image

@@ -35,6 +35,7 @@ from datasets_builders.faces import (
     Detectors,
     FaceDetectionConfig,
     FaceDetector,
+    FaceSkipError,
     FrameSource,
     TrackedFrame,
     iter_face_tracks,
@@ -278,6 +279,8 @@ class Analyzer:
             return self._finish(state, base, sha, meta, out)
         except (VideoDecodeError, ImageReadError) as exc:
             return InputResult(**base, status="unreadable", reason=str(exc))
+        except FaceSkipError as exc:  # a frame too small for MTCNN: no face can be found
+            return InputResult(**base, status="no_face", reason=exc.problem)
         except OSError as exc:
             return InputResult(**base, status="unreadable", reason=f"{item.path}: {exc}")
         except NonFiniteModelError as exc:  # a model's output, not the input: reported, no verdict
