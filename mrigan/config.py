@@ -89,15 +89,21 @@ def yaml_load(text: str) -> Any:
         raise yaml.YAMLError("nested too deeply (a config is a few levels of sections)") from None
 
 
-_RULE_KEYS = ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum", "choices")
+_RULE_KEYS = ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum", "choices",
+              "path_component")
 
 
 def bounds(*, minimum: float | None = None, maximum: float | None = None,
            exclusive_minimum: float | None = None, exclusive_maximum: float | None = None,
-           choices: Iterable[Any] | None = None) -> dict[str, Any]:
+           choices: Iterable[Any] | None = None, path_component: bool = False,
+           ) -> dict[str, Any]:
     """Field metadata checked by the loader (and by :func:`check_bounds`):
-    ``x: int = field(default=1, metadata=bounds(minimum=1))``. ``None`` values pass."""
+    ``x: int = field(default=1, metadata=bounds(minimum=1))``. ``None`` values pass.
+    ``path_component``: a string used as one folder name (a run's ``name`` under ``runs/``):
+    not empty, not ``.`` or ``..``, without ``/``, ``\\`` or NUL."""
     out: dict[str, Any] = {}
+    if path_component:
+        out["path_component"] = True
     if minimum is not None:
         out["minimum"] = minimum
     if maximum is not None:
@@ -110,6 +116,9 @@ def bounds(*, minimum: float | None = None, maximum: float | None = None,
         out["choices"] = tuple(choices)
     return out
 
+
+#: The rule of a run's ``name``: one folder under the output folder, never a path out of it.
+RUN_NAME = bounds(path_component=True)
 
 #: Rules for fields that declare no ``bounds`` metadata, by field name, in every config class.
 #: Counts and sizes that cannot be negative, steps/intervals that must be positive, fractions.
@@ -294,6 +303,10 @@ def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
             or NAMED_BOUNDS.get(f.name, {}))
     if not rule or value is None:
         return
+    if rule.get("path_component") and isinstance(value, str) and (
+            value.strip() in ("", ".", "..") or any(c in value for c in "/\\\0")):
+        raise ConfigError(f"{where}: {value!r} must be a plain folder name (not empty, not "
+                          "'..', without '/'): it names a folder under the output folder")
     if "choices" in rule and value not in rule["choices"]:
         raise ConfigError(f"{where}: {value!r} is not one of {list(rule['choices'])}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):

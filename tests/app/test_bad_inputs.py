@@ -267,6 +267,10 @@ for _id, _set, _name in [
     ("device-cuda-index", "train.device=cuda:3", "cuda:3"),
     ("device-meta", "train.device=meta", "'meta'"),
     ("val-split-absent", "data.val_split=nope", "manifest.csv"),
+    ("name-up-and-out", "name=../../x", "'../../x' must be a plain folder name"),
+    ("name-absolute", "name=/tmp/elsewhere", "'/tmp/elsewhere' must be a plain folder name"),
+    ("name-dotdot", "name=..", "'..' must be a plain folder name"),
+    ("name-empty", "name=", "'' must be a plain folder name"),
     ("train-split-absent", "data.train_split=nope", "manifest.csv"),
 ]:
     cli_case(f"train-gan/{_id}", lambda w, t, s=_set: gan(w, t, s), lambda w, t, n=_name: n)
@@ -411,6 +415,7 @@ for _id, _set, _name in [
     ("backbone-unknown", "model.backbone=bogus", "bogus"),
     ("weights-missing", "model.weights=/nonexistent/w.pth", "/nonexistent/w.pth"),
     ("dropout-negative", "model.dropout=-0.5", "model.dropout"),
+    ("name-up-and-out", "name=../x", "'../x' must be a plain folder name"),
     ("jpeg-quality-three-values", "train.augment_params.jpeg_quality=[60,70,80]",
      "train.augment_params.jpeg_quality: expected exactly 2 values"),
 ]:
@@ -526,6 +531,39 @@ cli_case("build-dataset/config-over-the-size-cap",
              t, "big.yaml", "faces: {thresholds: [" + ", ".join(["0.5"] * 250_000) + "]}\n")),
              "--csv", str(w.labels), "--out", f"{t}/build", "--no-progress"],
          lambda w, t: "big.yaml: config file of 1,250,")
+
+# analyze: settings and output folders (issue 25 families 2, 4, 7)
+def an(w: World, t: Path, *extra: str, out: str | None = "out") -> list[str]:
+    argv = ["analyze", str(w.face), "--generator", str(w.generator), "--device", "cpu",
+            "--no-progress", *extra]
+    return argv + (["--out", str(t / out)] if out else [])
+
+
+def _earlier_run(t: Path) -> Path:
+    _file(t, "earlier/results.json", json.dumps({"created": "2026-01-01", "complete": False,
+                                                  "inputs": []}))
+    return t / "bad" / "earlier"
+
+
+def _folder_in_use(t: Path) -> Path:
+    import os
+    import socket
+    _file(t, "busy/.mrigan.lock", json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    return t / "bad" / "busy"
+
+
+for _id, _value in [("dotdot", ".."), ("up-and-out", "../../x"), ("absolute", "/tmp/x"),
+                    ("empty", "")]:
+    cli_case(f"analyze/name-{_id}", lambda w, t, v=_value: an(w, t, "--set", f"name={v}", out=None),
+             lambda w, t, v=_value: f"{v!r} must be a plain folder name")
+cli_case("analyze/thresholds-four",
+         lambda w, t: an(w, t, "--set", "faces.thresholds=[0.1,0.2,0.3,0.4]"),
+         lambda w, t: "faces.thresholds: expected exactly 3 values, got 4")
+cli_case("analyze/out-holds-an-earlier-run",
+         lambda w, t: an(w, t, "--out", str(_earlier_run(t)), out=None),
+         lambda w, t: "holds an earlier analysis (incomplete, 2026-01-01)")
+cli_case("analyze/out-in-use", lambda w, t: an(w, t, "--out", str(_folder_in_use(t)), out=None),
+         lambda w, t: "is writing into this folder")
 
 # mri: unreadable images (fileio.read_image)
 for _id, _make, _name in [
