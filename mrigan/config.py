@@ -201,7 +201,9 @@ def read_yaml(path: str | os.PathLike, *, _chain: tuple[Path, ...] = ()) -> dict
     path = resolve_config_path(path)
     if not path.is_file():
         where = f" (base of {_chain[-1]})" if _chain else ""
-        raise ConfigError("config file not found" + where, path)
+        what = ("is a folder, not a config file" if path.is_dir() else
+                "is not a regular file" if path.exists() else "config file not found")
+        raise ConfigError(what + where, path)
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
         raise ConfigError(f"config file of {size:,} bytes is over the cap of "

@@ -238,6 +238,18 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
         return None
 
 
+def image_frame_count(path: str | os.PathLike) -> int:
+    """How many frames (an animated WebP/GIF/PNG) or pages (a TIFF) an image file holds, from
+    its header; 1 when Pillow cannot tell. :func:`read_image` reads the first."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return max(1, int(getattr(im, "n_frames", 1)))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return 1
+
+
 def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB uint8 HxWx3, with a clear error naming the file.
 

@@ -347,6 +347,11 @@ for _id, _text, _name in [
                 "--set", f"out_dir={t}/runs"]
     cli_case(f"train-gan/{_id}", _config_argv, lambda w, t, n=_name: n)
 
+cli_case("train-gan/config-base-a-folder",
+         lambda w, t: ["train-gan", "--config", str(_file(t, "folder.yaml", "base: .\n")),
+                       "--set", f"out_dir={t}/runs"],
+         lambda w, t: "is a folder, not a config file (base of")
+
 # export-generator: checkpoints and output paths
 cli_case("export/missing", lambda w, t: ["export-generator", f"{t}/none.pt"], lambda w, t: "none.pt")
 cli_case("export/zero-byte", lambda w, t: ["export-generator", str(_zero(t))], lambda w, t: "zero.pt")

@@ -263,6 +263,12 @@ class Analyzer:
         base = {"path": str(item.path), "kind": "image" if item.kind == "image" else "video"}
         if item.kind == "missing":
             return InputResult(**base, status="missing", reason="no such file or folder")
+        if item.kind == "empty":
+            return InputResult(**base, status="missing",
+                               reason="folder holds no image or video file (by suffix)")
+        if item.kind == "special":  # never opened: a FIFO would block, /dev/zero never end
+            return InputResult(**base, status="unreadable",
+                               reason="not a regular file (a FIFO, device or socket)")
         try:
             sha = sha256_file(item.path)
             source, meta = open_input(item, self.config.frames)
