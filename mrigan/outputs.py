@@ -137,7 +137,9 @@ class BatchRun:
     records an item as finished; leaving normally removes the marker, leaving by an exception
     (Ctrl-C, SIGTERM, a full disk) rewrites it with the reason and the items not done, so a cut
     run is never mistaken for a finished one (after a SIGKILL the marker lists the items of the
-    start). Nothing else is removed.
+    start). A bad input (a :class:`MriganError`) met before any item was done leaves nothing:
+    the marker goes, and so does the folder when this run made it and it is empty. Nothing
+    else is removed.
     """
 
     def __init__(self, out: str | os.PathLike, command: str, todo: Iterable[str] = (), *,
@@ -149,6 +151,7 @@ class BatchRun:
         self.lock = lock or FolderLock(self.out / LOCK_NAME)
         self.marker = self.out / f"INCOMPLETE{suffix}.json"
         self.started = ""
+        self.made_folder = False
 
     @property
     def not_done(self) -> list[str]:
@@ -168,6 +171,7 @@ class BatchRun:
             "complete": False, "stopped": stopped, "not_done": self.not_done})
 
     def __enter__(self) -> BatchRun:
+        self.made_folder = not self.out.exists()
         self.lock.__enter__()
         try:
             self.started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -178,8 +182,9 @@ class BatchRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        clean = exc is None or (isinstance(exc, MriganError) and not self.finished)
         try:
-            if exc is None:
+            if clean:
                 self.marker.unlink(missing_ok=True)
             else:
                 try:
@@ -189,6 +194,12 @@ class BatchRun:
                                  f"{again}")
         finally:
             self.lock.__exit__(None, None, None)
+        if clean and exc is not None and self.made_folder:
+            for folder in sorted((p for p in self.out.rglob("*") if p.is_dir()), reverse=True):
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+            if not any(self.out.iterdir()):
+                self.out.rmdir()
 
 
 LOCK_NAME = ".mrigan.lock"
