@@ -171,6 +171,20 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
         container.close()
 
 
+def frame_layout(path: str | os.PathLike) -> dict:
+    """What shapes the frames read from ``path`` beyond its bytes, when it is not "as stored,
+    from its only video stream": ``{"rotation", "flipped", "stream"}``; ``{}`` otherwise, and
+    for a file that cannot be opened (decoding it then says why). For caches of per-frame
+    results (face boxes): boxes found on frames read another way are not reused."""
+    try:
+        info = video_info(path)
+    except VideoDecodeError:
+        return {}
+    if not (info.rotation or info.flipped or info.video_streams > 1):
+        return {}
+    return {"rotation": info.rotation, "flipped": info.flipped, "stream": info.stream}
+
+
 def iter_frames(path: str | os.PathLike, every: int = 10,
                 max_frames: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame_index, RGB uint8 HxWx3)`` for frames 0, every, 2*every, ...
