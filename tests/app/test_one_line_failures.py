@@ -117,3 +117,21 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line(tmp_path, monkeypatch
     last = err.strip().splitlines()[-1]
     assert last.startswith("mrigan train-gan: error: ") and ".pt: could not write" in last
     assert "bytes free" in last and "--resume" in last
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(ffpp_root, gen, tmp_path,
+                                                             monkeypatch, capsys):
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):  # as on a read-only mount (root ignores chmod)
+        if str(path).startswith(str(tmp_path / "ro")):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    video = ffpp_root / "original_sequences/youtube/c23/videos/519.mp4"
+    code = cli(["analyze", str(video), "--generator", str(gen), "--out", str(tmp_path / "ro"),
+                *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "Read-only file system" in err[0], err
+    assert str(tmp_path / "ro") in err[0]

@@ -13,7 +13,7 @@ the rest is kept small - the generator gets one stacked uint8 batch per call, an
 ``out_dir`` the report-only pictures (frame thumbnails, worst-k frames) are not made. Neither
 changes a figure (``tests/app/test_analyze_levers.py``).
 
-(Just over 400 lines: the Analyzer's per-input states - stream, score, track, finish - share one
+(Under 500 lines: the Analyzer's per-input states - stream, score, track, finish - share one
 guard and one state object; splitting them would pass that state between modules.)
 """
 
@@ -449,12 +449,21 @@ class Analyzer:
                          [{"frame": f.frame, "track": f.track, "mri_mean": f.mri["mean"],
                            "fake_probability": f.fake_probability} for f in all_faces],
                          threshold=verdict.thresholds.get("threshold"), score_source=source,
-                         fps=state.fps, title=f"{printable(state.item.path.name)}: {verdict.label.upper()}")
+                         fps=_constant_rate(state), title=f"{printable(state.item.path.name)}: {verdict.label.upper()}")
         return InputResult(**base, status="analysed", dir=state.dir, sha256=sha, fps=state.fps,
                            frames_read=len(state.frame_order), faces=len(all_faces),
                            frames=tuple(frames), tracks=tuple(track_results), verdict=verdict,
                            timeline=timeline, warnings=tuple(state.warnings),
                            face_coverage=state.coverage, second_pass=state.second_pass, **meta)
+
+
+def _constant_rate(state: _InputState) -> float | None:
+    """The input's fps when every frame's own time is ``index / fps`` (within half a frame),
+    else None: a variable-frame-rate timeline gets no seconds axis rather than a wrong one."""
+    fps = state.fps
+    if not fps or any(abs(t - i / fps) > 0.5 / fps for i, t in state.times.items()):
+        return None
+    return fps
 
 
 def _thumbnail(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
