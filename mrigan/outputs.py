@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mrigan.errors import MriganError
-from mrigan.fileio import atomic_write_json
+from mrigan.fileio import atomic_write_bytes, atomic_write_json
 
 
 class OutputLocationError(MriganError, ValueError):
@@ -137,9 +137,9 @@ class BatchRun:
     records an item as finished; leaving normally removes the marker, leaving by an exception
     (Ctrl-C, SIGTERM, a full disk) rewrites it with the reason and the items not done, so a cut
     run is never mistaken for a finished one (after a SIGKILL the marker lists the items of the
-    start). A bad input (a :class:`MriganError`) met before any item was done leaves nothing:
-    the marker goes, and so does the folder when this run made it and it is empty. Nothing
-    else is removed.
+    start). A bad input (a :class:`MriganError`) met before any item was done leaves the folder
+    as it was: an earlier run's marker is put back, a folder this run made is removed again
+    when empty. Nothing else is removed.
     """
 
     def __init__(self, out: str | os.PathLike, command: str, todo: Iterable[str] = (), *,
@@ -152,6 +152,7 @@ class BatchRun:
         self.marker = self.out / f"INCOMPLETE{suffix}.json"
         self.started = ""
         self.made_folder = False
+        self.earlier_marker: bytes | None = None
 
     @property
     def not_done(self) -> list[str]:
@@ -174,6 +175,8 @@ class BatchRun:
         self.made_folder = not self.out.exists()
         self.lock.__enter__()
         try:
+            if self.marker.is_file():  # a run cut short before: kept if this one is refused
+                self.earlier_marker = self.marker.read_bytes()
             self.started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
             self._write(None)
         except BaseException:
@@ -184,7 +187,9 @@ class BatchRun:
     def __exit__(self, exc_type, exc, tb) -> None:
         clean = exc is None or (isinstance(exc, MriganError) and not self.finished)
         try:
-            if clean:
+            if clean and exc is not None and self.earlier_marker is not None:
+                atomic_write_bytes(self.marker, self.earlier_marker)
+            elif clean:
                 self.marker.unlink(missing_ok=True)
             else:
                 try:

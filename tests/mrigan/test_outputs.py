@@ -49,3 +49,15 @@ def test_batch_run_marks_a_cut_run_and_leaves_nothing_for_a_bad_input(tmp_path):
     with pytest.raises(MriganError), BatchRun(fresh, "mri", ["a"]):
         raise MriganError("a bad first input")
     assert not fresh.exists()  # a bad input before any work leaves no folder behind
+
+
+def test_a_refused_rerun_puts_back_the_marker_of_the_run_cut_short(tmp_path):
+    from mrigan.outputs import BatchRun
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt), BatchRun(out, "build", ["a", "b"]):
+        raise KeyboardInterrupt
+    cut = (out / "INCOMPLETE.json").read_bytes()
+    with pytest.raises(MriganError), BatchRun(out, "build", ["a", "b"]):
+        raise MriganError("other settings")  # refused before any work
+    assert (out / "INCOMPLETE.json").read_bytes() == cut

@@ -219,8 +219,8 @@ class Analyzer:
             raise AnalyzeError("no input given")
         out = check_output_dir(out_dir, paths) if out_dir is not None else None
         items = discover_inputs(paths)
-        if out is not None:
-            check_earlier_run(out, replace=replace)  # before the folder is made
+        if out is not None and not replace:
+            check_earlier_run(out, replace=False)  # before the folder is made
         created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         results: list[InputResult] = []
 
@@ -234,8 +234,9 @@ class Analyzer:
         batch = (BatchRun(out, "analyze", [str(i.path) for i in items]) if out is not None
                  else contextlib.nullcontext())
         with batch:
-            if out is not None:
-                check_earlier_run(out, replace=replace)  # again, now that the folder is ours
+            if out is not None:  # again (or, with replace, first), now that the folder is ours
+                check_earlier_run(out, replace=replace)
+                batch.plan(batch.todo)  # the marker, anew (replace removed an earlier one)
             try:
                 for i, item in enumerate(items, 1):
                     r = self._run_one(item, input_slug(item.path, i) if out else None, out,
