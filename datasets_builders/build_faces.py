@@ -51,7 +51,7 @@ from datasets_builders.faces import (
     Detectors,
     FaceDetectionConfig,
     FaceDetector,
-    MultiFaceError,
+    FaceSkipError,
     find_faces,
     iter_face_tracks,
 )
@@ -211,7 +211,7 @@ class FaceUnitBuilder:
                         dataset_split=item.dataset_split or ""))
         except VideoDecodeError as exc:
             return skip("video unreadable", exc.reason)
-        except MultiFaceError as exc:
+        except FaceSkipError as exc:  # multi-face, too small
             return skip(exc.reason, exc.problem)
         record.update(rows=rows, videos_read=1)
         return record

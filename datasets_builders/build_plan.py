@@ -107,6 +107,7 @@ def plan_units(cfg: BuildConfig) -> Plan:
         reals = {Path(i.path).resolve(): i for i in items if i.label == "real"}
         fakes_of: dict[Path, list[VideoItem]] = defaultdict(list)
         implied: dict[Path, VideoItem] = {}
+        listed_fakes = {Path(i.path).resolve() for i in items if i.label == "fake"}
         for item in items:
             if item.label != "fake":
                 continue
@@ -114,6 +115,11 @@ def plan_units(cfg: BuildConfig) -> Plan:
                 skipped.append({"path": str(item.path), "reason": "fake without original"})
             elif not item.original.is_file():
                 skipped.append({"path": str(item.path), "reason": "original missing"})
+            elif Path(item.original).resolve() == Path(item.path).resolve():
+                # its frames would become real rows and its fake rows black MRIs
+                skipped.append({"path": str(item.path), "reason": "fake listed as its own original"})
+            elif Path(item.original).resolve() in listed_fakes:
+                skipped.append({"path": str(item.path), "reason": "original is listed as a fake"})
             else:
                 original = Path(item.original).resolve()
                 fakes_of[original].append(item)

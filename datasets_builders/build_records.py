@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from datasets_builders.build_config import NOT_SHAPING, BuildConfig, BuildError
 from datasets_builders.build_plan import Plan, Unit
 from mrigan.fileio import atomic_write_json
 from mrigan.mri_df_format import write_manifest
+from mrigan.outputs import FolderLock
 
 FINGERPRINT_NAME = "fingerprint.json"
 
@@ -116,56 +115,12 @@ def clear_build(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-class BuildLock:
+class BuildLock(FolderLock):
     """``locks/shard-<k>-of-<n>.lock`` held while one shard is written (see the module doc)."""
 
     def __init__(self, out: Path, shard_tag: str) -> None:
-        self.path = out / "locks" / f"shard-{shard_tag}.lock"
-        self.held = False
-
-    def __enter__(self) -> BuildLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname()}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and not self._stale(owner):
-                    raise BuildError(f"another build (pid {owner.get('pid')} on {owner.get('host')}) "
-                                     "is writing this shard into this folder; wait for it or use "
-                                     "another --out", self.path) from None
-                self.path.unlink(missing_ok=True)  # a dead writer's lock: take it over
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(me, fh)
-            self.held = True
-            return self
-        raise BuildError("could not take the build lock", self.path)
-
-    def _owner(self) -> dict | None:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else None
-        except (OSError, ValueError):
-            return None  # half-written by a writer killed at once: stale
-
-    @staticmethod
-    def _stale(owner: dict) -> bool:
-        if owner.get("host") != socket.gethostname():
-            return False  # another machine's process cannot be checked: assume alive
-        try:
-            os.kill(int(owner.get("pid", -1)), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError, TypeError):
-            return False
-        return False
-
-    def __exit__(self, *exc) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+        super().__init__(out / "locks" / f"shard-{shard_tag}.lock", "another build",
+                         "this shard into this folder", BuildError)
 
 
 def record_path(out: Path, unit: Unit) -> Path:

@@ -1,7 +1,9 @@
 """The one build loop of the unit builders (MRI-DF and labelled face sets).
 
 Both builders plan *units* (``build_plan.Unit``), then run this loop: refuse an output folder
-inside the inputs, take the shard's writer lock, check the settings fingerprint, save the
+inside the inputs, take the shard's writer lock and mark the shard incomplete
+(``mrigan.outputs.BatchRun``: ``INCOMPLETE.json`` until the shard ends, left naming the units
+not built when it is cut short), check the settings fingerprint, save the
 config, build every unit of the shard that has no done record (``build_records``), and join
 the records into ``manifest.csv`` + ``summary.json`` once no unit is pending. What a unit
 becomes is the builder's ``process(unit) -> record`` function; resume, shards, locks,
@@ -27,7 +29,7 @@ from datasets_builders.build_records import (
 from datasets_builders.build_workers import unit_results
 from mrigan.config import save_config
 from mrigan.mri_df_format import ManifestError
-from mrigan.outputs import OutputLocationError, check_output_dir
+from mrigan.outputs import BatchRun, OutputLocationError, check_output_dir
 
 
 def check_output(cfg, plan: Plan | None = None) -> Path:
@@ -68,7 +70,8 @@ def run_units(cfg, plan: Plan, start: Callable[[Path], Callable[[Unit], dict]], 
     out.mkdir(parents=True, exist_ok=True)
     fp = fingerprint(cfg)
     summary.units_total, summary.units_in_shard = len(plan.units), len(mine)
-    with BuildLock(out, cfg.shard_tag):
+    suffix = "" if cfg.shard == "1/1" else f".shard-{cfg.shard_tag}"
+    with BatchRun(out, f"build ({desc})", lock=BuildLock(out, cfg.shard_tag), suffix=suffix) as batch:
         check_fingerprint(out, fp, restart=restart)
         save_config(cfg, out / shard_config_name(cfg))
         pending = []
@@ -77,6 +80,7 @@ def run_units(cfg, plan: Plan, start: Callable[[Path], Callable[[Unit], dict]], 
                 summary.units_resumed += 1
             else:
                 pending.append(unit)
+        batch.plan(u.key for u in pending)
         results = unit_results(pending, start, out, getattr(cfg, "workers", 1))
         bar = _progress(results, cfg.progress, desc, len(pending))
         rows = 0
@@ -91,6 +95,7 @@ def run_units(cfg, plan: Plan, start: Callable[[Path], Callable[[Unit], dict]], 
                                         f"id {row['video']!r}", out)
                 written.add(row["image"])
             save_record(out, unit, record, fp)
+            batch.done(unit.key)
             summary.units_built += 1
             rows += len(record["rows"])
             if hasattr(bar, "set_postfix"):

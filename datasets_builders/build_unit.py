@@ -37,7 +37,7 @@ from datasets_builders.augment import PlanRunner, make_plan, plan_label, save_pl
 from datasets_builders.build_config import BuildConfig
 from datasets_builders.build_plan import Unit
 from datasets_builders.face_follow import follow_settings
-from datasets_builders.faces import BoxCache, Detectors, MultiFaceError, crop_face, iter_face_tracks
+from datasets_builders.faces import BoxCache, Detectors, FaceSkipError, crop_face, iter_face_tracks
 from datasets_builders.frames import VideoDecodeError, iter_frames
 from datasets_builders.prefetch import FrameMemo, background
 from datasets_builders.sources import VideoItem
@@ -260,7 +260,7 @@ def _build_unit(unit: Unit, ctx: Context) -> dict:
             _write_pairs(batch, ctx, base_row)
     except VideoDecodeError as exc:
         return skip_unit("original unreadable", exc.reason)
-    except MultiFaceError as exc:  # the unit's fakes go with their original
+    except FaceSkipError as exc:  # multi-face, too small: the unit's fakes go with their original
         return skip_unit(exc.reason, exc.problem)
     finally:  # an error mid-unit (a failed PNG save) stops the decode threads now, not at GC
         tracked.close()

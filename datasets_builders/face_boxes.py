@@ -17,7 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from datasets_builders.frames import frame_layout
 from mrigan.fileio import atomic_write_json
+from mrigan.media import is_image
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,8 @@ def passes_from_json(data: dict, boxes: Sequence[Sequence[FaceBox]]) -> list[lis
 class BoxCache:
     """One JSON file per original video under ``folder``: its frame indices and boxes.
 
-    An entry is used only when its ``key`` (video size, frame step, detector settings)
+    An entry is used only when its ``key`` (video size, frame step, detector settings, and
+    for a rotated or multi-stream video how its frames are read: ``frames.frame_layout``)
     matches, so changing the thresholds or ``every`` never silently reuses stale boxes.
     """
 
@@ -202,8 +205,12 @@ class BoxCache:
     @staticmethod
     def key(video: str | os.PathLike, every: int, max_frames: int | None, settings: dict) -> dict:
         st = os.stat(video)
-        return {"video_name": Path(video).name, "video_bytes": st.st_size, "every": int(every),
-                "max_frames": max_frames, "settings": settings}
+        key = {"video_name": Path(video).name, "video_bytes": st.st_size, "every": int(every),
+               "max_frames": max_frames, "settings": settings}
+        layout = {} if is_image(video) else frame_layout(video)
+        if layout:  # only then: entries of upright single-stream videos stay valid
+            key["frames"] = layout
+        return key
 
     def load(self, video_id: str, key: dict) -> tuple[list[int], list[list[FaceBox]]] | None:
         hit = self.load_with_passes(video_id, key)

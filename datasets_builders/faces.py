@@ -203,12 +203,16 @@ class FaceDetector:
         return [np.asarray(boxes, dtype=np.float64).reshape(-1, 5) for boxes in batch_boxes]
 
     def _detect_batch(self, frames: list[np.ndarray], scale: float) -> list[list[FaceBox]]:
+        full_h, full_w = frames[0].shape[:2]
         if scale != 1.0:
-            h, w = frames[0].shape[:2]
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            size = (max(1, round(full_w * scale)), max(1, round(full_h * scale)))
             frames = [cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]
-            scale = size[0] / w  # the scale actually applied
+            scale = size[0] / full_w  # the scale actually applied
         min_size = max(12.0, self.min_face_size * scale)  # MTCNN's smallest pyramid face
+        if min(frames[0].shape[:2]) < min_size:  # no pyramid level fits: MTCNN cannot run
+            raise FrameTooSmallError(f"image too small for face detection ({full_w}x{full_h}; "
+                                     f"faces of at least {self.min_face_size} px are looked "
+                                     "for)")
         results = []
         for arr in self.run_mtcnn(np.stack(frames), min_size):
             # rounded as in the box cache, so fresh and cached boxes crop identically
@@ -227,7 +231,21 @@ class NoFaceError(MriganError, ValueError):
     """No face found in a video or image (names the file)."""
 
 
-class MultiFaceError(MriganError, ValueError):
+class FaceSkipError(MriganError, ValueError):
+    """A video or image its reader skips and counts under ``reason`` (builders' skip reason,
+    analyze's ``no_face`` status with the message as its reason)."""
+
+    reason = "no face found"
+
+
+class FrameTooSmallError(FaceSkipError):
+    """A frame smaller than the smallest face MTCNN looks for (a 17x9 image or video, 1x1,
+    60000x2): said so, rather than the cascade's empty ``torch.cat``."""
+
+    reason = "too small for face detection"
+
+
+class MultiFaceError(FaceSkipError):
     """A video discarded by the multi-face rule (``faces.drop_multi_face``); builders count it
     as the skip reason ``multi_face``."""
 

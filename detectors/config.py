@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from detectors.freezing import FreezeConfig
-from mrigan.config import Checked, ConfigError, bounds
+from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
 
 #: ``train.optimizer`` and ``train.scheduler`` names (see detectors.train).
 OPTIMIZERS = ("adam", "adamw")
@@ -125,7 +125,7 @@ class DetectorTrainConfig(Checked):
 
 @dataclass(frozen=True)
 class DetectorConfig(Checked):
-    name: str = "detector_plain"
+    name: str = field(default="detector_plain", metadata=RUN_NAME)
     out_dir: str = "runs"  # outputs go to <out_dir>/<name>/
     model: DetectorModelConfig = field(default_factory=DetectorModelConfig)
     input: DetectorInputConfig = field(default_factory=DetectorInputConfig)
@@ -170,7 +170,7 @@ class AggregationConfig(Checked):
 
 @dataclass(frozen=True)
 class EvaluateConfig(Checked):
-    name: str = "evaluate"
+    name: str = field(default="evaluate", metadata=RUN_NAME)
     checkpoint: str = ""  # a train-detector checkpoint (best.pt)
     out_dir: str = ""  # empty: <checkpoint run>/reports/<name>
     validation: EvalFaceSetConfig = field(

@@ -29,11 +29,25 @@ class CheckpointError(MriganError, RuntimeError):
     """A checkpoint or weight file that is missing, unreadable or of the wrong kind."""
 
 
+class CheckpointWriteError(MriganError, OSError):
+    """A checkpoint that could not be written (a full disk: torch's writer says only
+    "unexpected pos"); the previous checkpoint is intact."""
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """``torch.save`` into a temp file beside ``path``, then rename over it."""
+    import shutil
+
     path = Path(path)
-    with atomic_open(path, "wb") as fh:
-        torch.save(state, fh)
+    try:
+        with atomic_open(path, "wb") as fh:
+            torch.save(state, fh)
+    except RuntimeError as exc:  # torch's stream writer turns a failed write into this
+        free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
+        raise CheckpointWriteError(
+            f"could not write the checkpoint ({' '.join(str(exc).split())[:160]}); "
+            f"{free:,} bytes free on its disk - free some space and resume (--resume): the "
+            "previous checkpoint is intact", path) from exc
     return path
 
 

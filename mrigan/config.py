@@ -15,6 +15,9 @@ file name and the key, so a typo never silently falls back to a default.
   Python derives from :class:`Checked` (or calls :func:`check_bounds` in its
   ``__post_init__``): the same error, naming the class and the field. Only checks of one field
   against another stay hand-written in ``__post_init__``.
+* **Bounded**: a config file over :data:`MAX_CONFIG_BYTES`, YAML nested too deeply, a key
+  given twice in one mapping, and a fixed-length list (``tuple[float, float, float]``) of
+  another length are refused naming the file and key - never cut, never a traceback.
 * **Presets by inheritance**: a YAML file may say ``base: mri_gan.yaml`` (resolved relative to
   the file; chains allowed, cycles are an error) and give only what differs; nested sections
   merge key by key, lists are replaced whole.
@@ -44,8 +47,29 @@ class ConfigError(MriganError, ValueError):
     """A config file or override that does not fit its dataclass."""
 
 
+#: Largest config file (or ``--set`` value) read: a config is a page of settings, not data
+#: (a 20 MB file of 2.5 million thresholds took 83 s and 2.4 GB before it could be refused).
+MAX_CONFIG_BYTES = 1_000_000
+
+
 class ConfigLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads YAML 1.2 floats: ``1e-4``, ``1E5``, ``-2.5e+3``."""
+    """``yaml.SafeLoader`` that also reads YAML 1.2 floats: ``1e-4``, ``1E5``, ``-2.5e+3``, and
+    refuses a key given twice in one mapping (YAML's "last one wins" hides typos)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice (first on line {first.line + 1})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 ConfigLoader.add_implicit_resolver(
@@ -56,19 +80,30 @@ ConfigLoader.add_implicit_resolver(
 
 
 def yaml_load(text: str) -> Any:
-    """Parse YAML text with :class:`ConfigLoader` (safe: no Python objects)."""
-    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    """Parse YAML text with :class:`ConfigLoader` (safe: no Python objects). Text nested too
+    deeply for the parser is a ``yaml.YAMLError`` (as any other malformed YAML), never a
+    ``RecursionError``."""
+    try:
+        return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply (a config is a few levels of sections)") from None
 
 
-_RULE_KEYS = ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum", "choices")
+_RULE_KEYS = ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum", "choices",
+              "path_component")
 
 
 def bounds(*, minimum: float | None = None, maximum: float | None = None,
            exclusive_minimum: float | None = None, exclusive_maximum: float | None = None,
-           choices: Iterable[Any] | None = None) -> dict[str, Any]:
+           choices: Iterable[Any] | None = None, path_component: bool = False,
+           ) -> dict[str, Any]:
     """Field metadata checked by the loader (and by :func:`check_bounds`):
-    ``x: int = field(default=1, metadata=bounds(minimum=1))``. ``None`` values pass."""
+    ``x: int = field(default=1, metadata=bounds(minimum=1))``. ``None`` values pass.
+    ``path_component``: a string used as one folder name (a run's ``name`` under ``runs/``):
+    not empty, not ``.`` or ``..``, without ``/``, ``\\`` or NUL."""
     out: dict[str, Any] = {}
+    if path_component:
+        out["path_component"] = True
     if minimum is not None:
         out["minimum"] = minimum
     if maximum is not None:
@@ -81,6 +116,9 @@ def bounds(*, minimum: float | None = None, maximum: float | None = None,
         out["choices"] = tuple(choices)
     return out
 
+
+#: The rule of a run's ``name``: one folder under the output folder, never a path out of it.
+RUN_NAME = bounds(path_component=True)
 
 #: Rules for fields that declare no ``bounds`` metadata, by field name, in every config class.
 #: Counts and sizes that cannot be negative, steps/intervals that must be positive, fractions.
@@ -116,6 +154,9 @@ def parse_overrides(items: Iterable[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.sub=value")
         key, raw = item.split("=", 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"override {key.strip()!r}: value of {len(raw):,} characters is "
+                              f"over the cap of {MAX_CONFIG_BYTES:,}")
         try:
             value = yaml_load(raw) if raw.strip() else ""
         except yaml.YAMLError as exc:
@@ -160,7 +201,13 @@ def read_yaml(path: str | os.PathLike, *, _chain: tuple[Path, ...] = ()) -> dict
     path = resolve_config_path(path)
     if not path.is_file():
         where = f" (base of {_chain[-1]})" if _chain else ""
-        raise ConfigError("config file not found" + where, path)
+        what = ("is a folder, not a config file" if path.is_dir() else
+                "is not a regular file" if path.exists() else "config file not found")
+        raise ConfigError(what + where, path)
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file of {size:,} bytes is over the cap of "
+                          f"{MAX_CONFIG_BYTES:,} (a config is a page of settings)", path)
     try:
         data = yaml_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
@@ -258,6 +305,10 @@ def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
             or NAMED_BOUNDS.get(f.name, {}))
     if not rule or value is None:
         return
+    if rule.get("path_component") and isinstance(value, str) and (
+            value.strip() in ("", ".", "..") or any(c in value for c in "/\\\0")):
+        raise ConfigError(f"{where}: {value!r} must be a plain folder name (not empty, not "
+                          "'..', without '/'): it names a folder under the output folder")
     if "choices" in rule and value not in rule["choices"]:
         raise ConfigError(f"{where}: {value!r} is not one of {list(rule['choices'])}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -298,8 +349,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin in (tuple, list):
         args = typing.get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):  # never cut or padded silently
+                raise ConfigError(f"{where}: expected exactly {len(args)} values, got "
+                                  f"{len(value)}")
             return tuple(_coerce(a, v, f"{where}[{i}]")
-                         for i, (a, v) in enumerate(zip(args, value, strict=False)))
+                         for i, (a, v) in enumerate(zip(args, value, strict=True)))
         inner = args[0] if args else Any
         seq = [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(seq) if origin is tuple else seq

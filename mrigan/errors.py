@@ -30,3 +30,8 @@ class MriganError(Exception):
 class InputValueError(MriganError, ValueError):
     """Input values a computation cannot give a meaningful answer for: NaN or infinite pixels,
     integer and floating images mixed in one call (their scales differ: 0..255 vs 0..1)."""
+
+
+class InputTypeError(MriganError, TypeError):
+    """An input of a type a computation does not take (an object array, a list of strings
+    where images are expected)."""

@@ -71,6 +71,16 @@ def _process_umask() -> int:
     return mask
 
 
+def printable(text: str) -> str:
+    """``text`` as valid Unicode for a page or a terminal: the bytes of a file name that are
+    not UTF-8 (kept by Python as lone surrogates U+DC80..U+DCFF) shown as ``\\xNN``, any other
+    lone surrogate as ``\\uXXXX``; everything else unchanged."""
+    if text.isascii():
+        return text
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+                   else f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as fh:
         fh.write(data)
@@ -226,6 +236,18 @@ def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
         return (int(found.group(1)), 1) if found else (Image.MAX_IMAGE_PIXELS * 2 + 1, 1)
     except (UnidentifiedImageError, OSError, ValueError):
         return None
+
+
+def image_frame_count(path: str | os.PathLike) -> int:
+    """How many frames (an animated WebP/GIF/PNG) or pages (a TIFF) an image file holds, from
+    its header; 1 when Pillow cannot tell. :func:`read_image` reads the first."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return max(1, int(getattr(im, "n_frames", 1)))
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return 1
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:

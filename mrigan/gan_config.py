@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mrigan.config import Checked, ConfigError, bounds
+from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import GanLossConfig
 from mrigan.paired_augment import PairedAugmentConfig
@@ -118,7 +118,7 @@ class GanTrainConfig(Checked):
 class GanConfig(Checked):
     """One MRI-GAN experiment; YAML files in ``configs/`` fill it (see ``mri_gan.yaml``)."""
 
-    name: str = "mri_gan"
+    name: str = field(default="mri_gan", metadata=RUN_NAME)
     out_dir: str = "runs"  # the run writes into <out_dir>/<name>/
     model: GanModelConfig = field(default_factory=GanModelConfig)
     loss: GanLossConfig = field(default_factory=GanLossConfig)

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from mrigan import __version__
 from mrigan.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mrigan.device import autocast, resolve_device, resolve_precision
-from mrigan.errors import InputValueError
+from mrigan.errors import InputTypeError, InputValueError
 from mrigan.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from mrigan.model_card import validate_card
 from mrigan.models import (
@@ -183,7 +183,7 @@ class MRIGenerator:
         """(N, 3, H, W) float faces in [0, 1] (any device) -> (N, 3, H, W) MRIs in [0, 1] on
         the generator's device; resized to ``image_size`` and back when H, W differ."""
         if faces.dim() != 4 or faces.shape[1] != 3:
-            raise ValueError(f"expected (N, 3, H, W) faces, got shape {tuple(faces.shape)}")
+            raise InputValueError(f"expected (N, 3, H, W) faces, got shape {tuple(faces.shape)}")
         size = self.image_size
         h, w = faces.shape[-2:]
         outs = []
@@ -232,12 +232,14 @@ class MRIGenerator:
         for i, face in enumerate(faces):
             if isinstance(face, torch.Tensor):
                 if face.dim() != 3:
-                    raise ValueError(f"faces[{i}]: expected a (3, H, W) tensor, got {tuple(face.shape)}")
+                    raise InputValueError(f"faces[{i}]: expected a (3, H, W) tensor, got "
+                                          f"{tuple(face.shape)}")
                 units.append(_tensor_to_unit(face[None], f"faces[{i}]")[0])
             else:
                 arr = _as_array(face, f"faces[{i}]")
                 if arr.ndim != 3:
-                    raise ValueError(f"faces[{i}]: expected one HxWx3 face, got shape {arr.shape}")
+                    raise InputValueError(f"faces[{i}]: expected one HxWx3 face, got shape "
+                                          f"{arr.shape}")
                 units.append(_tensor_to_unit(torch.from_numpy(
                     np.ascontiguousarray(arr.transpose(2, 0, 1)))[None], f"faces[{i}]")[0])
         results: list[Any] = [None] * len(units)
@@ -265,27 +267,31 @@ def _as_array(face: Any, what: str) -> np.ndarray:
     if Image is not None and isinstance(face, Image.Image):
         face = np.asarray(face.convert("RGB"))
     if not isinstance(face, np.ndarray):
-        raise TypeError(f"{what}: expected a numpy array, PIL image or tensor, got "
-                        f"{type(face).__name__}")
+        raise InputTypeError(f"{what}: expected a numpy array, PIL image or tensor, got "
+                             f"{type(face).__name__}")
     if face.ndim not in (3, 4) or face.shape[-1] != 3:
-        raise ValueError(f"{what}: expected HxWx3 (or NxHxWx3) RGB, got shape {face.shape}")
+        raise InputValueError(f"{what}: expected HxWx3 (or NxHxWx3) RGB, got shape {face.shape}")
+    if face.dtype != np.uint8 and not np.issubdtype(face.dtype, np.floating):
+        raise InputTypeError(f"{what}: expected uint8 or float pixels, got {face.dtype}")
     return face
 
 
 def _tensor_to_unit(x: torch.Tensor, what: str) -> torch.Tensor:
     """uint8 -> /255; floats must already be in [0, 1] (a clear error otherwise)."""
     if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"{what}: expected 3-channel (3, H, W) / (N, 3, H, W) tensors, "
-                         f"got shape {tuple(x.shape)}")
+        raise InputValueError(f"{what}: expected 3-channel (3, H, W) / (N, 3, H, W) tensors, "
+                              f"got shape {tuple(x.shape)}")
+    if 0 in x.shape[-2:]:
+        raise InputValueError(f"{what}: empty image ({x.shape[-1]}x{x.shape[-2]} pixels)")
     if x.dtype == torch.uint8:
         return x.float().div_(255.0)
     if not x.is_floating_point():
-        raise TypeError(f"{what}: expected uint8 or float values, got {x.dtype}")
+        raise InputTypeError(f"{what}: expected uint8 or float values, got {x.dtype}")
     if x.numel() and not bool(torch.isfinite(x).all()):
         raise InputValueError(f"{what}: {int((~torch.isfinite(x)).sum())} non-finite value(s) "
                               "(NaN or inf) in the faces")
     if x.numel() and (x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(f"{what}: float faces must be in [0, 1] (got "
+        raise InputValueError(f"{what}: float faces must be in [0, 1] (got "
                          f"[{float(x.min()):.3g}, {float(x.max()):.3g}]); pass uint8 for 0..255")
     return x.float()
 
@@ -396,6 +402,8 @@ def _read_json_object(path: Path, what: str) -> dict:
         raise CheckpointError(f"{what} is not UTF-8 text ({exc.reason})", path) from exc
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{what} is not valid JSON ({exc})", path) from exc
+    except RecursionError:
+        raise CheckpointError(f"{what} is nested too deeply to be a sidecar", path) from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{what} must be a JSON object, got {type(data).__name__}", path)
     return data
@@ -412,6 +420,8 @@ def _safetensors_metadata(path: Path) -> dict:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"header metadata 'mrigan' is not valid JSON ({exc})", path) from exc
+    except RecursionError:
+        raise CheckpointError("header metadata 'mrigan' is nested too deeply", path) from None
     if not isinstance(data, dict):
         raise CheckpointError("header metadata 'mrigan' must be a JSON object", path)
     return data

@@ -15,6 +15,10 @@ copied to another machine as a whole. Columns (at least, in this order; extra co
 ``frame``     frame index in the video (0 for still images)
 ``track``     face track within the video (several faces per video are separate tracks)
 
+Every reader goes through :func:`read_manifest`, which refuses a manifest whose ``image`` or
+``mri`` of any row lies outside the root (absolute, or with ``..``), naming the row: a manifest
+never makes a trainer open a file outside its data root.
+
 Optional columns: ``coverage`` (share of the video's sampled frames with a face) and
 ``detection_pass`` (1: the face was found with the configured thresholds, 2: by the permissive
 second pass for low-coverage videos).
@@ -89,10 +93,23 @@ def read_manifest(root: str | os.PathLike, require_mri: bool = True) -> list[dic
         if require_mri and not r["mri"]:
             raise ManifestError(f"row {i + 2} has no mri (a face set? read it with "
                                 "require_mri=False)", path)
+        for column in ("image", "mri"):
+            if r.get(column) and not _inside_root(r[column]):
+                raise ManifestError(f"row {i + 2}: {column} {r[column]!r} lies outside the data "
+                                    "root (manifest paths are relative to the root, without "
+                                    "'..'); nothing outside it is read", path)
         if not require_mri and r.get("detection_pass", "") not in ("", "1", "2"):
             raise ManifestError(f"row {i + 2} has detection_pass {r['detection_pass']!r}, "
                                 "expected 1 or 2", path)
     return rows
+
+
+def _inside_root(rel: str) -> bool:
+    """Whether a manifest path stays inside the root: relative (no drive, no leading slash,
+    either slash) and without ``..`` parts."""
+    parts = rel.replace("\\", "/").split("/")
+    return not (rel.startswith(("/", "\\")) or os.path.isabs(rel) or ":" in parts[0]
+                or ".." in parts or "\0" in rel)
 
 
 def manifest_text(rows: Iterable[Mapping]) -> str:

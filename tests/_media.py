@@ -19,3 +19,43 @@ def darkened_clip(src, dest, gains, every: int = 30):
         writer.write(cv2.cvtColor(dark, cv2.COLOR_RGB2BGR))
     writer.release()
     return dest
+
+
+def write_video(dest, frames, *, fps: int = 25, display_rotation: int = 0, times=None,
+                decoy=None):
+    """An H.264 mp4 of ``frames`` (RGB uint8) written with PyAV alone (no ffmpeg program).
+
+    ``display_rotation``: a display matrix (PyAV's counter-clockwise degrees, as a phone writes
+    a portrait video: -90 = show turned 90 degrees clockwise); ``times``: each frame's own
+    presentation time in seconds (a variable-frame-rate video); ``decoy``: ``(w, h)`` of a
+    black first video stream written before the real one (a file with two video streams)."""
+    from fractions import Fraction
+
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(dest), "w") as out:
+        streams = []
+        if decoy is not None:
+            d = out.add_stream("libx264", rate=fps)
+            d.width, d.height, d.pix_fmt = decoy[0], decoy[1], "yuv420p"
+            streams.append((d, np.zeros((decoy[1], decoy[0], 3), np.uint8)))
+        s = out.add_stream("libx264", rate=fps)
+        s.width, s.height = w, h
+        s.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"  # 4:2:0 needs even sides
+        s.options = {"crf": "12"}
+        if times is not None:
+            s.codec_context.time_base = Fraction(1, 1000)
+        if display_rotation:
+            s.set_display_rotation(display_rotation)
+        for k, frame in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            if times is not None:
+                vf.pts, vf.time_base = round(times[k] * 1000), Fraction(1, 1000)
+            out.mux(s.encode(vf))
+            for d, black in streams:
+                out.mux(d.encode(av.VideoFrame.from_ndarray(black, format="rgb24")))
+        out.mux(s.encode())
+        for d, _ in streams:
+            out.mux(d.encode())
+    return dest

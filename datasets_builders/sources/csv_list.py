@@ -61,7 +61,8 @@ def read_csv_list(csv_path: str | os.PathLike, *, name: str = "csv") -> Listing:
             continue
         path = base / row["path"]
         if not path.is_file():
-            out.skip(path, "listed file missing")
+            out.skip(path, "listed file missing" if not path.exists() else
+                     "listed path is not a regular file")
             continue
         original = base / row["original"] if row.get("original") else None
         if label == "real":

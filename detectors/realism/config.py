@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from detectors.realism.model import RealismModelConfig
 from detectors.realism.sampler import SequenceSampler
-from mrigan.config import Checked
+from mrigan.config import RUN_NAME, Checked
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class DaClipConfig:
 
 @dataclass(frozen=True)
 class RealismConfig:
-    name: str = "realism"
+    name: str = field(default="realism", metadata=RUN_NAME)
     out_dir: str = "runs"
     data: RealismDataConfig = field(default_factory=RealismDataConfig)
     sampler: SequenceSampler = field(default_factory=SequenceSampler)

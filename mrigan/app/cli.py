@@ -9,9 +9,12 @@ subcommand is caught here, once: one line on stderr naming the file and the prob
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from mrigan import __version__
 from mrigan.errors import MriganError
@@ -73,11 +76,48 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"mrigan {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
+    with _sigterm_interrupts():
+        try:
+            return int(module.run(args) or 0)
+        except MriganError as exc:  # the one place user errors are caught: one line, exit 2
+            print(f"mrigan {name}: error: {exc.one_line()}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: work finished so far is kept
+            signame = getattr(exc, "signal_name", "SIGINT")
+            print(f"mrigan {name}: interrupted ({signame}): what was finished is kept and the "
+                  "output is marked incomplete (INCOMPLETE.json / results.json); rerun to "
+                  "resume or replace it", file=sys.stderr)
+            return 130
+        except OSError as exc:  # the machine's side: a full disk, a read-only folder
+            if exc.errno is None:
+                raise  # not a file-system error: a bug, keep its traceback
+            print(f"mrigan {name}: error: {' '.join(str(exc).split())} (what was finished "
+                  "is kept; an unfinished output is marked incomplete)", file=sys.stderr)
+            return 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (as Ctrl-C's KeyboardInterrupt), so a batch is
+    cut short the same way: its output marked incomplete, one line, exit 130."""
+
+    signal_name = "SIGTERM"
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While a subcommand runs in the main thread, SIGTERM raises :class:`Terminated`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
-        return int(module.run(args) or 0)
-    except MriganError as exc:  # the one place user errors are caught: one line, exit 2
-        print(f"mrigan {name}: error: {exc.one_line()}", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mrigan.app.report_card import CARD_CSS, card_html, verdict_warning_html
-from mrigan.fileio import atomic_save_image, atomic_write_bytes, atomic_write_text
+from mrigan.fileio import atomic_save_image, atomic_write_bytes, atomic_write_text, printable
 from mrigan.perceptual import mri_to_uint8
 
 #: Default top of the heat scale: an MRI value (1 - SSIM) of 0.5 shows at full colour.
@@ -404,5 +404,5 @@ def render_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *,
     body += [_input_section(root, e, worst_k, low, gen) for e in results.get("inputs", [])]
     text = "\n".join(head + body + ["</body></html>", ""])
     dest = root / filename
-    atomic_write_text(dest, text)
+    atomic_write_text(dest, printable(text))  # a file name that is not UTF-8 stays readable
     return dest

@@ -35,7 +35,7 @@ from _gan_setup import tiny_config
 from safetensors.torch import load_file, save_file
 
 from datasets_builders.synthetic import write_synthetic_mri_df
-from mrigan import perceptual
+from mrigan import analyze, perceptual
 from mrigan.app.cli import main
 from mrigan.config import PROJECT_ROOT, load_config
 from mrigan.errors import MriganError
@@ -268,6 +268,10 @@ for _id, _set, _name in [
     ("device-cuda-index", "train.device=cuda:3", "cuda:3"),
     ("device-meta", "train.device=meta", "'meta'"),
     ("val-split-absent", "data.val_split=nope", "manifest.csv"),
+    ("name-up-and-out", "name=../../x", "'../../x' must be a plain folder name"),
+    ("name-absolute", "name=/tmp/elsewhere", "'/tmp/elsewhere' must be a plain folder name"),
+    ("name-dotdot", "name=..", "'..' must be a plain folder name"),
+    ("name-empty", "name=", "'' must be a plain folder name"),
     ("train-split-absent", "data.train_split=nope", "manifest.csv"),
 ]:
     cli_case(f"train-gan/{_id}", lambda w, t, s=_set: gan(w, t, s), lambda w, t, n=_name: n)
@@ -284,6 +288,23 @@ cli_case("train-gan/data-root-a-file", lambda w, t: gan(w, t, f"data.root={w.lab
          lambda w, t: str(w.labels))
 cli_case("train-gan/data-root-without-manifest", lambda w, t: gan(w, t, f"data.root={w.runs}"),
          lambda w, t: "manifest.csv")
+def _tampered_data(w: World, tmp: Path, image: str) -> Path:
+    """A copy of the world's MRI-DF whose second row's ``image`` says ``image``."""
+    root = tmp / "bad" / "mri_df"
+    shutil.copytree(w.data, root)
+    lines = (root / "manifest.csv").read_text().splitlines()
+    lines[2] = ",".join([image, *lines[2].split(",")[1:]])
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+for _id, _image in [("dotdot", "../../x.png"), ("absolute", "/etc/passwd")]:
+    cli_case(f"train-gan/manifest-row-outside-root-{_id}",
+             lambda w, t, i=_image: gan(w, t, f"data.root={_tampered_data(w, t, i)}"),
+             lambda w, t, i=_image: f"row 3: image '{i}' lies outside")
+    cli_case(f"train-detector/manifest-row-outside-root-{_id}",
+             lambda w, t, i=_image: det(w, t, data=False) + ["--data", str(_tampered_data(w, t, i))],
+             lambda w, t, i=_image: f"row 3: image '{i}' lies outside")
 cli_case("train-gan/out-dir-a-file", lambda w, t: gan(w, t, f"out_dir={w.labels}"),
          lambda w, t: str(w.labels))
 cli_case("train-gan/out-inside-data", lambda w, t: gan(w, t, f"out_dir={w.data}"),
@@ -315,6 +336,8 @@ for _id, _text, _name in [
     ("config-base-missing", "base: nowhere.yaml\n", "nowhere.yaml"),
     ("config-base-not-a-name", "base: [a, b]\n", "basetype.yaml"),
     ("config-base-cycle", "base: cycle.yaml\n", "cycle.yaml"),
+    ("config-nested-5000-deep", "a: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml"),
+    ("config-duplicate-key", "train: {batch_size: 4}\ntrain: {max_steps: 1}\n", "dup.yaml"),
 ]:
     def _config_argv(w, t, text=_text, name=_name):
         fname = {"config-missing": "missing.yaml"}.get(name, name)
@@ -324,6 +347,11 @@ for _id, _text, _name in [
         return ["train-gan", "--config", str(path), "--set", f"data.root={w.data}",
                 "--set", f"out_dir={t}/runs"]
     cli_case(f"train-gan/{_id}", _config_argv, lambda w, t, n=_name: n)
+
+cli_case("train-gan/config-base-a-folder",
+         lambda w, t: ["train-gan", "--config", str(_file(t, "folder.yaml", "base: .\n")),
+                       "--set", f"out_dir={t}/runs"],
+         lambda w, t: "is a folder, not a config file (base of")
 
 # export-generator: checkpoints and output paths
 cli_case("export/missing", lambda w, t: ["export-generator", f"{t}/none.pt"], lambda w, t: "none.pt")
@@ -345,6 +373,10 @@ cli_case("export/training-format-without-entries",
 cli_case("export/out-wrong-suffix",
          lambda w, t: ["export-generator", str(w.best), "--out", f"{t}/out/gen.pt"],
          lambda w, t: "gen.pt")
+cli_case("export/out-exists",
+         lambda w, t: ["export-generator", str(w.best), "--out",
+                       str(_file(t, "earlier.safetensors", b"an earlier export"))],
+         lambda w, t: "earlier.safetensors")
 cli_case("export/out-a-folder",
          lambda w, t: ["export-generator", str(w.best), "--out",
                        str(_mkdir(t / "out" / "dir.safetensors"))],
@@ -408,6 +440,9 @@ for _id, _set, _name in [
     ("backbone-unknown", "model.backbone=bogus", "bogus"),
     ("weights-missing", "model.weights=/nonexistent/w.pth", "/nonexistent/w.pth"),
     ("dropout-negative", "model.dropout=-0.5", "model.dropout"),
+    ("name-up-and-out", "name=../x", "'../x' must be a plain folder name"),
+    ("jpeg-quality-three-values", "train.augment_params.jpeg_quality=[60,70,80]",
+     "train.augment_params.jpeg_quality: expected exactly 2 values"),
 ]:
     cli_case(f"train-detector/{_id}", lambda w, t, s=_set: det(w, t, s), lambda w, t, n=_name: n)
 cli_case("train-detector/generator-missing",
@@ -508,11 +543,52 @@ for _id, _extra, _name in [
     ("every-zero", ["--set", "every=0"], "every"),
     ("size-not-a-number", ["--set", "faces.size=abc"], "faces.size"),
     ("seed-negative", ["--set", "seed=-1"], "seed"),
+    ("thresholds-four", ["--set", "faces.thresholds=[0.1,0.2,0.3,0.4]"], "faces.thresholds"),
+    ("thresholds-one", ["--set", "faces.thresholds=[0.5]"], "faces.thresholds"),
 ]:
     cli_case(f"build-dataset/{_id}",
              lambda w, t, e=_extra: ["build-dataset", "--csv", str(w.labels), "--out",
                                      f"{t}/build", "--no-progress", *e],
              lambda w, t, n=_name: n)
+
+cli_case("build-dataset/config-over-the-size-cap",
+         lambda w, t: ["build-dataset", "--config", str(_file(
+             t, "big.yaml", "faces: {thresholds: [" + ", ".join(["0.5"] * 250_000) + "]}\n")),
+             "--csv", str(w.labels), "--out", f"{t}/build", "--no-progress"],
+         lambda w, t: "big.yaml: config file of 1,250,")
+
+# analyze: settings and output folders (issue 25 families 2, 4, 7)
+def an(w: World, t: Path, *extra: str, out: str | None = "out") -> list[str]:
+    argv = ["analyze", str(w.face), "--generator", str(w.generator), "--device", "cpu",
+            "--no-progress", *extra]
+    return argv + (["--out", str(t / out)] if out else [])
+
+
+def _earlier_run(t: Path) -> Path:
+    _file(t, "earlier/results.json", json.dumps({"created": "2026-01-01", "complete": False,
+                                                  "inputs": []}))
+    return t / "bad" / "earlier"
+
+
+def _folder_in_use(t: Path) -> Path:
+    import os
+    import socket
+    _file(t, "busy/.mrigan.lock", json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    return t / "bad" / "busy"
+
+
+for _id, _value in [("dotdot", ".."), ("up-and-out", "../../x"), ("absolute", "/tmp/x"),
+                    ("empty", "")]:
+    cli_case(f"analyze/name-{_id}", lambda w, t, v=_value: an(w, t, "--set", f"name={v}", out=None),
+             lambda w, t, v=_value: f"{v!r} must be a plain folder name")
+cli_case("analyze/thresholds-four",
+         lambda w, t: an(w, t, "--set", "faces.thresholds=[0.1,0.2,0.3,0.4]"),
+         lambda w, t: "faces.thresholds: expected exactly 3 values, got 4")
+cli_case("analyze/out-holds-an-earlier-run",
+         lambda w, t: an(w, t, "--out", str(_earlier_run(t)), out=None),
+         lambda w, t: "holds an earlier analysis (incomplete, 2026-01-01)")
+cli_case("analyze/out-in-use", lambda w, t: an(w, t, "--out", str(_folder_in_use(t)), out=None),
+         lambda w, t: "is writing into this folder")
 
 # mri: unreadable images (fileio.read_image)
 for _id, _make, _name in [
@@ -552,6 +628,8 @@ for _id, _kw, _name in [
     ("sidecar-a-number", {"sidecar": 3}, "gen.json"),
     ("sidecar-not-json", {"sidecar": ("raw", "{architecture: ")}, "gen.json"),
     ("sidecar-not-utf8", {"sidecar": b"\xff\xfe{"}, "gen.json"),
+    ("sidecar-nested-100000-deep", {"sidecar": ("raw", "[" * 100_000 + "]" * 100_000)},
+     "gen.json"),
     ("image-size-minus-one", {"sidecar": _arch(image_size=-1)}, "gen.json"),
     ("image-size-zero", {"sidecar": _arch(image_size=0)}, "gen.json"),
     ("image-size-one", {"sidecar": _arch(image_size=1)}, "gen.json"),
@@ -591,6 +669,29 @@ py_case("MRIGenerator.load/pt-without-generator",
         lambda w, t: "other.pt")
 py_case("MRIGenerator.load/device-injection",
         lambda w, t: lambda: MRIGenerator.load(w.generator, "cpu;id"), lambda w, t: "cpu;id")
+
+
+# MRIGenerator.predict and analyze(): what is not an image / not a path (issue 25 family 6)
+for _id, _faces, _name in [
+    ("zero-by-zero", np.zeros((0, 0, 3), np.uint8), "empty image (0x0"),
+    ("zero-width-batch", np.zeros((2, 8, 0, 3), np.uint8), "empty image (0x8"),
+    ("object-array", np.empty((8, 8, 3), dtype=object), "object"),
+    ("grey-image", np.zeros((8, 8), np.uint8), "HxWx3"),
+    ("a-string", "face.png", "str"),
+    ("list-with-a-number", [np.zeros((8, 8, 3), np.uint8), 3], "faces[1]"),
+    ("float-out-of-range", np.full((8, 8, 3), 255.0, np.float32), "[0, 1]"),
+]:
+    py_case(f"MRIGenerator.predict/{_id}",
+            lambda w, t, f=_faces: lambda: _load_cpu(w.generator).predict(f),
+            lambda w, t, n=_name: n)
+for _id, _paths, _name in [
+    ("an-array", np.zeros((8, 8, 3), np.uint8), "array"),
+    ("bytes", b"case.mp4", "bytes"),
+    ("none", None, "NoneType"),
+    ("list-with-none", ["a.mp4", None], "NoneType"),
+]:
+    py_case(f"analyze/{_id}", lambda w, t, p=_paths: lambda: analyze(p, generator=w.generator),
+            lambda w, t, n=_name: n)
 
 
 # perceptual maps and fileio.read_image

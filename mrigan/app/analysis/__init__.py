@@ -112,21 +112,40 @@ __all__ = [
 def analyze(paths: str | os.PathLike | Iterable[str | os.PathLike], generator: Any = None,
             detector: Any = None, *, out_dir: str | os.PathLike | None = None,
             config: AnalyzeConfig | None = None, progress: bool | Monitor = False,
-            ) -> AnalysisResults:
+            replace: bool = False) -> AnalysisResults:
     """Analyse videos, images or folders of them; see the module docstring.
 
     ``generator``: an exported ``.safetensors`` path or a loaded ``MRIGenerator``; ``None``: the
     shipped default generator (:data:`mrigan.model_card.DEFAULT_GENERATOR`; read its card's
     limits: it cannot tell real from fake on held-out videos). ``detector``:
     optional, a weights path or an object with ``predict_proba(faces=, mris=)``. Without
-    ``out_dir`` nothing is written and the results hold the figures only. ``progress``: True
-    for a progress bar, or a :class:`Monitor` (follows the run, may cancel it).
+    ``out_dir`` nothing is written and the results hold the figures only; an ``out_dir``
+    holding an earlier analysis is refused unless ``replace``. Anything but a path or a list
+    of paths (an array, bytes, None) is refused with one :class:`AnalyzeError`. ``progress``:
+    True for a progress bar, or a :class:`Monitor` (follows the run, may cancel it).
     """
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    paths = _as_paths(paths)
     if generator is None:
         generator = DEFAULT_GENERATOR
-    return Analyzer(generator, detector, config).run(paths, out_dir, progress=progress)
+    return Analyzer(generator, detector, config).run(paths, out_dir, progress=progress,
+                                                     replace=replace)
+
+
+def _as_paths(paths: Any) -> list[str | os.PathLike]:
+    """``paths`` as a list of paths, or one AnalyzeError naming what was given instead."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    if hasattr(paths, "shape"):  # an image array: the pipeline reads files (kept as evidence)
+        raise AnalyzeError(f"analyze() takes file or folder paths, got an array "
+                           f"({type(paths).__name__}); save it as an image first "
+                           "(mrigan.fileio.atomic_save_image) and give its path")
+    items = list(paths) if isinstance(paths, Iterable) and not isinstance(
+        paths, (bytes, bytearray)) else [paths]
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise AnalyzeError("analyze() takes a file or folder path (str or os.PathLike) "
+                               f"or a list of them, got {type(item).__name__}")
+    return items
 
 
 def load_results(path: str | os.PathLike) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datasets_builders.faces import RECALL_SECOND_PASS_BELOW, FaceDetectionConfig
 from detectors import aggregate
 from detectors.lime_explain import LimeConfig
-from mrigan.config import Checked, ConfigError, bounds
+from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class AnalyzeGeneratorConfig(Checked):
 
 @dataclass(frozen=True)
 class AnalyzeConfig(Checked):
-    name: str = "analyze"
+    name: str = field(default="analyze", metadata=RUN_NAME)
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on every CPU)
     batch_size: int = 32  # faces per generator / detector batch

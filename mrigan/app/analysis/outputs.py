@@ -4,14 +4,51 @@ atomically after every input so a crash or a kill keeps what was done), the reso
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from mrigan.app.analysis.results import AnalysisResults, strict_json
 from mrigan.app.report import render_report
 from mrigan.config import save_config
+from mrigan.errors import MriganError
 from mrigan.fileio import atomic_write_text
+
+#: what an analysis writes at the top of its folder (besides one folder per input)
+RUN_FILES = ("results.json", "report.html", "config.yaml", "errors.log", "INCOMPLETE.json")
+
+
+class EarlierRunError(MriganError, FileExistsError):
+    """An output folder that already holds an analysis."""
+
+
+def check_earlier_run(out: Path, *, replace: bool) -> None:
+    """Refuse an output folder holding an earlier analysis (its case folders would sit beside
+    the new results); with ``replace``, remove the earlier run's own files first: the files in
+    ``RUN_FILES`` and the input folders its results.json lists, nothing else."""
+    results = out / "results.json"
+    if not results.is_file():
+        return
+    try:
+        earlier = json.loads(results.read_text(encoding="utf-8"))
+        dirs = [e.get("dir") for e in earlier.get("inputs", ())]
+        state = "complete" if earlier.get("complete", True) else "incomplete"
+    except (OSError, ValueError, AttributeError, TypeError):
+        raise EarlierRunError("holds an unreadable results.json: cannot tell what an earlier "
+                              "run wrote there; choose another --out", out) from None
+    if not replace:
+        raise EarlierRunError(f"holds an earlier analysis ({state}, "
+                              f"{earlier.get('created', 'date unknown')}); choose another "
+                              "--out, or --replace to remove that analysis first", out)
+    for rel in dirs:
+        if isinstance(rel, str) and rel:
+            folder = (out / rel).resolve()
+            if folder.parent == out.resolve() and folder.is_dir():
+                shutil.rmtree(folder)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def write_results_json(results: AnalysisResults, out: Path) -> dict[str, Any]:

@@ -13,12 +13,13 @@ the rest is kept small - the generator gets one stacked uint8 batch per call, an
 ``out_dir`` the report-only pictures (frame thumbnails, worst-k frames) are not made. Neither
 changes a figure (``tests/app/test_analyze_levers.py``).
 
-(Just over 400 lines: the Analyzer's per-input states - stream, score, track, finish - share one
+(Under 500 lines: the Analyzer's per-input states - stream, score, track, finish - share one
 guard and one state object; splitting them would pass that state between modules.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import heapq
 import os
@@ -34,6 +35,7 @@ from datasets_builders.faces import (
     Detectors,
     FaceDetectionConfig,
     FaceDetector,
+    FaceSkipError,
     FrameSource,
     TrackedFrame,
     iter_face_tracks,
@@ -62,6 +64,7 @@ from mrigan.app.analysis.models import (
 )
 from mrigan.app.analysis.outputs import (
     append_error_log,
+    check_earlier_run,
     move_into_tracks,
     write_outputs,
     write_progress,
@@ -78,8 +81,8 @@ from mrigan.app.analysis.results import (
 from mrigan.app.report import draw_boxes, save_face_files, timeline_png
 from mrigan.device import compute_record, resolve_device, resolve_precision
 from mrigan.errors import MriganError
-from mrigan.fileio import atomic_save_image, read_image, sha256_file
-from mrigan.outputs import check_output_dir
+from mrigan.fileio import atomic_save_image, printable, read_image, sha256_file
+from mrigan.outputs import BatchRun, check_output_dir, stop_reason
 
 
 class AnalyzeError(MriganError, ValueError):
@@ -162,6 +165,7 @@ class _InputState:
     item: InputItem
     dir: str | None
     fps: float | None = None
+    times: dict[int, float] = field(default_factory=dict)  # frame index -> its own time (s)
     frame_order: list[int] = field(default_factory=list)
     position: dict[int, int] = field(default_factory=dict)  # frame index -> position
     boxes: list[list[Any]] = field(default_factory=list)
@@ -224,10 +228,18 @@ class Analyzer:
 
     def run(self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike | None = None,
             progress: bool | Monitor = False,
-            on_input: Callable[[InputResult], None] | None = None) -> AnalysisResults:
+            on_input: Callable[[InputResult], None] | None = None,
+            *, replace: bool = False) -> AnalysisResults:
         """Analyse every input; with ``out_dir``, results.json is rewritten after each input.
         ``progress``: True for a progress bar, or a :class:`Monitor` that follows the run and
-        may cancel it (:class:`AnalysisCancelled`)."""
+        may cancel it (:class:`AnalysisCancelled`).
+
+        The output folder has one writer (``mrigan.outputs.BatchRun``: a second run into it is
+        refused) and may not hold an earlier analysis unless ``replace`` (the earlier run's
+        files are removed first). Until the last input is done, results.json says
+        ``"complete": false`` and lists what is not analysed yet, so a run cut short (Ctrl-C,
+        SIGTERM, a kill, a full disk, a cancel) is never mistaken for a finished one.
+        """
         monitor = progress if isinstance(progress, Monitor) else (
             TqdmMonitor() if progress else Monitor())
         paths = list(paths)
@@ -235,27 +247,44 @@ class Analyzer:
             raise AnalyzeError("no input given")
         out = check_output_dir(out_dir, paths) if out_dir is not None else None
         items = discover_inputs(paths)
+        if out is not None and not replace:
+            check_earlier_run(out, replace=False)  # before the folder is made
         created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         results: list[InputResult] = []
 
-        def snapshot() -> AnalysisResults:
+        def snapshot(stopped: str | None = None) -> AnalysisResults:
+            rest = tuple(str(i.path) for i in items[len(results):])
             return AnalysisResults(inputs=tuple(results), generator=self.generator_info,
                                    detector=self.detector_info, config=self.config,
                                    created=created, out_dir=str(out) if out else None,
-                                   compute=self.compute)
+                                   compute=self.compute, complete=not rest,
+                                   not_analysed=rest, stopped=stopped)
 
-        for i, item in enumerate(items, 1):
-            monitor.check()
-            r = self._run_one(item, input_slug(item.path, i) if out else None, out, monitor,
-                              (i, len(items)))
-            results.append(r)
+        batch = (BatchRun(out, "analyze", [str(i.path) for i in items]) if out is not None
+                 else contextlib.nullcontext())
+        with batch:
+            if out is not None:  # again (or, with replace, first), now that the folder is ours
+                check_earlier_run(out, replace=replace)
+                batch.plan(batch.todo)  # the marker, anew (replace removed an earlier one)
+            try:
+                for i, item in enumerate(items, 1):
+                    monitor.check()
+                    r = self._run_one(item, input_slug(item.path, i) if out else None, out,
+                                      monitor, (i, len(items)))
+                    results.append(r)
+                    if out is not None:
+                        write_progress(snapshot(), out)
+                        batch.done(str(item.path))
+                    if on_input:
+                        on_input(r)
+            except BaseException as exc:  # cut short: say so in results.json, then stop
+                if out is not None and not isinstance(exc, OSError):
+                    with contextlib.suppress(OSError):
+                        write_progress(snapshot(stop_reason(exc)), out)
+                raise
+            res = snapshot()
             if out is not None:
-                write_progress(snapshot(), out)
-            if on_input:
-                on_input(r)
-        res = snapshot()
-        if out is not None:
-            write_outputs(res, out)
+                write_outputs(res, out)
         return res
 
     # -- one input
@@ -265,10 +294,18 @@ class Analyzer:
         base = {"path": str(item.path), "kind": "image" if item.kind == "image" else "video"}
         if item.kind == "missing":
             return InputResult(**base, status="missing", reason="no such file or folder")
+        if item.kind == "empty":
+            return InputResult(**base, status="missing",
+                               reason="folder holds no image or video file (by suffix)")
+        if item.kind == "special":  # never opened: a FIFO would block, /dev/zero never end
+            return InputResult(**base, status="unreadable",
+                               reason="not a regular file (a FIFO, device or socket)")
         try:
             sha = sha256_file(item.path)
             source, meta = open_input(item, self.config.frames)
-            state = _InputState(item=item, dir=slug, fps=meta.pop("fps", None))
+            state = _InputState(item=item, dir=slug, fps=meta.pop("fps", None),
+                                times=meta.pop("frame_times", {}),
+                                warnings=list(meta.pop("notes", ())))
             monitor.input_started(*position, item.path, meta.pop("sampled_frames", None))
             self._stream(monitored(source, monitor), state, out, monitor)
             if not state.faces:
@@ -280,6 +317,8 @@ class Analyzer:
             return self._finish(state, base, sha, meta, out)
         except (VideoDecodeError, ImageReadError) as exc:
             return InputResult(**base, status="unreadable", reason=str(exc))
+        except FaceSkipError as exc:  # a frame too small for MTCNN: no face can be found
+            return InputResult(**base, status="no_face", reason=exc.problem)
         except OSError as exc:
             return InputResult(**base, status="unreadable", reason=f"{item.path}: {exc}")
         except AnalysisCancelled:
@@ -417,7 +456,7 @@ class Analyzer:
                     box=(round(b.x0, 2), round(b.y0, 2), round(b.x1, 2), round(b.y1, 2)),
                     detection_score=float(b.score), detection_pass=f["pass"], mri=f["stats"],
                     fake_probability=f["prob"], score=f["score"], files=f["files"]))
-            time = index / state.fps if state.fps else None
+            time = state.times.get(index, index / state.fps if state.fps else None)
             frames.append(FrameResult(index=index, time=time, faces=tuple(faces),
                                       thumbnail=thumbs.get(index)))
         all_faces = [f for fr in frames for f in fr.faces]
@@ -441,12 +480,21 @@ class Analyzer:
                          [{"frame": f.frame, "track": f.track, "mri_mean": f.mri["mean"],
                            "fake_probability": f.fake_probability} for f in all_faces],
                          threshold=verdict.thresholds.get("threshold"), score_source=source,
-                         fps=state.fps, title=f"{state.item.path.name}: {verdict.label.upper()}")
+                         fps=_constant_rate(state), title=f"{printable(state.item.path.name)}: {verdict.label.upper()}")
         return InputResult(**base, status="analysed", dir=state.dir, sha256=sha, fps=state.fps,
                            frames_read=len(state.frame_order), faces=len(all_faces),
                            frames=tuple(frames), tracks=tuple(track_results), verdict=verdict,
                            timeline=timeline, warnings=tuple(state.warnings),
                            face_coverage=state.coverage, second_pass=state.second_pass, **meta)
+
+
+def _constant_rate(state: _InputState) -> float | None:
+    """The input's fps when every frame's own time is ``index / fps`` (within half a frame),
+    else None: a variable-frame-rate timeline gets no seconds axis rather than a wrong one."""
+    fps = state.fps
+    if not fps or any(abs(t - i / fps) > 0.5 / fps for i, t in state.times.items()):
+        return None
+    return fps
 
 
 def _thumbnail(frame: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

@@ -32,7 +32,7 @@ class FaceResult:
 @dataclass(frozen=True)
 class FrameResult:
     index: int
-    time: float | None  # seconds, when the frame rate is known
+    time: float | None  # seconds from the start: the frame's own timestamp
     faces: tuple[FaceResult, ...]
     thumbnail: str | None = None  # frame picture with boxes (most suspicious frames only)
 
@@ -70,7 +70,9 @@ class InputResult:
     sha256: str | None = None
     width: int | None = None
     height: int | None = None
-    fps: float | None = None
+    fps: float | None = None  # average rate (frame times are each frame's own)
+    video_stream: int | None = None  # index of the video stream read (the largest picture)
+    rotation: int = 0  # degrees clockwise the stored frames were turned (display matrix)
     frames_read: int = 0
     # share of the sampled frames with a face, after the second detection pass (None: not read)
     face_coverage: float | None = None
@@ -101,6 +103,9 @@ class AnalysisResults:
     #: where the numbers were computed: ``device``, ``hardware`` (CPU model / GPU name and its
     #: bf16 capability) and the resolved inference ``precision`` of the generator and detector
     compute: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True  # False while inputs remain (and in a run cut short)
+    not_analysed: tuple[str, ...] = ()  # the inputs not reached (yet)
+    stopped: str | None = None  # why a run was cut short (interrupted (SIGINT), ...)
 
     @property
     def analysed(self) -> list[InputResult]:
@@ -128,6 +133,9 @@ class AnalysisResults:
             "detector": self.detector,
             "config": dataclasses.asdict(self.config),
             "summary": self.summary(),
+            "complete": self.complete,
+            "not_analysed": list(self.not_analysed),
+            "stopped": self.stopped,
             "inputs": [_input_to_dict(r) for r in self.inputs],
         }
 

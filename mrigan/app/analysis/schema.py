@@ -50,6 +50,9 @@ RESULTS_SCHEMA: dict[str, Any] = {
                                         "additionalProperties": _INT}},
         },
         "inputs": {"type": "array", "items": {"$ref": "#/$defs/input"}},
+        "complete": {"type": "boolean"},
+        "not_analysed": {"type": "array", "items": {"type": "string"}},
+        "stopped": _STR_OR_NULL,
     },
     "$defs": {
         "input": {
@@ -60,7 +63,9 @@ RESULTS_SCHEMA: dict[str, Any] = {
                 "kind": {"enum": ["video", "image"]},
                 "status": {"enum": ["analysed", *SKIP_REASONS]},
                 "reason": _STR_OR_NULL, "dir": _STR_OR_NULL, "sha256": _STR_OR_NULL,
-                "fps": _NUM_OR_NULL, "frames_read": _INT, "faces": _INT,
+                "fps": _NUM_OR_NULL, "frames_read": _INT,
+                "video_stream": {"type": ["integer", "null"], "minimum": 0},
+                "rotation": {"enum": [0, 90, 180, 270]}, "faces": _INT,
                 "face_coverage": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
                 "second_pass": {"type": "boolean"},
                 "timeline": _STR_OR_NULL,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datasets_builders.build_config import BuildSourceConfig
-from mrigan.config import Checked, bounds
+from mrigan.config import RUN_NAME, Checked, bounds
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class EvalSettings(Checked):
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    name: str = "benchmark"
+    name: str = field(default="benchmark", metadata=RUN_NAME)
     pairs: str = ""  # CSV path,label,original[,identity,method] (build-dataset --csv form)
     #: instead of ``pairs``: dataset layouts, as the MRI-DF builder reads them (``kind: ffpp``
     #: with ``root`` the FF++ folder, ``kind: dfdc`` with ``metadata.json`` parts, ...)

@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from mrigan.app.analysis import AnalyzeConfig, Analyzer, resolve_weights, validate_config
+from mrigan.app.analysis.outputs import check_earlier_run
 from mrigan.config import add_config_arguments, config_from_args
+from mrigan.fileio import printable
 from mrigan.model_card import DEFAULT_GENERATOR
 from mrigan.outputs import check_output_dir
 
@@ -37,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="analyse every Nth frame (shortcut for --set frames.every=N)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--replace", action="store_true",
+                        help="remove an earlier analysis in --out first (without it such a "
+                             "folder is refused)")
     add_config_arguments(parser)
 
 
@@ -50,7 +55,10 @@ def run(args: argparse.Namespace) -> int:
     args.overrides = [*shortcuts, *(args.overrides or [])]
     cfg = validate_config(config_from_args(AnalyzeConfig, args))  # before any work
     out = args.out or Path("runs") / cfg.name
-    check_output_dir(out, args.inputs)  # before loading any model
+    # before loading any model: an output inside the inputs, an earlier analysis there
+    resolved = check_output_dir(out, args.inputs)
+    if not args.replace:
+        check_earlier_run(resolved, replace=False)
     generator, detector = resolve_weights(args.generator, args.detector)
     if args.generator is None:
         print(f"no --generator given: using the default generator {generator}")
@@ -60,14 +68,14 @@ def run(args: argparse.Namespace) -> int:
     card = analyzer.generator_info.get("card")
     warning = (card or {}).get("warning", "")
     results = analyzer.run(args.inputs, out, progress=not args.no_progress,
-                           on_input=lambda r: _print_input(r, warning))
+                           on_input=lambda r: _print_input(r, warning), replace=args.replace)
     s = results.summary()
     skipped = ", ".join(f"{k} {v}" for k, v in s["skipped"].items()) or "none"
     verdicts = ", ".join(f"{v} {k}" for k, v in s["verdicts"].items()) or "none"
     print(f"{s['inputs']} input(s): {s['analysed']} analysed ({verdicts}), "
           f"not analysed: {skipped}; {s['faces']} faces")
-    print(f"report: {Path(out) / 'report.html'}")
-    print(f"results: {Path(out) / 'results.json'}")
+    print(printable(f"report: {Path(out) / 'report.html'}"))
+    print(printable(f"results: {Path(out) / 'results.json'}"))
     return 0 if s["analysed"] else 1
 
 
@@ -85,7 +93,7 @@ def setup_lines(analyzer: Analyzer) -> list[str]:
 def _print_input(r, warning: str = "") -> None:
     if r.analysed:
         v = r.verdict
-        print(f"{r.path}: {v.label.upper()} ({v.explanation}; {r.faces} faces, "
+        print(f"{printable(r.path)}: {v.label.upper()} ({v.explanation}; {r.faces} faces, "
               f"{len(r.tracks)} track(s))" + (f" - WARNING: {warning}" if warning else ""))
     else:
-        print(f"{r.path}: not analysed, {r.status}: {r.reason}", file=sys.stderr)
+        print(printable(f"{r.path}: not analysed, {r.status}: {r.reason}"), file=sys.stderr)

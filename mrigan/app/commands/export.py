@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mrigan.checkpoint import CheckpointError
 from mrigan.inference import export_generator
 
 
@@ -18,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a train-gan checkpoint (best.pt or last.pt)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output .safetensors (default: <run>/generator.safetensors)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing output (refused without it)")
 
 
 def default_output(checkpoint: Path) -> Path:
@@ -29,6 +32,10 @@ def default_output(checkpoint: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
 
     out = args.out or default_output(args.checkpoint)
+    for existing in (Path(out), Path(out).with_suffix(".json")):
+        if existing.exists() and not args.force:
+            raise CheckpointError("exists already: an export is never overwritten silently; "
+                                  "choose another --out or add --force", existing)
     weights, sidecar = export_generator(args.checkpoint, out)
     print(f"wrote {weights} and {sidecar}")
     return 0

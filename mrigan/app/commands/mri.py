@@ -14,7 +14,7 @@ import numpy as np
 from mrigan import perceptual
 from mrigan.errors import MriganError
 from mrigan.fileio import ImageNotFoundError, atomic_save_image, atomic_write_json, read_image
-from mrigan.outputs import check_output_dir
+from mrigan.outputs import BatchRun, check_output_dir
 
 
 class ImagePairError(MriganError, ValueError):
@@ -63,8 +63,12 @@ def run(args: argparse.Namespace) -> int:
             raise ImageNotFoundError("no such image file", path)
     check_output_dir(args.out, [args.real, *args.fakes])
     _refuse_colliding_names(args.fakes, args.metric)
-    results = [mri_pair_to_files(args.real, f, args.out, args.metric) for f in args.fakes]
-    atomic_write_json(args.out / "mri_summary.json", results)
+    results = []
+    with BatchRun(args.out, "mri", map(str, args.fakes)) as batch:  # one writer, marked
+        for fake in args.fakes:
+            results.append(mri_pair_to_files(args.real, fake, args.out, args.metric))
+            batch.done(str(fake))
+        atomic_write_json(args.out / "mri_summary.json", results)
     for r in results:
         print(f"{r['fake']}: mean MRI {r['mean']:.4f}, p99 {r['p99']:.4f} -> {r['mri']}")
     return 0

@@ -12,6 +12,7 @@ from mrigan.app.analysis import (
     AnalyzeVerdictConfig,
 )
 from mrigan.config import (
+    RUN_NAME,
     Checked,
     deep_merge,
     from_dict,
@@ -83,7 +84,7 @@ def _demo_analyze() -> AnalyzeConfig:
 
 @dataclass(frozen=True)
 class DemoConfig:
-    name: str = "demo"
+    name: str = field(default="demo", metadata=RUN_NAME)
     out_dir: str = "runs"
     train_minutes: float = 5.0  # GAN training time budget (stops at gan.train.max_steps too)
     calibrate_threshold: bool = True  # pick verdict.mri_threshold on validation faces
