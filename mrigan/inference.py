@@ -42,7 +42,13 @@ from mrigan import __version__
 from mrigan.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mrigan.device import autocast, resolve_device
 from mrigan.errors import InputValueError
-from mrigan.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from mrigan.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    portable_path,
+    portable_paths,
+    sha256_file,
+)
 from mrigan.model_card import validate_card
 from mrigan.models import (
     GENERATORS,
@@ -358,6 +364,26 @@ def _safetensors_metadata(path: Path) -> dict:
     return data
 
 
+def _run_dir(checkpoint: Path, config: Any) -> Path:
+    """The folder of the run that wrote ``checkpoint``: ``<out_dir>/<name>`` of its config, else
+    the folder above ``checkpoints/``."""
+    if isinstance(config, dict) and config.get("out_dir") and config.get("name"):
+        return (Path(config["out_dir"]) / str(config["name"])).resolve()
+    return checkpoint.resolve().parent.parent
+
+
+def _portable_config(config: Any, run_dir: Path) -> Any:
+    """The training config as a shipped file records it: ``out_dir`` relative to the run
+    (``..``) and every other absolute path relative to it or hashed (no folder of the machine
+    that trained it goes into an exported file)."""
+    if not isinstance(config, dict):
+        return config
+    out = portable_paths(config, run_dir)
+    if config.get("out_dir") and config.get("name"):
+        out["out_dir"] = ".."
+    return out
+
+
 def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                      dtype: torch.dtype | None = None,
                      card: dict[str, Any] | None = None) -> tuple[Path, Path]:
@@ -365,7 +391,9 @@ def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
 
     The architecture is stored in both the sidecar and the safetensors header, so either file
     alone is enough for :meth:`MRIGenerator.load`; the sidecar also records provenance (source
-    checkpoint and its SHA-256, step, held-out mean SSIM, the training config). ``dtype``
+    checkpoint and its SHA-256, step, held-out mean SSIM, the training config). Paths in it are
+    relative to the run folder, or hashed (:func:`mrigan.fileio.portable_path`): an exported
+    file names no folder of the machine that trained it. ``dtype``
     (e.g. ``torch.float16``) stores the floating-point weights in that type (they are cast back
     to fp32 on load); ``card``: a model card (:mod:`mrigan.model_card`) for the sidecar.
     """
@@ -388,15 +416,17 @@ def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     header = {"format": EXPORT_FORMAT, "architecture": arch,
               "image_size": arch["image_size"], "mrigan_version": __version__}
     atomic_write_bytes(out, save_safetensors(tensors, metadata={"mrigan": json.dumps(header)}))
+    run_dir = _run_dir(checkpoint, meta.get("config"))
     sidecar = {**header,
                "input": "RGB faces, float (N, 3, S, S) in [0, 1]; MRIGenerator resizes to S",
                "output": "MRI (N, 3, S, S) in [0, 1], ~ clip(1 - SSIM(real, face), 0, 1)",
                "dtype": str(dtype or "as trained").replace("torch.", ""),
-               "source_checkpoint": str(checkpoint), "source_sha256": sha256_file(checkpoint),
+               "source_checkpoint": portable_path(checkpoint.resolve(), run_dir),
+               "source_sha256": sha256_file(checkpoint),
                "step": meta.get("step"), "held_out_eval_at_step": meta.get("eval_at_step"),
                "best_step": meta.get("best_step"), "best_mean_ssim": meta.get("best_mean_ssim"),
-               "training_config": meta.get("config")}
+               "training_config": _portable_config(meta.get("config"), run_dir)}
     if card is not None:
-        sidecar["model_card"] = card
+        sidecar["model_card"] = portable_paths(card, run_dir)
     atomic_write_json(sidecar_path(out), sidecar)
     return out, sidecar_path(out)
