@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -290,14 +291,21 @@ def build_encoder(name: str, *, weights: str | None = None
                   ) -> tuple[Encoder, PackagedWeights | None]:
     """Encoder ``name`` from scratch (``weights`` None), with its packaged ImageNet weights
     (``weights="imagenet"``: every key must match) or a local file (the classifier may be
-    absent) -> ``(encoder, packaged weights record or None)``."""
+    absent) -> ``(encoder, packaged weights record or None)``. On the meta device the weights
+    are only found, not read."""
     factory: Callable[[], Encoder] = ENCODERS.get(name)
     net = factory()
+    # built on PyTorch's meta device (a config check): find the file, read nothing
+    meta = next(net.parameters()).is_meta
     packaged = None
     if is_pretrained_word(weights):
         packaged = resolve_packaged(name)
-        load_checked(net, read_state_dict(packaged.path), f"{packaged.package} {packaged.file}",
-                     f"encoder {name!r}", ignore=())
+        if not meta:
+            load_checked(net, read_state_dict(packaged.path),
+                         f"{packaged.package} {packaged.file}", f"encoder {name!r}", ignore=())
     elif weights:
-        load_checked(net, read_state_dict(weights), str(weights), f"encoder {name!r}")
+        if meta and not Path(weights).is_file():
+            raise WeightsError(f"{weights}: weights file not found")
+        if not meta:
+            load_checked(net, read_state_dict(weights), str(weights), f"encoder {name!r}")
     return net, packaged

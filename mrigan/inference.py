@@ -29,6 +29,7 @@ Faces with NaN/inf values, and a generator that outputs them, are an
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,9 @@ from mrigan.models import (
     convert_reference_state_dict,
     generator_from_architecture,
 )
+from mrigan.pretrained import mismatch_with_installed
+
+log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "mrigan-generator/1"
 _TRAIN_FORMAT = "mrigan-gan-checkpoint/1"
@@ -113,6 +117,9 @@ class MRIGenerator:
         arch = validate_architecture(architecture or arch, arch_file)
         if "model_card" in metadata:
             validate_card(metadata["model_card"], side)
+        other = mismatch_with_installed(arch.get("encoder_source"))
+        if other:
+            log.warning("%s: encoder %s", path, other)
         state = convert_reference_state_dict(state)
         check_state_fits(state, arch, path)
         net = generator_from_architecture(arch)
@@ -256,9 +263,15 @@ def validate_architecture(arch: Any, path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(name, str) or name not in GENERATORS.names():
         raise CheckpointError(f"architecture name {name!r} is not a known generator "
                               f"({', '.join(GENERATORS.names())})", path)
-    unknown = sorted(set(arch) - {"name", *ARCHITECTURE_LIMITS})
+    unknown = sorted(set(arch) - {"name", "encoder_source", *ARCHITECTURE_LIMITS})
     if unknown:
         raise CheckpointError(f"architecture has unknown key(s) {unknown}", path)
+    record = arch.get("encoder_source")
+    if record is not None and not (isinstance(record, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and len(v) <= 200
+            for k, v in record.items())):
+        raise CheckpointError("architecture encoder_source must be null or an object of "
+                              "short strings (the packaged weights' provenance)", path)
     if "image_size" not in arch:
         raise CheckpointError("architecture lacks image_size", path)
     for key, (lo, hi) in ARCHITECTURE_LIMITS.items():

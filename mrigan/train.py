@@ -77,6 +77,7 @@ from mrigan.gan_trainer import (
 from mrigan.loop import BestTracker, TrainingRun, check_same_architecture
 from mrigan.mri_df_format import MriDfDataset, balanced_indices
 from mrigan.paired_augment import build_paired_augment, step_generator
+from mrigan.pretrained import provenance_mismatch
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -200,8 +201,17 @@ class _GanRun:
         if found is None:
             return
         path, ckpt = found
-        check_same_architecture(path, ckpt.get("config", {}).get("model", {}),
-                                to_dict(self.cfg.model), what="model (config)")
+        # keys a checkpoint predates (model.encoder_weights) had their default value
+        saved_model = {**to_dict(GanModelConfig()), **ckpt.get("config", {}).get("model", {})}
+        check_same_architecture(path, saved_model, to_dict(self.cfg.model),
+                                what="model (config)")
+        saved_origin = ckpt.get("architecture", {}).get("generator", {}).get("encoder_source")
+        other = provenance_mismatch(saved_origin,
+                                    self.trainer.generator.architecture.get("encoder_source"))
+        if other:
+            log.warning("%s: the generator's encoder was %s", path, other)
+        if saved_origin:  # the weights descend from the checkpoint's, and so does the record
+            self.trainer.generator.architecture["encoder_source"] = saved_origin
         try:
             self.trainer.load_state_dict(ckpt)
         except (KeyError, RuntimeError) as exc:
