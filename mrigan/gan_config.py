@@ -28,10 +28,13 @@ class GanModelConfig(Checked):
     # unet-efficientnet-lite0): imagenet (the packaged file, mrigan.pretrained), a local
     # .safetensors/.pth, or "" (from scratch); ignored by the other generators
     encoder_weights: str = "imagenet"
+    # "prior + learned residual" (unet-<encoder> generators only; not in the paper): the MRI is
+    # the training set's mean MRI plus the generator's learned residual
+    mri_prior: bool = False
 
     def generator_kwargs(self) -> dict[str, Any]:
         return {"ngf": self.ngf, "dropout": self.dropout,
-                "encoder_weights": self.encoder_weights or None}
+                "encoder_weights": self.encoder_weights or None, "prior": self.mri_prior}
 
 
 @dataclass(frozen=True)

@@ -263,9 +263,11 @@ def validate_architecture(arch: Any, path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(name, str) or name not in GENERATORS.names():
         raise CheckpointError(f"architecture name {name!r} is not a known generator "
                               f"({', '.join(GENERATORS.names())})", path)
-    unknown = sorted(set(arch) - {"name", "encoder_source", *ARCHITECTURE_LIMITS})
+    unknown = sorted(set(arch) - {"name", "encoder_source", "prior", *ARCHITECTURE_LIMITS})
     if unknown:
         raise CheckpointError(f"architecture has unknown key(s) {unknown}", path)
+    if not isinstance(arch.get("prior", False), bool):
+        raise CheckpointError(f"architecture prior={arch['prior']!r} must be true or false", path)
     record = arch.get("encoder_source")
     if record is not None and not (isinstance(record, dict) and all(
             isinstance(k, str) and isinstance(v, str) and len(v) <= 200

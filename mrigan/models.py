@@ -258,6 +258,11 @@ class EncoderUNet(UnitRangeGenerator):
     dropout (pix2pix's noise) in the two deepest decoder blocks. Faces arrive in [0, 1] and are
     normalised as the encoder's weights expect. ``image_size`` must be a multiple of 32.
 
+    ``prior=True`` (not in the paper): "prior + learned residual". The MRI is a fixed map (the
+    training set's mean MRI, set by :func:`mrigan.train.train_gan` through :meth:`set_prior`
+    and saved with the weights) plus the decoder's tanh output / 2, clamped to [0, 1]; with the
+    decoder's small init the untrained generator already outputs the mean MRI rather than grey.
+
     ``architecture["encoder_source"]`` records where the encoder's starting weights came from
     (package, version, file, SHA-256; None from scratch); a rebuilt network keeps the record
     and loads nothing (its weights follow from the checkpoint).
@@ -265,7 +270,7 @@ class EncoderUNet(UnitRangeGenerator):
 
     def __init__(self, image_size: int = 256, *, encoder: str, in_channels: int = 3,
                  out_channels: int = 3, ngf: int = 32, dropout: float = 0.5,
-                 weights: str | None = None,
+                 weights: str | None = None, prior: bool = False,
                  encoder_source: dict[str, str] | None = None) -> None:
         super().__init__()
         if image_size % 32 or image_size < 32:
@@ -280,7 +285,8 @@ class EncoderUNet(UnitRangeGenerator):
         record = packaged.provenance() if packaged is not None else encoder_source
         self.architecture = {"name": f"unet-{encoder}", "image_size": image_size,
                              "in_channels": in_channels, "out_channels": out_channels,
-                             "ngf": ngf, "dropout": dropout, "encoder_source": record}
+                             "ngf": ngf, "dropout": dropout, "prior": bool(prior),
+                             "encoder_source": record}
         self.register_buffer("_mean", torch.tensor(net.input_mean).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("_std", torch.tensor(net.input_std).view(1, 3, 1, 1),
@@ -293,6 +299,17 @@ class EncoderUNet(UnitRangeGenerator):
             cin = width
         self.decoder = nn.ModuleList(blocks)
         self.final = nn.Sequential(nn.Conv2d(cin, out_channels, 3, padding=1), nn.Tanh())
+        self.has_prior = bool(prior)
+        if self.has_prior:  # in [-1, 1] like the tanh output; 0 = mid grey until set
+            self.register_buffer("mri_prior", torch.zeros(1, out_channels, image_size,
+                                                          image_size))
+
+    def set_prior(self, mean_mri: torch.Tensor) -> None:
+        """The prior: a ``(C, S, S)`` mean MRI in [0, 1]."""
+        if not self.has_prior:
+            raise ValueError("this generator was built without prior=True")
+        with torch.no_grad():
+            self.mri_prior.copy_(unit_to_signed(mean_mri.reshape(self.mri_prior.shape)))
 
     def initialise(self) -> None:
         """The paper's init on the decoder only (the encoder keeps its ImageNet weights)."""
@@ -307,6 +324,8 @@ class EncoderUNet(UnitRangeGenerator):
         for block, skip in zip(self.decoder, skips, strict=True):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = block(torch.cat((y, skip), 1))
+        if self.has_prior:
+            return (self.mri_prior.to(y.dtype) + self.final(y)).clamp(-1.0, 1.0)
         return self.final(y)
 
 
@@ -418,10 +437,16 @@ def define_generator(name: str = "mrigan", image_size: int = 256, *, init: bool 
     """Build a registered generator (faces [0, 1] -> MRIs [0, 1]) with the paper's init.
 
     ``encoder_weights`` (``"imagenet"``, a local file or None) goes to the encoder of the
-    ``unet-<encoder>`` generators (:data:`ENCODER_GENERATORS`) and is ignored by the others.
+    ``unet-<encoder>`` generators (:data:`ENCODER_GENERATORS`) and is ignored by the others;
+    so is ``prior=False``, while ``prior=True`` is refused for them.
     """
     if name in ENCODER_GENERATORS and encoder_weights:
         kwargs["weights"] = encoder_weights
+    if kwargs.get("prior") and name not in ENCODER_GENERATORS:
+        raise ValueError(f"the MRI prior (model.mri_prior) needs a unet-<encoder> generator "
+                         f"({', '.join(ENCODER_GENERATORS)}), not {name!r}")
+    if name not in ENCODER_GENERATORS:
+        kwargs.pop("prior", None)
     net = GENERATORS.build(name, image_size=image_size, **kwargs)
     if init:
         if isinstance(net, EncoderUNet):

