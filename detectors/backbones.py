@@ -151,15 +151,18 @@ class _TimmBackbone(Backbone):
 # weights files
 
 
+def _no_packaged_weights(name: str) -> WeightsError:
+    return WeightsError(
+        f"backbone {name!r}: no packaged ImageNet weights (they ship for "
+        f"{', '.join(sorted(WEIGHTS_PACKAGES))}: `model.weights: imagenet`), and mrigan never "
+        f"downloads: pass its local path, e.g. "
+        f"build_backbone({name!r}, weights='/models/{name}.safetensors') or in YAML "
+        f"`model.weights: /models/{name}.pth` (.safetensors or a torch.save'd state dict).")
+
+
 def _load_weights(model: nn.Module, weights: str, name: str) -> None:
     if is_pretrained_word(weights):
-        raise WeightsError(
-            f"backbone {name!r}: no packaged ImageNet weights (they ship for "
-            f"{', '.join(sorted(WEIGHTS_PACKAGES))}: `model.weights: imagenet`), and mrigan never "
-            f"downloads: pass its local path, e.g. "
-            f"build_backbone({name!r}, weights='/models/{name}.safetensors') or in YAML "
-            f"`model.weights: /models/{name}.pth` (.safetensors or a torch.save'd state dict)."
-        )
+        raise _no_packaged_weights(name)
     load_checked(model, read_state_dict(weights), weights, f"backbone {name!r}")
 
 
@@ -360,10 +363,9 @@ def check_backbone_weights(backbone: str, weights: str | None, where: str = "con
     if not weights:
         return
     if is_pretrained_word(weights):
-        if backbone in WEIGHTS_PACKAGES:
-            resolve_packaged(backbone)
-        else:
-            _load_weights(nn.Identity(), weights, backbone)  # the "no packaged weights" error
+        if backbone not in WEIGHTS_PACKAGES:
+            raise _no_packaged_weights(backbone)
+        resolve_packaged(backbone)
         return
     require_path(weights, "model.weights", where=where)
 

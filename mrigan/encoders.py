@@ -73,8 +73,8 @@ class Encoder(nn.Module):
         """Remove the ImageNet classifier (its parameters then reach no optimiser)."""
         raise NotImplementedError
 
-    def stem_conv(self) -> tuple[nn.Conv2d, str]:  # pragma: no cover - abstract
-        """The first conv and its parameter path."""
+    def stem_conv(self) -> nn.Conv2d:  # pragma: no cover - abstract
+        """The first conv."""
         raise NotImplementedError
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +92,7 @@ class Encoder(nn.Module):
     def change_in_channels(self, in_channels: int) -> None:
         """A first conv taking ``in_channels``; its kernel is the RGB kernel's channel mean, so
         loaded ImageNet weights still give a sensible start (what timm does for ``in_chans``)."""
-        conv, _path = self.stem_conv()
+        conv = self.stem_conv()
         weight = conv.weight.detach().mean(dim=1, keepdim=True)
         conv.weight = nn.Parameter(weight.expand(-1, in_channels, -1, -1).contiguous())
         conv.in_channels = in_channels
@@ -144,8 +144,8 @@ class MobileNetV2Encoder(Encoder):
     def drop_classifier(self) -> None:
         self.classifier = nn.Identity()
 
-    def stem_conv(self) -> tuple[nn.Conv2d, str]:
-        return self.features[0][0], "features.0.0"
+    def stem_conv(self) -> nn.Conv2d:
+        return self.features[0][0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,8 +221,7 @@ class EfficientNetLite0Encoder(Encoder):
         self._bn1 = nn.BatchNorm2d(1280, eps=_BN_EPS)
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(1280, num_classes)
-        self.stage_channels = tuple(LITE0_STAGES[0][5] if i == 0 else blocks[i]._bn2.num_features
-                                    for i in _LITE0_STAGE_ENDS)
+        self.stage_channels = tuple(blocks[i]._bn2.num_features for i in _LITE0_STAGE_ENDS)
         self.feature_dim = 1280
         _init_tf_(self)
 
@@ -245,8 +244,8 @@ class EfficientNetLite0Encoder(Encoder):
         self._fc = nn.Identity()
         self._dropout = nn.Identity()
 
-    def stem_conv(self) -> tuple[nn.Conv2d, str]:
-        return self._conv_stem, "_conv_stem"
+    def stem_conv(self) -> nn.Conv2d:
+        return self._conv_stem
 
 
 def _init_tf_(net: nn.Module) -> None:
