@@ -45,7 +45,7 @@ from detectors.metrics import report_with_ci
 from detectors.predict import predict_probs
 from detectors.train import make_dataset
 from mrigan.config import save_config, to_dict
-from mrigan.device import resolve_device
+from mrigan.device import compute_record, resolve_device, resolve_precision
 from mrigan.outputs import check_output_dir
 
 
@@ -124,7 +124,7 @@ def _score_set(detector, face_set: EvalFaceSetConfig, default_root: str, cfg: Ev
     dataset = make_dataset(rows, adapter, detector.config)
     t0 = time.perf_counter()
     probs = predict_probs(detector.model, adapter, dataset, batch_size=cfg.batch_size,
-                          device=device, precision=cfg.precision)
+                          device=device, precision=resolve_precision(device, cfg.precision))
     log(f"{face_set.name}: scored {len(dataset)} units of {len({u['video'] for u in dataset.units})}"
         f" videos in {time.perf_counter() - t0:.1f}s")
     return _Scored(face_set.name, dataset.units, probs)
@@ -175,6 +175,7 @@ def evaluate_detector(cfg: EvaluateConfig, *, log=print) -> dict:
                        "root": _set_root(cfg.validation, default_root),
                        "split": cfg.validation.split or "(all rows)"},
         "frame_threshold": cfg.frame_threshold,
+        "compute": compute_record(device, detector=resolve_precision(device, cfg.precision)),
         "test_sets": {},
         "config": to_dict(cfg),
     }

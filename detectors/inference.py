@@ -28,7 +28,7 @@ from detectors.predict import resolve_channels_last
 from detectors.train import CHECKPOINT_FORMAT
 from mrigan.checkpoint import CheckpointError, load_checkpoint
 from mrigan.config import from_dict
-from mrigan.device import autocast, resolve_device
+from mrigan.device import autocast, resolve_device, resolve_precision
 from mrigan.pretrained import mismatch_with_installed
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ class Detector:
         layout = torch.channels_last if self.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=layout).eval()
         self.config = config
-        self.precision = precision
+        #: resolved inference precision (``auto`` on a CPU: fp32 on every CPU)
+        self.precision = resolve_precision(self.device, precision)
         self.batch_size = batch_size
         self.source = source
 

@@ -17,7 +17,8 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
+
+from mrigan.localization import roc_auc  # the library's one ROC AUC (Mann-Whitney U)
 
 #: The order of the paper's table, then the threshold-free metrics.
 TABLE_METRICS: tuple[str, ...] = (
@@ -42,16 +43,6 @@ def _as_arrays(y_true, y_score) -> tuple[np.ndarray, np.ndarray]:
 
 def _div(num: float, den: float, empty: float = math.nan) -> float:
     return float(num) / float(den) if den else empty
-
-
-def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """Area under the ROC curve as the Mann-Whitney U statistic (ties count one half)."""
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = rankdata(s)
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _curve_counts(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -48,7 +48,7 @@ from detectors.predict import forward_batch, predict_probs, resolve_channels_las
 from detectors.samplers import epoch_batches
 from mrigan import distributed
 from mrigan.checkpoint import seed_everything
-from mrigan.device import resolve_device
+from mrigan.device import resolve_device, resolve_precision
 from mrigan.fileio import atomic_write_json
 from mrigan.loop import (
     BestTracker,
@@ -158,10 +158,14 @@ class DetectorTrainer:
 
 
 def batch_loss(ddp_model, adapter, batch: dict, device: torch.device, tc, loss_fn,
-               weights: torch.Tensor | None, channels_last: bool) -> torch.Tensor:
-    """The training loss of one collated batch (forward under ``tc.precision``; the loss in
+               weights: torch.Tensor | None, channels_last: bool,
+               precision: str | None = None) -> torch.Tensor:
+    """The training loss of one collated batch (forward under ``precision``, the run's
+    resolved training precision; ``None``: ``tc.precision`` resolved for training; the loss in
     fp32 on the fp32 head's logits). The loop and ``bench/detect.py`` both call it."""
-    logits = forward_batch(ddp_model, adapter, batch, device, tc.precision, channels_last)
+    if precision is None:
+        precision = resolve_precision(device, tc.precision, job="training")
+    logits = forward_batch(ddp_model, adapter, batch, device, precision, channels_last)
     targets = batch["label"].to(device).float()
     w = weights[targets.long()] if weights is not None else None
     return loss_fn(logits, targets, w, label_smoothing=tc.label_smoothing, alpha=tc.focal_alpha,
@@ -190,7 +194,8 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     device = resolve_device(cfg.train.device)
     tc = cfg.train
     run = TrainingRun(Path(cfg.out_dir) / cfg.name, cfg, fmt=CHECKPOINT_FORMAT,
-                      max_minutes=tc.max_minutes)
+                      max_minutes=tc.max_minutes,
+                      precision=resolve_precision(device, tc.precision, job="training"))
     last_path, best_path = run.last_path, run.best_path
     seed_everything(tc.seed + dist_info.rank)
 
@@ -231,6 +236,7 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
         other = provenance_mismatch(state.get("weights_source"), weights_source)
         if other:
             say(f"warning: {path}: {other}")
+        run.resume_precision(path, state, tc.precision)
         trainer.load_state_dict(state)
         start_epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
         best.load_state_dict({"value": state["best_auc"], "step": state["best_epoch"]})
@@ -276,7 +282,7 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
             for batch in loader:
                 set_lr(optimizer, lr_at(tc, step, total_steps))
                 loss = batch_loss(ddp_model, adapter, batch, device, tc, loss_fn, weights,
-                                  channels_last)
+                                  channels_last, run.precision)
                 run.check_finite(loss, f"step {step} (epoch {epoch})", NonFiniteLossError,
                                  "Lower train.lr or use train.precision=fp32.")
                 trainer.update(loss)
@@ -338,8 +344,9 @@ def _recalibrate(model, trainer: DetectorTrainer, ddp_model, adapter, train_ds, 
     loader = DataLoader(train_ds, batch_sampler=use, num_workers=cfg.data.workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator())
     channels_last = resolve_channels_last(device, cfg.train.channels_last)
+    precision = resolve_precision(device, cfg.train.precision, job="training")
     recalibrate_batchnorm(net, norms, loader, lambda m, b: forward_batch(
-        m, adapter, b, device, cfg.train.precision, channels_last))
+        m, adapter, b, device, precision, channels_last))
     trainer.train_mode(ddp_model)
 
 

@@ -2,12 +2,21 @@
 
 * ``resolve_device``: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N`` | ``mps``; a malformed name or
   a device this machine lacks is a :class:`DeviceError` (one line, exit 2 on the command line).
-* ``resolve_precision``: what ``precision: auto`` means here. On CUDA bf16 (fp16 where bf16 is
-  unsupported). On a CPU bf16 only where the CPU computes bf16 natively
-  (:func:`cpu_has_native_bf16`: AVX512-BF16 or AMX on x86, the BF16 extension on ARM), else
-  fp32: on an AMD EPYC without those, bf16 autocast ran 20x slower than fp32, while on Intel
-  CPUs with AMX it ran 1.4-1.85x faster (issue 14, ``bench/train_gan.py``). An explicit
-  ``bf16`` on a CPU without native bf16 is honoured with a warning (once per process).
+* ``resolve_precision``: what ``precision: auto`` means here, per *job*. On CUDA bf16 (fp16
+  where bf16 is unsupported) for every job. On a CPU:
+
+  - ``job="inference"`` (maps, scores, verdicts, evaluation): always **fp32**, so the same video
+    gives the same maps and numbers on every CPU (issue 20: bf16 autocast moved a generator's
+    maps by 5e-3 and a LIME weight in the 6th digit on a CPU with native bf16, and nothing on
+    one without). bf16 inference on a CPU stays available when asked for by name.
+  - ``job="training"``: bf16 where the CPU computes bf16 natively (:func:`cpu_has_native_bf16`:
+    AVX512-BF16 or AMX on x86, the BF16 extension on ARM), else fp32. On an AMD EPYC with
+    AVX512-BF16 a 128 px GAN step ran 1.76x fp32 (issue 20), on Intel CPUs with AMX 1.4-1.85x;
+    on an AMD EPYC without those bf16 autocast ran 20x slower than fp32 (issue 14). A run
+    records the precision it used (:mod:`mrigan.loop`) and a resumed run keeps it.
+
+  An explicit ``bf16`` on a CPU without native bf16 is honoured with a warning (once per
+  process).
 * ``adam_kwargs``: ``Adam(..., **adam_kwargs(device, impl))`` for ``impl`` = ``auto`` (fused
   wherever this torch has it, else foreach), ``fused``, ``foreach`` or ``for_loop``. Fused
   measured fastest on both: +2% over foreach on an H200 (issue 14), and on a 2-core AMD EPYC the
@@ -33,10 +42,14 @@ from mrigan.config import ConfigError
 from mrigan.errors import MriganError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: What a precision is resolved for (:func:`resolve_precision`): ``auto`` differs on a CPU.
+JOBS = ("inference", "training")
 ADAM_IMPLS = ("auto", "fused", "foreach", "for_loop")
 
 #: /proc/cpuinfo flags that mean native bf16 arithmetic (x86: AVX512-BF16, AMX; ARM: BF16).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+#: Environment variable overriding the bf16 detection (:func:`cpu_has_native_bf16`).
+NATIVE_BF16_ENV = "MRIGAN_NATIVE_BF16"
 
 
 class DeviceError(MriganError, RuntimeError):
@@ -88,10 +101,31 @@ def _cpuinfo_flags(path: str = "/proc/cpuinfo") -> set[str]:
 
 
 @functools.lru_cache(maxsize=1)
+def _detected_native_bf16() -> bool:
+    return bool(_cpuinfo_flags() & NATIVE_BF16_FLAGS)
+
+
+def _forced_native_bf16() -> bool | None:
+    value = os.environ.get(NATIVE_BF16_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"environment variable {NATIVE_BF16_ENV}={value!r}: use 1 or 0 (or unset "
+                      "it to detect the CPU)")
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (see :data:`NATIVE_BF16_FLAGS`); on macOS, Apple
-    silicon from M2 on has it, which we do not detect: False there (fp32 stays the default)."""
-    return bool(_cpuinfo_flags() & NATIVE_BF16_FLAGS)
+    silicon from M2 on has it, which we do not detect: False there (fp32 stays the default).
+
+    ``MRIGAN_NATIVE_BF16=1`` / ``=0`` overrides the detection (the test suite pins it, so it
+    runs alike on CPUs of either kind and can be run as the other kind; benchmarks use it to
+    compare)."""
+    forced = _forced_native_bf16()
+    return _detected_native_bf16() if forced is None else forced
 
 
 def cpu_description() -> str:
@@ -103,7 +137,9 @@ def cpu_description() -> str:
                 if line.startswith("model name"):
                     model = line.split(":", 1)[1].strip()
                     break
-    return f"{model} (bf16: {'native' if cpu_has_native_bf16() else 'not native'})"
+    forced = _forced_native_bf16()
+    note = f", forced by {NATIVE_BF16_ENV}" if forced is not None else ""
+    return f"{model} (bf16: {'native' if cpu_has_native_bf16() else 'not native'}{note})"
 
 
 @functools.cache
@@ -113,15 +149,20 @@ def _warn_slow_bf16_once() -> None:
                   RuntimeWarning, stacklevel=3)
 
 
-def resolve_precision(device: torch.device, precision: str = "auto") -> str:
-    """``fp32`` | ``bf16`` | ``fp16``: what ``precision`` means on ``device`` (see module doc)."""
+def resolve_precision(device: torch.device, precision: str = "auto",
+                      job: str = "inference") -> str:
+    """``fp32`` | ``bf16`` | ``fp16``: what ``precision`` means on ``device`` for ``job``
+    (``inference`` or ``training``; see the module doc: ``auto`` on a CPU is fp32 for
+    inference whatever the CPU, bf16 for training where the CPU has native bf16)."""
     precision = str(precision).lower()
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use fp32, bf16, fp16 or auto")
+    if job not in JOBS:
+        raise ValueError(f"unknown job {job!r}; use {' or '.join(JOBS)}")
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if device.type == "cpu" and cpu_has_native_bf16():
+        if device.type == "cpu" and job == "training" and cpu_has_native_bf16():
             return "bf16"
         return "fp32"
     if precision == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
@@ -129,10 +170,10 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     return precision
 
 
-def autocast(device: torch.device, precision: str = "auto"):
-    """Autocast context. ``precision``: ``fp32``, ``bf16``, ``fp16`` or ``auto``
-    (see :func:`resolve_precision`)."""
-    precision = resolve_precision(device, precision)
+def autocast(device: torch.device, precision: str = "auto", job: str = "inference"):
+    """Autocast context. ``precision``: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (resolved for
+    ``job``, see :func:`resolve_precision`); trainers pass their resolved precision."""
+    precision = resolve_precision(device, precision, job)
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -198,6 +239,15 @@ def set_cudnn_benchmark(device: torch.device, setting: str | bool = "auto") -> b
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = on
     return on
+
+
+def compute_record(device: torch.device | str, **precisions: str) -> dict[str, object]:
+    """What analyses and evaluation reports record of where their numbers were computed:
+    ``{"device": "cpu", "hardware": <device_description>, "precision": {"generator": "fp32",
+    ...}}`` with the resolved precision of each named model."""
+    device = torch.device(device)
+    return {"device": str(device), "hardware": device_description(device),
+            "precision": dict(precisions)}
 
 
 def device_description(device: torch.device | str = "cpu") -> str:

@@ -29,7 +29,7 @@ class GanModelConfig(Checked):
     # .safetensors/.pth, or "" (from scratch); ignored by the other generators
     encoder_weights: str = "imagenet"
     # "prior + learned residual" (unet-<encoder> generators only; not in the paper): the MRI is
-    # the training set's mean MRI plus the generator's learned residual
+    # the training fakes' mean MRI plus the generator's learned residual
     mri_prior: bool = False
 
     def generator_kwargs(self) -> dict[str, Any]:
@@ -69,6 +69,9 @@ class GanDataConfig(Checked):
     pin_memory: str | bool = field(default="auto", metadata=bounds(choices=("auto", True, False)))
 
 
+#: ``train.select_by`` values: the held-out figures that can pick ``best.pt`` (higher is better).
+SELECT_BY = ("mean_ssim", "select", "face_auc", "pixel_auc", "fake_ssim")
+
 #: ``train.compile_mode`` values (torch.compile's ``mode``).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 #: the modes that capture CUDA graphs on CUDA devices (torch._inductor.list_mode_options())
@@ -83,7 +86,7 @@ class GanTrainConfig(Checked):
     max_minutes: float = 0.0  # stop after this much wall time (0: no limit); --resume continues
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32)
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32; recorded in checkpoints)
     # Speed levers (issue 14; ``auto`` is what measured fastest, see mrigan.gan_trainer):
     # channels_last: auto (off everywhere: on an H200 cl+bf16 ran slower than bf16) | true | false
     channels_last: str | bool = "auto"
@@ -107,6 +110,10 @@ class GanTrainConfig(Checked):
     eval_every: int = 500
     checkpoint_every: int = 1000
     grid_rows: int = 8  # rows of the TensorBoard image grid
+    # the held-out figure that picks best.pt (mrigan.localization): mean_ssim (over fakes and
+    # reals together: rewards black maps, kept as the default of existing runs) | select
+    # ((face AUC + pixel AUC) / 2: a constant map cannot win it) | face_auc | pixel_auc | fake_ssim
+    select_by: str = field(default="mean_ssim", metadata=bounds(choices=SELECT_BY))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -144,6 +151,10 @@ class TrainResult:
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     last_eval: dict[str, float]
+    #: the precision the run trained in (resolved; a resumed run's recorded one)
+    precision: str = "fp32"
+    #: the held-out figure ``best_mean_ssim`` holds the best value of (``train.select_by``)
+    select_by: str = "mean_ssim"
 
 
 def replace(cfg: GanConfig, **sections: dict[str, Any]) -> GanConfig:

@@ -46,15 +46,16 @@ from mrigan.config import ConfigError
 from mrigan.device import adam_kwargs, autocast, resolve_device, resolve_switch, set_cudnn_benchmark
 from mrigan.device import resolve_precision as device_precision
 from mrigan.gan_config import CUDA_GRAPH_MODES, GanConfig
+from mrigan.localization import localization_figures, mean_fake_map
 from mrigan.losses import discriminator_loss, generator_loss
 from mrigan.models import define_discriminator, define_generator
 from mrigan.mri_df_format import balanced_indices
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:
-    """``auto``: bf16 on CUDA (fp16 without bf16), bf16 on CPUs with native bf16, else fp32
-    (see :func:`mrigan.device.resolve_precision`)."""
-    return device_precision(device, precision)
+    """The GAN's training precision. ``auto``: bf16 on CUDA (fp16 without bf16), bf16 on CPUs
+    with native bf16, else fp32 (:func:`mrigan.device.resolve_precision`, job ``training``)."""
+    return device_precision(device, precision, job="training")
 
 
 def resolve_channels_last(device: torch.device, setting: str | bool) -> bool:
@@ -88,7 +89,7 @@ class GanTrainer:
                                       **self.adam_kwargs)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.lr,
                                       betas=(o.beta1, o.beta2), **self.adam_kwargs)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.set_precision(self.precision)
         self.cudnn_benchmark = set_cudnn_benchmark(self.device, cfg.train.cudnn_benchmark)
         self.g = distributed.wrap_ddp(self.generator, self.device)
         self.d = distributed.wrap_ddp(self.discriminator, self.device)
@@ -115,6 +116,13 @@ class GanTrainer:
                 kw["mode"] = self.compile_mode
             self.g, self.d = torch.compile(self.g, **kw), torch.compile(self.d, **kw)
             self.d_frozen = torch.compile(self.discriminator, **kw)
+
+    def set_precision(self, precision: str) -> None:
+        """Train in ``precision`` (resolved: fp32 | bf16 | fp16) from now on; a resumed run
+        keeps the one its checkpoint recorded (:meth:`mrigan.loop.TrainingRun.resume_precision`).
+        Call before loading a checkpoint: fp16 brings a gradient scaler, whose state it holds."""
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
 
     def set_lr(self, lr: float) -> None:
         for opt in (self.opt_g, self.opt_d):
@@ -209,14 +217,17 @@ class GanTrainer:
 
 @dataclass(frozen=True)
 class HeldOut:
-    """A fixed held-out sample, loaded once: faces, true MRIs and labels as tensors."""
+    """A fixed held-out sample, loaded once: faces, true MRIs and labels as tensors, and the
+    mean true MRI of the training fakes (the mean-map baseline, :mod:`mrigan.localization`)."""
 
     faces: torch.Tensor
     mris: torch.Tensor
     labels: torch.Tensor
+    mean_map: torch.Tensor | None = None
 
     @classmethod
-    def from_dataset(cls, dataset, n: int, seed: int) -> HeldOut:
+    def from_dataset(cls, dataset, n: int, seed: int,
+                     mean_map: torch.Tensor | None = None) -> HeldOut:
 
         order = balanced_indices(dataset.labels, epoch=0, seed=seed)
         seen = set(order)
@@ -225,12 +236,25 @@ class HeldOut:
         items = [dataset[i] for i in chosen]
         return cls(torch.stack([it["image"] for it in items]),
                    torch.stack([it["mri"] for it in items]),
-                   torch.tensor([int(it["label"]) for it in items]))
+                   torch.tensor([int(it["label"]) for it in items]), mean_map)
+
+
+def training_mean_map(dataset, limit: int = 512) -> torch.Tensor | None:
+    """The mean true MRI of (at most ``limit``, evenly spaced) training fakes: the mean-map
+    baseline of the held-out figures; ``None`` without fakes."""
+    fakes = [i for i, label in enumerate(dataset.labels) if int(label) == 1]
+    if not fakes:
+        return None
+    step = max(1, len(fakes) // limit)
+    chosen = fakes[::step][:limit]
+    return mean_fake_map((dataset[i]["mri"] for i in chosen), [1] * len(chosen))
 
 
 def evaluate_generator(trainer: GanTrainer, held_out: HeldOut) -> dict[str, float]:
     """Mean SSIM (data range 1) and L2 of generated vs true MRIs on the held-out sample,
-    with the all-black prediction's L2 and the mean generated MRI of fakes and of reals."""
+    with the all-black prediction's L2 and the mean generated MRI of fakes and of reals, and
+    the localization figures beside the all-black and mean-map baselines
+    (:func:`mrigan.localization.localization_figures`)."""
     generated = trainer.generate(held_out.faces).cpu()
     true = held_out.mris
     ssim = perceptual.mean_ssim(generated, true, data_range=1.0)
@@ -241,6 +265,7 @@ def evaluate_generator(trainer: GanTrainer, held_out: HeldOut) -> dict[str, floa
            "l2_black": float((true ** 2).mean()),
            "mri_mean_fake": float(per_image[fakes].mean()) if fakes.any() else math.nan,
            "mri_mean_real": float(per_image[reals].mean()) if reals.any() else math.nan}
+    out.update(localization_figures(generated, true, held_out.labels, held_out.mean_map))
     return out
 
 

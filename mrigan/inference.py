@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from mrigan import __version__
 from mrigan.checkpoint import CheckpointError, load_checkpoint, load_weights
-from mrigan.device import autocast, resolve_device
+from mrigan.device import autocast, resolve_device, resolve_precision
 from mrigan.errors import InputValueError
 from mrigan.fileio import (
     atomic_write_bytes,
@@ -77,7 +77,9 @@ class MRIGenerator:
                  precision: str = "fp32", batch_size: int = 32,
                  metadata: dict[str, Any] | None = None) -> None:
         self.device = resolve_device(device)
-        self.precision = precision
+        #: resolved inference precision (``auto`` on a CPU: fp32 on every CPU, see
+        #: :func:`mrigan.device.resolve_precision`), as recorded by analyses and evaluations
+        self.precision = resolve_precision(self.device, precision)
         self.batch_size = int(batch_size)
         self.metadata = dict(metadata or {})
         self.net = generator.to(self.device).eval()

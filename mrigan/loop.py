@@ -16,7 +16,14 @@ trainer needs around its own optimisation step is written here once:
 * the **non-finite stop**: :meth:`TrainingRun.check_finite` raises the trainer's error type on
   every rank at once, before anything of the bad step is saved, so ``last.pt`` stays good;
 * the **wall-time budget** ``max_minutes`` (rank 0 decides, every rank learns the answer);
-* **best-checkpoint tracking** by a named metric (:class:`BestTracker`, higher or lower better).
+* **best-checkpoint tracking** by a named metric (:class:`BestTracker`, higher or lower better);
+* the **training precision** the run actually uses (``precision``: what ``train.precision``
+  resolved to for training on this machine, :func:`mrigan.device.resolve_precision`): logged
+  when the run opens and written into every checkpoint (``precision``). A resumed run whose
+  setting is ``auto`` continues in the recorded precision, deterministically, and says so in one
+  line when this machine's ``auto`` would pick another (a bf16 run resumed on a CPU without
+  native bf16, or the reverse); an explicit setting that differs from the recorded one wins
+  (:meth:`TrainingRun.resume_precision`).
 
 A trainer is a :class:`TrainerPlugin` (its models, optimizers and schedulers as a state dict) plus
 its loop over batches; it keeps its own progress counters (epoch, step, history) and passes them
@@ -149,9 +156,12 @@ class TrainingRun:
 
     def __init__(self, run_dir: str | Path | None, config: Any, *, fmt: str,
                  format_key: str = "format", max_minutes: float = 0.0,
-                 tensorboard: bool = True, save_config_file: bool = True) -> None:
+                 tensorboard: bool = True, save_config_file: bool = True,
+                 precision: str | None = None) -> None:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.config = config
+        #: the resolved training precision (fp32 | bf16 | fp16), recorded in every checkpoint
+        self.precision = precision
         self.fmt, self.format_key = fmt, format_key
         self.max_minutes = float(max_minutes)
         self.dist = distributed.info()
@@ -185,6 +195,9 @@ class TrainingRun:
                                    + remove_orphan_temps(self.checkpoint_dir))
             for tmp in self.removed_temps:
                 log.warning("removed %s, left by a save that was killed", tmp)
+        if self.dist.is_main and self.precision is not None:
+            log.info("training precision: %s", self.precision)
+        if self.dist.is_main and self.run_dir is not None:
             if self._save_config:
                 save_config(self.config, self.run_dir / "config.yaml")
             if self._tensorboard:
@@ -252,6 +265,24 @@ class TrainingRun:
         path = self.resume_path(resume, required=required)
         return None if path is None else (path, self.load(path, map_location))
 
+    def resume_precision(self, path: Path, ckpt: Mapping[str, Any], configured: str) -> str:
+        """The precision a resumed run continues in (module doc), also kept as
+        :attr:`precision`. ``configured`` is the run's ``train.precision`` setting; call before
+        loading optimizer/scaler state (an fp16 run has a gradient scaler)."""
+        recorded, current = ckpt.get("precision"), self.precision
+        if recorded is None or current is None or recorded == current:
+            return current if current is not None else str(recorded)
+        if str(configured).lower() == "auto":
+            if self.dist.is_main:
+                log.warning("%s was trained in %s; precision auto here would be %s: continuing "
+                            "in %s as recorded (set train.precision to change it)", path,
+                            recorded, current, recorded)
+            self.precision = str(recorded)
+        elif self.dist.is_main:
+            log.warning("%s was trained in %s; continuing in %s as train.precision says",
+                        path, recorded, current)
+        return self.precision
+
     def restore_rng(self, ckpt: Mapping[str, Any], reseed: int) -> bool:
         """Put back this rank's RNG states; with another number of processes, reseed from
         ``reseed + rank`` instead and return False (the noise then differs)."""
@@ -271,7 +302,7 @@ class TrainingRun:
         return {self.format_key: self.fmt, **plugin.state_dict(), **progress,
                 "rng": distributed.all_gather_object(capture_rng_state()),
                 "world_size": self.dist.world_size, "config": to_dict(self.config),
-                "mrigan_version": __version__}
+                "precision": self.precision, "mrigan_version": __version__}
 
     def save(self, plugin: TrainerPlugin, progress: Mapping[str, Any], *, last: bool = True,
              best: bool = False) -> dict[str, Any]:

@@ -17,6 +17,16 @@ are NOT the same thing:
   (github.com/pratikpv/mri_gan_deepfake) trains with; the default because the published model
   was trained with it, not because the paper's text describes it.
 
+Recipe options (issue 21, each a named config option; the defaults are the paper's):
+
+* ``ssim_on``: ``all`` (paper) or ``fakes``: the SSIM term over the fakes of the batch only. A
+  real face's true MRI is black, and SSIM against a black map pulls the whole output to black.
+  A fake is told apart by its true MRI, which is not black (MRI-DF: real = black map).
+* ``manipulated_weight``: w >= 0 gives the pixel term weight ``1 + w`` on manipulated pixels
+  (true MRI, mean over channels, > ``mrigan.localization.MASK_THRESHOLD``) and 1 elsewhere,
+  normalised by the weights' sum: the few bright pixels of a fake otherwise weigh as little as
+  the black background (paper: 0).
+
 Every reconstruction term is computed on the [0, 1] MRI scale, in float32 even under autocast,
 with SSIM's data range given explicitly (1.0). Note: the paper's code took its L2 on the
 [-1, 1] tanh scale, which is 4x the [0, 1] value; SSIM is scale-free given the matching data
@@ -32,6 +42,7 @@ import torch.nn.functional as F
 
 from mrigan import perceptual
 from mrigan.config import Checked, bounds
+from mrigan.localization import MASK_THRESHOLD
 from mrigan.registry import Registry
 
 PIXEL_LOSSES = Registry("pixel loss")
@@ -68,6 +79,10 @@ class GanLossConfig(Checked):
     eta: float = 0.5  # discriminator loss scale
     pixel: str = "l2"  # l2 (paper) or l1
     gan: str = "lsgan"  # lsgan (the released code; default) | bce (the paper's Eq. 9) = vanilla
+    #: the SSIM term over all faces (paper) or the batch's fakes only (module doc)
+    ssim_on: str = field(default="all", metadata=bounds(choices=("all", "fakes")))
+    #: extra pixel-term weight of manipulated pixels (module doc; 0: the paper's plain mean)
+    manipulated_weight: float = field(default=0.0, metadata=bounds(minimum=0.0))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +94,15 @@ def _no_autocast(device_type: str):
     return torch.autocast(device_type=device_type, enabled=False)
 
 
+def _pixel_term(fake: torch.Tensor, true: torch.Tensor, cfg: GanLossConfig) -> torch.Tensor:
+    loss = PIXEL_LOSSES.get(cfg.pixel)
+    if not cfg.manipulated_weight:
+        return loss(fake, true)
+    manipulated = (true.mean(1, keepdim=True) > MASK_THRESHOLD).float()
+    weights = (1.0 + cfg.manipulated_weight * manipulated).expand_as(true)
+    return (loss(fake, true, reduction="none") * weights).sum() / weights.sum()
+
+
 def generator_loss(d_fake: torch.Tensor, fake_mri: torch.Tensor, true_mri: torch.Tensor,
                    cfg: GanLossConfig = GanLossConfig()) -> dict[str, torch.Tensor]:
     """Generator objective. ``fake_mri``/``true_mri`` are (N, 3, H, W) in [0, 1].
@@ -88,8 +112,15 @@ def generator_loss(d_fake: torch.Tensor, fake_mri: torch.Tensor, true_mri: torch
     with _no_autocast(fake_mri.device.type):
         fake, true = fake_mri.float(), true_mri.float()
         gan = GAN_LOSSES.get(cfg.gan)(d_fake, True)
-        pixel = PIXEL_LOSSES.get(cfg.pixel)(fake, true)
-        ssim = perceptual.ssim_loss(fake, true, data_range=1.0) if cfg.tau < 1.0 else pixel.new_zeros(())
+        pixel = _pixel_term(fake, true, cfg)
+        ssim = pixel.new_zeros(())
+        if cfg.tau < 1.0:
+            if cfg.ssim_on == "fakes":
+                fakes = true.flatten(1).amax(1) > 0  # a real face's true MRI is black
+                if bool(fakes.any()):
+                    ssim = perceptual.ssim_loss(fake[fakes], true[fakes], data_range=1.0)
+            else:
+                ssim = perceptual.ssim_loss(fake, true, data_range=1.0)
         total = gan + cfg.lambda_recon * (cfg.tau * pixel + (1.0 - cfg.tau) * ssim)
     return {"total": total, "gan": gan, "pixel": pixel, "ssim": ssim}
 

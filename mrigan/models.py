@@ -259,9 +259,10 @@ class EncoderUNet(UnitRangeGenerator):
     normalised as the encoder's weights expect. ``image_size`` must be a multiple of 32.
 
     ``prior=True`` (not in the paper): "prior + learned residual". The MRI is a fixed map (the
-    training set's mean MRI, set by :func:`mrigan.train.train_gan` through :meth:`set_prior`
-    and saved with the weights) plus the decoder's tanh output / 2, clamped to [0, 1]; with the
-    decoder's small init the untrained generator already outputs the mean MRI rather than grey.
+    training fakes' mean MRI, :func:`mrigan.gan_trainer.training_mean_map`, set by
+    :func:`mrigan.train.train_gan` through :meth:`set_prior` and saved with the weights; black
+    until set) plus the decoder's tanh output / 2, clamped to [0, 1]; with the decoder's small
+    init the untrained generator already outputs the mean map rather than grey.
 
     ``architecture["encoder_source"]`` records where the encoder's starting weights came from
     (package, version, file, SHA-256; None from scratch); a rebuilt network keeps the record
@@ -300,9 +301,9 @@ class EncoderUNet(UnitRangeGenerator):
         self.decoder = nn.ModuleList(blocks)
         self.final = nn.Sequential(nn.Conv2d(cin, out_channels, 3, padding=1), nn.Tanh())
         self.has_prior = bool(prior)
-        if self.has_prior:  # in [-1, 1] like the tanh output; 0 = mid grey until set
-            self.register_buffer("mri_prior", torch.zeros(1, out_channels, image_size,
-                                                          image_size))
+        if self.has_prior:  # in [-1, 1] like the tanh output; -1 = black until set
+            self.register_buffer("mri_prior", torch.full((1, out_channels, image_size,
+                                                          image_size), -1.0))
 
     def set_prior(self, mean_mri: torch.Tensor) -> None:
         """The prior: a ``(C, S, S)`` mean MRI in [0, 1]."""

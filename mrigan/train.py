@@ -23,8 +23,11 @@ What a run guarantees:
   ``resume=True`` continues mid-epoch, and a killed-and-resumed run reaches the same weights as
   an uninterrupted one.
 * **Best model on held-out data**: every ``eval_every`` steps the generator (eval mode) turns a
-  fixed held-out sample of faces into MRIs; their mean SSIM against the true MRIs (data range 1)
-  picks ``best.pt``. ``last.pt`` is written every ``checkpoint_every`` steps and at the end.
+  fixed held-out sample of faces into MRIs; the figure ``train.select_by`` picks ``best.pt``:
+  their mean SSIM against the true MRIs (data range 1; the default of existing runs, which
+  rewards black maps) or a localization figure of :mod:`mrigan.localization` (``select`` =
+  (face AUC + pixel AUC) / 2, which no constant map can win), each evaluation also recording
+  the all-black and training-mean-map baselines in ``eval_history.json``. ``last.pt`` is written every ``checkpoint_every`` steps and at the end.
 * **Non-finite losses stop the run** with :class:`NonFiniteLossError`; nothing is saved after
   the bad step, so ``last.pt`` stays the last good state.
 * **Augmentation** (``augment.enabled``, :mod:`mrigan.paired_augment`): training batches only,
@@ -73,6 +76,7 @@ from mrigan.gan_trainer import (
     image_grid,
     resolve_channels_last,
     resolve_precision,
+    training_mean_map,
 )
 from mrigan.loop import BestTracker, TrainingRun, check_same_architecture
 from mrigan.mri_df_format import MriDfDataset, balanced_indices
@@ -174,7 +178,7 @@ class _GanRun:
     def __init__(self, cfg: GanConfig, trainer: GanTrainer, run: TrainingRun) -> None:
         self.cfg, self.trainer, self.run = cfg, trainer, run
         self.epoch = self.batch_in_epoch = self.step = 0
-        self.best = BestTracker("mean_ssim", higher_is_better=True, value=-math.inf)
+        self.best = BestTracker(cfg.train.select_by, higher_is_better=True, value=-math.inf)
         self.history: list[dict[str, float]] = []
         self.held_out: HeldOut | None = None
         self.last_eval: dict[str, float] = {}
@@ -189,6 +193,7 @@ class _GanRun:
     def progress(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
                 "best_mean_ssim": self.best.value, "best_step": self.best.step,
+                "select_by": self.best.metric,
                 "history": self.history,
                 "architecture": {"generator": self.trainer.generator.architecture,
                                  "discriminator": self.trainer.discriminator.architecture}}
@@ -205,6 +210,15 @@ class _GanRun:
         saved_model = {**to_dict(GanModelConfig()), **ckpt.get("config", {}).get("model", {})}
         check_same_architecture(path, saved_model, to_dict(self.cfg.model),
                                 what="model (config)")
+        self.trainer.set_precision(self.run.resume_precision(path, ckpt,
+                                                             self.cfg.train.precision))
+        saved_select = ckpt.get("select_by", "mean_ssim")  # runs before it: mean SSIM
+        if saved_select != self.best.metric:
+            raise CheckpointError(f"train.select_by changed since this checkpoint was written "
+                                  f"({saved_select} -> {self.best.metric}): the best checkpoint "
+                                  "so far was chosen by the other figure; resume with "
+                                  f"train.select_by={saved_select} or start a new run (another "
+                                  "name)", path=path)
         saved_origin = ckpt.get("architecture", {}).get("generator", {}).get("encoder_source")
         other = provenance_mismatch(saved_origin,
                                     self.trainer.generator.architecture.get("encoder_source"))
@@ -244,11 +258,8 @@ class _GanRun:
         result = evaluate_generator(self.trainer, self.held_out)
         result["step"] = self.step
         self.history.append(result)
-        self.best.update(result["mean_ssim"], self.step)
-        self.run.scalars({"mean_ssim": result["mean_ssim"], "l2": result["l2"],
-                          "l2_all_black": result["l2_black"],
-                          "mri_mean_fake": result["mri_mean_fake"],
-                          "mri_mean_real": result["mri_mean_real"]}, self.step, "eval/")
+        self.best.update(result[self.best.metric], self.step)
+        self.run.scalars({k: v for k, v in result.items() if k != "step"}, self.step, "eval/")
         held = self.held_out
         rows = min(self.cfg.train.grid_rows, held.faces.shape[0])
         if rows and self.run.writer is not None:
@@ -257,9 +268,13 @@ class _GanRun:
                                       image_grid(held.faces[:rows], held.mris[:rows], gen),
                                       self.step)
         atomic_write_json(self.run.run_dir / "eval_history.json", self.history)
-        log.info("step %d: held-out mean SSIM %.4f (best %.4f at step %d), L2 %.5f "
-                 "(all-black %.5f)", self.step, result["mean_ssim"], self.best.value,
-                 self.best.step, result["l2"], result["l2_black"])
+        log.info("step %d: held-out mean SSIM %.4f, L2 %.5f (all-black %.5f); fakes: SSIM "
+                 "%.4f (black %.4f, mean map %.4f), pixel AUC %.3f (mean map %.3f); face AUC "
+                 "%.3f; best %s %.4f at step %d", self.step, result["mean_ssim"], result["l2"],
+                 result["l2_black"], result["fake_ssim"], result["black_fake_ssim"],
+                 result.get("mean_map_fake_ssim", math.nan), result["pixel_auc"],
+                 result.get("mean_map_pixel_auc", math.nan), result["face_auc"],
+                 self.best.metric, self.best.value, self.best.step)
         return result
 
     def evaluate_and_keep_best(self) -> None:
@@ -354,16 +369,6 @@ class _GanRun:
         self.save()
 
 
-def mean_mri(dataset: MriDfDataset, max_items: int = 1024) -> torch.Tensor:
-    """The mean ``(3, S, S)`` MRI of up to ``max_items`` evenly spaced items (fakes and reals
-    as they come): the prior of ``model.mri_prior``. Deterministic, so every rank agrees."""
-    if len(dataset) == 0:
-        raise ConfigError("model.mri_prior: the training split holds no pairs")
-    picks = sorted({int(i) for i in torch.linspace(0, len(dataset) - 1,
-                                                   min(max_items, len(dataset)))})
-    return torch.stack([dataset[i]["mri"] for i in picks]).mean(0)
-
-
 def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
               callbacks: Sequence[StepCallback] = ()) -> TrainResult:
     """Train MRI-GAN as configured; see the module docstring for what a run guarantees.
@@ -385,12 +390,16 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
 
     train_set = MriDfDataset(cfg.data.root, cfg.data.train_split, cfg.model.image_size)
     if getattr(trainer.generator, "has_prior", False):  # replaced by the checkpoint's on resume
-        trainer.generator.set_prior(mean_mri(train_set).to(trainer.device))
-    run = TrainingRun(cfg.run_dir, cfg, fmt=CHECKPOINT_FORMAT, max_minutes=tc.max_minutes)
+        prior = training_mean_map(train_set)  # the held-out figures' mean-map baseline
+        if prior is not None:  # without fakes the prior stays black
+            trainer.generator.set_prior(prior.to(trainer.device))
+    run = TrainingRun(cfg.run_dir, cfg, fmt=CHECKPOINT_FORMAT, max_minutes=tc.max_minutes,
+                      precision=trainer.precision)
     state = _GanRun(cfg, trainer, run)
     if dist.is_main and tc.eval_every > 0:
         val_set = MriDfDataset(cfg.data.root, cfg.data.val_split, cfg.model.image_size)
-        state.held_out = HeldOut.from_dataset(val_set, cfg.data.eval_samples, tc.seed)
+        state.held_out = HeldOut.from_dataset(val_set, cfg.data.eval_samples, tc.seed,
+                                              mean_map=training_mean_map(train_set))
     state.resume(resume)
     with run.open(purge_step=state.step):
         state.fit(train_set, callbacks)
@@ -400,4 +409,5 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
                        best_mean_ssim=best.value, best_step=best.step,
                        last_checkpoint=run.last_path,
                        best_checkpoint=run.best_path if best.step >= 0 else None,
-                       last_eval=state.last_eval)
+                       last_eval=state.last_eval, precision=trainer.precision,
+                       select_by=best.metric)

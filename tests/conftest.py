@@ -9,6 +9,11 @@ import pytest
 import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# The suite sees a CPU without native bf16 whatever it runs on (mrigan.device.NATIVE_BF16_ENV),
+# so no test depends on the machine's capability by accident: CPUs of both kinds run the same
+# suite. Tests of what depends on it take the `bf16_capability` fixture (both answers), and
+# `MRIGAN_NATIVE_BF16=1 make test` runs the whole suite as a CPU with native bf16.
+os.environ.setdefault("MRIGAN_NATIVE_BF16", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MRIGAN_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -29,6 +34,14 @@ def ff_examples(shared_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def ffpp_root(shared_data: Path) -> Path:
     return shared_data / "ffpp"
+
+
+@pytest.fixture(params=[True, False], ids=["bf16-native", "bf16-not-native"])
+def bf16_capability(request, monkeypatch) -> bool:
+    """Runs a test twice: as a CPU with native bf16 and as one without (the detection is
+    forced through MRIGAN_NATIVE_BF16, which subprocesses inherit too)."""
+    monkeypatch.setenv("MRIGAN_NATIVE_BF16", "1" if request.param else "0")
+    return request.param
 
 
 def _torch_threads(n: int):

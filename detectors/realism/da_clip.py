@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectors.backbones import WeightsError, read_state_dict
+from detectors.model import fp32_head
 from detectors.realism.losses import build_loss
 from mrigan.errors import InputValueError, MriganError
 
@@ -209,7 +210,9 @@ class DaClip(nn.Module):
         return (feats * w).sum(1) / w.sum(1).clamp_min(1.0)
 
     def regress(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.regressor(embedding).squeeze(1)
+        """MOS from an embedding; the linear regressor runs in fp32 under any autocast (a bf16
+        MOS near 3 has steps of 1/64: see :mod:`detectors.realism.model`)."""
+        return fp32_head(self.regressor, embedding).squeeze(1)
 
     def forward(self, frames: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.regress(self.video_embedding(frames))

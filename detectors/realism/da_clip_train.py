@@ -174,7 +174,7 @@ class DaClipTrainer(RegressorTrainer):
         frames = batch["plain"].to(self.device, non_blocking=True)
         tokens = self.tokens[index].to(self.device)
         mask = self.sentence_mask[index].to(self.device)
-        with autocast(self.device, self.cfg.train.precision):
+        with autocast(self.device, self.precision):
             parts = self.model.loss(frames, tokens, mask, batch["mos"].to(self.device))
         self.parts.append({k: float(parts[k].detach()) for k in ("visual", "textual", "sim")})
         return parts["total"].float()

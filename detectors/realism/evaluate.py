@@ -31,6 +31,7 @@ from detectors.realism.ensemble import normalise_weights, weighted_average
 from detectors.realism.models import model_kind
 from detectors.realism.plots import save_scatter
 from detectors.realism.predict import predict_clips
+from mrigan.device import compute_record, resolve_precision
 from mrigan.fileio import atomic_write_json, atomic_write_text
 
 Predictor = Callable[[Sequence[Clip]], np.ndarray]
@@ -156,6 +157,8 @@ def evaluate_run(cfg: RealismConfig, model: torch.nn.Module, data: RealismData,
               "model_name": cfg.model.name,
               "inputs": cfg.model.inputs, "backbone": cfg.model.backbone,
               "test_draws": cfg.sampler.test_draws, "ensemble": ensemble_info,
+              "compute": compute_record(device, model=resolve_precision(device,
+                                                                        cfg.train.precision)),
               "models": build_report(preds, tests)}
     if retrieval is not None:
         report["retrieval"] = retrieval

@@ -4,6 +4,11 @@ Mean pooling says how the frames look on average; the standard deviation says ho
 change (flicker and unstable blending are what raters notice in deepfakes), so both are
 concatenated. The backbone is fine-tuned with the head.
 
+The head (and the temporal pooling before it) always runs in fp32, also under bf16 autocast,
+like the detectors' head (:func:`detectors.model.fp32_head`): a MOS near 3 in bf16 has steps of
+1/64, so after a short training every clip's bf16 prediction rounded to the same value (issue
+20: the ``plain`` row's SRCC was NaN on a CPU with native bf16, a constant prediction).
+
 Inputs (by name): ``plain`` face crops, ``mri`` maps, or ``fused``: ``fusion="late"`` runs one
 backbone per input and concatenates their pooled features; ``fusion="early"`` stacks the face
 and its MRI as 6 channels into one backbone (half the compute, less capacity).
@@ -17,6 +22,7 @@ import torch
 from torch import nn
 
 from detectors.backbones import build_backbone
+from detectors.model import fp32_head
 from detectors.realism.dataset import check_inputs
 from mrigan.config import Checked
 
@@ -101,7 +107,10 @@ class RealismRegressor(nn.Module):
         return torch.cat(feats, dim=2)
 
     def pooled_features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return temporal_pool(self.frame_features(batch), self.cfg.std)
+        """Mean & std over time in fp32 (module doc), whatever the backbone's precision."""
+        features = self.frame_features(batch).float()
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return temporal_pool(features, self.cfg.std)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(self.pooled_features(batch)).squeeze(1)
+        return fp32_head(self.head, self.pooled_features(batch)).squeeze(1)

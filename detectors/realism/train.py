@@ -144,7 +144,8 @@ def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Cl
     weights_source = weights_record(cfg.model.backbone, cfg.model.weights)
     dataset = ClipDataset(train_clips, cfg.sampler, cfg.model.inputs, cfg.data.image_size, seed=tc.seed)
     run = TrainingRun(out_dir, cfg, fmt=CHECKPOINT_KIND, format_key="kind",
-                      max_minutes=tc.max_minutes, tensorboard=tc.tensorboard)
+                      max_minutes=tc.max_minutes, tensorboard=tc.tensorboard,
+                      precision=trainer.precision)
     best = BestTracker(tc.select_by if val_clips else "epoch",
                        higher_is_better=not val_clips or tc.select_by not in _LOWER_IS_BETTER)
     result = TrainResult(model, mos_centre=mos_centre)
@@ -154,6 +155,7 @@ def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Cl
     if found is not None:
         path, ckpt = found
         check_same_architecture(path, ckpt["model"], model.state_dict())
+        trainer.set_precision(run.resume_precision(path, ckpt, tc.precision))
         trainer.load_state_dict(ckpt)
         start, result.history = ckpt["next_epoch"], list(ckpt["history"])
         best.load_state_dict(ckpt["best"])

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from detectors.realism.config import RealismConfig
 from detectors.realism.losses import build_loss
-from mrigan.device import autocast
+from mrigan.device import autocast, resolve_precision
 from mrigan.loop import NonFiniteLossError
 
 LOWER_IS_BETTER = {"rmse", "mae", "loss"}
@@ -38,10 +38,15 @@ class RegressorTrainer:
             self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.opt, mode="min" if tc.select_by in LOWER_IS_BETTER else "max",
                 factor=tc.plateau_factor, patience=tc.plateau_patience)
-        fp16 = device.type == "cuda" and (tc.precision == "fp16" or (
-            tc.precision == "auto" and not torch.cuda.is_bf16_supported()))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)  # bf16/fp32: no scaling
+        self.set_precision(resolve_precision(device, tc.precision, job="training"))
         self.shuffle = torch.Generator().manual_seed(tc.seed)  # the loader's order, resumable
+
+    def set_precision(self, precision: str) -> None:
+        """Train in ``precision`` (resolved: fp32 | bf16 | fp16); fp16 brings a gradient scaler
+        (bf16/fp32: none). A resumed run calls it with the recorded precision before loading
+        the checkpoint (:meth:`mrigan.loop.TrainingRun.resume_precision`)."""
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
@@ -66,7 +71,7 @@ class RegressorTrainer:
         Other models override it (DA-CLIP: Eq. 7 with the batch's descriptions)."""
         inputs = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()
                   if k in ("plain", "mri")}
-        with autocast(self.device, self.cfg.train.precision):
+        with autocast(self.device, self.precision):
             pred = self.model(inputs)
         return self.loss_fn(pred.float(), batch["mos"].to(self.device))
 

@@ -351,6 +351,17 @@ def _legend(vmax: float) -> str:
             f'{stops})"></span> <span>≥ {vmax:g}</span>')
 
 
+def _compute_note(compute: Mapping[str, Any]) -> str:
+    """`` Computed on cpu (AMD EPYC ..., bf16: native), precision generator fp32.``
+    (results of schema 3 on; older results have no ``compute``: nothing)."""
+    if not compute:
+        return ""
+    precision = ", ".join(f"{k} {v}" for k, v in (compute.get("precision") or {}).items())
+    return (f' <span id="compute">Computed on {html.escape(str(compute.get("device", "?")))} '
+            f'({html.escape(str(compute.get("hardware", "?")))}), precision '
+            f'{html.escape(precision or "?")}.</span>')
+
+
 def render_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *,
                   worst_k: int = 6, vmax: float = DEFAULT_VMAX,
                   filename: str = "report.html") -> Path:
@@ -383,7 +394,8 @@ def render_report(results: Mapping[str, Any], out_dir: str | os.PathLike, *,
         f'({gen.get("image_size", "?")} px, sha256 {html.escape(str(gen.get("sha256", ""))[:16])}…)'
         + (f'; detector: <code>{html.escape(str(det.get("path", "")))}</code>' if det else
            "; no detector: faces are scored by their mean MRI")
-        + ". A verdict is a screening aid to be read with the maps, not proof.</p>",
+        + ". A verdict is a screening aid to be read with the maps, not proof."
+        + _compute_note(results.get("compute") or {}) + "</p>",
         card_html(gen),
     ]
     body = [_overview(results.get("inputs", []))]

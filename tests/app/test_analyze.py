@@ -280,3 +280,47 @@ def test_detector_scores_faces_and_explains_them(case, ff_examples):
     cam = read_image(out / face["files"]["gradcam"])
     assert cam.shape == read_image(out / face["files"]["face"]).shape
     assert "Grad-CAM" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def _numbers_of(results: dict) -> dict:
+    """results.json without what names the machine or the moment (created, hardware, paths
+    of the per-run folder): the maps' statistics, scores, verdicts and settings."""
+    kept = json.loads(json.dumps(results))
+    kept.pop("created")
+    kept["compute"].pop("hardware")
+    return kept
+
+
+def test_results_are_the_same_whatever_the_cpus_bf16(case, ff_examples, monkeypatch):
+    """Issue 20: the same inputs, generator and detector give identical results.json numbers
+    on a CPU with native bf16 and on one without (inference ``auto`` is fp32 on a CPU), and
+    results.json says where and in which precision they were computed."""
+    detector = train_tiny_plain_detector(case["base"] / "bf16")
+    runs = {}
+    for native in ("1", "0"):
+        monkeypatch.setenv("MRIGAN_NATIVE_BF16", native)
+        out = case["base"] / f"bf16_{native}"
+        assert cli(["analyze", str(case["fake"]), str(ff_examples / "ex_deepfakes.png"),
+                    "--generator", str(case["gen"]), "--detector", str(detector),
+                    "--out", str(out), "--every", "100", "--device", "cpu", "--no-progress",
+                    "--set", "frames.max_frames=2", "--set", "faces.max_side=640"]) == 0
+        runs[native] = json.loads((out / "results.json").read_text())
+        compute = runs[native]["compute"]
+        assert compute["device"] == "cpu"
+        assert compute["precision"] == {"generator": "fp32", "detector": "fp32"}
+        assert ("bf16: native" if native == "1" else "bf16: not native") in compute["hardware"]
+        page = (out / "report.html").read_text(encoding="utf-8")
+        assert "precision generator fp32, detector fp32" in page
+    with_bf16, without = (_numbers_of(runs[k]) for k in ("1", "0"))
+    for r in (with_bf16, without):  # per-run folders differ only by name
+        r["out"] = None
+    assert with_bf16["summary"]["faces"] >= 2
+    assert with_bf16 == without
+    # bf16 stays available by name, and is recorded as such (its maps differ from fp32's)
+    out = case["base"] / "bf16_named"
+    assert cli(["analyze", str(case["fake"]), "--generator", str(case["gen"]), "--out", str(out),
+                "--every", "100", "--device", "cpu", "--no-progress", "--set",
+                "frames.max_frames=2", "--set", "faces.max_side=640", "--set",
+                "precision=bf16"]) == 0
+    named = json.loads((out / "results.json").read_text())
+    assert named["compute"]["precision"] == {"generator": "bf16"}

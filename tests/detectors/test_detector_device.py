@@ -29,7 +29,8 @@ DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("backbone", ["efficientnet-b0", "tiny-cnn"])
-def test_detector_on_device_matches_fp32_cpu(device, backbone, one_torch_thread):
+def test_detector_on_device_matches_fp32_cpu(device, backbone, bf16_capability,
+                                             one_torch_thread):
     torch.manual_seed(0)
     cfg = DetectorConfig(model=DetectorModelConfig(backbone=backbone, dropout=0.0),
                          data=DetectorDataConfig(image_size=64))
@@ -38,7 +39,10 @@ def test_detector_on_device_matches_fp32_cpu(device, backbone, one_torch_thread)
     reference = Detector(copy.deepcopy(model), cfg, device="cpu", precision="fp32")
     expected = reference.predict_proba(faces=faces)
     precision = resolve_precision(torch.device(device), "auto")
-    det = Detector(copy.deepcopy(model), cfg, device=device, precision=precision)
+    det = Detector(copy.deepcopy(model), cfg, device=device, precision="auto")
+    assert det.precision == precision  # auto, resolved for inference: fp32 on every CPU
+    if device == "cpu":
+        assert precision == "fp32"
     got = det.predict_proba(faces=faces)
     assert got.dtype == np.float64 and got.shape == (8,) and np.isfinite(got).all()
     assert ((got >= 0) & (got <= 1)).all()

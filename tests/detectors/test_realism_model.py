@@ -118,3 +118,32 @@ def test_weighted_ensembles():
     good, noise = y + rng.normal(0, 0.1, 40), rng.uniform(1, 5, 40)
     w, score = fit_weights([noise, good], y, step=0.1)
     assert w[1] >= 0.9 and score > 0.95
+
+
+def test_bf16_autocast_keeps_the_mos_head_in_fp32(ff_examples):
+    """Issue 20: under bf16 autocast (training on a CPU with native bf16) a head in bf16 rounds
+    a MOS near 3 to steps of 1/64, so similar clips got one constant prediction (the realism
+    `plain` row's SRCC was NaN). The pooling and head run in fp32: predictions stay distinct and
+    equal the fp32 head applied to the same backbone features."""
+    from mrigan.fileio import read_image
+
+    torch.manual_seed(0)
+    model = RealismRegressor(RealismModelConfig(inputs="plain", backbone="tiny-cnn", hidden=16),
+                             mos_centre=3.0).eval()
+    with torch.no_grad():  # a briefly trained head: small weights around the centre
+        model.head[-1].weight.mul_(0.01)
+    face = torch.from_numpy(read_image(ff_examples / "ex_original.png")[:128, 256:384]).float()
+    face = face.permute(2, 0, 1) / 255
+    # 8 clips of slightly different brightness: a realism model should rank them
+    clips = torch.stack([(face * (0.9 + 0.01 * i)).clamp(0, 1) for i in range(8)])
+    batch = {"plain": clips[:, None].expand(-1, 4, -1, -1, -1)}
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        features = model.frame_features(batch)
+        pred = model(batch)
+        bf16_head = model.head(temporal_pool(features, model.cfg.std)).squeeze(1)
+    assert features.dtype == torch.bfloat16  # the backbone did run in bf16
+    assert pred.dtype == torch.float32 and len(set(pred.tolist())) == 8
+    assert len(set(bf16_head.float().tolist())) < 8  # what a bf16 head did: ties
+    with torch.no_grad():
+        fp32 = model.head(temporal_pool(features.float(), model.cfg.std)).squeeze(1)
+    torch.testing.assert_close(pred, fp32)

@@ -155,3 +155,25 @@ def test_ensemble_paper_preset_loads_with_the_recipe():
                                                                           "rmse")
     assert t.early_stopping > 0 and t.retrain_on_train_val and t.epochs == 33
     assert (cfg.model.dropout, cfg.sampler.num_frames) == (0.1, 5)
+
+
+def test_auto_precision_is_recorded_and_a_bf16_trained_regressor_is_not_constant(
+        clips, tmp_path, bf16_capability, one_torch_thread):
+    """Issue 20: training ``auto`` is bf16 on a CPU with native bf16 and fp32 elsewhere; the
+    run records it, and a regressor trained and scored in bf16 still ranks the clips (its head
+    runs in fp32: a bf16 head gave one constant MOS and a NaN SRCC)."""
+    import math
+
+    from detectors.realism import metrics
+    from detectors.realism.predict import predict_clips
+
+    train, val = clips
+    cfg = _cfg(epochs=2, precision="auto")
+    result = train_regressor(cfg, train, val, tmp_path / "auto", **QUIET)
+    expected = "bf16" if bf16_capability else "fp32"
+    assert load_checkpoint(tmp_path / "auto" / "checkpoints" / "last.pt")["precision"] == expected
+    assert all(math.isfinite(row["val_srcc"]) for row in result.history)
+    pred = predict_clips(result.model, val, cfg.sampler, inputs="plain", size=SIZE,
+                         precision=expected)
+    assert len(set(pred.tolist())) == len(val)
+    assert math.isfinite(metrics.mos_report([c.mos for c in val], pred)["srcc"])

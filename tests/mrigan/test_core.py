@@ -345,27 +345,44 @@ def test_cpuinfo_flags_decide_native_bf16(tmp_path, monkeypatch):
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")
     real = device._cpuinfo_flags
+    monkeypatch.delenv(device.NATIVE_BF16_ENV, raising=False)  # the detection itself
     for path, native in ((intel, True), (amd, False), (arm, True), (tmp_path / "none", False)):
         monkeypatch.setattr(device, "_cpuinfo_flags", lambda p=path: real(str(p)))
-        device.cpu_has_native_bf16.cache_clear()
+        device._detected_native_bf16.cache_clear()
         assert device.cpu_has_native_bf16() is native
-    device.cpu_has_native_bf16.cache_clear()
+        # the override wins either way (the suite pins it; users compare with it)
+        for forced, expected in (("1", True), ("0", False), ("yes", True), ("off", False)):
+            monkeypatch.setenv(device.NATIVE_BF16_ENV, forced)
+            assert device.cpu_has_native_bf16() is expected
+            assert "forced by MRIGAN_NATIVE_BF16" in device.cpu_description()
+        monkeypatch.delenv(device.NATIVE_BF16_ENV)
+    device._detected_native_bf16.cache_clear()
+    monkeypatch.setenv(device.NATIVE_BF16_ENV, "maybe")
+    with pytest.raises(ConfigError, match="MRIGAN_NATIVE_BF16='maybe': use 1 or 0"):
+        device.cpu_has_native_bf16()
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_auto_precision_on_cpu_follows_native_bf16(native, monkeypatch, recwarn):
-    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+def test_auto_precision_on_cpu_is_fp32_for_inference_and_native_bf16_for_training(
+        bf16_capability, recwarn):
+    """Issue 20: inference ``auto`` is fp32 on every CPU (the same maps whatever the CPU);
+    training ``auto`` takes bf16 where the CPU has it natively."""
+    native = bf16_capability
     device._warn_slow_bf16_once.cache_clear()
     cpu = torch.device("cpu")
-    assert device.resolve_precision(cpu, "auto") == ("bf16" if native else "fp32")
-    assert device.resolve_precision(cpu, "fp32") == "fp32"
-    with device.autocast(cpu, "auto"):
-        dtype = (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
-    assert dtype == (torch.bfloat16 if native else torch.float32)
-    # an explicit bf16 is honoured; without native bf16 it warns, once per process
-    for _ in range(3):
-        assert device.resolve_precision(cpu, "bf16") == "bf16"
+    assert device.resolve_precision(cpu, "auto") == "fp32"
+    assert device.resolve_precision(cpu, "auto", job="inference") == "fp32"
+    assert device.resolve_precision(cpu, "auto", job="training") == ("bf16" if native else "fp32")
+    assert device.resolve_precision(cpu, "fp32", job="training") == "fp32"
+    for job, expected in (("inference", torch.float32),
+                          ("training", torch.bfloat16 if native else torch.float32)):
+        with device.autocast(cpu, "auto", job=job):
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == expected, job
+    # an explicit bf16 is honoured for either job; without native bf16 it warns, once per process
+    for job in ("inference", "training", "inference"):
+        assert device.resolve_precision(cpu, "bf16", job=job) == "bf16"
     slow = [w for w in recwarn if "without native bf16" in str(w.message)]
     assert len(slow) == (0 if native else 1)
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         device.resolve_precision(cpu, "fp8")
+    with pytest.raises(ValueError, match="unknown job 'serving'"):
+        device.resolve_precision(cpu, "auto", job="serving")

@@ -37,7 +37,9 @@ def exported(tmp_path_factory):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
-def test_generator_on_device_matches_fp32_cpu(exported, device, precision, one_torch_thread):
+def test_generator_on_device_matches_fp32_cpu(exported, device, precision, bf16_capability,
+                                              one_torch_thread):
+    """``auto`` on a CPU is fp32 whether or not the CPU has native bf16 (issue 20)."""
     weights, reference = exported
     faces = np.stack(demo_faces(32)[:6])
     x = torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255
@@ -45,6 +47,8 @@ def test_generator_on_device_matches_fp32_cpu(exported, device, precision, one_t
         expected = reference(x).numpy()
     gen = MRIGenerator.load(weights, device=device, precision=precision)
     assert torch.device(gen.device).type == device
+    if device == "cpu":
+        assert gen.precision == "fp32"  # resolved when loaded, as analyses record it
     out = gen.predict(faces)  # uint8 NHWC in, float NHWC out, on the CPU
     got = np.asarray(out, dtype=np.float32)
     assert got.shape == (6, 32, 32, 3) and np.isfinite(got).all()

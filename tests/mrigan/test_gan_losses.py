@@ -99,3 +99,33 @@ def test_vanilla_gan_option_and_bad_config():
         GanLossConfig(tau=1.5)
     with pytest.raises(KeyError, match="known: l1, l2"):
         GanLossConfig(pixel="huber")
+
+
+def test_recipe_options_ssim_on_fakes_and_weighted_manipulated_pixels():
+    """Issue 21's recipe options, by hand: ``ssim_on: fakes`` leaves the real face (black true
+    MRI) out of the SSIM term; ``manipulated_weight`` weighs pixels whose true MRI > 0.1."""
+    from mrigan import perceptual
+
+    rng = torch.Generator().manual_seed(0)
+    true = torch.zeros(2, 3, 24, 24)
+    true[0, :, 4:12, 4:12] = 0.6  # sample 0 is a fake with a manipulated square; 1 is real
+    fake = (true + 0.2 * torch.rand(2, 3, 24, 24, generator=rng)).clamp(0, 1)
+    d = torch.ones(2, 1, 1, 1)
+    both = generator_loss(d, fake, true)
+    fakes_only = generator_loss(d, fake, true, GanLossConfig(ssim_on="fakes"))
+    expected = perceptual.ssim_loss(fake[:1], true[:1], data_range=1.0)
+    assert float(fakes_only["ssim"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(both["ssim"]) != pytest.approx(float(expected), rel=1e-3)
+    assert float(generator_loss(d, fake[1:], true[1:], GanLossConfig(ssim_on="fakes"))["ssim"]) == 0
+    # weighted pixel term: weight 1 + w inside the square, 1 elsewhere, normalised
+    w = 4.0
+    weights = torch.ones_like(true)
+    weights[0, :, 4:12, 4:12] += w
+    err = (fake - true) ** 2
+    weighted = generator_loss(d, fake, true, GanLossConfig(manipulated_weight=w))
+    assert float(weighted["pixel"]) == pytest.approx(float((err * weights).sum() / weights.sum()),
+                                                     rel=1e-6)
+    assert float(generator_loss(d, fake, true, GanLossConfig(manipulated_weight=0.0))["pixel"]) \
+        == pytest.approx(float(err.mean()), rel=1e-6)
+    with pytest.raises(Exception, match="ssim_on"):
+        GanLossConfig(ssim_on="reals")

@@ -15,6 +15,7 @@ from datasets_builders.synthetic import write_synthetic_mri_df
 from mrigan import pretrained
 from mrigan.app import cli
 from mrigan.checkpoint import load_checkpoint, save_checkpoint
+from mrigan.gan_trainer import training_mean_map
 from mrigan.inference import MRIGenerator
 from mrigan.models import (
     EncoderUNet,
@@ -25,7 +26,6 @@ from mrigan.models import (
 )
 from mrigan.mri_df_format import MriDfDataset
 from mrigan.pretrained import read_state_dict, resolve_packaged
-from mrigan.train import mean_mri
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -64,7 +64,7 @@ def test_encoder_unet_starts_from_the_packaged_weights():
 
 def test_mri_prior_starts_the_generator_at_the_mean_mri(tiny_data):
     train = MriDfDataset(tiny_data, "train", 32)
-    prior = mean_mri(train)
+    prior = training_mean_map(train)
     assert prior.shape == (3, 32, 32) and 0 < prior.mean() < 0.5
     g = define_generator("unet-efficientnet-lite0", 32, ngf=4, prior=True)
     g.set_prior(prior)
@@ -91,7 +91,7 @@ def test_train_export_and_load_records_the_encoder_weights(tiny_data, tmp_path, 
     ckpt = load_checkpoint(best)
     assert ckpt["architecture"]["generator"]["encoder_source"] == source
     assert ckpt["architecture"]["generator"]["prior"] is True
-    expected = mean_mri(MriDfDataset(tiny_data, "train", 32)) * 2 - 1  # stored in tanh range
+    expected = training_mean_map(MriDfDataset(tiny_data, "train", 32)) * 2 - 1  # tanh range
     torch.testing.assert_close(ckpt["generator"]["mri_prior"][0], expected)
     assert ckpt["config"]["model"]["encoder_weights"] == "imagenet"
     assert cli.main(["export-generator", str(best)]) == 0

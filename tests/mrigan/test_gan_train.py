@@ -161,7 +161,7 @@ def test_train_and_export_from_the_command_line(tiny_data, tmp_path, capsys):
             "--set", "data.eval_samples=4"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert "trained 3 steps" in out and "best held-out mean SSIM" in out
+    assert "trained 3 steps" in out and "best held-out (face AUC + pixel AUC) / 2" in out
     run = tmp_path / "cli"
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "best.pt").is_file()
     assert cli.main(["export-generator", str(run / "checkpoints" / "best.pt")]) == 0
@@ -176,3 +176,61 @@ def test_train_and_export_from_the_command_line(tiny_data, tmp_path, capsys):
 def test_missing_data_root_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="data.root"):
         train_gan(load_config(GanConfig, None, {"out_dir": str(tmp_path)}))
+
+
+def test_auto_precision_is_recorded_and_a_resume_on_another_cpu_keeps_it(tiny_data, tmp_path,
+                                                                         monkeypatch, caplog):
+    """Issue 20: a run records the precision it trained in; resumed where ``auto`` would pick
+    the other one (a CPU without native bf16), it says so in one line and continues in the
+    recorded precision, reaching the weights of an uninterrupted run."""
+    common = {"precision": "auto", "max_steps": 6, "checkpoint_every": 3, "eval_every": 3}
+    monkeypatch.setenv("MRIGAN_NATIVE_BF16", "1")
+    full = train_gan(tiny_config(tiny_data, tmp_path, "full", **common))
+    assert full.precision == "bf16"
+    split_cfg = tiny_config(tiny_data, tmp_path, "split", **common)
+    with pytest.raises(Killed):
+        train_gan(split_cfg, callbacks=[kill_at(4)])
+    assert load_checkpoint(split_cfg.run_dir / "checkpoints" / "last.pt")["precision"] == "bf16"
+
+    monkeypatch.setenv("MRIGAN_NATIVE_BF16", "0")  # the same run, resumed on the other CPU
+    with caplog.at_level("WARNING", logger="mrigan.loop"):
+        resumed = train_gan(split_cfg, resume=True)
+    said = [r.getMessage() for r in caplog.records if "trained in bf16" in r.getMessage()]
+    assert len(said) == 1 and "continuing in bf16 as recorded" in said[0], caplog.text
+    assert resumed.precision == "bf16"
+    a, b = load_checkpoint(full.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    assert a["precision"] == b["precision"] == "bf16"
+    for part in ("generator", "discriminator", "opt_g", "opt_d"):
+        assert _states_equal(a[part], b[part]) == [], part
+
+    # a fresh run on this CPU trains in fp32 and records it; an explicit setting wins on resume
+    fresh = train_gan(tiny_config(tiny_data, tmp_path, "fresh", **{**common, "max_steps": 3}))
+    assert fresh.precision == "fp32"
+    assert load_checkpoint(fresh.last_checkpoint)["precision"] == "fp32"
+    explicit = tiny_config(tiny_data, tmp_path, "split",
+                           **{**common, "max_steps": 7, "precision": "fp32"})
+    assert train_gan(explicit, resume=True).precision == "fp32"
+
+
+def test_select_by_a_localization_figure_with_its_baselines_in_the_history(tiny_data, tmp_path):
+    """Issue 21: ``train.select_by: select`` picks best.pt by (face AUC + pixel AUC) / 2, a
+    figure no constant map can win; every evaluation records the localization figures beside
+    the all-black and mean-map baselines; a resume with another select_by is refused."""
+    from mrigan.checkpoint import CheckpointError
+
+    cfg = tiny_config(tiny_data, tmp_path, "select", max_steps=6, eval_every=2,
+                      select_by="select")
+    result = train_gan(cfg)
+    history = json.loads((cfg.run_dir / "eval_history.json").read_text())
+    for h in history:
+        for k in ("fake_ssim", "pixel_auc", "face_auc", "select"):
+            assert 0.0 <= h[k] <= 1.0 and f"black_{k}" in h and f"mean_map_{k}" in h
+        assert h["black_face_auc"] == h["mean_map_face_auc"] == 0.5
+        assert h["select"] == pytest.approx((h["face_auc"] + h["pixel_auc"]) / 2)
+    best = max(history, key=lambda h: h["select"])
+    assert result.select_by == "select"
+    assert (result.best_step, result.best_mean_ssim) == (best["step"], best["select"])
+    assert load_checkpoint(result.best_checkpoint)["select_by"] == "select"
+    again = tiny_config(tiny_data, tmp_path, "select", max_steps=8, eval_every=2)
+    with pytest.raises(CheckpointError, match="select_by changed .*select -> mean_ssim"):
+        train_gan(again, resume=True)

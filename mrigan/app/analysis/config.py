@@ -78,7 +78,7 @@ class AnalyzeReportConfig(Checked):
 class AnalyzeConfig(Checked):
     name: str = "analyze"
     device: str = "auto"
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
+    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on every CPU)
     batch_size: int = 32  # faces per generator / detector batch
     frames: AnalyzeFramesConfig = field(default_factory=AnalyzeFramesConfig)
     faces: AnalyzeFacesConfig = field(default_factory=AnalyzeFacesConfig)

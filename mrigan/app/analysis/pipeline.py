@@ -75,7 +75,7 @@ from mrigan.app.analysis.results import (
     decide_verdict,
 )
 from mrigan.app.report import draw_boxes, save_face_files, timeline_png
-from mrigan.device import resolve_device
+from mrigan.device import compute_record, resolve_device, resolve_precision
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_save_image, read_image, sha256_file
 from mrigan.outputs import check_output_dir
@@ -172,8 +172,10 @@ class Analyzer:
                  face_detector: Any = None) -> None:
         self.config = validate_config(config or AnalyzeConfig())
         self.device = resolve_device(self.config.device)
+        # inference precision: auto is fp32 on every CPU (the same maps whatever its bf16)
+        precision = resolve_precision(self.device, self.config.precision)
         self.generator_info = file_info(generator, generator)
-        self.generator = load_generator(generator, str(self.device), self.config.precision)
+        self.generator = load_generator(generator, str(self.device), precision)
         self.generator_name = describe_model(self.generator, generator)
         check_finite_weights(self.generator, self.generator_name)
         self.generator_info["image_size"] = int(self.generator.image_size)
@@ -185,10 +187,14 @@ class Analyzer:
         self.detector_info = None
         self.detector_name = "detector"
         if detector is not None:
-            self.detector = load_detector(detector, str(self.device), self.config.precision)
+            self.detector = load_detector(detector, str(self.device), precision)
             self.detector_name = describe_model(self.detector, detector)
             check_finite_weights(self.detector, self.detector_name)
             self.detector_info = file_info(detector, self.detector)
+        self.compute = compute_record(self.device, **{
+            name: str(getattr(model, "precision", precision))
+            for name, model in (("generator", self.generator), ("detector", self.detector))
+            if model is not None})
         fc = self.config.faces
         # crops at the generator's input size; "auto" detection device: the analysis' device
         self.face_config = replace(fc, size=int(self.generator.image_size),
@@ -214,7 +220,8 @@ class Analyzer:
         def snapshot() -> AnalysisResults:
             return AnalysisResults(inputs=tuple(results), generator=self.generator_info,
                                    detector=self.detector_info, config=self.config,
-                                   created=created, out_dir=str(out) if out else None)
+                                   created=created, out_dir=str(out) if out else None,
+                                   compute=self.compute)
 
         for i, item in enumerate(items, 1):
             r = self._run_one(item, input_slug(item.path, i) if out else None, out, progress)

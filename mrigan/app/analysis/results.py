@@ -98,6 +98,9 @@ class AnalysisResults:
     config: AnalyzeConfig
     created: str
     out_dir: str | None = None
+    #: where the numbers were computed: ``device``, ``hardware`` (CPU model / GPU name and its
+    #: bf16 capability) and the resolved inference ``precision`` of the generator and detector
+    compute: dict[str, Any] = field(default_factory=dict)
 
     @property
     def analysed(self) -> list[InputResult]:
@@ -120,6 +123,7 @@ class AnalysisResults:
             "schema_version": RESULTS_SCHEMA_VERSION,
             "tool": {"name": "mrigan", "version": __version__},
             "created": self.created,
+            "compute": self.compute,
             "generator": self.generator,
             "detector": self.detector,
             "config": dataclasses.asdict(self.config),

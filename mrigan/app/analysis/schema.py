@@ -9,7 +9,8 @@ from typing import Any
 #: detector that returned non-finite values for its faces.
 SKIP_REASONS = ("missing", "unreadable", "no_face", "error")
 
-RESULTS_SCHEMA_VERSION = 2  # 2: face detection_pass, input face_coverage / second_pass
+RESULTS_SCHEMA_VERSION = 3  # 2: face detection_pass, input face_coverage / second_pass;
+# 3: compute (device, hardware, precision)
 
 _NUM: dict[str, Any] = {"type": "number"}
 _NUM_OR_NULL = {"type": ["number", "null"]}
@@ -21,12 +22,19 @@ RESULTS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "mrigan analyze results",
     "type": "object",
-    "required": ["schema_version", "tool", "created", "generator", "detector", "config",
-                 "summary", "inputs"],
+    "required": ["schema_version", "tool", "created", "compute", "generator", "detector",
+                 "config", "summary", "inputs"],
     "properties": {
         "schema_version": {"const": RESULTS_SCHEMA_VERSION},
         "tool": {"type": "object", "required": ["name", "version"]},
         "created": {"type": "string"},
+        "compute": {
+            "type": "object", "required": ["device", "hardware", "precision"],
+            "properties": {"device": {"type": "string"}, "hardware": {"type": "string"},
+                           "precision": {"type": "object", "required": ["generator"],
+                                         "additionalProperties": {"enum": ["fp32", "bf16",
+                                                                           "fp16"]}}},
+        },
         "generator": {"type": "object", "required": ["path", "image_size"]},
         "detector": {"type": ["object", "null"]},
         "config": {"type": "object", "required": ["frames", "faces", "verdict"]},

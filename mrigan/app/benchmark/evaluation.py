@@ -60,7 +60,8 @@ def eval_stage(cfg: BenchmarkConfig, checkpoint: str, validation: dict, tests: d
     res = evaluate_detector(ecfg, log=log)
     out = {"aggregation": {k: res["aggregation"][k] for k in
                            ("rule", "params", "objective", "validation_value", "description")},
-           "validation_videos": res["validation"]["videos"], "test_sets": {}}
+           "validation_videos": res["validation"]["videos"], "compute": res["compute"],
+           "test_sets": {}}
     for name, t in res["test_sets"].items():
         out["test_sets"][name] = {
             "videos": t["videos"], "faces": t["units"], **video_columns(t["video"]),

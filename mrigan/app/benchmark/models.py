@@ -44,7 +44,7 @@ def gan_stage(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> dict:
     best = result.best_checkpoint or result.last_checkpoint
     return {"checkpoint": str(best), "step": result.step, "best_step": result.best_step,
             "best_val_mean_ssim": result.best_mean_ssim, "used": "best" if
-            result.best_checkpoint else "last"}
+            result.best_checkpoint else "last", "precision": result.precision}
 
 
 def export_stage(checkpoint: str, folder: Path) -> dict:

@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
         if dist.is_main:
             print(f"trained {result.step} steps ({result.epoch} epochs) -> {result.run_dir}")
-            print(f"best held-out mean SSIM {result.best_mean_ssim:.4f} at step "
-                  f"{result.best_step}: {result.best_checkpoint}")
+            figure = {"mean_ssim": "mean SSIM", "select": "(face AUC + pixel AUC) / 2",
+                      "face_auc": "face AUC", "pixel_auc": "pixel AUC",
+                      "fake_ssim": "SSIM of fakes"}.get(result.select_by, result.select_by)
+            print(f"best held-out {figure} {result.best_mean_ssim:.4f} at step "
+                  f"{result.best_step}: {result.best_checkpoint} (trained in {result.precision})")
             print(f"last checkpoint: {result.last_checkpoint}")
     return 0
