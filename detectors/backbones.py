@@ -5,16 +5,22 @@ Every backbone is a :class:`Backbone`: ``features(x)`` gives the last spatial fe
 the globally average-pooled vector ``(N, F)``. ``build_backbone(name)`` returns
 ``(module, feature_dim)``.
 
-ImageNet weights cannot be downloaded by this library: every network is built from scratch
+ImageNet weights are never downloaded by this library: every network is built from scratch
 and, when ``weights`` names a local file, loaded from it (``.safetensors`` preferred, any
 ``torch.save``d state dict otherwise, read with ``weights_only=True`` so a checkpoint can never
 run code). The classifier of an ImageNet checkpoint is ignored (the backbone drops it); any
-other missing or unexpected key is an error naming the file.
+other missing or unexpected key is an error naming the file. ``weights="imagenet"`` works for the
+networks whose ImageNet weights ship inside an installed package (:mod:`mrigan.pretrained`:
+``mobilenet_v2``, ``efficientnet-lite0``; installed by ``make venv``); their backbones record
+the package, version and SHA-256 in ``weights_source``. For the others it is an error asking
+for a local file.
 
 Names: ``efficientnet-b0`` .. ``efficientnet-b7`` (efficientnet-pytorch, the paper's B0),
 ``resnet18/34/50``, ``resnext50_32x4d``, ``inception_v3`` (torchvision; the thesis' strongest),
-``timm:<model>`` for any timm model when the optional ``timm`` extra is installed, and
-``tiny-cnn``, a four-layer CNN for CPU tests and smoke runs.
+``mobilenet_v2`` (torchvision) and ``efficientnet-lite0`` (:mod:`mrigan.encoders`; input scaled
+to ``[-1, 1]`` as the Lite weights expect, not ImageNet mean/std), ``timm:<model>`` for any timm
+model when the optional ``timm`` extra is installed, and ``tiny-cnn``, a four-layer CNN for CPU
+tests and smoke runs.
 
 Input normalisation: every backbone declares the normalisation its weights expect
 (``input_mean`` / ``input_std``, or none) and applies it itself at the start of ``features``, so
@@ -45,32 +51,32 @@ replace init and statistics alike.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from mrigan.errors import MriganError
+from mrigan.config import require_path
+from mrigan.encoders import CLASSIFIER_PREFIXES, ENCODERS, Encoder, build_encoder, load_checked
+from mrigan.fileio import sha256_file
+from mrigan.pretrained import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WEIGHTS_PACKAGES,
+    PackagedWeights,
+    WeightsError,
+    is_pretrained_word,
+    read_state_dict,
+    resolve_packaged,
+)
 from mrigan.registry import Registry
 
 BACKBONES = Registry("backbone")
 
-#: Names a user might type to mean "ImageNet weights, please" - we cannot download them.
-_PRETRAINED_WORDS = {"imagenet", "pretrained", "true", "default", "download"}
-
-#: Classifier parameters of ImageNet checkpoints; the backbone has no classifier.
-_CLASSIFIER_PREFIXES = ("fc.", "_fc.", "classifier.", "head.", "AuxLogits.")
-
-
-class WeightsError(MriganError, ValueError):
-    """A weights file that is missing, unreadable, or does not fit the backbone."""
-
-
-#: ImageNet RGB statistics (torchvision, efficientnet-pytorch and most timm weights).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["BACKBONES", "CLASSIFIER_PREFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "Backbone",
+           "WeightsError", "backbone_names", "build_backbone", "check_backbone_weights",
+           "read_state_dict", "weights_record"]
 
 
 def _channel_stats(values: Sequence[float], in_channels: int) -> tuple[float, ...]:
@@ -97,6 +103,8 @@ class Backbone(nn.Module):
         self.name = name
         if (mean is None) != (std is None):
             raise ValueError(f"backbone {name!r}: give both mean and std, or neither")
+        #: provenance of packaged ImageNet weights (``mrigan.pretrained``), None otherwise
+        self.weights_source: dict[str, str] | None = None
         self.input_mean = None if mean is None else _channel_stats(mean, in_channels)
         self.input_std = None if std is None else _channel_stats(std, in_channels)
         if self.input_mean is not None:
@@ -143,49 +151,19 @@ class _TimmBackbone(Backbone):
 # weights files
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` or a ``torch.save`` file (``weights_only=True``).
-
-    Accepts the wrappers training scripts commonly write (``{"state_dict": ...}``,
-    ``{"model": ...}``) and strips a DistributedDataParallel ``module.`` prefix.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name
-        raise WeightsError(f"{path}: could not read weights ({type(exc).__name__}: {exc})") from exc
-    for key in ("state_dict", "model", "model_state"):
-        if isinstance(state, Mapping) and key in state and isinstance(state[key], Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping):
-        raise WeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return {k.removeprefix("module."): v for k, v in state.items() if torch.is_tensor(v)}
+def _no_packaged_weights(name: str) -> WeightsError:
+    return WeightsError(
+        f"backbone {name!r}: no packaged ImageNet weights (they ship for "
+        f"{', '.join(sorted(WEIGHTS_PACKAGES))}: `model.weights: imagenet`), and mrigan never "
+        f"downloads: pass its local path, e.g. "
+        f"build_backbone({name!r}, weights='/models/{name}.safetensors') or in YAML "
+        f"`model.weights: /models/{name}.pth` (.safetensors or a torch.save'd state dict).")
 
 
 def _load_weights(model: nn.Module, weights: str, name: str) -> None:
-    if weights.strip().lower() in _PRETRAINED_WORDS:
-        raise WeightsError(
-            f"backbone {name!r}: pretrained weights cannot be downloaded by mrigan. Download the "
-            f"ImageNet checkpoint on a machine with internet access and pass its local path, e.g. "
-            f"build_backbone({name!r}, weights='/models/{name}.safetensors') or in YAML "
-            f"`model.weights: /models/{name}.pth` (.safetensors or a torch.save'd state dict)."
-        )
-    state = read_state_dict(weights)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith(_CLASSIFIER_PREFIXES)]
-    unexpected = [k for k in unexpected if not k.startswith(_CLASSIFIER_PREFIXES)]
-    if missing or unexpected:
-        raise WeightsError(
-            f"{weights}: does not fit backbone {name!r}: {len(missing)} missing key(s) "
-            f"{missing[:5]}, {len(unexpected)} unexpected key(s) {unexpected[:5]}"
-        )
+    if is_pretrained_word(weights):
+        raise _no_packaged_weights(name)
+    load_checked(model, read_state_dict(weights), weights, f"backbone {name!r}")
 
 
 def _replace_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
@@ -309,6 +287,43 @@ for _name in ("resnet18", "resnet34", "resnet50", "resnext50_32x4d", "inception_
     BACKBONES.register(_name, _torchvision_cnn(_name))
 
 
+class _EncoderBody(nn.Module):
+    """A :class:`mrigan.encoders.Encoder` as a backbone body (last feature map, no classifier)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder.feature_map(x)
+
+
+def _encoder_backbone(name: str) -> Callable[..., Backbone]:
+    """Backbones on the core's encoders (:mod:`mrigan.encoders`): ``weights="imagenet"`` loads
+    the packaged ImageNet file (:mod:`mrigan.pretrained`) and records its provenance in
+    ``weights_source``; a missing package is a one-line :class:`PretrainedWeightsMissing`."""
+
+    def build(*, in_channels: int = 3, weights: str | None = None) -> Backbone:
+        net, packaged = build_encoder(name, weights=weights)
+        net.drop_classifier()
+        if in_channels != 3:
+            net.change_in_channels(in_channels)
+        module = Backbone(_EncoderBody(net), net.feature_dim, name, mean=net.input_mean,
+                          std=net.input_std, in_channels=in_channels)
+        module.weights_source = _provenance(packaged)
+        return module
+
+    return build
+
+
+def _provenance(packaged: PackagedWeights | None) -> dict[str, str] | None:
+    return None if packaged is None else packaged.provenance()
+
+
+for _name in ENCODERS.names():
+    BACKBONES.register(_name, _encoder_backbone(_name))
+
+
 @BACKBONES.register("tiny-cnn")
 def tiny_cnn(*, in_channels: int = 3, weights: str | None = None, width: int = 16) -> Backbone:
     """Four strided conv blocks (~30k parameters): trains in seconds on CPU, for tests/smoke."""
@@ -339,6 +354,32 @@ def _timm(model_name: str, *, in_channels: int = 3, weights: str | None = None) 
     return _TimmBackbone(net, net.num_features, f"timm:{model_name}",
                          mean=cfg.get("mean", IMAGENET_MEAN), std=cfg.get("std", IMAGENET_STD),
                          in_channels=in_channels)
+
+
+def check_backbone_weights(backbone: str, weights: str | None, where: str = "config") -> None:
+    """Up-front check of ``model.weights`` before any work: ``imagenet`` must resolve to an
+    installed weights package (one line naming the package to install otherwise), anything else
+    must be an existing file."""
+    if not weights:
+        return
+    if is_pretrained_word(weights):
+        if backbone not in WEIGHTS_PACKAGES:
+            raise _no_packaged_weights(backbone)
+        resolve_packaged(backbone)
+        return
+    require_path(weights, "model.weights", where=where)
+
+
+def weights_record(backbone: str, weights: str | None) -> dict[str, str | None]:
+    """What a run records about its starting weights: the backbone name and, for packaged
+    ImageNet weights, their package, version, file and SHA-256 (a local file: its name and
+    SHA-256; never an absolute path)."""
+    record: dict[str, str | None] = {"backbone": backbone, "weights": None}
+    if is_pretrained_word(weights) and backbone in WEIGHTS_PACKAGES:
+        record.update(resolve_packaged(backbone).provenance(), weights="imagenet")
+    elif weights and Path(weights).is_file():
+        record.update(weights="file", file=Path(weights).name, sha256=sha256_file(weights))
+    return record
 
 
 def backbone_names() -> list[str]:

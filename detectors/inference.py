@@ -13,6 +13,7 @@ resized to the detector's training size.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,9 @@ from detectors.train import CHECKPOINT_FORMAT
 from mrigan.checkpoint import CheckpointError, load_checkpoint
 from mrigan.config import from_dict
 from mrigan.device import autocast, resolve_device, resolve_precision
+from mrigan.pretrained import mismatch_with_installed
+
+log = logging.getLogger(__name__)
 
 
 def _strip_weights(model_cfg: dict) -> dict:
@@ -108,6 +112,9 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "auto", 
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a detector checkpoint (format "
                               f"{state.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")
+    other = mismatch_with_installed(state.get("weights_source"))
+    if other:
+        log.warning("%s: %s", path, other)
     raw = dict(state["config"])
     raw["model"] = _strip_weights(raw["model"])
     cfg = from_dict(DetectorConfig, raw, where=str(path))

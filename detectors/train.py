@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from detectors.aggregate import apply_rule, group_by_video
 from detectors.augment import build_augmenter
+from detectors.backbones import weights_record
 from detectors.config import DetectorConfig
 from detectors.data import (
     ClipDataset,
@@ -55,6 +56,7 @@ from mrigan.loop import (
     TrainingRun,
     check_same_architecture,
 )
+from mrigan.pretrained import provenance_mismatch
 
 CHECKPOINT_FORMAT = "mrigan-detector/1"
 
@@ -213,6 +215,11 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
         say(f"warning: no validation split {cfg.data.val_split!r}: best.pt = last.pt")
 
     model = build_detector(cfg.model).to(device)
+    weights_source = weights_record(cfg.model.backbone, cfg.model.weights)
+    if weights_source.get("package"):
+        say(f"backbone {cfg.model.backbone}: ImageNet weights {weights_source['file']} from "
+            f"{weights_source['package']} {weights_source['version']} "
+            f"(sha256 {weights_source['sha256'][:12]})")
     channels_last = resolve_channels_last(device, tc.channels_last)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -226,6 +233,9 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     if found is not None:
         path, state = found
         check_same_architecture(path, state["model"], model.state_dict())
+        other = provenance_mismatch(state.get("weights_source"), weights_source)
+        if other:
+            say(f"warning: {path}: {other}")
         run.resume_precision(path, state, tc.precision)
         trainer.load_state_dict(state)
         start_epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
@@ -242,12 +252,15 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     def save(epoch: int, done: int, *, last: bool = True, best_too: bool = False) -> None:
         run.save(trainer, {"epoch": epoch, "batches_done": done, "step": step,
                            "best_auc": best.value, "best_epoch": best.step, "history": history,
-                           "input": input_info}, last=last, best=best_too)
+                           "input": input_info, "weights_source": weights_source},
+                 last=last, best=best_too)
 
     max_steps = tc.max_steps
     stop = max_steps is not None and step >= max_steps
     epoch = start_epoch
     with run.open(purge_step=step):
+        if main:  # beside config.yaml: where the starting weights came from (no local path)
+            atomic_write_json(run.run_dir / "weights_source.json", weights_source)
         writer = run.writer
         while epoch < tc.epochs and not stop:
             train_ds.augment_key = (tc.seed, epoch)

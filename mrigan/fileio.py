@@ -283,3 +283,35 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+#: How far up from the run folder a recorded path may climb before it is hashed instead.
+PORTABLE_MAX_UP = 3
+
+
+def portable_path(value: str | os.PathLike, run_dir: str | os.PathLike) -> str:
+    """An absolute path as a shipped file may record it: relative to ``run_dir`` (the folder of
+    the run that wrote it) when it lies within :data:`PORTABLE_MAX_UP` levels up from there,
+    else ``"sha256:<first 16 hex of the path's SHA-256>"`` (which still tells two runs on the
+    same path apart, and names no folder of the machine). Relative paths pass unchanged."""
+    import hashlib
+
+    text = os.fspath(value)
+    if not os.path.isabs(text):
+        return text
+    rel = os.path.relpath(text, os.path.abspath(os.fspath(run_dir)))
+    if rel.split(os.sep).count("..") <= PORTABLE_MAX_UP and not os.path.isabs(rel):
+        return rel
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def portable_paths(obj: Any, run_dir: str | os.PathLike) -> Any:
+    """``obj`` (JSON-like) with every string that is an absolute path made portable
+    (:func:`portable_path`)."""
+    if isinstance(obj, dict):
+        return {k: portable_paths(v, run_dir) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable_paths(v, run_dir) for v in obj]
+    if isinstance(obj, str) and os.path.isabs(obj):
+        return portable_path(obj, run_dir)
+    return obj

@@ -24,9 +24,17 @@ class GanModelConfig(Checked):
     ngf: int = 64  # generator base width
     ndf: int = 64  # discriminator base width
     dropout: float = 0.5
+    # starting weights of the encoder of the unet-<encoder> generators (unet-mobilenet_v2,
+    # unet-efficientnet-lite0): imagenet (the packaged file, mrigan.pretrained), a local
+    # .safetensors/.pth, or "" (from scratch); ignored by the other generators
+    encoder_weights: str = "imagenet"
+    # "prior + learned residual" (unet-<encoder> generators only; not in the paper): the MRI is
+    # the training fakes' mean MRI plus the generator's learned residual
+    mri_prior: bool = False
 
     def generator_kwargs(self) -> dict[str, Any]:
-        return {"ngf": self.ngf, "dropout": self.dropout}
+        return {"ngf": self.ngf, "dropout": self.dropout,
+                "encoder_weights": self.encoder_weights or None, "prior": self.mri_prior}
 
 
 @dataclass(frozen=True)

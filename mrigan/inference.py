@@ -35,6 +35,7 @@ Faces with NaN/inf values, and a generator that outputs them, are an
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,13 @@ from mrigan import __version__
 from mrigan.checkpoint import CheckpointError, load_checkpoint, load_weights
 from mrigan.device import autocast, resolve_device, resolve_precision
 from mrigan.errors import InputTypeError, InputValueError
-from mrigan.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from mrigan.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    portable_path,
+    portable_paths,
+    sha256_file,
+)
 from mrigan.model_card import validate_card
 from mrigan.models import (
     GENERATORS,
@@ -67,6 +74,9 @@ from mrigan.onnx_export import (
     read_onnx,
     write_onnx,
 )
+from mrigan.pretrained import mismatch_with_installed
+
+log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "mrigan-generator/1"
 ONNX_FORMAT = "mrigan-generator-onnx/1"
@@ -143,6 +153,9 @@ class MRIGenerator:
         arch = validate_architecture(architecture or arch, arch_file)
         if "model_card" in metadata:
             validate_card(metadata["model_card"], side)
+        other = mismatch_with_installed(arch.get("encoder_source"))
+        if other:
+            log.warning("%s: encoder %s", path, other)
         state = convert_reference_state_dict(state)
         check_state_fits(state, arch, path)
         net = generator_from_architecture(arch)
@@ -315,9 +328,17 @@ def validate_architecture(arch: Any, path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(name, str) or name not in GENERATORS.names():
         raise CheckpointError(f"architecture name {name!r} is not a known generator "
                               f"({', '.join(GENERATORS.names())})", path)
-    unknown = sorted(set(arch) - {"name", *ARCHITECTURE_LIMITS})
+    unknown = sorted(set(arch) - {"name", "encoder_source", "prior", *ARCHITECTURE_LIMITS})
     if unknown:
         raise CheckpointError(f"architecture has unknown key(s) {unknown}", path)
+    if not isinstance(arch.get("prior", False), bool):
+        raise CheckpointError(f"architecture prior={arch['prior']!r} must be true or false", path)
+    record = arch.get("encoder_source")
+    if record is not None and not (isinstance(record, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and len(v) <= 200
+            for k, v in record.items())):
+        raise CheckpointError("architecture encoder_source must be null or an object of "
+                              "short strings (the packaged weights' provenance)", path)
     if "image_size" not in arch:
         raise CheckpointError("architecture lacks image_size", path)
     for key, (lo, hi) in ARCHITECTURE_LIMITS.items():
@@ -427,6 +448,26 @@ def _safetensors_metadata(path: Path) -> dict:
     return data
 
 
+def _run_dir(checkpoint: Path, config: Any) -> Path:
+    """The folder of the run that wrote ``checkpoint``: ``<out_dir>/<name>`` of its config, else
+    the folder above ``checkpoints/``."""
+    if isinstance(config, dict) and config.get("out_dir") and config.get("name"):
+        return (Path(config["out_dir"]) / str(config["name"])).resolve()
+    return checkpoint.resolve().parent.parent
+
+
+def _portable_config(config: Any, run_dir: Path) -> Any:
+    """The training config as a shipped file records it: ``out_dir`` relative to the run
+    (``..``) and every other absolute path relative to it or hashed (no folder of the machine
+    that trained it goes into an exported file)."""
+    if not isinstance(config, dict):
+        return config
+    out = portable_paths(config, run_dir)
+    if config.get("out_dir") and config.get("name"):
+        out["out_dir"] = ".."
+    return out
+
+
 def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
                      dtype: torch.dtype | None = None,
                      card: dict[str, Any] | None = None) -> tuple[Path, Path]:
@@ -434,7 +475,9 @@ def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
 
     The architecture is stored in both the sidecar and the safetensors header, so either file
     alone is enough for :meth:`MRIGenerator.load`; the sidecar also records provenance (source
-    checkpoint and its SHA-256, step, held-out mean SSIM, the training config). ``dtype``
+    checkpoint and its SHA-256, step, held-out mean SSIM, the training config). Paths in it are
+    relative to the run folder, or hashed (:func:`mrigan.fileio.portable_path`): an exported
+    file names no folder of the machine that trained it. ``dtype``
     (e.g. ``torch.float16``) stores the floating-point weights in that type (they are cast back
     to fp32 on load); ``card``: a model card (:mod:`mrigan.model_card`) for the sidecar.
     """
@@ -457,16 +500,18 @@ def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     header = {"format": EXPORT_FORMAT, "architecture": arch,
               "image_size": arch["image_size"], "mrigan_version": __version__}
     atomic_write_bytes(out, save_safetensors(tensors, metadata={"mrigan": json.dumps(header)}))
+    run_dir = _run_dir(checkpoint, meta.get("config"))
     sidecar = {**header,
                "input": "RGB faces, float (N, 3, S, S) in [0, 1]; MRIGenerator resizes to S",
                "output": "MRI (N, 3, S, S) in [0, 1], ~ clip(1 - SSIM(real, face), 0, 1)",
                "dtype": str(dtype or "as trained").replace("torch.", ""),
-               "source_checkpoint": str(checkpoint), "source_sha256": sha256_file(checkpoint),
+               "source_checkpoint": portable_path(checkpoint.resolve(), run_dir),
+               "source_sha256": sha256_file(checkpoint),
                "step": meta.get("step"), "held_out_eval_at_step": meta.get("eval_at_step"),
                "best_step": meta.get("best_step"), "best_mean_ssim": meta.get("best_mean_ssim"),
-               "training_config": meta.get("config")}
+               "training_config": _portable_config(meta.get("config"), run_dir)}
     if card is not None:
-        sidecar["model_card"] = card
+        sidecar["model_card"] = portable_paths(card, run_dir)
     atomic_write_json(sidecar_path(out), sidecar)
     return out, sidecar_path(out)
 

@@ -4,6 +4,11 @@ Factories in the pix2pix manner::
 
     G = define_generator("mrigan", image_size=256)     # the paper's U-Net, 54,404,099 params
     D = define_discriminator("mrigan")                 # the paper's PatchGAN, 2,767,808 params
+    G = define_generator("unet-mobilenet_v2", 256, encoder_weights="imagenet")  # not the paper's
+
+``paper`` is another name of the paper's U-Net (``mrigan``, the default and the architecture of
+every existing file); ``unet-mobilenet_v2`` / ``unet-efficientnet-lite0`` put a pretrained
+ImageNet encoder under a light decoder (:class:`EncoderUNet`).
 
 Range convention (the one place it is handled): every generator takes faces in [0, 1] and
 returns MRIs in [0, 1]. Internally the networks work on [-1, 1] like the paper's code (inputs
@@ -28,7 +33,9 @@ import re
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
+from mrigan.encoders import ENCODERS, build_encoder
 from mrigan.registry import Registry
 
 GENERATORS = Registry("generator")
@@ -226,6 +233,104 @@ class Pix2PixUNet(UnitRangeGenerator):
 
 
 # ---------------------------------------------------------------------------------------------
+# U-Nets on a pretrained ImageNet encoder (not in the paper)
+# ---------------------------------------------------------------------------------------------
+
+
+def _decoder_block(cin: int, cout: int, dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                               nn.InstanceNorm2d(cout), nn.ReLU(inplace=True)]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class EncoderUNet(UnitRangeGenerator):
+    """A U-Net whose encoder is an ImageNet network (:mod:`mrigan.encoders`): its feature maps
+    at strides 2, 4, 8, 16 and 32 are the skip connections; a light decoder (bilinear x2
+    upsampling, concatenation with the skip, 3x3 conv - InstanceNorm - ReLU) goes back to full
+    resolution, where the face itself is the last skip, then a 3x3 conv and tanh give the MRI.
+
+    Departure from the paper (whose U-Net, ``mrigan`` alias ``paper``, learns its encoder from
+    scratch): the encoder starts from ImageNet weights (``weights="imagenet"``: the packaged
+    file, :mod:`mrigan.pretrained`) and is fine-tuned with the decoder; only the decoder gets
+    the paper's N(0, 0.02) init. Decoder widths: 4, 2, 1, 1 and 1 x ``ngf`` from stride 16 up;
+    dropout (pix2pix's noise) in the two deepest decoder blocks. Faces arrive in [0, 1] and are
+    normalised as the encoder's weights expect. ``image_size`` must be a multiple of 32.
+
+    ``prior=True`` (not in the paper): "prior + learned residual". The MRI is a fixed map (the
+    training fakes' mean MRI, :func:`mrigan.gan_trainer.training_mean_map`, set by
+    :func:`mrigan.train.train_gan` through :meth:`set_prior` and saved with the weights; black
+    until set) plus the decoder's tanh output / 2, clamped to [0, 1]; with the decoder's small
+    init the untrained generator already outputs the mean map rather than grey.
+
+    ``architecture["encoder_source"]`` records where the encoder's starting weights came from
+    (package, version, file, SHA-256; None from scratch); a rebuilt network keeps the record
+    and loads nothing (its weights follow from the checkpoint).
+    """
+
+    def __init__(self, image_size: int = 256, *, encoder: str, in_channels: int = 3,
+                 out_channels: int = 3, ngf: int = 32, dropout: float = 0.5,
+                 weights: str | None = None, prior: bool = False,
+                 encoder_source: dict[str, str] | None = None) -> None:
+        super().__init__()
+        if image_size % 32 or image_size < 32:
+            raise ValueError(f"image_size must be a multiple of 32 for an encoder U-Net, got "
+                             f"{image_size}")
+        if in_channels != 3:
+            raise ValueError("an encoder U-Net takes RGB faces (in_channels 3)")
+        net, packaged = build_encoder(encoder, weights=weights)
+        net.drop_classifier()
+        self.encoder = net
+        self.image_size = image_size
+        record = packaged.provenance() if packaged is not None else encoder_source
+        self.architecture = {"name": f"unet-{encoder}", "image_size": image_size,
+                             "in_channels": in_channels, "out_channels": out_channels,
+                             "ngf": ngf, "dropout": dropout, "prior": bool(prior),
+                             "encoder_source": record}
+        self.register_buffer("_mean", torch.tensor(net.input_mean).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("_std", torch.tensor(net.input_std).view(1, 3, 1, 1),
+                             persistent=False)
+        skips = list(net.stage_channels[:-1][::-1]) + [in_channels]  # strides 16, 8, 4, 2, 1
+        widths = [4 * ngf, 2 * ngf, ngf, ngf, ngf]
+        blocks, cin = [], net.stage_channels[-1]
+        for level, (skip, width) in enumerate(zip(skips, widths, strict=True)):
+            blocks.append(_decoder_block(cin + skip, width, dropout if level < 2 else 0.0))
+            cin = width
+        self.decoder = nn.ModuleList(blocks)
+        self.final = nn.Sequential(nn.Conv2d(cin, out_channels, 3, padding=1), nn.Tanh())
+        self.has_prior = bool(prior)
+        if self.has_prior:  # in [-1, 1] like the tanh output; -1 = black until set
+            self.register_buffer("mri_prior", torch.full((1, out_channels, image_size,
+                                                          image_size), -1.0))
+
+    def set_prior(self, mean_mri: torch.Tensor) -> None:
+        """The prior: a ``(C, S, S)`` mean MRI in [0, 1]."""
+        if not self.has_prior:
+            raise ValueError("this generator was built without prior=True")
+        with torch.no_grad():
+            self.mri_prior.copy_(unit_to_signed(mean_mri.reshape(self.mri_prior.shape)))
+
+    def initialise(self) -> None:
+        """The paper's init on the decoder only (the encoder keeps its ImageNet weights)."""
+        init_weights_normal(self.decoder)
+        init_weights_normal(self.final)
+
+    def forward_signed(self, x: torch.Tensor) -> torch.Tensor:
+        unit = (x + 1.0) * 0.5
+        stages = self.encoder.stages((unit - self._mean.to(x.dtype)) / self._std.to(x.dtype))
+        skips = stages[-2::-1] + [x]
+        y = stages[-1]
+        for block, skip in zip(self.decoder, skips, strict=True):
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = block(torch.cat((y, skip), 1))
+        if self.has_prior:
+            return (self.mri_prior.to(y.dtype) + self.final(y)).clamp(-1.0, 1.0)
+        return self.final(y)
+
+
+# ---------------------------------------------------------------------------------------------
 # Discriminators on the (MRI, face) pair
 # ---------------------------------------------------------------------------------------------
 
@@ -293,6 +398,23 @@ def mrigan_generator(image_size: int = 256, **kwargs) -> MriGanUNet:
     return MriGanUNet(image_size, **kwargs)
 
 
+GENERATORS.register("paper", mrigan_generator)  # the paper's U-Net (records name "mrigan")
+
+
+def _encoder_unet(encoder: str):
+    def build(image_size: int = 256, **kwargs) -> EncoderUNet:
+        return EncoderUNet(image_size, encoder=encoder, **kwargs)
+
+    build.__doc__ = f"U-Net on the {encoder} encoder (:class:`EncoderUNet`)."
+    return build
+
+
+#: generator names whose encoder takes ImageNet weights (``define_generator(encoder_weights=)``)
+ENCODER_GENERATORS = tuple(f"unet-{name}" for name in ENCODERS.names())
+for _name in ENCODERS.names():
+    GENERATORS.register(f"unet-{_name}", _encoder_unet(_name))
+
+
 @GENERATORS.register("pix2pix_unet")
 def pix2pix_generator(image_size: int = 256, **kwargs) -> Pix2PixUNet:
     """pix2pix U-Net whose depth follows the image size."""
@@ -312,11 +434,26 @@ def unet_128(image_size: int = 128, **kwargs) -> Pix2PixUNet:
 
 
 def define_generator(name: str = "mrigan", image_size: int = 256, *, init: bool = True,
-                     **kwargs) -> UnitRangeGenerator:
-    """Build a registered generator (faces [0, 1] -> MRIs [0, 1]) with the paper's init."""
+                     encoder_weights: str | None = None, **kwargs) -> UnitRangeGenerator:
+    """Build a registered generator (faces [0, 1] -> MRIs [0, 1]) with the paper's init.
+
+    ``encoder_weights`` (``"imagenet"``, a local file or None) goes to the encoder of the
+    ``unet-<encoder>`` generators (:data:`ENCODER_GENERATORS`) and is ignored by the others;
+    so is ``prior=False``, while ``prior=True`` is refused for them.
+    """
+    if name in ENCODER_GENERATORS and encoder_weights:
+        kwargs["weights"] = encoder_weights
+    if kwargs.get("prior") and name not in ENCODER_GENERATORS:
+        raise ValueError(f"the MRI prior (model.mri_prior) needs a unet-<encoder> generator "
+                         f"({', '.join(ENCODER_GENERATORS)}), not {name!r}")
+    if name not in ENCODER_GENERATORS:
+        kwargs.pop("prior", None)
     net = GENERATORS.build(name, image_size=image_size, **kwargs)
     if init:
-        init_weights_normal(net)
+        if isinstance(net, EncoderUNet):
+            net.initialise()
+        else:
+            init_weights_normal(net)
     return net
 
 

@@ -81,6 +81,7 @@ from mrigan.gan_trainer import (
 from mrigan.loop import BestTracker, TrainingRun, check_same_architecture
 from mrigan.mri_df_format import MriDfDataset, balanced_indices
 from mrigan.paired_augment import build_paired_augment, step_generator
+from mrigan.pretrained import provenance_mismatch
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -205,8 +206,10 @@ class _GanRun:
         if found is None:
             return
         path, ckpt = found
-        check_same_architecture(path, ckpt.get("config", {}).get("model", {}),
-                                to_dict(self.cfg.model), what="model (config)")
+        # keys a checkpoint predates (model.encoder_weights) had their default value
+        saved_model = {**to_dict(GanModelConfig()), **ckpt.get("config", {}).get("model", {})}
+        check_same_architecture(path, saved_model, to_dict(self.cfg.model),
+                                what="model (config)")
         self.trainer.set_precision(self.run.resume_precision(path, ckpt,
                                                              self.cfg.train.precision))
         saved_select = ckpt.get("select_by", "mean_ssim")  # runs before it: mean SSIM
@@ -216,6 +219,13 @@ class _GanRun:
                                   "so far was chosen by the other figure; resume with "
                                   f"train.select_by={saved_select} or start a new run (another "
                                   "name)", path=path)
+        saved_origin = ckpt.get("architecture", {}).get("generator", {}).get("encoder_source")
+        other = provenance_mismatch(saved_origin,
+                                    self.trainer.generator.architecture.get("encoder_source"))
+        if other:
+            log.warning("%s: the generator's encoder was %s", path, other)
+        if saved_origin:  # the weights descend from the checkpoint's, and so does the record
+            self.trainer.generator.architecture["encoder_source"] = saved_origin
         try:
             self.trainer.load_state_dict(ckpt)
         except (KeyError, RuntimeError) as exc:
@@ -379,6 +389,10 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     seed_everything(tc.seed + dist.rank)  # models are equal everywhere; noise differs per rank
 
     train_set = MriDfDataset(cfg.data.root, cfg.data.train_split, cfg.model.image_size)
+    if getattr(trainer.generator, "has_prior", False):  # replaced by the checkpoint's on resume
+        prior = training_mean_map(train_set)  # the held-out figures' mean-map baseline
+        if prior is not None:  # without fakes the prior stays black
+            trainer.generator.set_prior(prior.to(trainer.device))
     run = TrainingRun(cfg.run_dir, cfg, fmt=CHECKPOINT_FORMAT, max_minutes=tc.max_minutes,
                       precision=trainer.precision)
     state = _GanRun(cfg, trainer, run)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from detectors.backbones import weights_record
 from detectors.realism import metrics
 from detectors.realism.clips import Clip
 from detectors.realism.config import RealismConfig
@@ -140,6 +141,7 @@ def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Cl
         model = model.to(memory_format=torch.channels_last)
         model.channels_last = True
     trainer = kind.trainer(cfg, model, device, train_clips)
+    weights_source = weights_record(cfg.model.backbone, cfg.model.weights)
     dataset = ClipDataset(train_clips, cfg.sampler, cfg.model.inputs, cfg.data.image_size, seed=tc.seed)
     run = TrainingRun(out_dir, cfg, fmt=CHECKPOINT_KIND, format_key="kind",
                       max_minutes=tc.max_minutes, tensorboard=tc.tensorboard,
@@ -193,7 +195,7 @@ def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Cl
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             progress = {"epoch": int(epoch), "next_epoch": epoch + 1, "val": val or {},
                         "mos_centre": float(mos_centre), "history": result.history,
-                        "best": best.state_dict()}
+                        "best": best.state_dict(), "weights_source": weights_source}
             run.save(trainer, progress, last=True, best=improved)
             if improved and run.best_path is not None:
                 result.best_path = run.best_path

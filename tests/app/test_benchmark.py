@@ -154,6 +154,12 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
     assert mean_mri["fake"]["n"] + mean_mri["real"]["n"] == q["fake"]["n"] + q["real"]["n"]
     assert mean_mri["fake"]["true"] > mean_mri["real"]["true"]  # fakes differ from originals
     assert MRIGenerator.load(shipped, device="cpu").image_size == 32
+    # the card names the generator and its encoder's weights (none: the paper's U-Net), and the
+    # shipped sidecar names no folder of this machine: paths relative to the run, or hashed
+    assert card["settings"]["generator"] == "mrigan" and card["settings"]["encoder_weights"] is None
+    assert side["source_checkpoint"] == "checkpoints/best.pt"
+    assert side["training_config"]["data"]["root"] == "../../mri_df/data"
+    assert str(tmp_path) not in shipped.with_suffix(".json").read_text()
 
     # a rerun skips every stage and reproduces the table
     assert main(_argv(shared_data, out)) == 0

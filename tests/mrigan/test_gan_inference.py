@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -15,7 +16,9 @@ import mrigan
 from datasets_builders.synthetic import demo_faces, write_synthetic_mri_df
 from mrigan.checkpoint import CheckpointError, load_checkpoint
 from mrigan.errors import InputValueError
-from mrigan.inference import MRIGenerator, export_generator
+from mrigan.fileio import portable_path
+from mrigan.inference import MRIGenerator, export_generator, sidecar_path
+from mrigan.model_card import DEFAULT_GENERATOR
 from mrigan.models import generator_from_architecture
 from mrigan.train import train_gan
 
@@ -59,6 +62,31 @@ def test_export_writes_weights_and_sidecar(trained):
     tensors = load_file(str(weights))
     assert tensors.keys() == ckpt["generator"].keys()
     assert all(torch.equal(tensors[k], ckpt["generator"][k]) for k in tensors)
+
+
+def _absolute_paths(obj) -> list[str]:
+    if isinstance(obj, dict):
+        return [p for v in obj.values() for p in _absolute_paths(v)]
+    if isinstance(obj, list):
+        return [p for v in obj for p in _absolute_paths(v)]
+    return [obj] if isinstance(obj, str) and os.path.isabs(obj) else []
+
+
+def test_exported_sidecar_names_no_folder_of_the_training_machine(trained):
+    ckpt_path, _, sidecar = trained
+    text = sidecar.read_text()
+    meta = json.loads(text)
+    tmp = ckpt_path.parents[2]  # the module's tmp folder: out_dir, and the data beside it
+    assert not _absolute_paths(meta) and str(tmp) not in text
+    assert meta["source_checkpoint"] == "checkpoints/best.pt"  # relative to the run folder
+    assert meta["training_config"]["out_dir"] == ".."
+    assert meta["training_config"]["data"]["root"] == os.path.join("..", "mri_df")
+    # a path far from the run is hashed, not recorded
+    far = portable_path("/srv/a/b/c/d/data", "/home/u/runs/x")
+    assert far.startswith("sha256:") and "srv" not in far
+    assert portable_path("relative/data", "/home/u/runs/x") == "relative/data"
+    shipped = json.loads(sidecar_path(DEFAULT_GENERATOR).read_text(encoding="utf-8"))
+    assert not _absolute_paths(shipped)
 
 
 def test_loaded_generator_equals_the_trained_one(trained, reference, faces32):

@@ -24,6 +24,7 @@ from mrigan.app.benchmark.stages import STAGE_FILE, BenchmarkError
 from mrigan.config import load_config
 from mrigan.inference import MRIGenerator, export_generator
 from mrigan.model_card import CARD_FORMAT, MIN_AUC, MIN_VIDEOS, RULE, tells_real_from_fake
+from mrigan.models import ENCODER_GENERATORS
 from mrigan.mri_df_format import MriDfDataset
 from mrigan.train import GanConfig
 
@@ -75,6 +76,19 @@ def _threshold_free(faces_csv: Path) -> dict:
     return {"auc_video_mean_mri": _num(auc), "auc_video_mean_mri_ci95": _ci(ci)}
 
 
+def _encoder_source(run_dir: Path) -> dict | None:
+    """Where the generator's encoder weights came from (package, version, file, SHA-256), as
+    the run's export recorded it; None for the paper's U-Net or an unfinished export."""
+    try:
+        sidecar = Path(_record(run_dir, "export")["sidecar"])
+    except (BenchmarkError, KeyError):
+        return None
+    if not sidecar.is_file():
+        return None
+    return json.loads(sidecar.read_text(encoding="utf-8")).get("architecture", {}).get(
+        "encoder_source")
+
+
 def build_card(run_dir: Path, checks: dict | None = None) -> dict:
     """The model card of a finished ``mrigan benchmark`` run's exported generator."""
     bench_json = run_dir / "report" / "benchmark.json"
@@ -124,7 +138,9 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
                      "checkpoint": gan["used"], "device": gcfg.train.device,
                      "precision": gan.get("precision", gcfg.train.precision),
                      "weights_dtype": "float16",
-                     "fp16_max_mri_difference": (checks or {}).get("fp16_max_mri_difference")},
+                     "fp16_max_mri_difference": (checks or {}).get("fp16_max_mri_difference"),
+                     "generator": gcfg.model.generator,
+                     "encoder_weights": _encoder_source(run_dir)},
         "departures_from_paper": [
             f"{size} px faces instead of 256; generator/discriminator width {ngf}/"
             f"{gcfg.model.ndf} instead of 64 (a small network that fits in 10 MB as fp16).",
@@ -132,7 +148,10 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
             "epochs of batch 128 on GPUs.",
             f"{n_ids} training people (FF++ pairs) instead of DFDC's thousands of videos.",
             "Weights stored in fp16 (cast back to fp32 when loaded).",
-            f"tau {gcfg.loss.tau} and lambda {gcfg.loss.lambda_recon} are the paper's."],
+            f"tau {gcfg.loss.tau} and lambda {gcfg.loss.lambda_recon} are the paper's.",
+            *([f"Generator {gcfg.model.generator}: a U-Net on an ImageNet-pretrained encoder "
+               "with a light decoder, not the paper's U-Net."]
+              if gcfg.model.generator in ENCODER_GENERATORS else [])],
         "held_out": {
             "identities": q["identities"], "videos": q["videos"],
             "mean_ssim": {lab: {"n": q[lab]["n"], "generator": _num(q[lab]["mean_ssim"]),

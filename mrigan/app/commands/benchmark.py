@@ -29,6 +29,7 @@ from mrigan.config import (
     load_config,
     parse_overrides,
 )
+from mrigan.pretrained import is_pretrained_word
 
 PRESETS = {"cpu": "configs/benchmark_cpu.yaml", "paper": "configs/benchmark_paper.yaml",
            "default_generator": "configs/benchmark_default_generator.yaml"}
@@ -42,8 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "without originals")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
                         help="settings preset when no --config is given (default: cpu)")
-    parser.add_argument("--weights", help="local ImageNet weights of the detectors' backbone "
-                                          "(both detectors; same as --set "
+    parser.add_argument("--weights", help="local ImageNet weights of the detectors' backbone, "
+                                          "or 'imagenet' for the packaged ones of mobilenet_v2 / "
+                                          "efficientnet-lite0 (both detectors; same as --set "
                                           "detector.set.model.weights=FILE)")
     parser.add_argument("--out", required=True, help="output folder (resumable)")
     parser.add_argument("--restart", action="store_true",
@@ -56,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["pairs"] = str(Path(args.pairs).resolve())
     if args.labelled:
         overrides["labelled"] = str(Path(args.labelled).resolve())
-    if args.weights:
-        overrides = deep_merge(overrides, {"detector": {"set": {"model": {
-            "weights": str(Path(args.weights).resolve())}}}})
+    if args.weights:  # "imagenet": the packaged weights (mrigan.pretrained), else a local file
+        weights = (args.weights if is_pretrained_word(args.weights)
+                   else str(Path(args.weights).resolve()))
+        overrides = deep_merge(overrides, {"detector": {"set": {"model": {"weights": weights}}}})
     config = args.config or str(PROJECT_ROOT / PRESETS[args.preset])
     cfg = load_config(BenchmarkConfig, config, overrides)
     summary = run_benchmark(cfg, args.out, restart=args.restart)

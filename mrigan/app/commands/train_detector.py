@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detectors.backbones import BACKBONES
+from detectors.backbones import BACKBONES, check_backbone_weights
 from detectors.config import DetectorConfig
 from detectors.repeats import add_repeat_arguments, repeat_detector
 from detectors.train import train_detector
@@ -38,8 +38,7 @@ def check_detector_config(cfg: DetectorConfig, where: str) -> None:
     resolve_device(cfg.train.device)
     if not cfg.model.backbone.startswith("timm:"):
         BACKBONES.get(cfg.model.backbone)  # an unknown name lists the known ones
-    if cfg.model.weights:
-        require_path(cfg.model.weights, "model.weights", where=where)
+    check_backbone_weights(cfg.model.backbone, cfg.model.weights, where)
     if cfg.input.name == "mri" and cfg.input.generator:
         require_path(cfg.input.generator, "input.generator", where=where,
                      hint="a `mrigan export-generator` .safetensors")

@@ -26,6 +26,7 @@ from mrigan import distributed
 from mrigan.checkpoint import CheckpointError
 from mrigan.config import ConfigError, add_config_arguments, config_from_args, require_path
 from mrigan.device import resolve_device
+from mrigan.errors import MriganError
 from mrigan.models import define_discriminator, define_generator
 from mrigan.outputs import check_output_dir
 from mrigan.train import GanConfig, NonFiniteLossError, train_gan
@@ -50,6 +51,8 @@ def check_gan_config(cfg: GanConfig, resume: bool | str | None, where: str) -> N
         with torch.device("meta"):
             define_generator(m.generator, m.image_size, init=False, **m.generator_kwargs())
             define_discriminator(m.discriminator, init=False, ndf=m.ndf)
+    except MriganError:  # e.g. the encoder's weights package is not installed: its own line
+        raise
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: model section cannot be built: {exc}") from exc
     if resume not in (None, True) and not Path(resume).is_file():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from detectors.backbones import check_backbone_weights
 from detectors.realism.baseline import REGRESSORS
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import prepare_data
@@ -71,8 +72,7 @@ def check_realism_config(cfg: RealismConfig, out: Path, where: str, training: bo
     resolve_device(cfg.train.device)
     for i, ckpt in enumerate(cfg.ensemble.checkpoints):
         require_path(ckpt, f"ensemble.checkpoints[{i}]", where=where)
-    if cfg.model.weights:
-        require_path(cfg.model.weights, "model.weights", where=where)
+    check_backbone_weights(cfg.model.backbone, cfg.model.weights, where)
     model_kind(cfg.model.name).check(cfg, where, training)
     data_dirs = [d for d in (cfg.data.clips, cfg.data.videos) if d and Path(d).is_dir()]
     check_output_dir(out, data_dirs)
