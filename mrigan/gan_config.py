@@ -45,6 +45,9 @@ class GanOptimConfig(Checked):
     # pix2pix's "linear" policy: the lr falls linearly to 0 over the last ``decay_steps`` steps
     # of the run (0: constant lr, the paper). A function of the step alone, so resume is exact.
     decay_steps: int = 0
+    # the discriminator's lr is ``lr * lr_d_factor`` (decayed alike): the generator /
+    # discriminator balance (1: the paper, one lr for both; < 1 a slower discriminator)
+    lr_d_factor: float = field(default=1.0, metadata=bounds(exclusive_minimum=0.0, maximum=10.0))
 
 
 def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:

@@ -87,7 +87,8 @@ class GanTrainer:
         self.adam_kwargs = adam_kwargs(self.device, cfg.train.adam_impl)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=o.lr, betas=(o.beta1, o.beta2),
                                       **self.adam_kwargs)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.lr,
+        self.lr_d_factor = o.lr_d_factor
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=o.lr * o.lr_d_factor,
                                       betas=(o.beta1, o.beta2), **self.adam_kwargs)
         self.set_precision(self.precision)
         self.cudnn_benchmark = set_cudnn_benchmark(self.device, cfg.train.cudnn_benchmark)
@@ -125,9 +126,10 @@ class GanTrainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
 
     def set_lr(self, lr: float) -> None:
-        for opt in (self.opt_g, self.opt_d):
+        """The generator's lr; the discriminator's is ``lr * optim.lr_d_factor``."""
+        for opt, factor in ((self.opt_g, 1.0), (self.opt_d, self.lr_d_factor)):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * factor
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
         layout = torch.channels_last if self.channels_last else torch.contiguous_format

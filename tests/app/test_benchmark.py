@@ -237,6 +237,29 @@ def test_mri_df_builds_detect_faces_on_every_sampled_frame_unless_asked(tmp_path
         DataSettings(detect_every=0)
 
 
+def test_self_blends_go_into_the_training_build_only_and_its_fingerprint(tmp_path, monkeypatch):
+    """data.self_blend_per_real reaches the training identities' MRI-DF build (its train split)
+    and never the held-out one; off (0), the stage settings of earlier runs are unchanged."""
+    cfg = load_config(BenchmarkConfig, Path(__file__).parents[2] / "configs/benchmark_cpu.yaml")
+    assert cfg.data.self_blend_per_real == 0 and data_mod.self_blend_settings(cfg) == {}
+    two = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, self_blend_per_real=2))
+    assert data_mod.self_blend_settings(two) == {"self_blend_per_real": 2}
+    assert "self_blend_per_real" not in data_mod.mri_df_settings(two)  # shared with held-out
+    seen = []
+
+    def spy(build, log=print):
+        seen.append(build.self_blend)
+        raise RuntimeError("stop after the config is made")
+
+    monkeypatch.setattr(data_mod, "build_mri_df", spy)
+    for c, blend in ((two, True), (two, False), (cfg, True)):
+        with pytest.raises(RuntimeError, match="stop after"):
+            data_mod.build_stage(c, str(tmp_path / "x.csv"), tmp_path / "mri_df", val=0.3,
+                                 self_blend=blend)
+    assert [(b.per_real, b.splits) for b in seen] == [(2, ("train",)), (0, ("train",)),
+                                                      (0, ("train",))]
+
+
 def test_video_columns_match_the_mri_mean_rows_former_computation():
     """The mri_mean row and the detector rows share one video report (report_with_ci +
     video_columns); figures equal what the mri_mean stage computed on its own before."""
@@ -265,6 +288,8 @@ def test_video_columns_match_the_mri_mean_rows_former_computation():
     (DataSettings, "data", "max_frames", 0, "max_frames: 0 is below the minimum 1"),
     (DataSettings, "data", "size", 8, "size: 8 is below the minimum 16"),
     (DataSettings, "data", "max_faces", 0, "max_faces: 0 is below the minimum 1"),
+    (DataSettings, "data", "self_blend_per_real", -1,
+     "self_blend_per_real: -1 is below the minimum 0"),
     (EvalSettings, "evaluate", "rule", "max", "rule: 'max' is not one of"),
     (EvalSettings, "evaluate", "bootstrap", -1, "bootstrap: -1 is below the minimum 0"),
 ])

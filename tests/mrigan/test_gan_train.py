@@ -11,7 +11,7 @@ from _gan_setup import Killed, kill_at, tiny_config
 from datasets_builders.synthetic import write_synthetic_mri_df
 from mrigan.app import cli
 from mrigan.checkpoint import load_checkpoint
-from mrigan.config import load_config
+from mrigan.config import ConfigError, load_config
 from mrigan.inference import MRIGenerator
 from mrigan.mri_df_format import MriDfDataset
 from mrigan.train import (
@@ -91,6 +91,23 @@ def test_time_budget_stops_with_a_checkpoint_that_resumes_exactly(tiny_data, tmp
     for part in ("generator", "discriminator", "opt_g", "opt_d"):
         assert _states_equal(a[part], b[part]) == [], part
     assert [h["step"] for h in a["history"]] == [h["step"] for h in b["history"]]
+
+
+def test_discriminator_lr_factor_holds_through_the_decay(tiny_data, tmp_path):
+    # optim.lr_d_factor: the discriminator steps at lr x factor, decayed alike, the generator
+    # at lr; the default (1) keeps one lr for both (the paper)
+    cfg = replace(tiny_config(tiny_data, tmp_path, "d_slow", max_steps=4, eval_every=0),
+                  optim={"lr_d_factor": 0.25, "decay_steps": 4})
+    ckpt = load_checkpoint(train_gan(cfg).last_checkpoint)
+    lr_g = ckpt["opt_g"]["param_groups"][0]["lr"]
+    assert lr_g == pytest.approx(2e-4 * 1 / 4)  # set before the 4th step
+    assert ckpt["opt_d"]["param_groups"][0]["lr"] == pytest.approx(0.25 * lr_g)
+    same = load_checkpoint(train_gan(tiny_config(tiny_data, tmp_path, "one_lr", max_steps=1,
+                                                 eval_every=0)).last_checkpoint)
+    assert same["opt_d"]["param_groups"][0]["lr"] == same["opt_g"]["param_groups"][0]["lr"] \
+        == pytest.approx(2e-4)
+    with pytest.raises(ConfigError, match="lr_d_factor"):
+        replace(cfg, optim={"lr_d_factor": 0.0})
 
 
 def test_linear_lr_decay_by_hand():

@@ -46,6 +46,10 @@ class DataSettings(Checked):
     # (``BuildConfig.detect_every``). 1 = every sampled frame, the paper's protocol and what the
     # shipped default generator's card was made with; the builder's own default is 3 (faster).
     detect_every: int = field(default=1, metadata=bounds(minimum=1))
+    #: self-blended fakes per real face of the training split, in the MRI-DF of the training
+    #: identities only (``BuildSelfBlendConfig.per_real``; never in the held-out build, never
+    #: in the validation split). 0: none, the paper.
+    self_blend_per_real: int = field(default=0, metadata=bounds(minimum=0, maximum=16))
 
 
 @dataclass(frozen=True)

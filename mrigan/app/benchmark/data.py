@@ -19,6 +19,7 @@ from datasets_builders.faces import FaceDetectionConfig
 from datasets_builders.mri_df import (
     BuildAugmentConfig,
     BuildConfig,
+    BuildSelfBlendConfig,
     BuildSourceConfig,
     BuildSplitConfig,
     build_mri_df,
@@ -42,14 +43,25 @@ def mri_df_settings(cfg: BenchmarkConfig) -> dict:
     return settings
 
 
+def self_blend_settings(cfg: BenchmarkConfig) -> dict:
+    """The training build's self-blend setting, for its stage's settings: left out at 0 (off)
+    so earlier runs' stages stay valid; never part of the held-out build."""
+    k = cfg.data.self_blend_per_real
+    return {"self_blend_per_real": k} if k else {}
+
+
 def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float,
-                log=print) -> dict:
-    """The MRI-DF builder on a split CSV; resumes its own unit records when rerun."""
+                self_blend: bool = False, log=print) -> dict:
+    """The MRI-DF builder on a split CSV; resumes its own unit records when rerun.
+    ``self_blend``: add ``data.self_blend_per_real`` self-blended fakes per real face of the
+    build's ``train`` split (the training identities' build only)."""
     build = BuildConfig(
         out=str(folder / "data"), sources=(BuildSourceConfig(kind="csv", root=csv_path),),
         every=cfg.data.every, max_frames=cfg.data.max_frames, seed=cfg.split.seed,
         detect_every=cfg.data.detect_every, progress=False, faces=face_settings(cfg),
         augment=BuildAugmentConfig(augment_fraction=cfg.data.augment_fraction),
+        self_blend=BuildSelfBlendConfig(
+            per_real=cfg.data.self_blend_per_real if self_blend else 0, splits=("train",)),
         split=BuildSplitConfig(val=val, test=0.0))
     summary = build_mri_df(build, log=log)
     rows = read_manifest(build.out)
@@ -58,14 +70,18 @@ def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float
                              "listed videos", csv_path)
     by_split: dict[str, dict] = {}
     for r in rows:
-        s = by_split.setdefault(r["split"], {"rows": 0, "fake": 0, "videos": set(),
-                                             "identities": set()})
+        s = by_split.setdefault(r["split"], {"rows": 0, "fake": 0, "self_blend": 0,
+                                             "videos": set(), "identities": set()})
         s["rows"] += 1
         s["fake"] += r["label"] == "fake"
+        s["self_blend"] += r.get("method") == "self_blend"
         s["videos"].add(r["video"])
         s["identities"].add(r["identity"])
     counts = {k: {"rows": v["rows"], "fake_rows": v["fake"], "videos": len(v["videos"]),
                   "identities": sorted(v["identities"])} for k, v in by_split.items()}
+    for k, v in by_split.items():
+        if v["self_blend"]:  # of fake_rows; only when there are (earlier summaries unchanged)
+            counts[k]["self_blend_rows"] = v["self_blend"]
     return {"root": build.out, "splits": counts, "pairs_written": summary.pairs_written}
 
 
@@ -99,4 +115,4 @@ def face_set_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, log=print)
 
 
 __all__ = ["build_stage", "face_set_settings", "face_set_stage", "face_settings",
-           "mri_df_settings"]
+           "mri_df_settings", "self_blend_settings"]

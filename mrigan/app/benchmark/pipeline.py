@@ -27,16 +27,18 @@ WHAT = ("Identity-grouped split of the paired videos; MRI-GAN and both detectors
 
 def data_stages(cfg: BenchmarkConfig, st: Stages, log=print) -> tuple[dict, dict, dict]:
     """The first three stages: the identity-grouped ``split``, the MRI-DF of its training and
-    validation identities (``mri_df``) and the one of its test identities (``heldout_mri_df``,
-    GAN quality only). Shared with ``bench/tau_sweep.py``, so both reuse one another's folders."""
+    validation identities (``mri_df``, with ``data.self_blend_per_real`` self-blended fakes per
+    real face of its train split) and the one of its test identities (``heldout_mri_df``, GAN
+    quality only, never self-blended). Shared with ``bench/tau_sweep.py``, so both reuse one another's folders."""
     listing = ({"sources": [to_dict(s) for s in cfg.sources]} if cfg.sources
                else {"pairs": file_hash(cfg.pairs)})
     split = st.run("split", {**listing, "split": to_dict(cfg.split)},
                    lambda f: split_stage(cfg, f))
     mdf_settings = data.mri_df_settings(cfg)
-    mri_df = st.run("mri_df", {"split": split["fingerprint"], **mdf_settings},
+    mri_df = st.run("mri_df", {"split": split["fingerprint"], **mdf_settings,
+                               **data.self_blend_settings(cfg)},
                     lambda f: data.build_stage(cfg, split["trainval_csv"], f,
-                                               val=cfg.split.val, log=log))
+                                               val=cfg.split.val, self_blend=True, log=log))
     heldout = st.run("heldout_mri_df", {"split": split["fingerprint"], **mdf_settings},
                      lambda f: data.build_stage(cfg, split["test_csv"], f, val=0.0, log=log))
     return split, mri_df, heldout
