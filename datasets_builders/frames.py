@@ -100,7 +100,11 @@ def display_matrix(frame) -> tuple[int, int, int, int] | None:
     none or it is not a multiple of 90 degrees (then the frame is used as stored)."""
     import av
 
-    for side in frame.side_data:
+    # iterating a frame's side data gave SideData objects up to PyAV 18.1.0 and gives their
+    # types (the keys of a mapping) from 18.1.1 on: take both
+    container = frame.side_data
+    for item in container:
+        side = item if hasattr(item, "type") else container[item]
         if side.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
             m = np.frombuffer(bytes(side), dtype=np.int32)
             if m.size < 5:
