@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from mrigan.app.analysis import AnalyzeConfig, Analyzer
-from mrigan.app.serve import ServeConfig, checked, create_app
+from mrigan.app.serve import ServeConfig, checked
+from mrigan.app.serve.app import create_app
 from mrigan.config import from_dict
 
 

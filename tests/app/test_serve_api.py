@@ -365,7 +365,7 @@ def test_cases_survive_a_restart(client, analyzer, cases):
 
 
 def test_more_workers_each_with_its_own_analyzer(tmp_path, analyzer, ff_examples):
-    from mrigan.app.serve import create_app
+    from mrigan.app.serve.app import create_app
 
     gen = Path(analyzer.generator_info["path"])
     made = []

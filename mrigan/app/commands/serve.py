@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mrigan.app.analysis import AnalyzeConfig, Analyzer, resolve_weights, validate_config
 from mrigan.app.commands.analyze import setup_lines
+from mrigan.app.serve.config import DEFAULT_MAX_UPLOAD_MB, ServeConfig, checked
 from mrigan.config import add_config_arguments, config_from_args
 from mrigan.errors import MriganError
 
@@ -24,8 +25,6 @@ MISSING = ("mrigan serve needs the optional web packages: pip install 'mrigan[se
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mrigan.app.serve.config import DEFAULT_MAX_UPLOAD_MB
-
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1; any other needs a token)")
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
@@ -54,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         raise MriganError(MISSING)
     import uvicorn
 
-    from mrigan.app.serve import ServeConfig, checked, create_app
+    # the app needs the optional extra checked above: the one function-local project import
+    # (tests/test_layers.py: OPTIONAL_EXTRA_IMPORTS), an optional dependency, not a cycle
+    from mrigan.app.serve.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     shortcuts = [f"frames.every={args.every}"] if args.every is not None else []

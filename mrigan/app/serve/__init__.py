@@ -7,12 +7,13 @@ token, host, origin, body size), ``paths`` (the one gate from a request path to 
 picks become cases; content decides the kind), ``worker`` (the analysis queue: the analyze
 pipeline, followed by a progress monitor), ``views`` (what the API says about a case), ``app``
 (routes), ``static/`` (the page).
-Needs the optional extra ``pip install 'mrigan[serve]'`` (Starlette, uvicorn, python-multipart).
+Needs the optional extra ``pip install 'mrigan[serve]'`` (Starlette, uvicorn, python-multipart)
+for ``app`` and the modules it uses; the package itself and ``config`` import without it (the
+command line checks its settings, and says which extra is missing, before importing the app).
 """
 
 from __future__ import annotations
 
-from mrigan.app.serve.app import create_app
 from mrigan.app.serve.config import ServeConfig, ServeError, checked
 
-__all__ = ["ServeConfig", "ServeError", "checked", "create_app"]
+__all__ = ["ServeConfig", "ServeError", "checked"]

@@ -11,6 +11,9 @@ from pathlib import Path
 
 from mrigan.errors import MriganError
 
+#: Host names of this machine's loopback interface (answered when serving on loopback).
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
 DEFAULT_MAX_UPLOAD_MB = 2048
 
 
@@ -35,8 +38,6 @@ class ServeConfig:
     def allowed_hosts(self) -> frozenset[str] | None:
         """Host names answered: the loopback names on loopback, any name beyond it (the token
         guards it then)."""
-        from mrigan.app.serve.security import LOOPBACK_NAMES
-
         return LOOPBACK_NAMES | {self.host} if self.loopback else None
 
 
