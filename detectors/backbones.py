@@ -58,7 +58,14 @@ import torch
 from torch import nn
 
 from mrigan.config import require_path
-from mrigan.encoders import CLASSIFIER_PREFIXES, ENCODERS, Encoder, build_encoder, load_checked
+from mrigan.encoders import (
+    CLASSIFIER_PREFIXES,
+    ENCODERS,
+    Encoder,
+    build_encoder,
+    init_efficientnet_,
+    load_checked,
+)
 from mrigan.fileio import sha256_file
 from mrigan.pretrained import (
     IMAGENET_MEAN,
@@ -184,26 +191,6 @@ def _replace_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
 
 #: efficientnet-pytorch's ``batch_norm_momentum`` is TF's decay: 0.9 -> torch momentum 0.1.
 EFFICIENTNET_BN_DECAY = 0.9
-
-
-def init_efficientnet_(net: nn.Module) -> None:
-    """The TensorFlow EfficientNet initialisation (as timm's ``_init_weight_goog``): convs
-    He-normal over fan-out (per group), linear layers uniform over fan-out, BN weight 1 / bias 0.
-    See the module docstring for why a from-scratch B0 needs it."""
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-            nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            bound = 1.0 / (m.weight.size(0) ** 0.5)
-            nn.init.uniform_(m.weight, -bound, bound)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 def calibrate_batchnorm_(module: nn.Module, in_channels: int = 3, size: int = 96,

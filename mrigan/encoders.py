@@ -223,7 +223,7 @@ class EfficientNetLite0Encoder(Encoder):
         self._fc = nn.Linear(1280, num_classes)
         self.stage_channels = tuple(blocks[i]._bn2.num_features for i in _LITE0_STAGE_ENDS)
         self.feature_dim = 1280
-        _init_tf_(self)
+        init_efficientnet_(self)
 
     def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = F.relu6(self._bn0(self._conv_stem(x)))
@@ -248,21 +248,25 @@ class EfficientNetLite0Encoder(Encoder):
         return self._conv_stem
 
 
-def _init_tf_(net: nn.Module) -> None:
-    """TensorFlow's EfficientNet init: convs He-normal over fan-out, linear uniform over
-    fan-out, BatchNorm 1 / 0 (PyTorch's default conv init leaves an untrained net's signal
-    vanishing through the BN layers; see :mod:`detectors.backbones`)."""
+def init_efficientnet_(net: nn.Module) -> None:
+    """The TensorFlow EfficientNet initialisation (as timm's ``_init_weight_goog``): convs
+    He-normal over fan-out (per group), linear layers uniform over fan-out, BN weight 1 / bias 0.
+    PyTorch's default conv init leaves an untrained EfficientNet's signal vanishing through its
+    BN layers (see :mod:`detectors.backbones`); the detectors' B0-B7 and our Lite0 use this."""
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
             fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
             nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
             bound = 1.0 / (m.weight.size(0) ** 0.5)
             nn.init.uniform_(m.weight, -bound, bound)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 ENCODERS.register("mobilenet_v2", MobileNetV2Encoder)
