@@ -309,7 +309,8 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
             validate = finishing or (epoch_done and (epoch + 1) % max(1, tc.val_every) == 0)
             improved = False
             if validate and tc.bn_recalibrate > 0:
-                _recalibrate(model, trainer, ddp_model, adapter, train_ds, batches, cfg, device)
+                _recalibrate(model, trainer, ddp_model, adapter, train_ds, batches, cfg, device,
+                             run.precision)
             if validate:
                 metrics = _validate(ddp_model, adapter, val_ds, cfg, device) if val_ds else {}
                 history.append({"epoch": epoch, "step": step, "complete": epoch_done, **metrics})
@@ -333,7 +334,7 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
 
 
 def _recalibrate(model, trainer: DetectorTrainer, ddp_model, adapter, train_ds, batches, cfg,
-                 device) -> None:
+                 device, precision: str) -> None:
     """Precise BN before a validation: the trainable BatchNorm layers' running statistics
     become the average over the epoch's first ``train.bn_recalibrate`` batches (the epoch's
     augmentation; every rank uses the same global batches, so all ranks agree)."""
@@ -344,7 +345,6 @@ def _recalibrate(model, trainer: DetectorTrainer, ddp_model, adapter, train_ds, 
     loader = DataLoader(train_ds, batch_sampler=use, num_workers=cfg.data.workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator())
     channels_last = resolve_channels_last(device, cfg.train.channels_last)
-    precision = resolve_precision(device, cfg.train.precision, job="training")
     recalibrate_batchnorm(net, norms, loader, lambda m, b: forward_batch(
         m, adapter, b, device, precision, channels_last))
     trainer.train_mode(ddp_model)

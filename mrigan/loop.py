@@ -265,13 +265,17 @@ class TrainingRun:
         path = self.resume_path(resume, required=required)
         return None if path is None else (path, self.load(path, map_location))
 
-    def resume_precision(self, path: Path, ckpt: Mapping[str, Any], configured: str) -> str:
+    def resume_precision(self, path: Path, ckpt: Mapping[str, Any],
+                         configured: str) -> str | None:
         """The precision a resumed run continues in (module doc), also kept as
         :attr:`precision`. ``configured`` is the run's ``train.precision`` setting; call before
         loading optimizer/scaler state (an fp16 run has a gradient scaler)."""
         recorded, current = ckpt.get("precision"), self.precision
-        if recorded is None or current is None or recorded == current:
-            return current if current is not None else str(recorded)
+        if current is None:  # a run that does not track its precision: keep what was recorded
+            self.precision = recorded
+            return self.precision
+        if recorded is None or recorded == current:  # checkpoints before issue 20: as now
+            return current
         if str(configured).lower() == "auto":
             if self.dist.is_main:
                 log.warning("%s was trained in %s; precision auto here would be %s: continuing "
