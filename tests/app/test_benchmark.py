@@ -214,6 +214,23 @@ def test_presets_resolve_both_detectors_with_one_backbone_and_budget(preset):
     assert (plain["input"]["name"], mri["input"]["name"]) == ("plain", "mri")
 
 
+def test_gan_settings_added_later_keep_older_runs_resumable():
+    """Settings the GAN gained after benchmark runs existed (pretrained encoders, recipe options,
+    select_by) are left out of the GAN stage's settings at their older behaviour, so such a run
+    folder still resumes; another value is in them (and refused as a change)."""
+    from mrigan.app.benchmark import models
+    from mrigan.config import PROJECT_ROOT
+
+    cfg = load_config(BenchmarkConfig, PROJECT_ROOT / "configs" / "benchmark_paper.yaml")
+    gan = models.gan_settings(cfg)
+    for section, key in models.GAN_ADDED_LATER:
+        assert key not in gan[section], (section, key)
+    assert "ngf" in gan["model"] and "tau" in gan["loss"]  # the rest is all there
+    changed = dataclasses.replace(cfg, gan=dataclasses.replace(
+        cfg.gan, set={**cfg.gan.set, "loss": {"ssim_on": "fakes"}}))
+    assert models.gan_settings(changed)["loss"]["ssim_on"] == "fakes"
+
+
 def test_mri_df_builds_detect_faces_on_every_sampled_frame_unless_asked(tmp_path, monkeypatch):
     """The benchmark's MRI-DF builds run MTCNN on every sampled frame (the paper; the shipped
     generator's card was made so), not the builder's faster default; a run made before the

@@ -33,8 +33,22 @@ def gan_config(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> GanConfi
     return load_config(GanConfig, cfg.gan.config, deep_merge(cfg.gan.set, extra))
 
 
+#: GAN settings added after benchmark runs were already being made, with the value that
+#: reproduces the older runs: left out of the stage's settings while they hold it, so a run
+#: folder made before they existed still resumes (any other value is refused as a change)
+GAN_ADDED_LATER = {("model", "encoder_weights"): "imagenet", ("model", "mri_prior"): False,
+                   ("loss", "ssim_on"): "all", ("loss", "manipulated_weight"): 0.0,
+                   ("optim", "lr_d_factor"): 1.0, ("train", "select_by"): "mean_ssim"}
+
+
 def gan_settings(cfg: BenchmarkConfig) -> dict:
-    return _without_paths(to_dict(gan_config(cfg, "", Path("."))))
+    """The GAN stage's settings: the resolved config without output paths, and without the
+    :data:`GAN_ADDED_LATER` settings while they hold their older runs' values."""
+    settings = _without_paths(to_dict(gan_config(cfg, "", Path("."))))
+    for (section, key), old in GAN_ADDED_LATER.items():
+        if settings.get(section, {}).get(key, old) == old:
+            settings.get(section, {}).pop(key, None)
+    return settings
 
 
 def gan_stage(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> dict:
@@ -79,4 +93,4 @@ def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Pa
 
 
 __all__ = ["detector_config", "detector_settings", "detector_stage", "export_stage",
-           "gan_config", "gan_settings", "gan_stage"]
+           "GAN_ADDED_LATER", "gan_config", "gan_settings", "gan_stage"]
