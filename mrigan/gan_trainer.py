@@ -34,6 +34,7 @@ Speed levers (``train.*`` keys; ``auto`` is the winner measured on an NVIDIA H20
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from mrigan.config import ConfigError
 from mrigan.device import adam_kwargs, autocast, resolve_device, resolve_switch, set_cudnn_benchmark
 from mrigan.device import resolve_precision as device_precision
 from mrigan.gan_config import CUDA_GRAPH_MODES, GanConfig
-from mrigan.localization import localization_figures, mean_fake_map
+from mrigan.localization import baseline_figures, localization_figures, mean_fake_map
 from mrigan.losses import discriminator_loss, generator_loss
 from mrigan.models import define_discriminator, define_generator
 from mrigan.mri_df_format import balanced_indices
@@ -227,6 +228,11 @@ class HeldOut:
     labels: torch.Tensor
     mean_map: torch.Tensor | None = None
 
+    @functools.cached_property
+    def baselines(self) -> dict[str, float]:
+        """The all-black and mean-map figures of this sample (the same at every evaluation)."""
+        return baseline_figures(self.mris, self.labels, self.mean_map)
+
     @classmethod
     def from_dataset(cls, dataset, n: int, seed: int,
                      mean_map: torch.Tensor | None = None) -> HeldOut:
@@ -267,7 +273,8 @@ def evaluate_generator(trainer: GanTrainer, held_out: HeldOut) -> dict[str, floa
            "l2_black": float((true ** 2).mean()),
            "mri_mean_fake": float(per_image[fakes].mean()) if fakes.any() else math.nan,
            "mri_mean_real": float(per_image[reals].mean()) if reals.any() else math.nan}
-    out.update(localization_figures(generated, true, held_out.labels, held_out.mean_map))
+    out.update(localization_figures(generated, true, held_out.labels,
+                                    baselines=held_out.baselines))
     return out
 
 

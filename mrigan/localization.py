@@ -59,7 +59,7 @@ def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
 
 def mean_fake_map(mris: Iterable[torch.Tensor], labels: Iterable[int]) -> torch.Tensor:
     """The mean true MRI ``(3, H, W)`` of the fakes among ``(mri, label)`` pairs (the mean-map
-    baseline and a generator's prior); zeros when there is no fake."""
+    baseline and a generator's prior); a ValueError when there is no fake."""
     total, n = None, 0
     for mri, label in zip(mris, labels, strict=True):
         if int(label) != 1:
@@ -91,26 +91,48 @@ def _figures(pred: torch.Tensor, true: torch.Tensor, labels: torch.Tensor,
     return out
 
 
-@torch.no_grad()
-def localization_figures(pred: torch.Tensor, true: torch.Tensor, labels: torch.Tensor,
-                         mean_map: torch.Tensor | None = None,
-                         mask_threshold: float = MASK_THRESHOLD) -> dict[str, float]:
-    """The module's figures for ``pred`` (``(N, 3, H, W)`` in [0, 1]) against ``true`` MRIs,
-    ``labels`` (N,) with 1 = fake, plus ``black_<figure>`` and, with ``mean_map`` (``(3, H, W)``,
-    e.g. :func:`mean_fake_map` of the training set), ``mean_map_<figure>``."""
+def _checked(pred: torch.Tensor, true: torch.Tensor, labels) -> tuple[torch.Tensor, ...]:
     pred, true = pred.detach().float().cpu(), true.detach().float().cpu()
     labels = torch.as_tensor(labels).cpu().long()
     if pred.shape != true.shape or pred.dim() != 4 or labels.shape != pred.shape[:1]:
         raise ValueError(f"expected (N, 3, H, W) predictions and true MRIs and (N,) labels, got "
                          f"{tuple(pred.shape)}, {tuple(true.shape)}, {tuple(labels.shape)}")
-    out = _figures(pred, true, labels, mask_threshold)
+    return pred, true, labels
+
+
+@torch.no_grad()
+def baseline_figures(true: torch.Tensor, labels: torch.Tensor,
+                     mean_map: torch.Tensor | None = None,
+                     mask_threshold: float = MASK_THRESHOLD) -> dict[str, float]:
+    """``black_<figure>`` and, with ``mean_map`` (``(3, H, W)``), ``mean_map_<figure>``: the
+    baselines' figures on a sample. They do not depend on any generator, so a sample scored
+    again and again (the GAN's held-out evaluations) computes them once."""
+    true, _, labels = _checked(true, true, labels)
     baselines = {"black": torch.zeros_like(true)}
     if mean_map is not None:
         baselines["mean_map"] = mean_map.detach().float().cpu().expand_as(true).contiguous()
+    out: dict[str, float] = {}
     for name, maps in baselines.items():
         out.update({f"{name}_{k}": v for k, v in _figures(maps, true, labels,
                                                           mask_threshold).items()})
     return out
 
 
-__all__ = ["FIGURES", "MASK_THRESHOLD", "localization_figures", "mean_fake_map", "roc_auc"]
+@torch.no_grad()
+def localization_figures(pred: torch.Tensor, true: torch.Tensor, labels: torch.Tensor,
+                         mean_map: torch.Tensor | None = None,
+                         mask_threshold: float = MASK_THRESHOLD, *,
+                         baselines: dict[str, float] | None = None) -> dict[str, float]:
+    """The module's figures for ``pred`` (``(N, 3, H, W)`` in [0, 1]) against ``true`` MRIs,
+    ``labels`` (N,) with 1 = fake, plus ``black_<figure>`` and, with ``mean_map`` (``(3, H, W)``,
+    e.g. :func:`mean_fake_map` of the training set), ``mean_map_<figure>``
+    (:func:`baseline_figures`; ``baselines``: those figures of this sample, already computed)."""
+    pred, true, labels = _checked(pred, true, labels)
+    out = _figures(pred, true, labels, mask_threshold)
+    out.update(baselines if baselines is not None
+               else baseline_figures(true, labels, mean_map, mask_threshold))
+    return out
+
+
+__all__ = ["FIGURES", "MASK_THRESHOLD", "baseline_figures", "localization_figures", "mean_fake_map",
+           "roc_auc"]

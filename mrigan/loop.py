@@ -189,15 +189,14 @@ class TrainingRun:
         """Rank 0: create the folder, remove orphan temp files, write ``config.yaml``, open the
         TensorBoard writer (``purge_step``: drop events at or after it, for resumed runs)."""
         self._started = time.monotonic()
+        if self.dist.is_main and self.precision is not None:
+            log.info("training precision: %s", self.precision)
         if self.dist.is_main and self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.removed_temps += (remove_orphan_temps(self.run_dir)
                                    + remove_orphan_temps(self.checkpoint_dir))
             for tmp in self.removed_temps:
                 log.warning("removed %s, left by a save that was killed", tmp)
-        if self.dist.is_main and self.precision is not None:
-            log.info("training precision: %s", self.precision)
-        if self.dist.is_main and self.run_dir is not None:
             if self._save_config:
                 save_config(self.config, self.run_dir / "config.yaml")
             if self._tensorboard:

@@ -389,17 +389,19 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
     seed_everything(tc.seed + dist.rank)  # models are equal everywhere; noise differs per rank
 
     train_set = MriDfDataset(cfg.data.root, cfg.data.train_split, cfg.model.image_size)
-    if getattr(trainer.generator, "has_prior", False):  # replaced by the checkpoint's on resume
-        prior = training_mean_map(train_set)  # the held-out figures' mean-map baseline
-        if prior is not None:  # without fakes the prior stays black
-            trainer.generator.set_prior(prior.to(trainer.device))
+    has_prior = getattr(trainer.generator, "has_prior", False)
+    evaluates = dist.is_main and tc.eval_every > 0
+    # the training fakes' mean MRI: the generator's prior and the held-out mean-map baseline
+    mean_map = training_mean_map(train_set) if has_prior or evaluates else None
+    if has_prior and mean_map is not None:  # without fakes the prior stays black; on resume
+        trainer.generator.set_prior(mean_map.to(trainer.device))  # the checkpoint's replaces it
     run = TrainingRun(cfg.run_dir, cfg, fmt=CHECKPOINT_FORMAT, max_minutes=tc.max_minutes,
                       precision=trainer.precision)
     state = _GanRun(cfg, trainer, run)
-    if dist.is_main and tc.eval_every > 0:
+    if evaluates:
         val_set = MriDfDataset(cfg.data.root, cfg.data.val_split, cfg.model.image_size)
         state.held_out = HeldOut.from_dataset(val_set, cfg.data.eval_samples, tc.seed,
-                                              mean_map=training_mean_map(train_set))
+                                              mean_map=mean_map)
     state.resume(resume)
     with run.open(purge_step=state.step):
         state.fit(train_set, callbacks)
