@@ -105,9 +105,8 @@ def read_onnx(path: str | os.PathLike) -> tuple[bytes, dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - onnx raises several types for a bad file
         raise CheckpointError(f"not a valid ONNX model ({type(exc).__name__}: "
                               f"{' '.join(str(exc).split())[:200]})", path) from exc
-    bad = [t.name for t in model.graph.initializer
-           if numpy_helper.to_array(t).dtype.kind == "f"
-           and not np.isfinite(numpy_helper.to_array(t)).all()]
+    bad = [t.name for t, w in ((t, numpy_helper.to_array(t)) for t in model.graph.initializer)
+           if w.dtype.kind == "f" and not np.isfinite(w).all()]
     if bad:
         raise CheckpointError(f"{len(bad)} weight tensor(s) hold NaN or inf, e.g. {bad[0]}", path)
     raw = {p.key: p.value for p in model.metadata_props}.get(METADATA_KEY)

@@ -152,15 +152,6 @@ def resolve_packaged(network: str) -> PackagedWeights:
                            _hash(str(path), stat.st_size, stat.st_mtime_ns), path)
 
 
-def packaged_weights_available(network: str) -> bool:
-    """Whether ``weights: imagenet`` would resolve for ``network`` here."""
-    try:
-        resolve_packaged(network)
-    except PretrainedWeightsMissing:
-        return False
-    return True
-
-
 _COMPARED = ("network", "package", "version", "sha256")
 
 

@@ -27,33 +27,45 @@ from mrigan.outputs import check_output_dir
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                         help="video files, images, or folders of them (searched recursively)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: runs/<name>/); never inside an input folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--replace", action="store_true",
+                        help="remove an earlier analysis in --out first (without it such a "
+                             "folder is refused)")
+    add_analysis_arguments(parser)
+
+
+def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
+    """The analysis' own settings, the same in ``analyze`` and ``serve``: the models,
+    ``--every``, ``--device`` and the shared ``--config`` / ``--set`` (read by
+    :func:`analysis_config`)."""
     parser.add_argument("--generator", type=Path, default=None,
                         help="MRI-GAN generator weights (.safetensors from `mrigan "
                              "export-generator`; default: the shipped default generator, "
                              f"{DEFAULT_GENERATOR})")
     parser.add_argument("--detector", type=Path, default=None,
                         help="optional detector weights; without one, faces are scored by mean MRI")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: runs/<name>/); never inside an input folder")
     parser.add_argument("--every", type=int, default=None,
                         help="analyse every Nth frame (shortcut for --set frames.every=N)")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--replace", action="store_true",
-                        help="remove an earlier analysis in --out first (without it such a "
-                             "folder is refused)")
     add_config_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-
+def analysis_config(args: argparse.Namespace) -> AnalyzeConfig:
+    """The checked :class:`AnalyzeConfig` of :func:`add_analysis_arguments`' flags (``--every``
+    and ``--device`` are shortcuts for ``--set``, which wins)."""
     shortcuts = []
     if args.every is not None:
         shortcuts.append(f"frames.every={args.every}")
     if args.device is not None:
         shortcuts.append(f"device={args.device}")
     args.overrides = [*shortcuts, *(args.overrides or [])]
-    cfg = validate_config(config_from_args(AnalyzeConfig, args))  # before any work
+    return validate_config(config_from_args(AnalyzeConfig, args))
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = analysis_config(args)  # before any work
     out = args.out or Path("runs") / cfg.name
     # before loading any model: an output inside the inputs, an earlier analysis there
     resolved = check_output_dir(out, args.inputs)

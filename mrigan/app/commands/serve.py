@@ -14,10 +14,9 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from mrigan.app.analysis import AnalyzeConfig, Analyzer, resolve_weights, validate_config
-from mrigan.app.commands.analyze import setup_lines
+from mrigan.app.analysis import Analyzer, resolve_weights
+from mrigan.app.commands.analyze import add_analysis_arguments, analysis_config, setup_lines
 from mrigan.app.serve.config import DEFAULT_MAX_UPLOAD_MB, ServeConfig, checked
-from mrigan.config import add_config_arguments, config_from_args
 from mrigan.errors import MriganError
 
 MISSING = ("mrigan serve needs the optional web packages: pip install 'mrigan[serve]' "
@@ -31,9 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", type=Path, default=Path("runs/serve/cases"),
                         help="folder of the cases (one `analyze --out` folder each; kept across "
                              "restarts; default runs/serve/cases)")
-    parser.add_argument("--generator", type=Path, default=None,
-                        help="MRI-GAN generator weights (default: the shipped default generator)")
-    parser.add_argument("--detector", type=Path, default=None, help="optional detector weights")
     parser.add_argument("--media-root", type=Path, default=None,
                         help="a folder whose images and videos the page may pick (read only)")
     parser.add_argument("--token", default=None,
@@ -42,10 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="analyses at once (default 1)")
     parser.add_argument("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest upload in MiB (default {DEFAULT_MAX_UPLOAD_MB})")
-    parser.add_argument("--every", type=int, default=None,
-                        help="analyse every Nth frame (shortcut for --set frames.every=N)")
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1 ...")
-    add_config_arguments(parser)
+    add_analysis_arguments(parser)  # --generator, --detector, --every, --device, --config, --set
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,11 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from mrigan.app.serve.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    shortcuts = [f"frames.every={args.every}"] if args.every is not None else []
-    if args.device is not None:
-        shortcuts.append(f"device={args.device}")
-    args.overrides = [*shortcuts, *(args.overrides or [])]
-    analyze_cfg = validate_config(config_from_args(AnalyzeConfig, args))
+    analyze_cfg = analysis_config(args)
     cfg, generated = checked(ServeConfig(
         cases=args.cases, media_root=args.media_root, host=args.host, port=args.port,
         token=args.token, workers=args.workers, max_upload_bytes=args.max_upload_mb << 20))

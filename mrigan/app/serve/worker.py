@@ -96,9 +96,6 @@ class Workers:
     def submit(self, case: Case) -> None:
         self._queue.put(case.id)
 
-    def queued(self) -> int:
-        return self._queue.qsize()
-
     def cancel(self, case: Case) -> None:
         """A queued case is cancelled at once; a running one at its next frame."""
         case.cancel_requested = True
