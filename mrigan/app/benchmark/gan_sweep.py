@@ -116,15 +116,21 @@ def with_gan_set(cfg: BenchmarkConfig, overrides: dict) -> BenchmarkConfig:
                                                     set=deep_merge(cfg.gan.set, overrides)))
 
 
+def spaced(n: int, max_faces: int) -> list[int]:
+    """Indices of ``n`` faces, at most ``max_faces`` (> 0) of them evenly spaced."""
+    chosen = list(range(n))
+    if max_faces and n > max_faces:
+        chosen = chosen[::math.ceil(n / max_faces)]
+    return chosen
+
+
 @torch.no_grad()
 def predict_set(gen: MRIGenerator, root: str, split: str | None, batch: int,
                 max_faces: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
     """Predicted and true MRIs ``(N, 3, H, W)``, labels (1 = fake) and manifest rows of an
     MRI-DF split (``None``: every row); ``max_faces`` > 0: at most that many, evenly spaced."""
     ds = MriDfDataset(root, split, gen.image_size)
-    chosen = list(range(len(ds)))
-    if max_faces and len(chosen) > max_faces:
-        chosen = chosen[::math.ceil(len(chosen) / max_faces)]
+    chosen = spaced(len(ds), max_faces)
     preds, trues, labels = [], [], []
     for start in range(0, len(chosen), batch):
         items = [ds[i] for i in chosen[start:start + batch]]
@@ -145,17 +151,25 @@ def intensity(pred: torch.Tensor, true: torch.Tensor, labels: torch.Tensor) -> d
             "true_mean_fake": float(true[fakes].mean()) if n else math.nan}
 
 
-def localization(gen: MRIGenerator, root: str, split: str | None, mean_map: torch.Tensor,
-                 batch: int, collapse_ratio: float) -> dict:
+def localization(predicted: tuple, mean_map: torch.Tensor, collapse_ratio: float) -> dict:
     """:func:`mrigan.localization.localization_figures` (beside the all-black and mean-map
-    baselines) on an MRI-DF split, with its size, identities and collapse test."""
-    pred, true, labels, rows = predict_set(gen, root, split, batch, LOCALIZATION_MAX_FACES)
+    baselines) of :func:`predict_set`'s result, with its size, identities and collapse test;
+    sets beyond ``LOCALIZATION_MAX_FACES`` are scored on that many, evenly spaced."""
+    pred, true, labels, rows = predicted
+    keep = spaced(len(rows), LOCALIZATION_MAX_FACES)
+    if len(keep) < len(rows):
+        pred, true, labels, rows = pred[keep], true[keep], labels[keep], [rows[i] for i in keep]
     out: dict = {"n": len(rows), "n_real": int((labels == 0).sum()),
                  "identities": sorted({r["identity"] for r in rows}),
                  **intensity(pred, true, labels),
                  **localization_figures(pred, true, labels, mean_map)}
-    out["collapsed"] = bool(out["pred_mean_fake"] < collapse_ratio * out["true_mean_fake"])
+    out["collapsed"] = collapsed(out, collapse_ratio)
     return out
+
+
+def collapsed(figures: dict, collapse_ratio: float) -> bool:
+    """Nearly black maps: the mean predicted MRI on fakes is below ``collapse_ratio`` x true."""
+    return bool(figures["pred_mean_fake"] < collapse_ratio * figures["true_mean_fake"])
 
 
 def quality(cfg: BenchmarkConfig, gan: dict, mri_df_root: str, heldout_root: str, folder: Path,
@@ -171,15 +185,15 @@ def quality(cfg: BenchmarkConfig, gan: dict, mri_df_root: str, heldout_root: str
         exported = models.export_stage(ckpt, sub)
         q = evaluation.gan_quality_stage(cfg, exported["generator"], heldout_root, sub)
         gen = MRIGenerator.load(exported["generator"], device=cfg.device, batch_size=batch)
-        q.update(intensity(*predict_set(gen, heldout_root, None, batch)[:3]))
+        held_out = predict_set(gen, heldout_root, None, batch)  # once: intensity and figures
+        q.update(intensity(*held_out[:3]))
         out[which] = q
         if which == "chosen":
             mean_map = training_mean_map(MriDfDataset(mri_df_root, "train", gen.image_size))
-            out["localization"] = {
-                "val": localization(gen, mri_df_root, "val", mean_map, batch, collapse_ratio),
-                "test": localization(gen, heldout_root, None, mean_map, batch, collapse_ratio)}
-    c = out["chosen"]
-    out["collapsed"] = bool(c["pred_mean_fake"] < collapse_ratio * c["true_mean_fake"])
+            val = predict_set(gen, mri_df_root, "val", batch, LOCALIZATION_MAX_FACES)
+            out["localization"] = {"val": localization(val, mean_map, collapse_ratio),
+                                   "test": localization(held_out, mean_map, collapse_ratio)}
+    out["collapsed"] = collapsed(out["chosen"], collapse_ratio)
     return out
 
 
