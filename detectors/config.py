@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from detectors.backbones import BACKBONES
 from detectors.freezing import FreezeConfig
+from detectors.heads import HEADS
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
 
 #: ``train.optimizer`` and ``train.scheduler`` names (see detectors.train).
@@ -20,9 +22,11 @@ DEFAULT_AUGMENT = ("flip", "blur", "color_jitter", "random_resized_crop", "rando
 
 @dataclass(frozen=True)
 class DetectorModelConfig(Checked):
-    backbone: str = "efficientnet-b0"  # a detectors.backbones name, or timm:<model>
+    #: a detectors.backbones name, or timm:<model>
+    backbone: str = field(default="efficientnet-b0",
+                          metadata=bounds(registry=BACKBONES, registry_patterns=("timm:",)))
     weights: str | None = None  # local ImageNet weights (.safetensors / .pth); None = scratch
-    head: str = "paper"  # paper | linear (frame mode)
+    head: str = field(default="paper", metadata=bounds(registry=HEADS))  # paper | linear (frame mode)
     dropout: float = 0.5
     temporal: bool = False  # True: bidirectional LSTM over clips of a face track
     clip_length: int = 8  # frames per clip in temporal mode

@@ -7,7 +7,8 @@ file name and the key, so a typo never silently falls back to a default.
 * **Numbers as users write them**: ``1e-4``, ``1E5``, ``.5``, ``-3`` are numbers (YAML 1.1, which
   PyYAML implements, reads ``1e-4`` as a string; :class:`ConfigLoader` adds YAML 1.2's float form).
 * **Ranges and choices**: a field may declare ``field(..., metadata=bounds(minimum=1))``
-  (``minimum``, ``maximum``, ``exclusive_minimum``, ``exclusive_maximum``, ``choices``); fields
+  (``minimum``, ``maximum``, ``exclusive_minimum``, ``exclusive_maximum``, ``choices``, a
+  ``registry`` of names: ``bounds(registry=BACKBONES)``); fields
   that declare nothing get the rule of their name in :data:`NAMED_BOUNDS` (``batch_size >= 1``,
   ``max_steps >= 0``, ...). This metadata is the one source of a config's ranges: the loader
   checks every key it reads (a value outside is a :class:`ConfigError` naming the file and the
@@ -39,6 +40,7 @@ import yaml
 
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_write_text
+from mrigan.registry import Registry
 
 T = TypeVar("T")
 
@@ -90,18 +92,25 @@ def yaml_load(text: str) -> Any:
 
 
 _RULE_KEYS = ("minimum", "maximum", "exclusive_minimum", "exclusive_maximum", "choices",
-              "path_component")
+              "path_component", "registry", "registry_patterns")
 
 
 def bounds(*, minimum: float | None = None, maximum: float | None = None,
            exclusive_minimum: float | None = None, exclusive_maximum: float | None = None,
            choices: Iterable[Any] | None = None, path_component: bool = False,
+           registry: Registry | None = None, registry_patterns: Iterable[str] = (),
            ) -> dict[str, Any]:
     """Field metadata checked by the loader (and by :func:`check_bounds`):
     ``x: int = field(default=1, metadata=bounds(minimum=1))``. ``None`` values pass.
     ``path_component``: a string used as one folder name (a run's ``name`` under ``runs/``):
-    not empty, not ``.`` or ``..``, without ``/``, ``\\`` or NUL."""
+    not empty, not ``.`` or ``..``, without ``/``, ``\\`` or NUL.
+    ``registry``: a component picked by name (:class:`mrigan.registry.Registry`): the value
+    must be registered when the config is built, or start with one of ``registry_patterns``
+    (``"timm:"``), so a misspelt backbone fails when its config is loaded, before any work."""
     out: dict[str, Any] = {}
+    if registry is not None:
+        out["registry"] = registry
+        out["registry_patterns"] = tuple(registry_patterns)
     if path_component:
         out["path_component"] = True
     if minimum is not None:
@@ -311,6 +320,8 @@ def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
                           "'..', without '/'): it names a folder under the output folder")
     if "choices" in rule and value not in rule["choices"]:
         raise ConfigError(f"{where}: {value!r} is not one of {list(rule['choices'])}")
+    if "registry" in rule and isinstance(value, str):
+        _check_registered(rule["registry"], rule.get("registry_patterns", ()), value, where)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if isinstance(value, float) and not math.isfinite(value):  # NaN and +-inf fit no range
@@ -323,6 +334,14 @@ def _check_bounds(f: dataclasses.Field, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {value!r} is above the maximum {rule['maximum']}")
     if "exclusive_maximum" in rule and not value < rule["exclusive_maximum"]:
         raise ConfigError(f"{where}: {value!r} must be less than {rule['exclusive_maximum']}")
+
+
+def _check_registered(registry: Registry, patterns: tuple[str, ...], value: str,
+                      where: str) -> None:
+    if value in registry or any(value.startswith(p) and len(value) > len(p) for p in patterns):
+        return
+    known = ", ".join([*registry.names(), *(f"{p}<name>" for p in patterns)]) or "(none)"
+    raise ConfigError(f"{where}: unknown {registry.kind} {value!r}; known: {known}")
 
 
 def _field_default(f: dataclasses.Field) -> Any:

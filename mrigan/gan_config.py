@@ -13,13 +13,14 @@ from typing import Any
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import GanLossConfig
+from mrigan.models import DISCRIMINATORS, GENERATORS
 from mrigan.paired_augment import PairedAugmentConfig
 
 
 @dataclass(frozen=True)
 class GanModelConfig(Checked):
-    generator: str = "mrigan"  # see mrigan.models.GENERATORS
-    discriminator: str = "mrigan"  # see mrigan.models.DISCRIMINATORS
+    generator: str = field(default="mrigan", metadata=bounds(registry=GENERATORS))
+    discriminator: str = field(default="mrigan", metadata=bounds(registry=DISCRIMINATORS))
     image_size: int = 256
     ngf: int = 64  # generator base width
     ndf: int = 64  # discriminator base width

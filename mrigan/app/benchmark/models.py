@@ -83,6 +83,16 @@ def detector_settings(cfg: BenchmarkConfig, kind: str) -> dict:
     return _without_paths(to_dict(detector_config(cfg, kind, "", Path("."))))
 
 
+def check_stage_configs(cfg: BenchmarkConfig) -> None:
+    """Resolve every nested config the stages will load (the GAN's, both detectors') so that a
+    misspelt key, a value out of range or an unknown component name (``detector.set.model.
+    backbone: nope``) is one :class:`~mrigan.config.ConfigError` before any stage runs, not
+    after the split, MRI-DF and GAN stages (minutes to hours)."""
+    gan_config(cfg, "", Path("."))
+    for kind in ("plain", "mri"):
+        detector_config(cfg, kind, "", Path("."))
+
+
 def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Path,
                    generator: str = "", log=print) -> dict:
     dcfg = detector_config(cfg, kind, mri_df_root, folder, generator)
@@ -92,5 +102,5 @@ def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Pa
             "run_dir": str(result.run_dir)}
 
 
-__all__ = ["detector_config", "detector_settings", "detector_stage", "export_stage",
+__all__ = ["check_stage_configs", "detector_config", "detector_settings", "detector_stage", "export_stage",
            "GAN_ADDED_LATER", "gan_config", "gan_settings", "gan_stage"]

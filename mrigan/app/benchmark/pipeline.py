@@ -51,6 +51,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = Fals
                              cfg.pairs or None)
     if cfg.labelled and not Path(cfg.labelled).is_file():
         raise BenchmarkError("labelled CSV not found", cfg.labelled)
+    models.check_stage_configs(cfg)
     inputs = ([cfg.pairs] if cfg.pairs and not cfg.sources else []) + [
         s.root for s in cfg.sources] + ([cfg.labelled] if cfg.labelled else [])
     out = check_output_dir(out, inputs)
