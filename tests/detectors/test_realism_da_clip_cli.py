@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,11 +29,17 @@ from detectors.realism.da_clip import build_clip, build_tokenizer, tokenize_desc
 from detectors.realism.da_clip_train import DaClipTrainer, build_da_clip  # noqa: E402
 from detectors.realism.data import prepare_data  # noqa: E402
 from detectors.realism.dataset import sequence_tensors  # noqa: E402
-from detectors.realism.graded import faces_from_media, graded_clips, shared_media, write_clips  # noqa: E402
+from detectors.realism.graded import faces_from_media, graded_clips, write_clips  # noqa: E402
 from detectors.realism.train import load_regressor, train_regressor  # noqa: E402
 from mrigan.app.cli import main  # noqa: E402
 from mrigan.checkpoint import load_checkpoint  # noqa: E402
 from mrigan.config import load_config, parse_overrides  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location(
+    "realism_graded", Path(__file__).resolve().parents[2] / "bench" / "realism_graded.py")
+_realism_graded = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_realism_graded)
+shared_media = _realism_graded.shared_media  # the seven people of the shared media
 
 SIZE = 32
 TINY = {"embed_dim": 16,

@@ -13,6 +13,7 @@ scores ~1 on reals; a useful generator must beat it on fakes).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from mrigan.inference import MRIGenerator
 from mrigan.mri_df_format import MriDfDataset
 from mrigan.perceptual import mean_ssim
 
+_log = logging.getLogger(__name__)
+
 VIDEO_KEYS = ("accuracy", "auc", "precision", "recall", "f1", "eer", "ap", "balanced_accuracy",
               "n", "n_fake", "n_real")
 
@@ -45,7 +48,7 @@ def video_columns(video: dict) -> dict:
 
 
 def eval_stage(cfg: BenchmarkConfig, checkpoint: str, validation: dict, tests: dict[str, dict],
-               folder: Path, generator: str = "", log=print) -> dict:
+               folder: Path, generator: str = "", log=_log.info) -> dict:
     """``validation`` / ``tests``: face-set stage results (``root``, ``split``)."""
     ev = cfg.evaluate
     ecfg = EvaluateConfig(

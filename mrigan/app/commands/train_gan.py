@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from mrigan import distributed
+from mrigan.app.logs import set_format
 from mrigan.checkpoint import CheckpointError
 from mrigan.config import ConfigError, add_config_arguments, config_from_args, require_path
 from mrigan.device import resolve_device
@@ -64,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(GanConfig, args)
     check_gan_config(cfg, args.resume, args.config or "GanConfig")
     with distributed.session() as dist:
-        logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING,
-                            format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        set_format("%(asctime)s %(message)s", "%H:%M:%S", progress_to_stderr=True,
+                   level=None if dist.is_main else logging.WARNING)
         try:
             result = train_gan(cfg, resume=args.resume)
         except NonFiniteLossError as exc:  # the run diverged (exit 1), not a bad input (exit 2)
