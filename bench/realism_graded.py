@@ -132,12 +132,15 @@ def add_clips_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mri-metric", default=DEFAULT_METRIC, choices=DISSIMILARITIES.names())
 
 
-def map_sets(train: list[Clip], test: list[Clip], generator: str,
-             size: int) -> dict[str, tuple[list[Clip], list[Clip]]]:
+def map_sets(train: list[Clip], test: list[Clip], generator: str, size: int,
+             metric: str = DEFAULT_METRIC) -> dict[str, tuple[list[Clip], list[Clip]]]:
     """``{"true": clips}``, plus ``{"generator": the same clips with the generator's MRIs}``."""
     sets = {"true": (train, test)}
     if generator:
         gen = MRIGenerator.load(generator, device="cpu")
+        if gen.mri_metric != metric:  # its maps would be compared with another metric's
+            raise SystemExit(f"{generator}: predicts {gen.mri_metric} maps, the true maps here "
+                             f"are {metric} maps; use --mri-metric {gen.mri_metric}")
         sets["generator"] = (attach_generated_mris(train, gen.predict_tensor, size),
                              attach_generated_mris(test, gen.predict_tensor, size))
     return sets
@@ -178,7 +181,7 @@ def compare(args: argparse.Namespace) -> dict:
                          frames_per_clip=args.frames, seed=0, mri_metric=args.mri_metric)
     test = graded_clips({p: people[p] for p in TEST_PEOPLE}, levels, clips_per_level=2,
                         frames_per_clip=args.frames, seed=1, mri_metric=args.mri_metric)
-    sets = map_sets(train, test, args.generator, args.size)
+    sets = map_sets(train, test, args.generator, args.size, args.mri_metric)
     agreement = (map_agreement(test, sets["generator"][1]) if "generator" in sets else None)
     truth = np.array([c.mos for c in test])
     sampler = SequenceSampler(num_frames=5, stride=1, test_draws=args.test_draws)

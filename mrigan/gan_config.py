@@ -15,6 +15,7 @@ from mrigan.fingerprint import added_later, not_shaping
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import GanLossConfig
 from mrigan.paired_augment import PairedAugmentConfig
+from mrigan.perceptual import DEFAULT_METRIC, DISSIMILARITIES
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,16 @@ class GanDataConfig(Checked):
     prefetch_factor: int = field(default=4, metadata=bounds(minimum=1))
     # page-locked host batches for asynchronous copies: auto (CUDA only) | true | false
     pin_memory: str | bool = field(default="auto", metadata=bounds(choices=("auto", True, False)))
+    # the perceptual metric of data.root's MRIs (a mrigan.perceptual.DISSIMILARITIES name): the
+    # maps the generator learns to predict; recorded in checkpoints' config and in exported
+    # sidecars (`mrigan train-gan` refuses an MRI-DF of another metric)
+    mri_metric: str = field(default=DEFAULT_METRIC, metadata=added_later(DEFAULT_METRIC))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mri_metric not in DISSIMILARITIES:
+            raise ConfigError(f"data.mri_metric: unknown perceptual metric {self.mri_metric!r}; "
+                              f"known: {', '.join(DISSIMILARITIES.names())}")
 
 
 #: ``train.select_by`` values: the held-out figures that can pick ``best.pt`` (higher is better).

@@ -122,11 +122,11 @@ def manifest_metric(rows: Iterable[Mapping], where: str | os.PathLike | None = N
 def require_metric(rows: Iterable[Mapping], metric: str, where: str | os.PathLike | None = None,
                    *, what: str = "the generator") -> None:
     """Refuse to score ``what`` (made for ``metric``'s maps) against rows of another metric."""
-    have = manifest_metric(rows, where)
-    if have != (metric or DEFAULT_METRIC):
-        raise ManifestError(f"its MRIs are {have} maps but {what} was trained on "
-                            f"{metric or DEFAULT_METRIC} maps; score it against an MRI-DF built "
-                            f"with mri_metric={metric or DEFAULT_METRIC}", where)
+    have, want = manifest_metric(rows, where), metric or DEFAULT_METRIC
+    if have != want:
+        raise ManifestError(f"its MRIs are {have} maps but {what} says {want} (a generator "
+                            f"predicts the maps of the metric it was trained on); use MRIs built "
+                            f"with mri_metric={want}, or set it to {have} to match", where)
 
 
 def _inside_root(rel: str) -> bool:

@@ -28,7 +28,7 @@ from detectors.config import (
 from detectors.evaluate import evaluate_detector
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.inference import MRIGenerator
-from mrigan.mri_df_format import MriDfDataset
+from mrigan.mri_df_format import MriDfDataset, manifest_path, require_metric
 from mrigan.perceptual import mean_ssim
 
 _log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ def gan_quality_stage(cfg: BenchmarkConfig, generator: str, heldout_root: str,
                       folder: Path) -> dict:
     gen = MRIGenerator.load(generator, device=cfg.device, batch_size=cfg.evaluate.batch_size)
     data = MriDfDataset(heldout_root, None, gen.image_size)
+    require_metric(data.rows, gen.mri_metric, manifest_path(heldout_root),
+                   what=f"the generator ({generator})")
     sums = {lab: {"generator": 0.0, "black": 0.0, "n": 0} for lab in ("fake", "real")}
     step = cfg.evaluate.batch_size
     for start in range(0, len(data), step):

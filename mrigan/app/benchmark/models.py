@@ -32,7 +32,8 @@ def _stage_settings(config) -> dict:
 
 
 def gan_config(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> GanConfig:
-    extra = {"out_dir": str(folder), "name": "run", "data": {"root": mri_df_root}}
+    extra = {"out_dir": str(folder), "name": "run",
+             "data": {"root": mri_df_root, "mri_metric": cfg.data.mri_metric}}
     if cfg.device != "auto":
         extra["train"] = {"device": cfg.device}
     return load_config(GanConfig, cfg.gan.config, deep_merge(cfg.gan.set, extra))

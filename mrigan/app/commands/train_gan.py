@@ -29,6 +29,7 @@ from mrigan.config import ConfigError, add_config_arguments, config_from_args, r
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
 from mrigan.models import define_discriminator, define_generator
+from mrigan.mri_df_format import read_manifest, require_metric
 from mrigan.outputs import check_output_dir
 from mrigan.train import GanConfig, NonFiniteLossError, train_gan
 
@@ -46,6 +47,8 @@ def check_gan_config(cfg: GanConfig, resume: bool | str | None, where: str) -> N
     require_path(root / "manifest.csv", "data.root", where=where,
                  hint="the MRI-DF folder must hold manifest.csv (build one with "
                       "`mrigan build-dataset`)")
+    require_metric(read_manifest(root), cfg.data.mri_metric, root / "manifest.csv",
+                   what=f"data.mri_metric of {where}")
     resolve_device(cfg.train.device)
     m = cfg.model
     try:

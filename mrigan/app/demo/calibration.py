@@ -13,7 +13,7 @@ from detectors.aggregate import VideoScores, grid_search
 from mrigan import perceptual
 from mrigan.app.demo.config import DemoConfig
 from mrigan.model_card import DEFAULT_FAKE_FRACTION
-from mrigan.mri_df_format import MriDfDataset, read_manifest
+from mrigan.mri_df_format import MriDfDataset, manifest_path, read_manifest, require_metric
 
 _log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ def generator_figures(gen, root: Path, split: str) -> dict[str, float]:
     import torch
 
     ds = MriDfDataset(root, split, gen.image_size)
+    require_metric(ds.rows, gen.mri_metric, manifest_path(root), what="the demo's generator")
     items = [ds[i] for i in range(len(ds))]
     faces = torch.stack([it["image"] for it in items])
     true = torch.stack([it["mri"] for it in items])

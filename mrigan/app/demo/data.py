@@ -92,8 +92,10 @@ def scene_face_pairs(cfg: DemoConfig, detector, photos: list[Photo],
 def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, photos: list[Photo],
                            log=_log.info) -> dict[str, int]:
     """MRI-DF (manifest.csv + PNGs) from scenes of the packaged photos; returns counts.
-    ``MRI = clip(1 - SSIM(real crop, fake crop), 0, 1)``; reals get the writer's black MRI."""
-    w = MriDfWriter(root)
+    MRIs of ``gan.data.mri_metric`` (``ssim``: ``clip(1 - SSIM(real crop, fake crop), 0, 1)``);
+    reals get the writer's black MRI."""
+    metric = cfg.gan.data.mri_metric
+    w = MriDfWriter(root, mri_metric=metric)
     rows: list[dict[str, Any]] = []
     counts = {"scenes": 0, "no_face": 0}
     for pair in scene_face_pairs(cfg, detector, photos, log):
@@ -102,7 +104,7 @@ def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, photos: list[P
             counts["no_face"] += 1
             continue
         sid = pair.sid
-        mri = perceptual.mri_map_np(pair.real_crop, pair.fake_crop)
+        mri = perceptual.metric_map_np(pair.real_crop, pair.fake_crop, metric=metric)
         common = {"split": pair.split, "identity": pair.identity, "source": "demo",
                   "augmentation": plan_label(pair.plan)}
         rows.append(w.write(face=pair.real_crop, label="real", video=f"{sid}_real",
@@ -127,7 +129,7 @@ def real_build_config(cfg: DemoConfig, root: Path) -> BuildConfig:
                          min_face_size=fc.min_face_size, margin=fc.margin, size=dc.crop_size),
         augment=BuildAugmentConfig(augment_fraction=sc.augment_fraction,
                               distraction_fraction=sc.distraction_fraction),
-        split=BuildSplitConfig(val=dc.val, test=dc.test))
+        split=BuildSplitConfig(val=dc.val, test=dc.test), mri_metric=cfg.gan.data.mri_metric)
 
 
 def held_out_videos(cfg: DemoConfig, build_cfg) -> tuple[list[Path], dict[str, bool], str]:
