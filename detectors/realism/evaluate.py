@@ -29,7 +29,7 @@ from detectors.realism.clips import Clip
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import RealismData
 from detectors.realism.ensemble import normalise_weights, weighted_average
-from detectors.realism.models import model_kind
+from detectors.realism.model_registry import model_kind
 from detectors.realism.plots import save_scatter
 from detectors.realism.predict import predict_clips
 from mrigan.device import compute_record, resolve_precision
