@@ -34,7 +34,6 @@ the realism series is :func:`detectors.realism.repeats.repeat_realism`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -68,27 +67,6 @@ RunFn = Callable[[int, Path], tuple[dict[str, float], dict[str, Any]]]
 class RepeatError(MriganError, ValueError):
     """A repeat series that cannot run as asked (bad N, protocol, or a run folder written with
     other settings)."""
-
-
-def add_repeat_arguments(parser: argparse.ArgumentParser, protocols: Sequence[str] = ("seeds",),
-                         default: str = "seeds") -> None:
-    """``--repeats N`` (and ``--repeat-protocol`` when more than one protocol applies)."""
-    parser.add_argument("--repeats", type=_positive, default=0, metavar="N",
-                        help="run the experiment N times (run k seeded seed+k) under <out>/run<k>/ "
-                             "and write one summary table (repeats.md / repeats.json); a killed "
-                             "series resumes at its unfinished run")
-    if len(protocols) > 1:
-        parser.add_argument("--repeat-protocol", choices=list(protocols), default=default,
-                            help="seeds: same split, new seed per run (the Xception/LSTM study); "
-                                 "splits: also a new random split per run (DREAM). Default: "
-                                 f"{default}")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--repeats must be >= 1, got {value}")
-    return value
 
 
 def settings_of(cfg: Any, ignore: Sequence[str] = ()) -> dict:
