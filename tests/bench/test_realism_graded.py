@@ -4,23 +4,19 @@ faces of the shared media, graded self-blends; tiny sizes, one epoch, one seed).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 from _gan_setup import write_tiny_generator
+from _media import bench_module
 
 from datasets_builders.synthetic import demo_faces
 from detectors.realism.graded import graded_clips
 from mrigan.inference import MRIGenerator
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("realism_graded", ROOT / "bench" / "realism_graded.py")
-compare_inputs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(compare_inputs)
+compare_inputs = bench_module("realism_graded")
 
 
 def test_generator_maps_are_the_generators_predictions(tmp_path, one_torch_thread):

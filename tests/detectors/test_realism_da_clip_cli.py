@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ import yaml
 
 pytest.importorskip("open_clip", reason="DA-CLIP needs the optional extra: pip install 'mrigan[clip]'")
 
+from _media import shared_media  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from datasets_builders.synthetic import demo_faces  # noqa: E402
@@ -34,12 +33,6 @@ from detectors.realism.train import load_regressor, train_regressor  # noqa: E40
 from mrigan.app.cli import main  # noqa: E402
 from mrigan.checkpoint import load_checkpoint  # noqa: E402
 from mrigan.config import load_config, parse_overrides  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location(
-    "realism_graded", Path(__file__).resolve().parents[2] / "bench" / "realism_graded.py")
-_realism_graded = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_realism_graded)
-shared_media = _realism_graded.shared_media  # the seven people of the shared media
 
 SIZE = 32
 TINY = {"embed_dim": 16,
