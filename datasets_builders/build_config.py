@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from datasets_builders.distractions import DistractionStyle
 from datasets_builders.faces import BETWEEN, FaceDetectionConfig
+from mrigan import perceptual
 from mrigan.config import Checked, ConfigError, bounds, check_bounds
 from mrigan.errors import MriganError
+from mrigan.fingerprint import added_later, moot_when, not_shaping, runtime
 
 
 class BuildError(MriganError, RuntimeError):
@@ -46,7 +48,7 @@ class BuildSourceConfig:
     include_reals: bool = True  # write (real crop, black MRI) rows for the originals
     # augment/distract this source's units (with ``augment:``); the paper did not augment its
     # real-face datasets (Celeb-DF-v2, FDF, FFHQ), only DFDC
-    augment: bool = True
+    augment: bool = field(default=True, metadata=added_later(True))
     options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,8 +86,8 @@ class BuildSelfBlendConfig(Checked):
     blends. Only the listed splits (default: train), so validation and test groups keep real
     manipulations alone."""
 
-    per_real: int = field(default=0, metadata=bounds(minimum=0, maximum=16))
-    splits: tuple[str, ...] = ("train",)
+    per_real: int = field(default=0, metadata={**bounds(minimum=0, maximum=16), **added_later(0)})
+    splits: tuple[str, ...] = field(default=("train",), metadata=moot_when("per_real", 0))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -109,14 +111,14 @@ class BuildSplitConfig(Checked):
 
 @dataclass(frozen=True)
 class BuildConfig(Checked):
-    out: str = "runs/mri_df"
+    out: str = field(default="runs/mri_df", metadata=not_shaping())
     sources: tuple[BuildSourceConfig, ...] = ()
     every: int = 10  # decode every Nth frame (>= 1: the named rule)
     #: per video, after ``every`` (null: all)
     max_frames: int | None = field(default=None, metadata=bounds(minimum=1))
     seed: int = 0
-    shard: str = "1/1"  # k/n: build the k-th of n deterministic parts
-    progress: bool = True
+    shard: str = field(default="1/1", metadata=not_shaping())  # k/n: the k-th of n parts
+    progress: bool = field(default=True, metadata=runtime())
     faces: FaceDetectionConfig = field(default_factory=FaceDetectionConfig)
     augment: BuildAugmentConfig = field(default_factory=BuildAugmentConfig)
     split: BuildSplitConfig = field(default_factory=BuildSplitConfig)
@@ -130,30 +132,31 @@ class BuildConfig(Checked):
     # Default k=3 with follow: the FF++ sample's build at 0.60 of decode-only per CPU-second vs
     # 0.44 with MTCNN on every sampled frame (bench/build_mri_df.py, 1 torch thread, loaded)
     detect_every: int = field(default=3, metadata=bounds(minimum=1))
-    detect_between: str = field(default="follow", metadata=bounds(choices=BETWEEN))
+    detect_between: str = field(default="follow", metadata={
+        **bounds(choices=BETWEEN), **added_later("hold"), **moot_when("detect_every", 1)})
     # units (an original and its fakes) built in this many processes at once (one torch thread
     # each); results are recorded in unit order by this process, so the output is the same
     # whatever the count
-    workers: int = field(default=1, metadata=bounds(minimum=1))
+    workers: int = field(default=1, metadata={**bounds(minimum=1), **runtime()})
+    # the per-pixel perceptual metric of the MRIs (a ``mrigan.perceptual.DISSIMILARITIES``
+    # name): ssim is the paper's MRI, clip(1 - SSIM); recorded in every manifest row
+    mri_metric: str = field(default="ssim", metadata=added_later("ssim"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not str(self.out):
             raise ConfigError("out is empty: name the output folder")
         parse_shard(self.shard)
+        if self.mri_metric not in perceptual.DISSIMILARITIES:
+            raise ConfigError(f"mri_metric: unknown perceptual metric {self.mri_metric!r}; "
+                              f"known: {', '.join(perceptual.DISSIMILARITIES.names())}")
 
     @property
     def shard_tag(self) -> str:
         return self.shard.replace("/", "-of-")
 
 
-#: settings that do not change what is written (where, which part, how it is shown, on what
-#: device): left out of the resume fingerprint
-NOT_SHAPING = ("out", "shard", "progress", "workers", "faces.device", "faces.batch_size")
-
-
 __all__ = [
-    "NOT_SHAPING",
     "BuildAugmentConfig",
     "BuildConfig",
     "BuildError",

@@ -29,6 +29,7 @@ readers' (``listed file missing``, ...).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +59,10 @@ from datasets_builders.faces import (
 from datasets_builders.frames import VideoDecodeError
 from datasets_builders.sources import read_source
 from mrigan.config import Checked, ConfigError, bounds
+from mrigan.fingerprint import not_shaping, runtime
 from mrigan.mri_df_format import MriDfWriter
+
+_log = logging.getLogger(__name__)
 
 SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val",
                "validation": "val", "dev": "val", "test": "test", "testing": "test"}
@@ -73,7 +77,7 @@ class BuildFaceSetConfig(Checked):
     """A face set's settings (YAML, or ``mrigan build-faces`` flags); ranges are ``bounds``
     metadata, checked when loaded and when built directly."""
 
-    out: str = "runs/faces"
+    out: str = field(default="runs/faces", metadata=not_shaping())
     sources: tuple[BuildSourceConfig, ...] = ()
     every: int = 10  # decode every Nth frame (>= 1: the named rule)
     #: per video, after ``every`` (null: all)
@@ -81,8 +85,8 @@ class BuildFaceSetConfig(Checked):
     #: crops kept per video (K), evenly spaced over its faces
     max_faces: int = field(default=32, metadata=bounds(minimum=1))
     seed: int = 0
-    shard: str = "1/1"
-    progress: bool = True
+    shard: str = field(default="1/1", metadata=not_shaping())
+    progress: bool = field(default=True, metadata=runtime())
     dataset_splits: bool = True  # keep a source's own train/val/test split (see the module doc)
     faces: FaceDetectionConfig = field(default_factory=_recall_faces)
     split: BuildSplitConfig = field(default_factory=BuildSplitConfig)
@@ -217,7 +221,7 @@ class FaceUnitBuilder:
         return record
 
 
-def build_face_set(cfg: BuildFaceSetConfig, *, log=print, detector: FaceDetector | None = None,
+def build_face_set(cfg: BuildFaceSetConfig, *, log=_log.info, detector: FaceDetector | None = None,
                    restart: bool = False) -> BuildSummary:
     """Build (or resume, or build one shard of) a face set under ``cfg.out``; see the module doc.
 
@@ -234,7 +238,7 @@ def build_face_set(cfg: BuildFaceSetConfig, *, log=print, detector: FaceDetector
                      log=log)
 
 
-def merge_face_shards(cfg: BuildFaceSetConfig, *, log=print) -> BuildSummary:
+def merge_face_shards(cfg: BuildFaceSetConfig, *, log=_log.info) -> BuildSummary:
     """Join the shards' records into ``manifest.csv`` (fails listing what is still missing)."""
     return merge_records(cfg, plan_face_units(cfg), _summary(), log=log)
 

@@ -3,8 +3,7 @@ and the summary that joins the records into ``manifest.csv``.
 
 Resume: a unit's rows are recorded in ``done/<unit>.json`` only after all its PNGs are written;
 a rerun skips recorded units. Every record carries the *fingerprint* of the settings that shape
-the output (everything but ``out``, ``shard``, ``progress``, ``workers``, ``faces.device``,
-``faces.batch_size``), also kept in ``fingerprint.json``: a rerun with other settings (say
+the output (the config's field metadata says which: :mod:`mrigan.fingerprint`), also kept in ``fingerprint.json``: a rerun with other settings (say
 ``--size 128`` over a 64 px build) is refused with the differing keys named, unless
 ``--restart`` (which removes the build's own outputs first). Concurrent writers: each shard
 holds ``locks/shard-<k>-of-<n>.lock`` (pid and host) while it runs, so a second build of the
@@ -14,77 +13,36 @@ taken over. Different shards may run at once (that is what shards are for).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets_builders.build_config import NOT_SHAPING, BuildConfig, BuildError
+from datasets_builders.build_config import BuildConfig, BuildError
 from datasets_builders.build_plan import Plan, Unit
+from mrigan import fingerprint as settings_fp
 from mrigan.fileio import atomic_write_json
 from mrigan.mri_df_format import write_manifest
 from mrigan.outputs import FolderLock
 
 FINGERPRINT_NAME = "fingerprint.json"
 
-#: settings added after builds were already being made, with the value that reproduces the
-#: older builds: left out of the fingerprint while they hold it, so a folder built before they
-#: existed still resumes (any other value changes the output and is refused as usual)
-ADDED_LATER = {
-    "faces.drop_multi_face": False,
-    "faces.multi_face_fraction": 0.1,
-    "augment.distraction.colors": [],
-    "augment.distraction.text_scale": [0.6, 2.5],
-    "augment.distraction.whole_units": False,
-    "augment.distraction.text_thickness": [1, 5],
-    "augment.distraction.count": [1, 1],
-    "detect_between": "hold",
-    "self_blend.per_real": 0,
-}
-ADDED_LATER_SOURCE = {"augment": True}
-#: settings that change nothing while another one holds a value: left out then (what frames
-#: between detections get matters only when there are frames between detections)
-MOOT_WHEN = {"detect_between": ("detect_every", 1), "self_blend.splits": ("self_blend.per_real", 0)}
-
 
 def fingerprint(cfg: BuildConfig) -> dict:
-    """The settings that shape the output, as a flat ``{"faces.size": 64, ...}`` dict
-    (without the ``ADDED_LATER`` settings while they hold their old behaviour's value)."""
-    flat: dict = {}
-
-    def walk(prefix: str, value) -> None:
-        if dataclasses.is_dataclass(value):
-            value = dataclasses.asdict(value)
-        if isinstance(value, dict) and prefix != "sources":
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else k, v)
-        elif prefix not in NOT_SHAPING:
-            plain = json.loads(json.dumps(value, default=str))
-            if prefix == "sources":
-                plain = [{k: v for k, v in src.items()
-                          if k not in ADDED_LATER_SOURCE or v != ADDED_LATER_SOURCE[k]}
-                         for src in plain]
-            if prefix not in ADDED_LATER or plain != ADDED_LATER[prefix]:
-                flat[prefix] = plain
-
-    walk("", cfg)
-    for key, (other, value) in MOOT_WHEN.items():
-        if flat.get(other, value) == value:
-            flat.pop(key, None)
-    return dict(sorted(flat.items()))
+    """The settings that shape the output, as a flat ``{"faces.size": 64, ...}`` dict: the
+    config's fields less those its field metadata leaves out (:mod:`mrigan.fingerprint`:
+    where it goes, how it runs, settings added later while they hold their older value)."""
+    return dict(sorted(settings_fp.flat(settings_fp.settings(cfg)).items()))
 
 
 def differing_keys(old: dict, new: dict) -> list[str]:
-    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return settings_fp.differing_keys(old, new)
 
 
 def _mismatch(out: Path, old: dict, new: dict) -> BuildError:
-    keys = differing_keys(old, new)
-    shown = ", ".join(f"{k} ({old.get(k)!r} -> {new.get(k)!r})" for k in keys[:6])
-    return BuildError(f"this folder holds a build made with other settings: {shown}"
-                      + (" ..." if len(keys) > 6 else "") + "; rerun with the same settings, "
+    return BuildError("this folder holds a build made with other settings: "
+                      f"{settings_fp.describe_differences(old, new)}; rerun with the same settings, "
                       "another --out, or --restart to rebuild it", out)
 
 

@@ -12,6 +12,7 @@ fingerprints and the skip-and-count summary are the same mechanism for both.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from datasets_builders.build_workers import unit_results
 from mrigan.config import save_config
 from mrigan.mri_df_format import ManifestError
 from mrigan.outputs import BatchRun, OutputLocationError, check_output_dir
+
+_log = logging.getLogger(__name__)
 
 
 def check_output(cfg, plan: Plan | None = None) -> Path:
@@ -55,7 +58,7 @@ RESULT_EXTRA = "_extra"
 
 
 def run_units(cfg, plan: Plan, start: Callable[[Path], Callable[[Unit], dict]], *,
-              restart: bool, summary: BuildSummary, desc: str, log=print,
+              restart: bool, summary: BuildSummary, desc: str, log=_log.info,
               finish: Callable[[BuildSummary], None] | None = None,
               on_result: Callable[[object], None] | None = None) -> BuildSummary:
     """Build the shard's units of ``plan`` under ``cfg.out`` (see the module doc).
@@ -108,7 +111,7 @@ def run_units(cfg, plan: Plan, start: Callable[[Path], Callable[[Unit], dict]], 
     return summary
 
 
-def merge_records(cfg, plan: Plan, summary: BuildSummary, *, log=print) -> BuildSummary:
+def merge_records(cfg, plan: Plan, summary: BuildSummary, *, log=_log.info) -> BuildSummary:
     """Join the shards' records into ``manifest.csv`` (fails listing what is still missing)."""
     out = check_output(cfg, plan)
     summary.units_total = len(plan.units)

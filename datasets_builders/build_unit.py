@@ -80,7 +80,7 @@ class Context:
     writer: MriDfWriter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.writer = MriDfWriter(self.out)
+        self.writer = MriDfWriter(self.out, mri_metric=self.cfg.mri_metric)
 
 
 def open_frames(item: VideoItem, cfg: BuildConfig) -> Iterator[tuple[int, np.ndarray]]:
@@ -316,7 +316,7 @@ def _self_blends(crop: np.ndarray, unit: Unit, frame: int, track: int, video: st
 
 
 def _write_pairs(batch: list[_Pair], ctx: Context, base_row: dict) -> None:
-    """MRIs of all (real crop, fake crop) pairs of a batch in one SSIM call, then the PNGs;
+    """MRIs of all (real crop, fake crop) pairs of a batch in one call of the build's metric, then the PNGs;
     each pair's row goes to its sink (its fake video's rows, or the unit's self-blends)."""
     import torch
 
@@ -325,7 +325,7 @@ def _write_pairs(batch: list[_Pair], ctx: Context, base_row: dict) -> None:
     real = torch.from_numpy(np.stack([b.real for b in batch])).permute(0, 3, 1, 2).float()
     fake = torch.from_numpy(np.stack([b.fake for b in batch])).permute(0, 3, 1, 2).float()
     with torch.no_grad():
-        mri = perceptual.mri_map(real, fake, data_range=255.0)
+        mri = perceptual.metric_map(real, fake, metric=ctx.cfg.mri_metric, data_range=255.0)
     mri_u8 = perceptual.mri_to_uint8(mri.permute(0, 2, 3, 1))
     t0 = timer.add("ssim", t0)
     for pair, m in zip(batch, mri_u8, strict=True):

@@ -19,12 +19,13 @@ Font scale and thickness are in units at 720 px frame height (scaled with the fr
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from mrigan.config import ConfigError
+from mrigan.fingerprint import added_later
 
 KINDS = ("text", "circle", "rectangle")
 MOTIONS = ("static", "rolling", "spontaneous")
@@ -39,11 +40,17 @@ NAMED_COLORS = {"red": (255, 0, 0), "blue": (0, 0, 255), "green": (0, 255, 0),
 class DistractionStyle:
     """What a distraction may look like (see the module doc); ranges are inclusive."""
 
-    colors: tuple[str, ...] = ()  # named colours (NAMED_COLORS); empty: any RGB colour (today)
-    text_scale: tuple[float, float] = (0.6, 2.5)  # font scale range; paper: 1-6
-    whole_units: bool = False  # draw the font scale as a whole number (paper: True)
-    text_thickness: tuple[int, int] = (1, 5)  # paper: 1-3
-    count: tuple[int, int] = (1, 1)  # distractions per distracted video; paper: "one or more"
+    # (every field added after builds existed: at these defaults left out of fingerprints)
+    #: named colours (NAMED_COLORS); empty: any RGB colour (today)
+    colors: tuple[str, ...] = field(default=(), metadata=added_later(()))
+    #: font scale range; paper: 1-6
+    text_scale: tuple[float, float] = field(default=(0.6, 2.5), metadata=added_later((0.6, 2.5)))
+    #: draw the font scale as a whole number (paper: True)
+    whole_units: bool = field(default=False, metadata=added_later(False))
+    #: paper: 1-3
+    text_thickness: tuple[int, int] = field(default=(1, 5), metadata=added_later((1, 5)))
+    #: distractions per distracted video; paper: "one or more"
+    count: tuple[int, int] = field(default=(1, 1), metadata=added_later((1, 1)))
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.colors) - set(NAMED_COLORS))

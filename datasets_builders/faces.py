@@ -53,6 +53,7 @@ from datasets_builders.face_follow import detect_and_follow
 from mrigan.config import Checked, ConfigError, bounds
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
+from mrigan.fingerprint import added_later, runtime
 
 #: what frames between two detections (``detect_every`` > 1) get: the last detected boxes, or
 #: the faces followed in small crops around them (``face_follow``)
@@ -80,12 +81,12 @@ class FaceDetectionConfig(Checked):
     three-number thresholds are checked in ``__post_init__``.
     """
 
-    device: str = "auto"
+    device: str = field(default="auto", metadata=runtime())
     thresholds: tuple[float, float, float] = PAPER_THRESHOLDS
     min_face_size: int = field(default=40, metadata=bounds(minimum=1))  # full-frame pixels
     #: detect on frames downscaled to this longer side (None: full size)
     max_side: int | None = field(default=960, metadata=bounds(minimum=32))
-    batch_size: int = 8  # >= 1: the named rule
+    batch_size: int = field(default=8, metadata=runtime())  # >= 1: the named rule
     #: crop side = margin * max(box w, box h)
     margin: float = field(default=1.3, metadata=bounds(exclusive_minimum=0.0))
     #: crop side (paper: 256); >= 16 pixels because SSIM uses an 11-pixel window
@@ -98,9 +99,9 @@ class FaceDetectionConfig(Checked):
     second_pass_below: float = field(default=0.0, metadata=bounds(minimum=0.0, maximum=1.0))
     second_pass_thresholds: tuple[float, float, float] = PERMISSIVE_THRESHOLDS
     # the thesis' multi-face rule (see the module doc): off by default, 0.1 as in the thesis
-    drop_multi_face: bool = False
-    multi_face_fraction: float = field(default=MULTI_FACE_FRACTION,
-                                       metadata=bounds(minimum=0.0, exclusive_maximum=1.0))
+    drop_multi_face: bool = field(default=False, metadata=added_later(False))
+    multi_face_fraction: float = field(default=MULTI_FACE_FRACTION, metadata={
+        **bounds(minimum=0.0, exclusive_maximum=1.0), **added_later(MULTI_FACE_FRACTION)})
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -4,7 +4,8 @@ For every original video (a *unit*: the original and every fake made from it) th
 decodes every Nth frame of the original and its fakes in lockstep, applies the unit's
 augmentation plan identically to all of them, detects faces on the ORIGINAL (boxes cached as
 JSON and reused), tracks them, cuts the same square from every video and writes the real crop
-with a black MRI and each fake crop with ``MRI = clip(1 - SSIM(real crop, fake crop), 0, 1)``.
+with a black MRI and each fake crop with its MRI under ``mri_metric`` (``ssim``, the paper's:
+``MRI = clip(1 - SSIM(real crop, fake crop), 0, 1)``).
 
 Why units: everything a fake needs (its original's frames and boxes) is inside its unit, so
 units are independent. That gives resumability (a killed build loses at most the unit in
@@ -21,6 +22,7 @@ The stages live in their own modules: ``build_config`` (settings, validated), ``
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -42,8 +44,10 @@ from datasets_builders.build_unit import Context, StageTimer
 from datasets_builders.build_unit import process_unit as _process_unit
 from datasets_builders.faces import BoxCache, Detectors, FaceDetector
 
+_log = logging.getLogger(__name__)
 
-def build_mri_df(cfg: BuildConfig, *, log=print, detector: FaceDetector | None = None,
+
+def build_mri_df(cfg: BuildConfig, *, log=_log.info, detector: FaceDetector | None = None,
                  restart: bool = False) -> BuildSummary:
     """Build (or resume, or build one shard of) MRI-DF under ``cfg.out``; see the module doc.
 
@@ -86,7 +90,7 @@ class UnitProcess:
         return record
 
 
-def merge_shards(cfg: BuildConfig, *, log=print) -> BuildSummary:
+def merge_shards(cfg: BuildConfig, *, log=_log.info) -> BuildSummary:
     """Join the shards' records into ``manifest.csv`` (fails listing what is still missing)."""
     return merge_records(cfg, plan_units(cfg), BuildSummary(), log=log)
 

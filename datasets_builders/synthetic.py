@@ -267,16 +267,17 @@ def _extra_face(base: np.ndarray, k: int) -> np.ndarray:
 
 
 def write_synthetic_mri_df(out_dir, *, n_faces: int = 16, size: int = 64, fakes_per_face: int = 1,
-                           seed: int = 0, val_fraction: float = 0.25):
+                           seed: int = 0, val_fraction: float = 0.25,
+                           mri_metric: str = perceptual.DEFAULT_METRIC):
     """Write a small MRI-DF dataset (same manifest format as the real builder) and return its root.
 
     Each of ``n_faces`` demo faces is one identity: its real crop with a black MRI and
-    ``fakes_per_face`` self-blended fakes with ``MRI = mri_map(real, fake)``. Identities, not
+    ``fakes_per_face`` self-blended fakes with ``MRI = metric_map(real, fake, metric=mri_metric)``
+    (``ssim``: the paper's ``clip(1 - SSIM)``). Identities, not
     frames, are split into ``train`` / ``val`` so no face leaks across splits. Deterministic for
     ``seed``. Used by GAN and detector tests and by the demo (no download needed).
     """
     from pathlib import Path
-
 
     if n_faces < 1 or fakes_per_face < 0:
         raise ValueError(f"need n_faces >= 1 and fakes_per_face >= 0, got {n_faces}, {fakes_per_face}")
@@ -291,7 +292,8 @@ def write_synthetic_mri_df(out_dir, *, n_faces: int = 16, size: int = 64, fakes_
     if val_fraction > 0 and n_faces >= 2:
         n_val = min(max(n_val, 1), n_faces - 1)
     val_ids = set(rng.permutation(n_faces)[:n_val].tolist())
-    writer = MriDfWriter(root)
+    perceptual.get(mri_metric)  # an unknown metric fails before anything is written
+    writer = MriDfWriter(root, mri_metric=mri_metric)
     rows = []
     for i, face in enumerate(faces):
         ident = f"face{i:03d}"
@@ -301,7 +303,8 @@ def write_synthetic_mri_df(out_dir, *, n_faces: int = 16, size: int = 64, fakes_
                                  method="original", **common))
         for k in range(fakes_per_face):
             blend = self_blend(face, rng)
-            rows.append(writer.write(face=blend.fake, mri=perceptual.mri_map_np(blend.real, blend.fake),
+            mri = perceptual.metric_map_np(blend.real, blend.fake, metric=mri_metric)
+            rows.append(writer.write(face=blend.fake, mri=mri,
                                      label="fake", video=f"{ident}_fake{k}", method="self_blend",
                                      **common))
     write_manifest(root, rows)

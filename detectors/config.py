@@ -12,6 +12,7 @@ from detectors.backbones import BACKBONES
 from detectors.freezing import FreezeConfig
 from detectors.heads import HEADS
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
+from mrigan.fingerprint import not_shaping, runtime
 
 #: ``train.optimizer`` and ``train.scheduler`` names (see detectors.train).
 OPTIMIZERS = ("adam", "adamw")
@@ -62,7 +63,7 @@ class DetectorDataConfig(Checked):
     test_fraction: float = 0.15
     split_seed: int = 0
     max_faces_per_video: int | None = None  # evenly spaced subset per video (None = all)
-    workers: int = 2
+    workers: int = field(default=2, metadata=runtime())
 
 
 @dataclass(frozen=True)
@@ -114,23 +115,25 @@ class DetectorTrainConfig(Checked):
     # measured against off: bench/detect.py --device cuda times both) | true | false
     channels_last: str | bool = field(default="auto",
                                       metadata=bounds(choices=("auto", True, False)))
-    log_every: int = 10  # steps between TensorBoard scalar writes
+    log_every: int = field(default=10, metadata=runtime())  # steps between TensorBoard writes
     checkpoint_every: int | None = None  # also save last.pt every N steps (long epochs)
     val_every: int = 1  # validate every N epochs (and always when the run stops)
     # before each validation, recompute BatchNorm running statistics as the plain average over
     # this many training batches with the current weights ("precise BN", detectors.precise_bn);
     # 0: off (the running averages of training are used, as in the paper's code)
     bn_recalibrate: int = field(default=0, metadata=bounds(minimum=0))
-    resume: bool = True  # continue from checkpoints/last.pt when it exists
-    max_minutes: float = 0.0  # wall-time budget (0: none); stops with last.pt, resume continues
+    #: continue from checkpoints/last.pt when it exists
+    resume: bool = field(default=True, metadata=not_shaping())
+    #: wall-time budget (0: none); stops with last.pt, resume continues
+    max_minutes: float = field(default=0.0, metadata=runtime())
     # backbone freezing / gradual unfreezing by epoch (detectors.freezing; default: none)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
 
 
 @dataclass(frozen=True)
 class DetectorConfig(Checked):
-    name: str = field(default="detector_plain", metadata=RUN_NAME)
-    out_dir: str = "runs"  # outputs go to <out_dir>/<name>/
+    name: str = field(default="detector_plain", metadata={**RUN_NAME, **not_shaping()})
+    out_dir: str = field(default="runs", metadata=not_shaping())  # outputs: <out_dir>/<name>/
     model: DetectorModelConfig = field(default_factory=DetectorModelConfig)
     input: DetectorInputConfig = field(default_factory=DetectorInputConfig)
     data: DetectorDataConfig = field(default_factory=DetectorDataConfig)
@@ -176,7 +179,8 @@ class AggregationConfig(Checked):
 class EvaluateConfig(Checked):
     name: str = field(default="evaluate", metadata=RUN_NAME)
     checkpoint: str = ""  # a train-detector checkpoint (best.pt)
-    out_dir: str = ""  # empty: <checkpoint run>/reports/<name>
+    #: empty: <checkpoint run>/reports/<name>
+    out_dir: str = field(default="", metadata=not_shaping())
     validation: EvalFaceSetConfig = field(
         default_factory=lambda: EvalFaceSetConfig(name="validation", split="val"))
     test_sets: tuple[EvalFaceSetConfig, ...] = (EvalFaceSetConfig(),)

@@ -18,6 +18,7 @@ content of each face and of the generator (:func:`detectors.inputs.hashed_mri_in
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -47,6 +48,8 @@ from detectors.train import make_dataset
 from mrigan.config import save_config, to_dict
 from mrigan.device import compute_record, resolve_device, resolve_precision
 from mrigan.outputs import check_output_dir
+
+_log = logging.getLogger(__name__)
 
 
 def choose_rule(rule: str, validation: Sequence[VideoScores], *,
@@ -130,7 +133,7 @@ def _score_set(detector, face_set: EvalFaceSetConfig, default_root: str, cfg: Ev
     return _Scored(face_set.name, dataset.units, probs)
 
 
-def evaluate_detector(cfg: EvaluateConfig, *, log=print) -> dict:
+def evaluate_detector(cfg: EvaluateConfig, *, log=_log.info) -> dict:
     """Run the whole evaluation; returns the report dict (also written to disk)."""
 
     if not cfg.checkpoint:

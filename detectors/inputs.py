@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,8 @@ from mrigan.fileio import atomic_save_image, atomic_write_json, read_image, sha2
 from mrigan.inference import MRIGenerator
 from mrigan.outputs import check_output_dir
 from mrigan.registry import Registry
+
+_log = logging.getLogger(__name__)
 
 CACHE_INFO = "mri_cache.json"
 
@@ -156,7 +159,7 @@ def hashed_path(cache: Path, key: str) -> Path:
 def hashed_mri_input(generator_file: str | os.PathLike, root: str | os.PathLike,
                      rows: Sequence[dict], cache: str | os.PathLike, *,
                      device: str | torch.device = "cpu", batch_size: int = 32,
-                     log=print) -> HashedMriInput:
+                     log=_log.info) -> HashedMriInput:
     """The MRIs of ``rows`` made by ``generator_file``, from (and into) the content-hash
     ``cache``; the generator is loaded only when some MRI is missing. Refuses a cache inside
     ``root``."""
@@ -193,7 +196,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "auto",
 
 def precompute_mris(generator, root: str | os.PathLike, rows: Sequence[dict],
                     cache: str | os.PathLike, *, generator_file: str | os.PathLike | None = None,
-                    batch_size: int = 32, log=print) -> dict[str, int]:
+                    batch_size: int = 32, log=_log.info) -> dict[str, int]:
     """Write the MRI of every row's face into ``cache`` (only the missing ones: resumable).
 
     MRIs are made at the face file's own size (the generator resizes internally) and stored as
@@ -244,7 +247,7 @@ INPUTS = Registry("detector input")
 
 
 def build_input(cfg: DetectorInputConfig, root: str | os.PathLike, *, device: str | torch.device = "cpu",
-                rows: Sequence[dict] = (), log=print) -> InputAdapter:
+                rows: Sequence[dict] = (), log=_log.info) -> InputAdapter:
     """The adapter for ``cfg``; with an MRI cache, fill in the MRIs missing for ``rows`` first."""
     try:
         builder = INPUTS.get(cfg.name)

@@ -34,9 +34,8 @@ the realism series is :func:`detectors.realism.repeats.repeat_realism`.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -50,15 +49,14 @@ from detectors.data import load_rows
 from detectors.evaluate import evaluate_detector
 from detectors.train import train_detector
 from mrigan import distributed
-from mrigan.config import to_dict
+from mrigan import fingerprint as settings_fp
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_write_json, atomic_write_text
 
+_log = logging.getLogger(__name__)
+
 PROTOCOLS = ("seeds", "splits")
 STATE_FILE = "repeat.json"
-#: Config keys that say how a run is executed, not what it computes: left out of fingerprints.
-RUNTIME_KEYS = ("name", "out_dir", "train.resume", "train.max_minutes", "train.log_every",
-                "train.tensorboard", "train.threads", "train.num_workers", "data.workers")
 _LOWER_IS_BETTER = ("eer", "rmse", "mae", "loss")
 #: Detector metrics kept per test set and level (``binary_report`` keys).
 DETECTOR_METRICS = ("auc", "accuracy", "balanced_accuracy", "f1", "eer", "ap")
@@ -71,57 +69,20 @@ class RepeatError(MriganError, ValueError):
     other settings)."""
 
 
-def add_repeat_arguments(parser: argparse.ArgumentParser, protocols: Sequence[str] = ("seeds",),
-                         default: str = "seeds") -> None:
-    """``--repeats N`` (and ``--repeat-protocol`` when more than one protocol applies)."""
-    parser.add_argument("--repeats", type=_positive, default=0, metavar="N",
-                        help="run the experiment N times (run k seeded seed+k) under <out>/run<k>/ "
-                             "and write one summary table (repeats.md / repeats.json); a killed "
-                             "series resumes at its unfinished run")
-    if len(protocols) > 1:
-        parser.add_argument("--repeat-protocol", choices=list(protocols), default=default,
-                            help="seeds: same split, new seed per run (the Xception/LSTM study); "
-                                 "splits: also a new random split per run (DREAM). Default: "
-                                 f"{default}")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--repeats must be >= 1, got {value}")
-    return value
-
-
-def settings_of(cfg: Any, ignore: Sequence[str] = RUNTIME_KEYS) -> dict:
-    """The config as a dict without the execution-only keys (dotted paths in ``ignore``)."""
-    data = json.loads(json.dumps(to_dict(cfg), default=str))
-    for dotted in ignore:
-        *parents, last = dotted.split(".")
-        node = data
-        for p in parents:
-            node = node.get(p, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(last, None)
-    return data
+def settings_of(cfg: Any, ignore: Sequence[str] = ()) -> dict:
+    """What a run of ``cfg`` computes from: the config less the fields its metadata says do
+    not shape the output (:mod:`mrigan.fingerprint`: names, folders, resume, workers, threads,
+    log cadence, time budget) and the dotted keys in ``ignore``."""
+    return settings_fp.settings(cfg, ignore=ignore)
 
 
 def fingerprint(settings: Mapping[str, Any]) -> str:
     """SHA-256 of the settings as canonical JSON."""
-    text = json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, Mapping):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
+    return settings_fp.digest(settings)
 
 
 def _differences(old: Mapping, new: Mapping) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
+    a, b = settings_fp.flat(old), settings_fp.flat(new)
     return [f"{k} ({a.get(k, '-')} -> {b.get(k, '-')})" for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k)]
 
@@ -186,7 +147,7 @@ def write_summary(series: Path, rows: Sequence[Mapping[str, Any]], *, n: int, pr
 def run_series(series: str | Path, settings: Sequence[Mapping[str, Any]], run_one: RunFn, *,
                protocol: str, seeds: Sequence[int], split_seeds: Sequence[int | None],
                columns: Sequence[str] | None = None, title: str = "",
-               log: Callable[[str], None] = print) -> dict[str, Any]:
+               log: Callable[[str], None] = _log.info) -> dict[str, Any]:
     """Run ``run_one(k, series / f"run{k}")`` for every ``k`` not already done, resumably.
 
     ``settings[k]`` is what run ``k`` computes from (its fingerprint decides skip / refuse);
@@ -304,7 +265,7 @@ def detector_run_config(cfg: DetectorConfig, k: int) -> DetectorConfig:
 
 
 def repeat_detector(cfg: DetectorConfig, n: int, *, evaluate: EvaluateConfig | None = None,
-                    log: Callable[[str], None] = print) -> dict[str, Any]:
+                    log: Callable[[str], None] = _log.info) -> dict[str, Any]:
     """``n`` runs of ``train_detector`` (protocol ``seeds``), each followed by
     ``evaluate_detector`` on its ``best.pt`` when the data has the evaluation's test split.
 
@@ -318,7 +279,7 @@ def repeat_detector(cfg: DetectorConfig, n: int, *, evaluate: EvaluateConfig | N
     ev = evaluate or EvaluateConfig(bootstrap=0)
     series = Path(cfg.out_dir) / cfg.name
     configs = [detector_run_config(cfg, k) for k in range(n)]
-    eval_settings = settings_of(ev, ignore=("checkpoint", "out_dir", "device"))
+    eval_settings = settings_of(ev, ignore=("checkpoint", "device"))  # set per run
     settings = [{"protocol": "seeds", "run": k, "config": settings_of(c),
                  "evaluate": eval_settings} for k, c in enumerate(configs)]
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
+from mrigan.fingerprint import added_later, not_shaping
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import GanLossConfig
 from mrigan.models import DISCRIMINATORS, GENERATORS
 from mrigan.paired_augment import PairedAugmentConfig
+from mrigan.perceptual import DEFAULT_METRIC, DISSIMILARITIES
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,10 @@ class GanModelConfig(Checked):
     # starting weights of the encoder of the unet-<encoder> generators (unet-mobilenet_v2,
     # unet-efficientnet-lite0): imagenet (the packaged file, mrigan.pretrained), a local
     # .safetensors/.pth, or "" (from scratch); ignored by the other generators
-    encoder_weights: str = "imagenet"
+    encoder_weights: str = field(default="imagenet", metadata=added_later("imagenet"))
     # "prior + learned residual" (unet-<encoder> generators only; not in the paper): the MRI is
     # the training fakes' mean MRI plus the generator's learned residual
-    mri_prior: bool = False
+    mri_prior: bool = field(default=False, metadata=added_later(False))
 
     def generator_kwargs(self) -> dict[str, Any]:
         return {"ngf": self.ngf, "dropout": self.dropout,
@@ -48,7 +50,8 @@ class GanOptimConfig(Checked):
     decay_steps: int = 0
     # the discriminator's lr is ``lr * lr_d_factor`` (decayed alike): the generator /
     # discriminator balance (1: the paper, one lr for both; < 1 a slower discriminator)
-    lr_d_factor: float = field(default=1.0, metadata=bounds(exclusive_minimum=0.0, maximum=10.0))
+    lr_d_factor: float = field(default=1.0, metadata={
+        **bounds(exclusive_minimum=0.0, maximum=10.0), **added_later(1.0)})
 
 
 def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
@@ -71,6 +74,16 @@ class GanDataConfig(Checked):
     prefetch_factor: int = field(default=4, metadata=bounds(minimum=1))
     # page-locked host batches for asynchronous copies: auto (CUDA only) | true | false
     pin_memory: str | bool = field(default="auto", metadata=bounds(choices=("auto", True, False)))
+    # the perceptual metric of data.root's MRIs (a mrigan.perceptual.DISSIMILARITIES name): the
+    # maps the generator learns to predict; recorded in checkpoints' config and in exported
+    # sidecars (`mrigan train-gan` refuses an MRI-DF of another metric)
+    mri_metric: str = field(default=DEFAULT_METRIC, metadata=added_later(DEFAULT_METRIC))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mri_metric not in DISSIMILARITIES:
+            raise ConfigError(f"data.mri_metric: unknown perceptual metric {self.mri_metric!r}; "
+                              f"known: {', '.join(DISSIMILARITIES.names())}")
 
 
 #: ``train.select_by`` values: the held-out figures that can pick ``best.pt`` (higher is better).
@@ -117,7 +130,8 @@ class GanTrainConfig(Checked):
     # the held-out figure that picks best.pt (mrigan.localization): mean_ssim (over fakes and
     # reals together: rewards black maps, kept as the default of existing runs) | select
     # ((face AUC + pixel AUC) / 2: a constant map cannot win it) | face_auc | pixel_auc | fake_ssim
-    select_by: str = field(default="mean_ssim", metadata=bounds(choices=SELECT_BY))
+    select_by: str = field(default="mean_ssim", metadata={**bounds(choices=SELECT_BY),
+                                                         **added_later("mean_ssim")})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,8 +144,8 @@ class GanTrainConfig(Checked):
 class GanConfig(Checked):
     """One MRI-GAN experiment; YAML files in ``configs/`` fill it (see ``mri_gan.yaml``)."""
 
-    name: str = field(default="mri_gan", metadata=RUN_NAME)
-    out_dir: str = "runs"  # the run writes into <out_dir>/<name>/
+    name: str = field(default="mri_gan", metadata={**RUN_NAME, **not_shaping()})
+    out_dir: str = field(default="runs", metadata=not_shaping())  # writes <out_dir>/<name>/
     model: GanModelConfig = field(default_factory=GanModelConfig)
     loss: GanLossConfig = field(default_factory=GanLossConfig)
     optim: GanOptimConfig = field(default_factory=GanOptimConfig)

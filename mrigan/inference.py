@@ -74,6 +74,7 @@ from mrigan.onnx_export import (
     read_onnx,
     write_onnx,
 )
+from mrigan.perceptual import DEFAULT_METRIC
 from mrigan.pretrained import mismatch_with_installed
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,18 @@ EXPORT_FORMAT = "mrigan-generator/1"
 ONNX_FORMAT = "mrigan-generator-onnx/1"
 BACKENDS = ("auto", "torch", "onnx")
 _TRAIN_FORMAT = "mrigan-gan-checkpoint/1"
+
+
+def generator_metric(metadata: dict[str, Any]) -> str:
+    """``mri_metric`` of a generator file's metadata (sidecar / header / training config)."""
+    if metadata.get("mri_metric"):
+        return str(metadata["mri_metric"])
+    for key in ("training_config", "config"):
+        config = metadata.get(key)
+        data = config.get("data") if isinstance(config, dict) else None
+        if isinstance(data, dict) and data.get("mri_metric"):
+            return str(data["mri_metric"])
+    return DEFAULT_METRIC
 
 
 def sidecar_path(weights: str | os.PathLike) -> Path:
@@ -119,6 +132,12 @@ class MRIGenerator:
     @property
     def architecture(self) -> dict[str, Any]:
         return dict(self.net.architecture)
+
+    @property
+    def mri_metric(self) -> str:
+        """The perceptual metric whose maps this generator predicts (its sidecar's or training
+        config's ``mri_metric``; files made before the metric was a choice: ``ssim``)."""
+        return generator_metric(self.metadata)
 
     # --- loading -------------------------------------------------------------------------
 
@@ -497,13 +516,17 @@ def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         validate_card(card, out)
     tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v)
                .detach().cpu().contiguous() for k, v in state.items()}
+    metric = generator_metric(meta)
     header = {"format": EXPORT_FORMAT, "architecture": arch,
-              "image_size": arch["image_size"], "mrigan_version": __version__}
+              "image_size": arch["image_size"], "mri_metric": metric,
+              "mrigan_version": __version__}
     atomic_write_bytes(out, save_safetensors(tensors, metadata={"mrigan": json.dumps(header)}))
     run_dir = _run_dir(checkpoint, meta.get("config"))
     sidecar = {**header,
                "input": "RGB faces, float (N, 3, S, S) in [0, 1]; MRIGenerator resizes to S",
-               "output": "MRI (N, 3, S, S) in [0, 1], ~ clip(1 - SSIM(real, face), 0, 1)",
+               "output": ("MRI (N, 3, S, S) in [0, 1], ~ clip(1 - SSIM(real, face), 0, 1)"
+                          if metric == DEFAULT_METRIC else
+                          f"MRI (N, 3, S, S) in [0, 1], ~ the {metric} map of (real, face)"),
                "dtype": str(dtype or "as trained").replace("torch.", ""),
                "source_checkpoint": portable_path(checkpoint.resolve(), run_dir),
                "source_sha256": sha256_file(checkpoint),

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from mrigan import perceptual
 from mrigan.config import Checked, bounds
+from mrigan.fingerprint import added_later
 from mrigan.localization import MASK_THRESHOLD
 from mrigan.registry import Registry
 
@@ -80,9 +81,11 @@ class GanLossConfig(Checked):
     pixel: str = "l2"  # l2 (paper) or l1
     gan: str = "lsgan"  # lsgan (the released code; default) | bce (the paper's Eq. 9) = vanilla
     #: the SSIM term over all faces (paper) or the batch's fakes only (module doc)
-    ssim_on: str = field(default="all", metadata=bounds(choices=("all", "fakes")))
+    ssim_on: str = field(default="all", metadata={**bounds(choices=("all", "fakes")),
+                                                  **added_later("all")})
     #: extra pixel-term weight of manipulated pixels (module doc; 0: the paper's plain mean)
-    manipulated_weight: float = field(default=0.0, metadata=bounds(minimum=0.0))
+    manipulated_weight: float = field(default=0.0, metadata={**bounds(minimum=0.0),
+                                                               **added_later(0.0)})
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -19,6 +19,10 @@ Every reader goes through :func:`read_manifest`, which refuses a manifest whose 
 ``mri`` of any row lies outside the root (absolute, or with ``..``), naming the row: a manifest
 never makes a trainer open a file outside its data root.
 
+``mri_metric`` (optional) the perceptual metric of the row's MRI (a
+``mrigan.perceptual.DISSIMILARITIES`` name); absent or empty: ``ssim`` (every MRI-DF made before
+the metric was a choice). One dataset holds one metric: :func:`manifest_metric` refuses a mix.
+
 Optional columns: ``coverage`` (share of the video's sampled frames with a face) and
 ``detection_pass`` (1: the face was found with the configured thresholds, 2: by the permissive
 second pass for low-coverage videos).
@@ -50,6 +54,7 @@ from torch.utils.data import Dataset
 
 from mrigan.errors import MriganError
 from mrigan.fileio import BackgroundImageSaver, atomic_save_image, atomic_write_text, read_image
+from mrigan.perceptual import DEFAULT_METRIC
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS: tuple[str, ...] = (
@@ -102,6 +107,26 @@ def read_manifest(root: str | os.PathLike, require_mri: bool = True) -> list[dic
             raise ManifestError(f"row {i + 2} has detection_pass {r['detection_pass']!r}, "
                                 "expected 1 or 2", path)
     return rows
+
+
+def manifest_metric(rows: Iterable[Mapping], where: str | os.PathLike | None = None) -> str:
+    """The perceptual metric of an MRI-DF's MRIs (its rows' ``mri_metric``; absent or empty:
+    ``ssim``). Rows of two metrics are a :class:`ManifestError` naming both."""
+    metrics = sorted({str(r.get("mri_metric") or DEFAULT_METRIC) for r in rows})
+    if len(metrics) > 1:
+        raise ManifestError(f"holds MRIs of more than one perceptual metric ({', '.join(metrics)})"
+                            "; one dataset, one metric", where)
+    return metrics[0] if metrics else DEFAULT_METRIC
+
+
+def require_metric(rows: Iterable[Mapping], metric: str, where: str | os.PathLike | None = None,
+                   *, what: str = "the generator") -> None:
+    """Refuse to score ``what`` (made for ``metric``'s maps) against rows of another metric."""
+    have, want = manifest_metric(rows, where), metric or DEFAULT_METRIC
+    if have != want:
+        raise ManifestError(f"its MRIs are {have} maps but {what} says {want} (a generator "
+                            f"predicts the maps of the metric it was trained on); use MRIs built "
+                            f"with mri_metric={want}, or set it to {have} to match", where)
 
 
 def _inside_root(rel: str) -> bool:
@@ -173,9 +198,12 @@ class MriDfWriter:
     this thread (naming the file) by a later ``write`` or by the end of the block.
     """
 
-    def __init__(self, root: str | os.PathLike, *, with_mri: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike, *, with_mri: bool = True,
+                 mri_metric: str = DEFAULT_METRIC) -> None:
         self.root = Path(root)
         self.with_mri = with_mri
+        #: recorded in every row of an MRI-DF (``mri_metric`` column; not in face sets)
+        self.mri_metric = mri_metric
         self._written: set[str] = set()
         self._blacks: set[str] = set()
         self._saver: BackgroundImageSaver | None = None
@@ -245,8 +273,9 @@ class MriDfWriter:
         if mri_u8 is not None:
             self._save(mri_rel, mri_u8)
         self._written.add(img_rel)
+        metric = {"mri_metric": self.mri_metric} if self.with_mri else {}
         return {"image": img_rel, "mri": mri_rel, "label": label, "video": video,
-                "frame": int(frame), "track": int(track), **columns}
+                "frame": int(frame), "track": int(track), **columns, **metric}
 
 
 def _mri_uint8(mri: np.ndarray, where: str) -> np.ndarray:

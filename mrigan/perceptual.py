@@ -312,6 +312,17 @@ def get(name: str) -> PerceptualMap:
     return DISSIMILARITIES.get(name)
 
 
+#: the metric of MRIs whose files do not say (every MRI made before the metric was a choice)
+DEFAULT_METRIC = "ssim"
+
+
+def metric_map(real: torch.Tensor, fake: torch.Tensor, *, metric: str = DEFAULT_METRIC,
+               data_range: float) -> torch.Tensor:
+    """The MRI of (N, C, H, W) pairs under the registered ``metric`` (``ssim``: :func:`mri_map`,
+    the paper's). An unknown name is an :class:`~mrigan.registry.UnknownNameError`."""
+    return get(metric)(real, fake, data_range=data_range)
+
+
 # numpy / uint8 convenience wrappers ------------------------------------------------------
 
 
@@ -378,6 +389,19 @@ def mri_map_np(real: np.ndarray, fake: np.ndarray, *, data_range: float | None =
         ints = _both_uint8(real, fake)
         return _from_nchw(mri_map(_to_nchw(real, ints), _to_nchw(fake, ints), data_range=dr, **kw),
                           real)
+
+
+def metric_map_np(real: np.ndarray, fake: np.ndarray, *, metric: str = DEFAULT_METRIC,
+                  data_range: float | None = None) -> np.ndarray:
+    """:func:`metric_map` of HxWxC uint8 (or float, with ``data_range``) images, float32 in the
+    input's layout; ``ssim`` is exactly :func:`mri_map_np`."""
+    fn = get(metric)
+    if metric == DEFAULT_METRIC:
+        return mri_map_np(real, fake, data_range=data_range)
+    _check_np_pair(real, fake)
+    dr = _default_range(real, data_range)
+    with torch.no_grad():
+        return _from_nchw(fn(_to_nchw(real), _to_nchw(fake), data_range=dr), real)
 
 
 def mri_to_uint8(mri: np.ndarray | torch.Tensor) -> np.ndarray:

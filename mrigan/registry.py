@@ -40,6 +40,11 @@ class Registry:
 
         return add(obj) if obj is not None else add
 
+    def unregister(self, name: str) -> Callable[..., Any]:
+        """Remove and return ``name`` (a plugin unloaded, a test's own component)."""
+        self.get(name)  # an unknown name: the usual error
+        return self._items.pop(name)
+
     def get(self, name: str) -> Callable[..., Any]:
         try:
             return self._items[name]

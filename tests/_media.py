@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -59,3 +62,17 @@ def write_video(dest, frames, *, fps: int = 25, display_rotation: int = 0, times
         for d, _ in streams:
             out.mux(d.encode())
     return dest
+
+
+def bench_module(name: str):
+    """A ``bench/<name>.py`` script as a module (bench/ is scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def shared_media(shared_data):
+    """The seven real people of the shared media (``bench/realism_graded.py``'s list)."""
+    return bench_module("realism_graded").shared_media(shared_data)

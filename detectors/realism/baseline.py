@@ -21,7 +21,7 @@ from sklearn.svm import SVR
 from detectors.realism.clips import Clip
 from detectors.realism.config import RealismBaselineConfig
 from detectors.realism.model import RealismModelConfig
-from detectors.realism.models import model_kind
+from detectors.realism.model_registry import model_kind
 from detectors.realism.predict import clip_outputs
 from detectors.realism.sampler import SequenceSampler
 

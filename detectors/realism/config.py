@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from detectors.realism.model import RealismModelConfig
 from detectors.realism.sampler import SequenceSampler
 from mrigan.config import RUN_NAME, Checked
+from mrigan.fingerprint import not_shaping, runtime
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,14 @@ class RealismTrainConfig:
     loss: str = "rmse + 0.5*norm_in_norm"  # names of detectors.realism.losses, summed
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | fp16 | auto
-    num_workers: int = 0
+    num_workers: int = field(default=0, metadata=runtime())
     seed: int = 0
     grad_clip: float = 5.0
     val_draws: int = 3  # sequences per video when validating each epoch (test uses sampler's)
     select_by: str = "score"  # validation metric that picks best.pt: score | srcc | plcc | rmse
-    threads: int = 0  # torch CPU threads (0 = torch's default)
-    tensorboard: bool = True
+    #: torch CPU threads (0 = torch's default)
+    threads: int = field(default=0, metadata=runtime())
+    tensorboard: bool = field(default=True, metadata=runtime())
     # optimisation recipe (configs/realism_ensemble_paper.yaml sets the ensemble paper's)
     scheduler: str = "cosine"  # cosine (over train.epochs) | plateau (on select_by) | none
     plateau_factor: float = 0.1  # with scheduler=plateau: lr *= factor after a plateau
@@ -64,8 +66,10 @@ class RealismTrainConfig:
     accumulation: int = 1  # micro-batches of batch_size per optimizer step
     retrain_on_train_val: bool = False  # after selection, train the best model on train+val
     retrain_epochs: int = 0  # epochs of that retraining (0: best epoch + 1)
-    resume: bool = False  # continue from <out>/checkpoints/last.pt when it exists
-    max_minutes: float = 0.0  # wall-time budget, checked after each epoch (0: none)
+    #: continue from <out>/checkpoints/last.pt when it exists
+    resume: bool = field(default=False, metadata=not_shaping())
+    #: wall-time budget, checked after each epoch (0: none)
+    max_minutes: float = field(default=0.0, metadata=runtime())
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,8 @@ class DaClipConfig:
 
 @dataclass(frozen=True)
 class RealismConfig:
-    name: str = field(default="realism", metadata=RUN_NAME)
-    out_dir: str = "runs"
+    name: str = field(default="realism", metadata={**RUN_NAME, **not_shaping()})
+    out_dir: str = field(default="runs", metadata=not_shaping())
     data: RealismDataConfig = field(default_factory=RealismDataConfig)
     sampler: SequenceSampler = field(default_factory=SequenceSampler)
     model: RealismModelConfig = field(default_factory=RealismModelConfig)

@@ -9,6 +9,7 @@ skipped and counted in the report.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,8 @@ from detectors.realism.labels import MosRecord, read_mos_labels
 from detectors.realism.splits import Split, make_split
 from mrigan.errors import MriganError
 from mrigan.inference import MRIGenerator
+
+_log = logging.getLogger(__name__)
 
 
 class RealismDataError(MriganError, ValueError):
@@ -92,7 +95,7 @@ def attach_generated_mris(clips: Sequence[Clip], predict: Callable, size: int,
 
 
 def extract_missing_faces(cfg: RealismDataConfig, records: Sequence[MosRecord],
-                          log: Callable[[str], None] = print) -> dict[str, int]:
+                          log: Callable[[str], None] = _log.info) -> dict[str, int]:
     """Fill ``data.clips`` from ``data.videos`` for every rated video without face crops yet.
 
     The video of label key ``k`` is ``<videos>/<k>`` (keys without an extension, as DFGC's,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,11 +29,13 @@ from detectors.realism.clips import Clip
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import RealismData
 from detectors.realism.ensemble import normalise_weights, weighted_average
-from detectors.realism.models import model_kind
+from detectors.realism.model_registry import model_kind
 from detectors.realism.plots import save_scatter
 from detectors.realism.predict import predict_clips
 from mrigan.device import compute_record, resolve_precision
 from mrigan.fileio import atomic_write_json, atomic_write_text
+
+_log = logging.getLogger(__name__)
 
 Predictor = Callable[[Sequence[Clip]], np.ndarray]
 
@@ -132,7 +135,7 @@ def evaluate_run(cfg: RealismConfig, model: torch.nn.Module, data: RealismData,
                  out_dir: str | os.PathLike, device: torch.device, *, baseline: bool = True,
                  members: Sequence[tuple[str, torch.nn.Module, RealismConfig]] = (),
                  weights: Sequence[float] = (), extra: Mapping | None = None,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = _log.info) -> dict:
     """Predict every test set with the model (and baseline / ensemble), write the report."""
 
     tests = data.tests

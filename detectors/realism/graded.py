@@ -7,8 +7,11 @@ artefact's strength (blend opacity, boundary sharpness, colour and blur mismatch
 of one person, all blended with the same artefact parameters (as one deepfake tool run on one
 video), so a learner must read artefacts, not memorise faces.
 
-MRIs of these clips are the true ``1 - SSIM(real, fake)`` maps (an upper bound for what an MRI
-generator can give), so ``mri`` inputs on graded clips measure the ceiling of the MRI idea.
+MRIs of these clips are the true maps of the chosen perceptual metric (``mri_metric``, a
+``mrigan.perceptual.DISSIMILARITIES`` name; ``ssim``: ``clip(1 - SSIM(real, fake))``, the paper's),
+an upper bound for what an MRI generator can give, so ``mri`` inputs on graded clips measure the
+ceiling of the MRI idea. The experiments that use these clips (a rated set on disk, plain vs MRI
+inputs) are ``bench/realism_graded.py``.
 """
 
 from __future__ import annotations
@@ -20,24 +23,27 @@ from pathlib import Path
 import numpy as np
 
 from datasets_builders.faces import FaceDetectionConfig, NoFaceError, iter_face_tracks
-from datasets_builders.synthetic import demo_faces, graded_params, quality_to_mos, self_blend
+from datasets_builders.synthetic import graded_params, quality_to_mos, self_blend
 from detectors.realism.clips import Clip, clip_dir, video_face_track
 from detectors.realism.labels import MosRecord, write_table
 from mrigan.fileio import atomic_save_image, read_image
 from mrigan.media import VIDEO_SUFFIXES
 from mrigan.mri_df_format import MriDfWriter, write_manifest
-from mrigan.perceptual import mri_map_np, mri_to_uint8
+from mrigan.perceptual import DEFAULT_METRIC, get, metric_map_np, mri_to_uint8
 
 
 def graded_clips(faces_by_identity: Mapping[str, Sequence[np.ndarray]],
                  qualities: Sequence[float] = tuple(np.linspace(0.0, 1.0, 9)), *,
                  clips_per_level: int = 1, frames_per_clip: int = 8, seed: int = 0,
-                 method: str = "self_blend", key_prefix: str = "") -> list[Clip]:
-    """One clip per (identity, quality, repeat): faces, fakes' MRIs, MOS from the quality.
+                 method: str = "self_blend", key_prefix: str = "",
+                 mri_metric: str = DEFAULT_METRIC) -> list[Clip]:
+    """One clip per (identity, quality, repeat): faces, fakes' MRIs (``mri_metric`` maps), MOS
+    from the quality.
 
     ``faces_by_identity`` maps a person id to that person's face crops in frame order (RGB
     uint8, one size). Clips of one person start at random frames of their sequence.
     """
+    get(mri_metric)  # an unknown metric fails before any work
     rng = np.random.default_rng(seed)
     clips = []
     for ident, faces in faces_by_identity.items():
@@ -52,7 +58,8 @@ def graded_clips(faces_by_identity: Mapping[str, Sequence[np.ndarray]],
                 for face in faces[start:start + n]:
                     pair = self_blend(np.ascontiguousarray(face), rng, params)
                     fakes.append(pair.fake)
-                    mris.append(mri_to_uint8(mri_map_np(pair.real, pair.fake)))
+                    mris.append(mri_to_uint8(metric_map_np(pair.real, pair.fake,
+                                                           metric=mri_metric)))
                 record = MosRecord(key=f"{key_prefix}{ident}/q{qi:02d}_{k}", mos=quality_to_mos(float(q)),
                                    identities=(ident,), method=method, dataset="graded",
                                    info={"quality": float(q), "start": start})
@@ -119,28 +126,17 @@ def faces_from_media(media: Mapping[str, str | os.PathLike], *, size: int = 64, 
     return people
 
 
-def shared_media(shared_data: str | os.PathLike) -> dict[str, Path]:
-    """Seven real people in the project's test media (``../shared/data``) and installed packages:
-    three FF++ originals, the DFDC sample, the FF++ example frame and Grace Hopper."""
-    import matplotlib.cbook
-
-    root = Path(shared_data)
-    videos = root / "ffpp" / "original_sequences" / "youtube" / "c23" / "videos"
-    return {"ffpp004": videos / "004.mp4", "ffpp519": videos / "519.mp4", "ffpp634": videos / "634.mp4",
-            "dfdc": root / "dfdc_unpaired" / "widuwuoiur.mp4",
-            "ffexample": root / "ff_examples" / "ex_original.png",
-            "hopper": Path(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))}
-
-
 def write_people_mri_df(people: Mapping[str, Sequence[np.ndarray]], out: str | os.PathLike, *,
-                        fakes_per_frame: int = 2, val_people: Sequence[str] = (), seed: int = 0) -> Path:
+                        fakes_per_frame: int = 2, val_people: Sequence[str] = (), seed: int = 0,
+                        mri_metric: str = DEFAULT_METRIC) -> Path:
     """An MRI-DF dataset (manifest + PNGs) of random self-blends of ``people``, to train an
     MRI generator on exactly the people a realism experiment trains on (never its test people).
     ``val_people`` go to the ``val`` split."""
 
     root = Path(out)
     rng = np.random.default_rng(seed)
-    writer = MriDfWriter(root)
+    get(mri_metric)
+    writer = MriDfWriter(root, mri_metric=mri_metric)
     rows = []
     for ident, faces in people.items():
         common = {"split": "val" if ident in val_people else "train", "identity": ident,
@@ -151,38 +147,8 @@ def write_people_mri_df(people: Mapping[str, Sequence[np.ndarray]], out: str | o
                                      method="original", **common))
             for k in range(fakes_per_frame):
                 pair = self_blend(face, rng)
-                rows.append(writer.write(face=pair.fake, mri=mri_map_np(pair.real, pair.fake),
+                rows.append(writer.write(face=pair.fake, mri=metric_map_np(pair.real, pair.fake, metric=mri_metric),
                                          label="fake", video=f"{ident}_fake{k}", frame=f,
                                          method="self_blend", **common))
     write_manifest(root, rows)
     return root
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m detectors.realism.graded --out runs/graded_clips``: a rated set on disk
-    (face crops, true MRIs, ``labels.csv``) for ``mrigan train-realism --config
-    configs/realism_cpu.yaml``."""
-    import argparse
-
-
-    parser = argparse.ArgumentParser(description="write graded self-blended clips of real people")
-    parser.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, default=Path("runs/graded_clips"))
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--levels", type=int, default=9, help="quality levels from 0 to 1")
-    parser.add_argument("--clips-per-level", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=8, help="frames per clip")
-    args = parser.parse_args(argv)
-    people = faces_from_media(shared_media(args.shared_data), size=args.size)
-    people["astronaut"] = demo_faces(args.size)
-    clips = graded_clips(people, tuple(np.linspace(0.0, 1.0, args.levels)),
-                         clips_per_level=args.clips_per_level, frames_per_clip=args.frames)
-    labels = write_clips(clips, args.out)
-    print(f"{len(clips)} clips of {len(people)} people -> {labels}")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

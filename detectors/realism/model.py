@@ -32,7 +32,7 @@ STDS = ("population", "sample")
 
 @dataclass(frozen=True)
 class RealismModelConfig(Checked):
-    # which model (detectors.realism.models.REALISM_MODELS): "regressor" (this module) or
+    # which model (detectors.realism.model_registry.REALISM_MODELS): "regressor" (this module) or
     # "da-clip" (DREAM's description-aligned CLIP, detectors.realism.da_clip; settings in da_clip:)
     name: str = "regressor"
     # any name of detectors.backbones (or timm:<model>); for da-clip the open_clip architecture

@@ -13,6 +13,7 @@ ensemble members. The Markdown table shows the averages; ``repeats.json`` holds 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,8 @@ from detectors.realism.evaluate import evaluate_run
 from detectors.realism.splits import make_split
 from detectors.realism.train import train_regressor
 from detectors.repeats import RepeatError, run_series, settings_of
+
+_log = logging.getLogger(__name__)
 
 METRICS = ("plcc", "srcc", "rmse", "mae", "score")
 
@@ -46,7 +49,7 @@ def realism_run_config(cfg: RealismConfig, k: int, protocol: str) -> RealismConf
 
 def train_and_evaluate(cfg: RealismConfig, data: RealismData, out: Path, device: torch.device, *,
                        baseline: bool = True, members: Sequence = (),
-                       log: Callable[[str], None] = print) -> dict:
+                       log: Callable[[str], None] = _log.info) -> dict:
     """One run of ``mrigan train-realism``: train on the split, write ``<out>/reports/``."""
     result = train_regressor(cfg, data.train, data.val, out, log=log)
     log(f"best epoch {result.best_epoch}: {result.best_path}")
@@ -68,7 +71,7 @@ def report_metrics(report: dict) -> dict[str, float]:
 
 def repeat_realism(cfg: RealismConfig, data: RealismData, out: str | Path, device: torch.device,
                    n: int, *, protocol: str = "splits", baseline: bool = True,
-                   members: Sequence = (), log: Callable[[str], None] = print) -> dict[str, Any]:
+                   members: Sequence = (), log: Callable[[str], None] = _log.info) -> dict[str, Any]:
     """``n`` train + evaluate runs of ``cfg`` on ``data``'s clips; returns the summary."""
     if protocol == "splits" and cfg.data.split == "none":
         raise RepeatError("--repeat-protocol splits needs data.split other than none")

@@ -1,6 +1,6 @@
 """Fine-tune a realism model (``model.name``: the backbone + pooling regressor, or DA-CLIP) on
 rated clips. The model, its trainer plugin and its checkpoint loader come from
-:data:`detectors.realism.models.REALISM_MODELS`; the loop below is the same for every model.
+:data:`detectors.realism.model_registry.REALISM_MODELS`; the loop below is the same for every model.
 
 One epoch draws one random sequence per training clip; validation predicts each validation
 clip from ``train.val_draws`` sequences and keeps the epoch with the best ``train.select_by``
@@ -48,7 +48,7 @@ from detectors.realism.clips import Clip
 from detectors.realism.config import RealismConfig
 from detectors.realism.data import RealismDataError
 from detectors.realism.dataset import ClipDataset
-from detectors.realism.models import model_kind
+from detectors.realism.model_registry import model_kind
 from detectors.realism.predict import predict_clips
 from detectors.realism.trainer import LOWER_IS_BETTER, RegressorTrainer
 from mrigan.checkpoint import CheckpointError, load_checkpoint, seed_everything

@@ -4,6 +4,9 @@ A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``; 
 only when that subcommand runs, so ``mrigan --help`` stays fast and one broken optional
 component does not break the others. A :class:`mrigan.errors.MriganError` raised by any
 subcommand is caught here, once: one line on stderr naming the file and the problem, exit 2.
+Logging is set up here too (:mod:`mrigan.app.logs`): progress lines on stdout, warnings on
+stderr; ``-v`` adds debug records, ``-q`` hides progress (before or after the subcommand:
+``mrigan -q build-dataset ...`` or ``mrigan build-dataset -q ...``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import threading
 
 from mrigan import __version__
+from mrigan.app.logs import console_logging, level_for
 from mrigan.errors import MriganError
 
 #: subcommand -> (module, one-line help)
@@ -47,15 +51,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mrigan", description=__doc__.splitlines()[0])
 
     parser.add_argument("--version", action="version", version=f"mrigan {__version__}")
+    add_verbosity_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
+def add_verbosity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also show debug records")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="hide progress lines (-qq: warnings too)")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     argv = list(sys.argv[1:] if argv is None else argv)
+    leading = {"-v": 0, "-q": 0}
+    while argv and argv[0] in ("-v", "--verbose", "-q", "--quiet", "-vv", "-qq"):
+        flag = argv.pop(0).lstrip("-")
+        leading["-" + flag[0]] += len(flag) if flag in ("v", "q", "vv", "qq") else 1
     if not argv or argv[0] not in SUBCOMMANDS:
         parser = build_parser()
         if not argv:
@@ -74,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     parser = argparse.ArgumentParser(prog=f"mrigan {name}", description=help_text)
+    add_verbosity_arguments(parser)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    with _sigterm_interrupts():
+    level = level_for(args.verbose + leading["-v"], args.quiet + leading["-q"])
+    with _sigterm_interrupts(), console_logging(level):
         try:
             return int(module.run(args) or 0)
         except MriganError as exc:  # the one place user errors are caught: one line, exit 2

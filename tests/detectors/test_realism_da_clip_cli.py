@@ -19,6 +19,7 @@ import yaml
 
 pytest.importorskip("open_clip", reason="DA-CLIP needs the optional extra: pip install 'mrigan[clip]'")
 
+from _media import shared_media  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from datasets_builders.synthetic import demo_faces  # noqa: E402
@@ -27,7 +28,7 @@ from detectors.realism.da_clip import build_clip, build_tokenizer, tokenize_desc
 from detectors.realism.da_clip_train import DaClipTrainer, build_da_clip  # noqa: E402
 from detectors.realism.data import prepare_data  # noqa: E402
 from detectors.realism.dataset import sequence_tensors  # noqa: E402
-from detectors.realism.graded import faces_from_media, graded_clips, shared_media, write_clips  # noqa: E402
+from detectors.realism.graded import faces_from_media, graded_clips, write_clips  # noqa: E402
 from detectors.realism.train import load_regressor, train_regressor  # noqa: E402
 from mrigan.app.cli import main  # noqa: E402
 from mrigan.checkpoint import load_checkpoint  # noqa: E402

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _media import shared_media
 
 from datasets_builders.synthetic import demo_faces
 from detectors.realism import metrics
 from detectors.realism.config import RealismConfig, RealismDataConfig, RealismTrainConfig
-from detectors.realism.graded import faces_from_media, graded_clips, shared_media
+from detectors.realism.graded import faces_from_media, graded_clips
 from detectors.realism.model import RealismModelConfig
 from detectors.realism.predict import predict_clips
 from detectors.realism.sampler import SequenceSampler

@@ -26,6 +26,7 @@ from mrigan.inference import MRIGenerator, export_generator
 from mrigan.model_card import CARD_FORMAT, MIN_AUC, MIN_VIDEOS, RULE, tells_real_from_fake
 from mrigan.models import ENCODER_GENERATORS
 from mrigan.mri_df_format import MriDfDataset
+from mrigan.perceptual import DEFAULT_METRIC
 from mrigan.train import GanConfig
 
 #: the repository's limit for the shipped weights
@@ -140,7 +141,9 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
                      "weights_dtype": "float16",
                      "fp16_max_mri_difference": (checks or {}).get("fp16_max_mri_difference"),
                      "generator": gcfg.model.generator,
-                     "encoder_weights": _encoder_source(run_dir)},
+                     "encoder_weights": _encoder_source(run_dir),
+                     # the perceptual metric of the MRIs it learned (ssim: the paper's MRI)
+                     "mri_metric": gcfg.data.mri_metric},
         "departures_from_paper": [
             f"{size} px faces instead of 256; generator/discriminator width {ngf}/"
             f"{gcfg.model.ndf} instead of 64 (a small network that fits in 10 MB as fp16).",
@@ -172,6 +175,9 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
         "tells_real_from_fake_rule": RULE,
     }
     ok = tells_real_from_fake(card)
+    if gcfg.data.mri_metric != DEFAULT_METRIC:
+        card["departures_from_paper"].append(
+            f"MRIs are {gcfg.data.mri_metric} maps (mrigan.perceptual), not clip(1 - SSIM).")
     card["tells_real_from_fake"] = ok
     card["summary"] = (
         f"MRI-GAN generator, {size} px, width {ngf}, trained on a CPU on {n_ids} "

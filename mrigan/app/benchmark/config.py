@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datasets_builders.build_config import BuildSourceConfig
-from mrigan.config import RUN_NAME, Checked, bounds
+from mrigan import perceptual
+from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
+from mrigan.fingerprint import added_later
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,21 @@ class DataSettings(Checked):
     # MRI-DF builds: whole-frame MTCNN on every k-th sampled frame, faces followed in between
     # (``BuildConfig.detect_every``). 1 = every sampled frame, the paper's protocol and what the
     # shipped default generator's card was made with; the builder's own default is 3 (faster).
-    detect_every: int = field(default=1, metadata=bounds(minimum=1))
+    detect_every: int = field(default=1, metadata={**bounds(minimum=1), **added_later(1)})
     #: self-blended fakes per real face of the training split, in the MRI-DF of the training
     #: identities only (``BuildSelfBlendConfig.per_real``; never in the held-out build, never
     #: in the validation split). 0: none, the paper.
-    self_blend_per_real: int = field(default=0, metadata=bounds(minimum=0, maximum=16))
+    self_blend_per_real: int = field(default=0, metadata={**bounds(minimum=0, maximum=16),
+                                                          **added_later(0)})
+    #: the perceptual metric of both MRI-DF builds' MRIs (``BuildConfig.mri_metric``: a
+    #: ``mrigan.perceptual.DISSIMILARITIES`` name), hence of the generator trained on them
+    mri_metric: str = field(default="ssim", metadata=added_later("ssim"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mri_metric not in perceptual.DISSIMILARITIES:
+            raise ConfigError(f"data.mri_metric: unknown perceptual metric {self.mri_metric!r}; "
+                              f"known: {', '.join(perceptual.DISSIMILARITIES.names())}")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ only) and the labelled face sets the detectors are judged on.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 from datasets_builders.build_faces import BuildFaceSetConfig, build_face_set
@@ -24,9 +25,12 @@ from datasets_builders.mri_df import (
     BuildSplitConfig,
     build_mri_df,
 )
+from mrigan import fingerprint as settings_fp
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.stages import BenchmarkError
 from mrigan.mri_df_format import read_manifest
+
+_log = logging.getLogger(__name__)
 
 
 def face_settings(cfg: BenchmarkConfig) -> FaceDetectionConfig:
@@ -34,24 +38,22 @@ def face_settings(cfg: BenchmarkConfig) -> FaceDetectionConfig:
 
 
 def mri_df_settings(cfg: BenchmarkConfig) -> dict:
-    d = cfg.data
-    settings = {"every": d.every, "max_frames": d.max_frames, "size": d.size,
-                "max_side": d.max_side, "augment_fraction": d.augment_fraction,
-                "val": cfg.split.val, "seed": cfg.split.seed}
-    if d.detect_every != 1:  # added later: left out at 1 so earlier runs' stages stay valid
-        settings["detect_every"] = d.detect_every
-    return settings
+    """Both MRI-DF builds' settings: ``data`` less the face sets' and the training build's own
+    keys, settings added later left out at their older value (:mod:`mrigan.fingerprint`), so
+    earlier runs' stages stay valid; and the split's ``val`` and ``seed``."""
+    settings = settings_fp.settings(cfg.data, ignore=("max_faces", "self_blend_per_real"))
+    return {**settings, "val": cfg.split.val, "seed": cfg.split.seed}
 
 
 def self_blend_settings(cfg: BenchmarkConfig) -> dict:
     """The training build's self-blend setting, for its stage's settings: left out at 0 (off)
     so earlier runs' stages stay valid; never part of the held-out build."""
-    k = cfg.data.self_blend_per_real
-    return {"self_blend_per_real": k} if k else {}
+    settings = settings_fp.settings(cfg.data)
+    return {k: settings[k] for k in ("self_blend_per_real",) if k in settings}
 
 
 def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float,
-                self_blend: bool = False, log=print) -> dict:
+                self_blend: bool = False, log=_log.info) -> dict:
     """The MRI-DF builder on a split CSV; resumes its own unit records when rerun.
     ``self_blend``: add ``data.self_blend_per_real`` self-blended fakes per real face of the
     build's ``train`` split (the training identities' build only)."""
@@ -59,6 +61,7 @@ def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float
         out=str(folder / "data"), sources=(BuildSourceConfig(kind="csv", root=csv_path),),
         every=cfg.data.every, max_frames=cfg.data.max_frames, seed=cfg.split.seed,
         detect_every=cfg.data.detect_every, progress=False, faces=face_settings(cfg),
+        mri_metric=cfg.data.mri_metric,
         augment=BuildAugmentConfig(augment_fraction=cfg.data.augment_fraction),
         self_blend=BuildSelfBlendConfig(
             per_real=cfg.data.self_blend_per_real if self_blend else 0, splits=("train",)),
@@ -91,7 +94,7 @@ def face_set_settings(cfg: BenchmarkConfig) -> dict:
             "max_side": d.max_side, "max_faces": d.max_faces, "seed": cfg.split.seed}
 
 
-def face_set_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, log=print) -> dict:
+def face_set_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, log=_log.info) -> dict:
     """A labelled face set of every video a CSV lists (``datasets_builders.build_faces``: one
     unit per video, no originals needed, the face-set builder's recall settings). Every row is
     one set (no split inside it); it resumes its own per-video records when rerun."""

@@ -13,6 +13,7 @@ scores ~1 on reals; a useful generator must beat it on fakes).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -27,8 +28,10 @@ from detectors.config import (
 from detectors.evaluate import evaluate_detector
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.inference import MRIGenerator
-from mrigan.mri_df_format import MriDfDataset
+from mrigan.mri_df_format import MriDfDataset, manifest_path, require_metric
 from mrigan.perceptual import mean_ssim
+
+_log = logging.getLogger(__name__)
 
 VIDEO_KEYS = ("accuracy", "auc", "precision", "recall", "f1", "eer", "ap", "balanced_accuracy",
               "n", "n_fake", "n_real")
@@ -45,7 +48,7 @@ def video_columns(video: dict) -> dict:
 
 
 def eval_stage(cfg: BenchmarkConfig, checkpoint: str, validation: dict, tests: dict[str, dict],
-               folder: Path, generator: str = "", log=print) -> dict:
+               folder: Path, generator: str = "", log=_log.info) -> dict:
     """``validation`` / ``tests``: face-set stage results (``root``, ``split``)."""
     ev = cfg.evaluate
     ecfg = EvaluateConfig(
@@ -75,6 +78,8 @@ def gan_quality_stage(cfg: BenchmarkConfig, generator: str, heldout_root: str,
                       folder: Path) -> dict:
     gen = MRIGenerator.load(generator, device=cfg.device, batch_size=cfg.evaluate.batch_size)
     data = MriDfDataset(heldout_root, None, gen.image_size)
+    require_metric(data.rows, gen.mri_metric, manifest_path(heldout_root),
+                   what=f"the generator ({generator})")
     sums = {lab: {"generator": 0.0, "black": 0.0, "n": 0} for lab in ("fake", "real")}
     step = cfg.evaluate.batch_size
     for start in range(0, len(data), step):

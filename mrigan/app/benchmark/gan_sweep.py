@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import math
 import sys
 from collections.abc import Callable
@@ -54,6 +55,8 @@ from mrigan.inference import MRIGenerator
 from mrigan.localization import localization_figures
 from mrigan.mri_df_format import MriDfDataset
 from mrigan.outputs import check_output_dir
+
+_log = logging.getLogger(__name__)
 
 PRESETS = {"cpu": "configs/benchmark_cpu.yaml", "paper": "configs/benchmark_paper.yaml"}
 DEFAULT_PAIRS = PROJECT_ROOT.parent / "shared" / "data" / "pairs" / "pairs.csv"
@@ -209,7 +212,7 @@ def val_curve(checkpoint: str) -> list[list]:
 
 
 def run_sweep(args: argparse.Namespace, variants: list[Variant], *, name: str, what: str,
-              markdown: Callable[[dict], str], log=print) -> dict:
+              markdown: Callable[[dict], str], log=_log.info) -> dict:
     """Train and score every variant; writes ``<out>/<name>.json`` and ``<out>/<name>.md``."""
     cfg = sweep_config(args)
     if not Path(cfg.pairs).is_file():
@@ -278,7 +281,7 @@ def curve_table(s: dict, key: str, what: str, cell: Callable[[list], str]) -> li
 
 
 def main(prog: str, args: argparse.Namespace, run: Callable[..., dict],
-         markdown: Callable[[dict], str], log=print) -> int:
+         markdown: Callable[[dict], str], log=_log.info) -> int:
     """A sweep script's ``main``: ``run(args, log=log)``, its markdown on stdout; a user error
     is one line on stderr and exit status 2."""
     try:

@@ -11,6 +11,7 @@ generator by itself tells real from fake videos of people it never saw.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.evaluation import video_columns
 from mrigan.fileio import read_image
 from mrigan.inference import MRIGenerator
+
+_log = logging.getLogger(__name__)
 
 #: face thresholds on the mean MRI searched on validation (a real face's mean MRI is near 0;
 #: the analyst's default threshold is 0.08)
@@ -50,7 +53,7 @@ def face_scores(gen: MRIGenerator, root: str, batch_size: int) -> tuple[list[dic
 
 
 def mri_mean_stage(cfg: BenchmarkConfig, generator: str, validation: dict,
-                   tests: dict[str, dict], folder: Path, log=print) -> dict:
+                   tests: dict[str, dict], folder: Path, log=_log.info) -> dict:
     """``validation`` / ``tests``: face-set stage results (``root``). Same result layout as
     :func:`mrigan.app.benchmark.evaluation.eval_stage`, so the report treats it as a row."""
     gen = MRIGenerator.load(generator, device=cfg.device, batch_size=cfg.evaluate.batch_size)

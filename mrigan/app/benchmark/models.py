@@ -7,48 +7,49 @@ preset or base YAML that changes what a stage does is noticed on the next run.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from detectors.config import DetectorConfig
 from detectors.train import train_detector
+from mrigan import fingerprint as settings_fp
 from mrigan.app.benchmark.config import BenchmarkConfig
-from mrigan.config import deep_merge, load_config, to_dict
+from mrigan.config import deep_merge, load_config
 from mrigan.inference import export_generator
 from mrigan.train import GanConfig, train_gan
 
-#: resolved-config keys that say where things go, not what is computed
-_PATH_KEYS = {("out_dir",), ("name",), ("data", "root"), ("input", "generator"),
-              ("input", "mri_cache"), ("train", "resume")}
+_log = logging.getLogger(__name__)
+
+#: inputs a stage's settings name by the fingerprints of the stages that made them instead
+_INPUT_KEYS = ("data.root", "input.generator", "input.mri_cache")
 
 
-def _without_paths(d: dict, prefix: tuple = ()) -> dict:
-    return {k: (_without_paths(v, (*prefix, k)) if isinstance(v, dict) else v)
-            for k, v in d.items() if (*prefix, k) not in _PATH_KEYS}
+def _stage_settings(config) -> dict:
+    """A library config as a stage's settings (:mod:`mrigan.fingerprint`): without where it
+    writes, its inputs (above) and added-later settings at their older value; with its runtime
+    settings, which the stage records made before this mechanism held (so they still resume)."""
+    return settings_fp.settings(config, ignore=_INPUT_KEYS, keep_runtime=True)
 
 
 def gan_config(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> GanConfig:
-    extra = {"out_dir": str(folder), "name": "run", "data": {"root": mri_df_root}}
+    extra = {"out_dir": str(folder), "name": "run",
+             "data": {"root": mri_df_root, "mri_metric": cfg.data.mri_metric}}
     if cfg.device != "auto":
         extra["train"] = {"device": cfg.device}
     return load_config(GanConfig, cfg.gan.config, deep_merge(cfg.gan.set, extra))
 
 
 #: GAN settings added after benchmark runs were already being made, with the value that
-#: reproduces the older runs: left out of the stage's settings while they hold it, so a run
-#: folder made before they existed still resumes (any other value is refused as a change)
-GAN_ADDED_LATER = {("model", "encoder_weights"): "imagenet", ("model", "mri_prior"): False,
-                   ("loss", "ssim_on"): "all", ("loss", "manipulated_weight"): 0.0,
-                   ("optim", "lr_d_factor"): 1.0, ("train", "select_by"): "mean_ssim"}
+#: reproduces the older runs (``added_later`` metadata of ``GanConfig``'s fields): left out of
+#: the stage's settings while they hold it, so a run folder made before they existed still
+#: resumes (any other value is refused as a change)
+GAN_ADDED_LATER = {tuple(k.split(".")): v
+                   for k, v in settings_fp.added_later_fields(GanConfig).items()}
 
 
 def gan_settings(cfg: BenchmarkConfig) -> dict:
-    """The GAN stage's settings: the resolved config without output paths, and without the
-    :data:`GAN_ADDED_LATER` settings while they hold their older runs' values."""
-    settings = _without_paths(to_dict(gan_config(cfg, "", Path("."))))
-    for (section, key), old in GAN_ADDED_LATER.items():
-        if settings.get(section, {}).get(key, old) == old:
-            settings.get(section, {}).pop(key, None)
-    return settings
+    """The GAN stage's settings: the resolved config (see :func:`_stage_settings`)."""
+    return _stage_settings(gan_config(cfg, "", Path(".")))
 
 
 def gan_stage(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> dict:
@@ -80,7 +81,7 @@ def detector_config(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: P
 
 
 def detector_settings(cfg: BenchmarkConfig, kind: str) -> dict:
-    return _without_paths(to_dict(detector_config(cfg, kind, "", Path("."))))
+    return _stage_settings(detector_config(cfg, kind, "", Path(".")))
 
 
 def check_stage_configs(cfg: BenchmarkConfig) -> None:
@@ -94,7 +95,7 @@ def check_stage_configs(cfg: BenchmarkConfig) -> None:
 
 
 def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Path,
-                   generator: str = "", log=print) -> dict:
+                   generator: str = "", log=_log.info) -> dict:
     dcfg = detector_config(cfg, kind, mri_df_root, folder, generator)
     result = train_detector(dcfg, log=log)
     return {"checkpoint": str(result.best), "best_val_auc": result.best_auc,

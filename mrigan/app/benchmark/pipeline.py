@@ -9,6 +9,7 @@ how each stage is skipped, resumed or refused.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from mrigan.app.benchmark import data, evaluation, generator_score, models, report
@@ -18,6 +19,8 @@ from mrigan.app.benchmark.stages import BenchmarkError, Stages, file_hash
 from mrigan.config import save_config, to_dict
 from mrigan.outputs import check_output_dir
 
+_log = logging.getLogger(__name__)
+
 WHAT = ("Identity-grouped split of the paired videos; MRI-GAN and both detectors trained on "
         "the training identities only; video rule chosen on the validation identities; scored "
         "on videos of identities no model saw (and on the --labelled videos, if given). Few "
@@ -25,7 +28,7 @@ WHAT = ("Identity-grouped split of the paired videos; MRI-GAN and both detectors
         "it does not estimate performance on a dataset.")
 
 
-def data_stages(cfg: BenchmarkConfig, st: Stages, log=print) -> tuple[dict, dict, dict]:
+def data_stages(cfg: BenchmarkConfig, st: Stages, log=_log.info) -> tuple[dict, dict, dict]:
     """The first three stages: the identity-grouped ``split``, the MRI-DF of its training and
     validation identities (``mri_df``, with ``data.self_blend_per_real`` self-blended fakes per
     real face of its train split) and the one of its test identities (``heldout_mri_df``, GAN
@@ -45,7 +48,7 @@ def data_stages(cfg: BenchmarkConfig, st: Stages, log=print) -> tuple[dict, dict
 
 
 def run_benchmark(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = False,
-                  log=print) -> dict:
+                  log=_log.info) -> dict:
     if not cfg.sources and (not cfg.pairs or not Path(cfg.pairs).is_file()):
         raise BenchmarkError("pairs CSV not found (give --pairs, or `sources:` in --config)",
                              cfg.pairs or None)

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mrigan import fingerprint as settings_fp
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_write_json
+
+_log = logging.getLogger(__name__)
 
 STAGE_FILE = "stage.json"
 
@@ -37,9 +41,8 @@ class StageSettingsError(BenchmarkError):
 
 
 def fingerprint(settings: Any) -> str:
-    """A short stable hash of JSON-able settings."""
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A short stable hash of JSON-able settings (:func:`mrigan.fingerprint.digest`)."""
+    return settings_fp.digest(settings, length=16, compact=False)
 
 
 def file_hash(path: str | Path) -> str:
@@ -50,14 +53,7 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ (leaves only)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys: list[str] = []
-        for k in sorted(set(old) | set(new), key=str):
-            keys += differing_keys(old.get(k), new.get(k), f"{prefix}{k}.")
-        return keys
-    return [] if json.dumps(old, default=str) == json.dumps(new, default=str) else [prefix[:-1]]
+differing_keys = settings_fp.differing_keys
 
 
 def _plain(obj: Any) -> Any:
@@ -67,7 +63,7 @@ def _plain(obj: Any) -> Any:
 class Stages:
     """Runs the benchmark's stages under one output folder; records what each did."""
 
-    def __init__(self, out: Path, *, restart: bool = False, log: Callable[[str], None] = print):
+    def __init__(self, out: Path, *, restart: bool = False, log: Callable[[str], None] = _log.info):
         self.out, self.restart, self.log = Path(out), restart, log
         self.timings: dict[str, dict] = {}
 

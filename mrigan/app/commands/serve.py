@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import logging
 from pathlib import Path
 
 from mrigan.app.analysis import Analyzer, resolve_weights
 from mrigan.app.commands.analyze import add_analysis_arguments, analysis_config, setup_lines
+from mrigan.app.logs import set_format
 from mrigan.app.serve.config import DEFAULT_MAX_UPLOAD_MB, ServeConfig, checked
 from mrigan.errors import MriganError
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     # (tests/test_layers.py: OPTIONAL_EXTRA_IMPORTS), an optional dependency, not a cycle
     from mrigan.app.serve.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_format("%(asctime)s %(levelname)s %(name)s: %(message)s", progress_to_stderr=True)
     analyze_cfg = analysis_config(args)
     cfg, generated = checked(ServeConfig(
         cases=args.cases, media_root=args.media_root, host=args.host, port=args.port,

@@ -8,11 +8,12 @@ weights and the generator named by the config, and that the run folder is not in
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from detectors.backbones import BACKBONES, check_backbone_weights
 from detectors.config import DetectorConfig
-from detectors.repeats import add_repeat_arguments, repeat_detector
+from detectors.repeats import repeat_detector
 from detectors.train import train_detector
 from mrigan import distributed
 from mrigan.config import add_config_arguments, config_from_args, require_path
@@ -27,6 +28,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="run name: outputs go to <out_dir>/<name>/")
     parser.add_argument("--out-dir", help="parent folder of runs (default: runs)")
     add_repeat_arguments(parser)
+
+
+def add_repeat_arguments(parser: argparse.ArgumentParser, protocols: Sequence[str] = ("seeds",),
+                         default: str = "seeds") -> None:
+    """``--repeats N`` (and ``--repeat-protocol`` when more than one protocol applies)."""
+    parser.add_argument("--repeats", type=_positive, default=0, metavar="N",
+                        help="run the experiment N times (run k seeded seed+k) under <out>/run<k>/ "
+                             "and write one summary table (repeats.md / repeats.json); a killed "
+                             "series resumes at its unfinished run")
+    if len(protocols) > 1:
+        parser.add_argument("--repeat-protocol", choices=list(protocols), default=default,
+                            help="seeds: same split, new seed per run (the Xception/LSTM study); "
+                                 "splits: also a new random split per run (DREAM). Default: "
+                                 f"{default}")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--repeats must be >= 1, got {value}")
+    return value
 
 
 def check_detector_config(cfg: DetectorConfig, where: str) -> None:

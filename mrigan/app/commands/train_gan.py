@@ -23,11 +23,13 @@ from pathlib import Path
 import torch
 
 from mrigan import distributed
+from mrigan.app.logs import set_format
 from mrigan.checkpoint import CheckpointError
 from mrigan.config import ConfigError, add_config_arguments, config_from_args, require_path
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
 from mrigan.models import define_discriminator, define_generator
+from mrigan.mri_df_format import read_manifest, require_metric
 from mrigan.outputs import check_output_dir
 from mrigan.train import GanConfig, NonFiniteLossError, train_gan
 
@@ -45,6 +47,8 @@ def check_gan_config(cfg: GanConfig, resume: bool | str | None, where: str) -> N
     require_path(root / "manifest.csv", "data.root", where=where,
                  hint="the MRI-DF folder must hold manifest.csv (build one with "
                       "`mrigan build-dataset`)")
+    require_metric(read_manifest(root), cfg.data.mri_metric, root / "manifest.csv",
+                   what=f"data.mri_metric of {where}")
     resolve_device(cfg.train.device)
     m = cfg.model
     try:
@@ -64,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(GanConfig, args)
     check_gan_config(cfg, args.resume, args.config or "GanConfig")
     with distributed.session() as dist:
-        logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING,
-                            format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        set_format("%(asctime)s %(message)s", "%H:%M:%S", progress_to_stderr=True,
+                   level=None if dist.is_main else logging.WARNING)
         try:
             result = train_gan(cfg, resume=args.resume)
         except NonFiniteLossError as exc:  # the run diverged (exit 1), not a bad input (exit 2)

@@ -17,10 +17,10 @@ from detectors.realism.data import prepare_data
 from detectors.realism.dataset import check_inputs, needs_mri
 from detectors.realism.losses import build_loss
 from detectors.realism.model import FUSIONS
-from detectors.realism.models import REALISM_MODELS, model_kind
+from detectors.realism.model_registry import REALISM_MODELS, model_kind
 from detectors.realism.repeats import repeat_realism, train_and_evaluate
 from detectors.realism.train import load_regressor
-from detectors.repeats import add_repeat_arguments
+from mrigan.app.commands.train_detector import add_repeat_arguments
 from mrigan.config import (
     ConfigError,
     add_config_arguments,

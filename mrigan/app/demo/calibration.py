@@ -4,6 +4,7 @@ face threshold chosen on the validation split only."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ from detectors.aggregate import VideoScores, grid_search
 from mrigan import perceptual
 from mrigan.app.demo.config import DemoConfig
 from mrigan.model_card import DEFAULT_FAKE_FRACTION
-from mrigan.mri_df_format import MriDfDataset, read_manifest
+from mrigan.mri_df_format import MriDfDataset, manifest_path, read_manifest, require_metric
+
+_log = logging.getLogger(__name__)
 
 
 def generator_figures(gen, root: Path, split: str) -> dict[str, float]:
@@ -21,6 +24,7 @@ def generator_figures(gen, root: Path, split: str) -> dict[str, float]:
     import torch
 
     ds = MriDfDataset(root, split, gen.image_size)
+    require_metric(ds.rows, gen.mri_metric, manifest_path(root), what="the demo's generator")
     items = [ds[i] for i in range(len(ds))]
     faces = torch.stack([it["image"] for it in items])
     true = torch.stack([it["mri"] for it in items])
@@ -45,7 +49,7 @@ def calibrate_mri_threshold(scores: list[float], labels: list[int], fraction: fl
     return float(found.params["threshold"]), float(found.value)
 
 
-def held_out_figures(cfg: DemoConfig, gen, data_root: Path, log=print):
+def held_out_figures(cfg: DemoConfig, gen, data_root: Path, log=_log.info):
     """Step 3: figures on the test split (else val); the verdict's face threshold on val only."""
     splits = {r["split"] for r in read_manifest(data_root)}
     test = generator_figures(gen, data_root, "test" if "test" in splits else "val")

@@ -10,6 +10,7 @@ scenes - single images, so no tracks - and the same square crop from the real an
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,8 @@ from mrigan.app.demo.config import DemoConfig
 from mrigan.app.demo.scenes import Photo, blend_into, packaged_photos, render_scene, scene_params
 from mrigan.mri_df_format import MriDfWriter, write_manifest
 
+_log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ScenePair:
@@ -47,7 +50,7 @@ class ScenePair:
 
 
 def scene_face_pairs(cfg: DemoConfig, detector, photos: list[Photo],
-                     log=print) -> Iterator[ScenePair]:
+                     log=_log.info) -> Iterator[ScenePair]:
     """The face loop of the synthetic data: render each scene and its fake, apply one seeded
     augmentation plan to both, find the faces of the real scenes (16 at a time, ``find_faces``
     with the analysis' detection settings but no second pass: training data, where a permissive
@@ -87,10 +90,12 @@ def scene_face_pairs(cfg: DemoConfig, detector, photos: list[Photo],
 
 
 def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, photos: list[Photo],
-                           log=print) -> dict[str, int]:
+                           log=_log.info) -> dict[str, int]:
     """MRI-DF (manifest.csv + PNGs) from scenes of the packaged photos; returns counts.
-    ``MRI = clip(1 - SSIM(real crop, fake crop), 0, 1)``; reals get the writer's black MRI."""
-    w = MriDfWriter(root)
+    MRIs of ``gan.data.mri_metric`` (``ssim``: ``clip(1 - SSIM(real crop, fake crop), 0, 1)``);
+    reals get the writer's black MRI."""
+    metric = cfg.gan.data.mri_metric
+    w = MriDfWriter(root, mri_metric=metric)
     rows: list[dict[str, Any]] = []
     counts = {"scenes": 0, "no_face": 0}
     for pair in scene_face_pairs(cfg, detector, photos, log):
@@ -99,7 +104,7 @@ def build_synthetic_mri_df(cfg: DemoConfig, root: Path, detector, photos: list[P
             counts["no_face"] += 1
             continue
         sid = pair.sid
-        mri = perceptual.mri_map_np(pair.real_crop, pair.fake_crop)
+        mri = perceptual.metric_map_np(pair.real_crop, pair.fake_crop, metric=metric)
         common = {"split": pair.split, "identity": pair.identity, "source": "demo",
                   "augmentation": plan_label(pair.plan)}
         rows.append(w.write(face=pair.real_crop, label="real", video=f"{sid}_real",
@@ -124,7 +129,7 @@ def real_build_config(cfg: DemoConfig, root: Path) -> BuildConfig:
                          min_face_size=fc.min_face_size, margin=fc.margin, size=dc.crop_size),
         augment=BuildAugmentConfig(augment_fraction=sc.augment_fraction,
                               distraction_fraction=sc.distraction_fraction),
-        split=BuildSplitConfig(val=dc.val, test=dc.test))
+        split=BuildSplitConfig(val=dc.val, test=dc.test), mri_metric=cfg.gan.data.mri_metric)
 
 
 def held_out_videos(cfg: DemoConfig, build_cfg) -> tuple[list[Path], dict[str, bool], str]:
@@ -145,7 +150,7 @@ def held_out_videos(cfg: DemoConfig, build_cfg) -> tuple[list[Path], dict[str, b
     return picked, {str(p): p in fake_paths for p in picked}, split
 
 
-def build_data(cfg: DemoConfig, data_root: Path, detector, log=print):
+def build_data(cfg: DemoConfig, data_root: Path, detector, log=_log.info):
     """Step 1: MRI-DF from the packaged photos, or from ``data.root`` with the real builder.
     Returns (root, photos or None, the builder config or None)."""
     synthetic = not cfg.data.root

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -13,8 +14,10 @@ from mrigan.app.demo.config import DemoConfig
 from mrigan.inference import export_generator
 from mrigan.train import GanConfig, replace, train_gan
 
+_log = logging.getLogger(__name__)
 
-def train_for(gan_cfg: GanConfig, minutes: float, log=print):
+
+def train_for(gan_cfg: GanConfig, minutes: float, log=_log.info):
     """Train until ``minutes`` (the loop's ``train.max_minutes`` budget) or ``max_steps``; the
     best held-out checkpoint is kept by the trainer."""
 
@@ -27,7 +30,7 @@ def train_for(gan_cfg: GanConfig, minutes: float, log=print):
     return result
 
 
-def train_and_export(cfg: DemoConfig, run_dir: Path, data_root: Path, log=print):
+def train_and_export(cfg: DemoConfig, run_dir: Path, data_root: Path, log=_log.info):
     """Step 2: train within the time budget; export the best held-out checkpoint."""
     gan_cfg = replace(cfg.gan, name="gan", out_dir=str(run_dir), data={"root": str(data_root)})
     log(f"[2/4] training a {gan_cfg.model.image_size} px MRI-GAN for up to {cfg.train_minutes:g} "

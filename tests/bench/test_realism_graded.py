@@ -1,4 +1,4 @@
-"""``python -m detectors.realism.compare_inputs --generator G``: the MRI-reading predictors are
+"""``python bench/realism_graded.py compare --generator G``: the MRI-reading predictors are
 trained and scored twice in one run, on the true 1-SSIM maps and on the generator's maps (real
 faces of the shared media, graded self-blends; tiny sizes, one epoch, one seed)."""
 
@@ -10,11 +10,13 @@ import math
 import numpy as np
 import torch
 from _gan_setup import write_tiny_generator
+from _media import bench_module
 
 from datasets_builders.synthetic import demo_faces
-from detectors.realism import compare_inputs
 from detectors.realism.graded import graded_clips
 from mrigan.inference import MRIGenerator
+
+compare_inputs = bench_module("realism_graded")
 
 
 def test_generator_maps_are_the_generators_predictions(tmp_path, one_torch_thread):
@@ -45,7 +47,7 @@ def test_compare_inputs_reports_true_and_generator_rows(tmp_path, shared_data, c
                                                        two_torch_threads):
     gen_path = write_tiny_generator(tmp_path / "g.safetensors", size=32)
     out = tmp_path / "cmp"
-    argv = ["--shared-data", str(shared_data), "--out", str(out), "--seeds", "0",
+    argv = ["compare", "--shared-data", str(shared_data), "--out", str(out), "--seeds", "0",
             "--epochs", "1", "--size", "32", "--levels", "3", "--frames", "5",
             "--max-frames", "5", "--test-draws", "2", "--threads", "2", "--generator", str(gen_path)]
     assert compare_inputs.main(argv) == 0
