@@ -1,4 +1,4 @@
-"""The MRI-GAN experiment's typed config (``configs/mri_gan*.yaml``) and result types.
+"""The MRI-GAN experiment's typed config (``configs/mri_gan*.yaml``).
 
 ``GanConfig`` is what ``mrigan train-gan`` reads; :mod:`mrigan.train` trains it.
 """
@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
-from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
+from mrigan.loop import (
+    NonFiniteLossError,  # noqa: F401  (re-exported: the GAN's error)
+    linear_decay_factor,
+)
 from mrigan.losses import GanLossConfig
 from mrigan.paired_augment import PairedAugmentConfig
 
@@ -50,12 +53,9 @@ class GanOptimConfig(Checked):
     lr_d_factor: float = field(default=1.0, metadata=bounds(exclusive_minimum=0.0, maximum=10.0))
 
 
-def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
-    """Multiplier of the base lr for the step after ``step`` completed ones."""
-    if decay_steps <= 0:
-        return 1.0
-    start = total_steps - decay_steps
-    return 1.0 if step < start else max(0.0, (total_steps - step) / decay_steps)
+#: multiplier of the base lr for the step after ``step`` completed ones (the loop's
+#: :class:`mrigan.loop.LinearDecayLr` applies it)
+lr_factor = linear_decay_factor
 
 
 @dataclass(frozen=True)
@@ -142,22 +142,6 @@ class GanConfig(Checked):
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    step: int
-    epoch: int
-    best_mean_ssim: float
-    best_step: int
-    last_checkpoint: Path | None
-    best_checkpoint: Path | None
-    last_eval: dict[str, float]
-    #: the precision the run trained in (resolved; a resumed run's recorded one)
-    precision: str = "fp32"
-    #: the held-out figure ``best_mean_ssim`` holds the best value of (``train.select_by``)
-    select_by: str = "mean_ssim"
 
 
 def replace(cfg: GanConfig, **sections: dict[str, Any]) -> GanConfig:
