@@ -519,8 +519,9 @@ class LoopState:
     step: int = 0
     trained_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
-    last_eval: dict[str, float] = field(default_factory=dict)
+    last_eval: dict[str, Any] = field(default_factory=dict)  # the last validation's history row
     last_eval_step: int = -1
+    last_eval_had_data: bool = False
     stopped: str = ""  # "" (all epochs) | max_steps | time | early_stopping
 
 
@@ -538,7 +539,7 @@ class TrainResult:
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     history: list[dict[str, Any]] = field(default_factory=list)
-    last_eval: dict[str, float] = field(default_factory=dict)
+    last_eval: dict[str, Any] = field(default_factory=dict)  # the last validation's history row
     stopped: str = ""  # "" (all epochs) | max_steps | time | early_stopping
     precision: str | None = None  # the precision the run trained in (a resumed run's recorded one)
     model: Any = None  # the trained model, where the task returns it (realism: the best weights)
@@ -701,7 +702,8 @@ def _validate(task: Task, state: LoopState) -> bool:
         best.step, best.epoch, improved = state.step, state.trained_epoch, True
     else:
         improved = best.update(metrics[best.metric], state.step, state.trained_epoch)
-    state.last_eval, state.last_eval_step = dict(metrics), state.step
+    state.last_eval, state.last_eval_step = dict(row), state.step
+    state.last_eval_had_data = bool(metrics)
     task.report(state, row, improved)
     if task.schedule is not None:
         monitored = metrics.get(best.metric) if metrics else row.get("loss")
@@ -744,7 +746,7 @@ def _train(task: Task, run: TrainingRun, cadence: Cadence, state: LoopState,
                 state.stopped = "max_steps"
                 break
             best = state.best
-            if (cadence.early_stopping and epoch_end and state.last_eval
+            if (cadence.early_stopping and epoch_end and state.last_eval_had_data
                     and state.last_eval_step == state.step
                     and state.trained_epoch - best.epoch >= cadence.early_stopping):
                 state.stopped = "early_stopping"

@@ -64,7 +64,7 @@ class RealismTrainConfig:
     accumulation: int = 1  # micro-batches of batch_size per optimizer step
     retrain_on_train_val: bool = False  # after selection, train the best model on train+val
     retrain_epochs: int = 0  # epochs of that retraining (0: best epoch + 1)
-    resume: bool = False  # continue from <out>/checkpoints/last.pt when it exists
+    resume: bool = True  # continue from <out>/checkpoints/last.pt when it exists (mrigan.loop)
     max_minutes: float = 0.0  # wall-time budget, checked after each epoch (0: none)
 
 
