@@ -330,7 +330,7 @@ def repeat_detector(cfg: DetectorConfig, n: int, *, evaluate: EvaluateConfig | N
             return evaluate_run(k, folder, result)
 
     def evaluate_run(k: int, folder: Path, result) -> tuple[dict[str, float], dict[str, Any]]:
-        metrics = {"val_auc": float(result.best_value)}
+        metrics = {"val_auc": math.nan if result.best_value is None else result.best_value}
         info = {"best_epoch": result.best_epoch, "steps": result.step,
                 "checkpoint": str(result.best_checkpoint)}
         root = ev.data_root or cfg.data.root
