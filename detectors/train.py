@@ -51,15 +51,14 @@ from mrigan.device import resolve_device, resolve_precision
 from mrigan.fileio import atomic_write_json
 from mrigan.loop import (
     Cadence,
-    CosineLr,
     LoopState,
-    LrSchedule,
     Task,
     TrainingRun,
     TrainResult,
     check_same_architecture,
     fit,
 )
+from mrigan.lr_schedules import CosineLr, LrSchedule
 from mrigan.pretrained import provenance_mismatch
 
 CHECKPOINT_FORMAT = "mrigan-detector/1"

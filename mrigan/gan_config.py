@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
-from mrigan.loop import (
-    NonFiniteLossError,  # noqa: F401  (re-exported: the GAN's error)
-    linear_decay_factor,
-)
+from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import GanLossConfig
+from mrigan.lr_schedules import linear_decay_factor
 from mrigan.paired_augment import PairedAugmentConfig
 
 

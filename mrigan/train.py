@@ -79,7 +79,6 @@ from mrigan.gan_trainer import (
 )
 from mrigan.loop import (
     Cadence,
-    LinearDecayLr,
     LoopState,
     Task,
     TrainingRun,
@@ -87,6 +86,7 @@ from mrigan.loop import (
     check_same_architecture,
     fit,
 )
+from mrigan.lr_schedules import LinearDecayLr
 from mrigan.mri_df_format import MriDfDataset, balanced_indices
 from mrigan.paired_augment import build_paired_augment, step_generator
 from mrigan.pretrained import provenance_mismatch

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from detectors.realism.config import RealismConfig
 from detectors.realism.losses import build_loss
 from mrigan.device import autocast, resolve_precision
-from mrigan.loop import CosineLr, LrSchedule, PlateauLr
+from mrigan.lr_schedules import CosineLr, LrSchedule, PlateauLr
 
 
 def lr_schedule(cfg: RealismConfig) -> LrSchedule:

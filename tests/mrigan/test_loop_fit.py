@@ -17,16 +17,8 @@ from sklearn.metrics import roc_auc_score
 
 from mrigan.checkpoint import CheckpointError, load_checkpoint
 from mrigan.fileio import read_image
-from mrigan.loop import (
-    Cadence,
-    CosineLr,
-    NonFiniteLossError,
-    PlateauLr,
-    Task,
-    TrainingRun,
-    fit,
-    higher_is_better,
-)
+from mrigan.loop import Cadence, NonFiniteLossError, Task, TrainingRun, fit, higher_is_better
+from mrigan.lr_schedules import CosineLr, PlateauLr
 
 
 @dataclass(frozen=True)
