@@ -1,11 +1,12 @@
-"""MRI-GAN training: the loop, balanced epochs, checkpoints and exact resume, DDP, logging.
+"""MRI-GAN training: the GAN as a task of :func:`mrigan.loop.fit` (balanced epochs, held-out
+evaluation, its checkpoint keys and logs); the loop gives checkpoints, exact resume, DDP, budget.
 
 Python API::
 
     from mrigan.config import load_config
     from mrigan.train import GanConfig, train_gan
     cfg = load_config(GanConfig, "configs/mri_gan_cpu.yaml", ["data.root=/data/mri_df"])
-    result = train_gan(cfg)                      # or train_gan(cfg, resume=True)
+    result = train_gan(cfg)        # continues the run's last.pt if any; resume=False: anew
     print(result.best_value, result.best_checkpoint)
 
 Command line: ``mrigan train-gan --config configs/mri_gan.yaml --set data.root=...``; under
