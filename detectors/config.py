@@ -117,7 +117,7 @@ class DetectorTrainConfig(Checked):
                                       metadata=bounds(choices=("auto", True, False)))
     log_every: int = field(default=10, metadata=runtime())  # steps between TensorBoard writes
     checkpoint_every: int | None = None  # also save last.pt every N steps (long epochs)
-    val_every: int = 1  # validate every N epochs (and always when the run stops)
+    val_every: int = 1  # validate every N epochs, after the last and at a max_steps stop (not at a max_minutes one: resume then equals an uninterrupted run)
     # before each validation, recompute BatchNorm running statistics as the plain average over
     # this many training batches with the current weights ("precise BN", detectors.precise_bn);
     # 0: off (the running averages of training are used, as in the paper's code)

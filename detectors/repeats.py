@@ -291,9 +291,9 @@ def repeat_detector(cfg: DetectorConfig, n: int, *, evaluate: EvaluateConfig | N
             return evaluate_run(k, folder, result)
 
     def evaluate_run(k: int, folder: Path, result) -> tuple[dict[str, float], dict[str, Any]]:
-        metrics = {"val_auc": float(result.best_auc)}
-        info = {"best_epoch": result.best_epoch, "steps": result.steps,
-                "checkpoint": str(result.best)}
+        metrics = {"val_auc": math.nan if result.best_value is None else result.best_value}
+        info = {"best_epoch": result.best_epoch, "steps": result.step,
+                "checkpoint": str(result.best_checkpoint)}
         root = ev.data_root or cfg.data.root
         splits = {r["split"] for r in load_rows(root)}
         wanted = [t for t in ev.test_sets if t.split in splits]
@@ -301,7 +301,7 @@ def repeat_detector(cfg: DetectorConfig, n: int, *, evaluate: EvaluateConfig | N
             log(f"repeat {k + 1}: no test split {[t.split for t in ev.test_sets]} in {root}: "
                 "validation metrics only")
             return metrics, info
-        report = evaluate_detector(replace(ev, checkpoint=str(result.best), test_sets=tuple(wanted),
+        report = evaluate_detector(replace(ev, checkpoint=str(result.best_checkpoint), test_sets=tuple(wanted),
                                            out_dir=str(folder / "reports" / ev.name)), log=log)
         for name, res in report["test_sets"].items():
             for level in ("video", "frame"):

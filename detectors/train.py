@@ -19,7 +19,6 @@ processes; only rank 0 writes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,25 +50,18 @@ from mrigan.checkpoint import seed_everything
 from mrigan.device import resolve_device, resolve_precision
 from mrigan.fileio import atomic_write_json
 from mrigan.loop import (
-    BestTracker,
-    NonFiniteLossError,
+    Cadence,
+    LoopState,
+    Task,
     TrainingRun,
+    TrainResult,
     check_same_architecture,
+    fit,
 )
+from mrigan.lr_schedules import CosineLr, LrSchedule
 from mrigan.pretrained import provenance_mismatch
 
 CHECKPOINT_FORMAT = "mrigan-detector/1"
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    last: Path
-    best: Path
-    best_auc: float
-    best_epoch: int
-    steps: int
-    history: list[dict] = field(default_factory=list)
 
 
 def make_dataset(rows, adapter, cfg: DetectorConfig, augment=None):
@@ -109,13 +101,18 @@ def planned_steps(tc, batches_per_epoch: int) -> int:
     return tc.epochs * batches_per_epoch
 
 
+def lr_schedule(tc, total_steps: int) -> LrSchedule:
+    """``train.scheduler``: ``cosine``, half a cosine from ``lr`` at step 0 to 0 after the last
+    planned step (:class:`mrigan.loop.CosineLr`), or ``none``, constant. A function of the step
+    alone, so a resumed run continues on the same curve."""
+    if tc.scheduler == "cosine":
+        return CosineLr(tc.lr, total_steps, per="step")
+    return LrSchedule(tc.lr)
+
+
 def lr_at(tc, step: int, total_steps: int) -> float:
-    """The learning rate of optimiser step ``step`` (0-based). ``cosine``: half a cosine from
-    ``lr`` at step 0 to 0 after the last planned step. A function of the step alone, so a
-    resumed run continues on the same curve with nothing extra in the checkpoint."""
-    if tc.scheduler == "cosine" and total_steps > 0:
-        return 0.5 * tc.lr * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    return tc.lr
+    """The learning rate of optimiser step ``step`` (0-based) of ``total_steps`` planned."""
+    return lr_schedule(tc, total_steps).lr(step, 0)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -187,6 +184,133 @@ def _validate(model, adapter, dataset, cfg: DetectorConfig, device) -> dict:
     return out
 
 
+class DetectorTask(Task):
+    """The detector as a :class:`mrigan.loop.Task`: epochs of class-balanced batches (each
+    epoch's freezing stage, augmentation key and loader set up when it starts), BCE/focal
+    steps, validation AUC (precise BN first when asked), its checkpoint keys and logs."""
+
+    select_by = "auc"
+
+    def __init__(self, cfg: DetectorConfig, trainer: DetectorTrainer, adapter, train_ds,
+                 val_ds, device: torch.device, run: TrainingRun, say, weights_source: dict,
+                 channels_last: bool) -> None:
+        self.cfg, self.trainer, self.adapter, self.run = cfg, trainer, adapter, run
+        self.train_ds, self.val_ds, self.device, self._say = train_ds, val_ds, device, say
+        self.weights_source, self.channels_last = weights_source, channels_last
+        tc = cfg.train
+        self.seed, self.precision_setting = tc.seed, tc.precision
+        self.nonfinite_hint = "Lower train.lr or use train.precision=fp32."
+        self.schedule = lr_schedule(tc, 0)  # its total is set when each epoch starts
+        self.weights = class_weights(train_ds.labels, device) if tc.balance == "weight" else None
+        self.loss_fn = LOSSES.get(tc.loss)
+        self.input_info = adapter.describe()
+        self.ddp_model = distributed.wrap_ddp(trainer.model, device)
+        self.epoch_batches: list[list[int]] = []
+
+    def say(self, message: str) -> None:
+        self._say(message)
+
+    def batches(self, epoch: int, batch_in_epoch: int):
+        tc, cfg, model = self.cfg.train, self.cfg, self.trainer.model
+        for e in range(epoch, tc.epochs):
+            self.train_ds.augment_key = (tc.seed, e)
+            batches = epoch_batches(self.train_ds.labels, self.train_ds.pair_keys,
+                                    balance=tc.balance, batch_size=tc.batch_size, epoch=e,
+                                    seed=tc.seed)
+            start = batch_in_epoch if e == epoch else 0
+            mine = [distributed.shard_indices(b) for b in batches[start:]]
+            # the loader draws its worker seeds from its own generator, not from the global
+            # RNG that dropout uses, so stopping and resuming mid-epoch changes nothing
+            loader = DataLoader(self.train_ds, batch_sampler=mine, num_workers=cfg.data.workers,
+                                pin_memory=self.device.type == "cuda",
+                                generator=torch.Generator().manual_seed(tc.seed + e))
+            if self.trainer.freeze_for(e):
+                self.say(f"epoch {e}: {self.trainer.freezer.describe()}")
+                if distributed.is_distributed():
+                    self.ddp_model = None  # the old wrapper goes first (distributed.rewrap_ddp)
+                    self.ddp_model = distributed.rewrap_ddp(model, self.device)
+            self.trainer.train_mode(self.ddp_model)
+            self.epoch_batches = batches
+            self.schedule.total = planned_steps(tc, len(batches))
+            for i, batch in enumerate(loader, start):
+                yield ((e, i + 1) if i + 1 < len(batches) else (e + 1, 0)), batch
+
+    def set_lr(self, lr: float) -> None:
+        set_lr(self.trainer.optimizer, lr)
+
+    def train_step(self, batch, step: int) -> dict[str, torch.Tensor]:
+        loss = batch_loss(self.ddp_model, self.adapter, batch, self.device, self.cfg.train,
+                          self.loss_fn, self.weights, self.channels_last, self.run.precision)
+        self.trainer.update(loss)
+        return {"loss": loss.detach()}
+
+    def state_dict(self) -> dict:
+        return self.trainer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trainer.load_state_dict(state)
+
+    def validate(self, state: LoopState) -> dict[str, float]:
+        if self.cfg.train.bn_recalibrate > 0:
+            _recalibrate(self.trainer.model, self.trainer, self.ddp_model, self.adapter,
+                         self.train_ds, self.epoch_batches, self.cfg, self.device,
+                         self.run.precision)
+        if self.val_ds is None:
+            return {}
+        return _validate(self.ddp_model, self.adapter, self.val_ds, self.cfg, self.device)
+
+    # --- checkpoint keys (mrigan-detector/1) -----------------------------------------------
+
+    def progress(self, state: LoopState) -> dict:
+        best = state.best
+        return {"epoch": state.epoch, "batches_done": state.batch_in_epoch, "step": state.step,
+                "best_auc": -math.inf if best.value is None else best.value,
+                "best_epoch": best.epoch, "best_step": best.step, "history": state.history,
+                "input": self.input_info, "weights_source": self.weights_source}
+
+    def read_progress(self, ckpt, state: LoopState) -> None:
+        state.epoch, state.batch_in_epoch, state.step = (ckpt["epoch"], ckpt["batches_done"],
+                                                         ckpt["step"])
+        best = state.best
+        best.epoch = ckpt["best_epoch"]
+        best.step = ckpt.get("best_step", 0 if best.epoch >= 0 else -1)  # before fit(): epochs
+        best.value = ckpt["best_auc"] if best.step >= 0 else None
+        state.history = list(ckpt["history"])
+
+    def check_resume(self, path: Path, ckpt) -> None:
+        check_same_architecture(path, ckpt["model"], self.trainer.model.state_dict())
+        other = provenance_mismatch(ckpt.get("weights_source"), self.weights_source)
+        if other:
+            self.say(f"warning: {path}: {other}")
+
+    # --- logs ------------------------------------------------------------------------------
+
+    def history_row(self, state: LoopState, metrics) -> dict:
+        return {"epoch": state.trained_epoch, "step": state.step,
+                "complete": state.batch_in_epoch == 0, **metrics}
+
+    def report(self, state: LoopState, row, improved: bool) -> None:
+        metrics = {k: v for k, v in row.items() if k not in ("epoch", "step", "complete")}
+        self.run.scalars(metrics, state.step, "val/")
+        self.say(f"epoch {state.trained_epoch} step {state.step}: "
+                 + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if self.run.dist.is_main:
+            atomic_write_json(self.run.run_dir / "history.json", state.history)
+
+    def after_step(self, state: LoopState, losses, batch) -> None:
+        step = state.step
+        if step % self.cfg.train.log_every == 0 or step == 1:
+            mean_loss = distributed.all_reduce_mean(losses["loss"]).item()  # all ranks
+            self.run.scalars({"train/loss": mean_loss,
+                              "train/lr": self.trainer.optimizer.param_groups[0]["lr"]}, step)
+        if self.run.writer is not None and step == 1:
+            _log_images(self.run.writer, self.adapter, batch, self.device)
+
+    def started(self, run: TrainingRun, state: LoopState) -> None:
+        if run.dist.is_main:  # beside config.yaml: where the starting weights came from
+            atomic_write_json(run.run_dir / "weights_source.json", self.weights_source)
+
+
 def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     dist_info = distributed.setup()
     main = dist_info.is_main
@@ -196,7 +320,6 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     run = TrainingRun(Path(cfg.out_dir) / cfg.name, cfg, fmt=CHECKPOINT_FORMAT,
                       max_minutes=tc.max_minutes,
                       precision=resolve_precision(device, tc.precision, job="training"))
-    last_path, best_path = run.last_path, run.best_path
     seed_everything(tc.seed + dist_info.rank)
 
     train_rows, val_rows = split_rows(cfg)
@@ -227,110 +350,12 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
     trainer = DetectorTrainer(model, optimizer, Freezer(model, tc.freeze))
     if tc.freeze.enabled and not cfg.model.weights:
         say("warning: train.freeze without model.weights: frozen groups keep random weights")
-    start_epoch, batches_done, step = 0, 0, 0
-    best, history = BestTracker("auc", higher_is_better=True, value=-math.inf), []
-    found = run.resume(tc.resume, map_location=device, required=False)
-    if found is not None:
-        path, state = found
-        check_same_architecture(path, state["model"], model.state_dict())
-        other = provenance_mismatch(state.get("weights_source"), weights_source)
-        if other:
-            say(f"warning: {path}: {other}")
-        run.resume_precision(path, state, tc.precision)
-        trainer.load_state_dict(state)
-        start_epoch, batches_done, step = state["epoch"], state["batches_done"], state["step"]
-        best.load_state_dict({"value": state["best_auc"], "step": state["best_epoch"]})
-        history = state["history"]
-        run.restore_rng(state, reseed=tc.seed + 7919 * step)
-        say(f"resumed from {path}: epoch {start_epoch}, batch {batches_done}, step {step}")
-    ddp_model = distributed.wrap_ddp(model, device)
-
-    weights = class_weights(train_ds.labels, device) if tc.balance == "weight" else None
-    loss_fn = LOSSES.get(tc.loss)
-    input_info = adapter.describe()
-
-    def save(epoch: int, done: int, *, last: bool = True, best_too: bool = False) -> None:
-        run.save(trainer, {"epoch": epoch, "batches_done": done, "step": step,
-                           "best_auc": best.value, "best_epoch": best.step, "history": history,
-                           "input": input_info, "weights_source": weights_source},
-                 last=last, best=best_too)
-
-    max_steps = tc.max_steps
-    stop = max_steps is not None and step >= max_steps
-    epoch = start_epoch
-    with run.open(purge_step=step):
-        if main:  # beside config.yaml: where the starting weights came from (no local path)
-            atomic_write_json(run.run_dir / "weights_source.json", weights_source)
-        writer = run.writer
-        while epoch < tc.epochs and not stop:
-            train_ds.augment_key = (tc.seed, epoch)
-            batches = epoch_batches(train_ds.labels, train_ds.pair_keys, balance=tc.balance,
-                                    batch_size=tc.batch_size, epoch=epoch, seed=tc.seed)
-            mine = [distributed.shard_indices(b) for b in batches[batches_done:]]
-            # the loader draws its worker seeds from its own generator, not from the global
-            # RNG that dropout uses, so stopping and resuming mid-epoch changes nothing
-            loader = DataLoader(train_ds, batch_sampler=mine, num_workers=cfg.data.workers,
-                                pin_memory=device.type == "cuda",
-                                generator=torch.Generator().manual_seed(tc.seed + epoch))
-            if trainer.freeze_for(epoch):
-                say(f"epoch {epoch}: {trainer.freezer.describe()}")
-                if distributed.is_distributed():
-                    ddp_model = None  # the old wrapper goes first (distributed.rewrap_ddp)
-                    ddp_model = distributed.rewrap_ddp(model, device)
-            trainer.train_mode(ddp_model)
-            total_steps = planned_steps(tc, len(batches))
-            for batch in loader:
-                set_lr(optimizer, lr_at(tc, step, total_steps))
-                loss = batch_loss(ddp_model, adapter, batch, device, tc, loss_fn, weights,
-                                  channels_last, run.precision)
-                run.check_finite(loss, f"step {step} (epoch {epoch})", NonFiniteLossError,
-                                 "Lower train.lr or use train.precision=fp32.")
-                trainer.update(loss)
-                step += 1
-                batches_done += 1
-                if step % tc.log_every == 0 or step == 1:
-                    mean_loss = distributed.all_reduce_mean(loss.detach()).item()  # all ranks
-                    run.scalars({"train/loss": mean_loss,
-                                 "train/lr": optimizer.param_groups[0]["lr"]}, step)
-                if writer is not None and step == 1:
-                    _log_images(writer, adapter, batch, device)
-                if tc.checkpoint_every and step % tc.checkpoint_every == 0:
-                    save(epoch, batches_done)
-                if max_steps is not None and step >= max_steps:
-                    stop = True
-                    break
-                if run.out_of_time():  # rank 0 decides
-                    say(f"step {step}: time budget of {tc.max_minutes} min used; resume "
-                        f"continues from {last_path}")
-                    stop = True
-                    break
-            epoch_done = batches_done >= len(batches)
-            finishing = stop or (epoch_done and epoch + 1 >= tc.epochs)
-            validate = finishing or (epoch_done and (epoch + 1) % max(1, tc.val_every) == 0)
-            improved = False
-            if validate and tc.bn_recalibrate > 0:
-                _recalibrate(model, trainer, ddp_model, adapter, train_ds, batches, cfg, device,
-                             run.precision)
-            if validate:
-                metrics = _validate(ddp_model, adapter, val_ds, cfg, device) if val_ds else {}
-                history.append({"epoch": epoch, "step": step, "complete": epoch_done, **metrics})
-                auc = metrics.get("auc", math.nan)
-                if val_ds is None or best.step < 0:
-                    improved = True
-                    best.value = auc if not math.isnan(auc) else best.value
-                    best.step = epoch
-                else:
-                    improved = best.update(auc, epoch)
-                run.scalars(metrics, step, "val/")
-                say(f"epoch {epoch} step {step}: " + ", ".join(f"{k} {v:.4f}"
-                                                              for k, v in metrics.items()))
-            if epoch_done:
-                epoch, batches_done = epoch + 1, 0
-            save(epoch, batches_done, best_too=improved)
-            if main and validate:
-                atomic_write_json(run.run_dir / "history.json", history)
-    distributed.barrier()
-    return TrainResult(run.run_dir, last_path, best_path, best.value, best.step, step, history)
+    task = DetectorTask(cfg, trainer, adapter, train_ds, val_ds, device, run, say,
+                        weights_source, channels_last)
+    cadence = Cadence(epochs=tc.epochs, max_steps=tc.max_steps or 0, max_minutes=tc.max_minutes,
+                      eval_every_epochs=max(1, tc.val_every),
+                      checkpoint_every=tc.checkpoint_every or 0, checkpoint_epochs=True)
+    return fit(task, run, cadence, resume=tc.resume)
 
 
 def _recalibrate(model, trainer: DetectorTrainer, ddp_model, adapter, train_ds, batches, cfg,

@@ -1,4 +1,4 @@
-"""The MRI-GAN experiment's typed config (``configs/mri_gan*.yaml``) and result types.
+"""The MRI-GAN experiment's typed config (``configs/mri_gan*.yaml``).
 
 ``GanConfig`` is what ``mrigan train-gan`` reads; :mod:`mrigan.train` trains it.
 """
@@ -14,6 +14,7 @@ from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
 from mrigan.fingerprint import added_later, not_shaping
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
 from mrigan.losses import GanLossConfig
+from mrigan.lr_schedules import linear_decay_factor
 from mrigan.models import DISCRIMINATORS, GENERATORS
 from mrigan.paired_augment import PairedAugmentConfig
 from mrigan.perceptual import DEFAULT_METRIC, DISSIMILARITIES
@@ -54,12 +55,9 @@ class GanOptimConfig(Checked):
         **bounds(exclusive_minimum=0.0, maximum=10.0), **added_later(1.0)})
 
 
-def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
-    """Multiplier of the base lr for the step after ``step`` completed ones."""
-    if decay_steps <= 0:
-        return 1.0
-    start = total_steps - decay_steps
-    return 1.0 if step < start else max(0.0, (total_steps - step) / decay_steps)
+#: multiplier of the base lr for the step after ``step`` completed ones (the loop's
+#: :class:`mrigan.loop.LinearDecayLr` applies it)
+lr_factor = linear_decay_factor
 
 
 @dataclass(frozen=True)
@@ -157,22 +155,6 @@ class GanConfig(Checked):
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    step: int
-    epoch: int
-    best_mean_ssim: float
-    best_step: int
-    last_checkpoint: Path | None
-    best_checkpoint: Path | None
-    last_eval: dict[str, float]
-    #: the precision the run trained in (resolved; a resumed run's recorded one)
-    precision: str = "fp32"
-    #: the held-out figure ``best_mean_ssim`` holds the best value of (``train.select_by``)
-    select_by: str = "mean_ssim"
 
 
 def replace(cfg: GanConfig, **sections: dict[str, Any]) -> GanConfig:

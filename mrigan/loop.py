@@ -25,9 +25,21 @@ trainer needs around its own optimisation step is written here once:
   native bf16, or the reverse); an explicit setting that differs from the recorded one wins
   (:meth:`TrainingRun.resume_precision`).
 
-A trainer is a :class:`TrainerPlugin` (its models, optimizers and schedulers as a state dict) plus
-its loop over batches; it keeps its own progress counters (epoch, step, history) and passes them
-to :meth:`TrainingRun.save` so its checkpoint format stays what readers of it expect.
+**One loop**: :func:`fit` runs every training task (the GAN, the detector, the realism models
+and DA-CLIP). A task is a :class:`Task` (pix2pix's ``BaseModel`` contract: ``train_step`` ->
+losses, ``validate`` -> metrics, ``state_dict``, ``set_lr``); :func:`fit` owns what
+DeepfakeBench's single trainer owns: resume, the progress counters (epoch, position in the
+epoch, step), best tracking by ``select_by`` in that metric's direction (:func:`higher_is_better`),
+the validation / checkpoint cadence (:class:`Cadence`), the time budget, the non-finite stop, the
+history, the learning-rate schedule (:class:`LrSchedule`, one mechanism for every task, its
+state in the checkpoint's ``scheduler``) and the :class:`TrainResult`.
+
+**Resume** means one thing for every task (``resume`` of :func:`fit`): ``True`` (the default of
+every trainer: a long job resumes) continues from ``last.pt`` when the run has one and starts
+fresh when the run has no checkpoint yet; a ``last.pt`` missing beside a ``best.pt`` is an error
+offering ``best.pt``; a path continues from that file (which must exist); ``False`` starts fresh.
+A task keeps its own checkpoint keys (:meth:`Task.progress` / :meth:`Task.read_progress`), so
+checkpoints written before :func:`fit` still load.
 Under DDP every method here is called by every rank (saves gather RNG states: collective).
 """
 
@@ -36,7 +48,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -53,6 +66,7 @@ from mrigan.checkpoint import (
 )
 from mrigan.config import save_config, to_dict
 from mrigan.errors import MriganError
+from mrigan.lr_schedules import LrSchedule
 
 
 class NonFiniteLossError(MriganError, RuntimeError, FloatingPointError):
@@ -77,11 +91,12 @@ class BestTracker:
     """
 
     def __init__(self, metric: str, higher_is_better: bool = True,
-                 value: float | None = None, step: int = -1) -> None:
+                 value: float | None = None, step: int = -1, epoch: int = -1) -> None:
         self.metric = metric
         self.higher_is_better = higher_is_better
         self.value = value
         self.step = step
+        self.epoch = epoch  # the epoch of the best value (the step's epoch)
 
     def is_better(self, value: float) -> bool:
         if self.value is None:
@@ -92,11 +107,11 @@ class BestTracker:
             return True
         return value > self.value if self.higher_is_better else value < self.value
 
-    def update(self, value: float, step: int) -> bool:
-        """Record ``value`` at ``step``; True when it is the new best."""
+    def update(self, value: float, step: int, epoch: int = -1) -> bool:
+        """Record ``value`` at ``step`` (of ``epoch``); True when it is the new best."""
         if not self.is_better(value):
             return False
-        self.value, self.step = float(value), int(step)
+        self.value, self.step, self.epoch = float(value), int(step), int(epoch)
         return True
 
     def state_dict(self) -> dict[str, Any]:
@@ -346,3 +361,322 @@ class TrainingRun:
         if self.writer is not None:
             for k, v in values.items():
                 self.writer.add_scalar(f"{prefix}{k}", v, step)
+
+
+# --- metrics' direction ----------------------------------------------------------------------
+
+#: metric names (or name endings: ``val_rmse``) for which lower is better; every other metric
+#: (AUC, SSIM, correlations, accuracy) is higher-is-better.
+LOWER_IS_BETTER = ("loss", "rmse", "mae", "eer", "l2")
+
+
+def higher_is_better(metric: str) -> bool:
+    """The direction of a metric by its name (the last dotted part's ending)."""
+    return not metric.rsplit(".", 1)[-1].endswith(LOWER_IS_BETTER)
+
+
+# --- the one training loop -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """When :func:`fit` validates, checkpoints and stops (steps count optimizer steps)."""
+
+    epochs: int
+    max_steps: int = 0  # stop after this many steps (0: all epochs)
+    max_minutes: float = 0.0  # wall-time budget (0: none); the run stops with last.pt
+    eval_every: int = 0  # validate every N steps (0: not by steps)
+    eval_every_epochs: int = 0  # validate after every N-th epoch and the last (0: not by epochs)
+    checkpoint_every: int = 0  # last.pt every N steps (0: not by steps)
+    checkpoint_epochs: bool = False  # last.pt after every epoch
+    early_stopping: int = 0  # stop when the best is this many epochs old (0: never)
+    mid_epoch_stops: bool = True  # False: the budget stops only at an epoch's end
+    final_eval: bool = True  # validate at the end of the run (never after a time stop)
+
+
+@dataclass
+class LoopState:
+    """Where a run is: the position of the next batch (``epoch``, ``batch_in_epoch``), the
+    optimizer steps done, the epoch of the last step, best, history and the last validation."""
+
+    best: BestTracker
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    trained_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    last_eval: dict[str, Any] = field(default_factory=dict)  # the last validation's history row
+    last_eval_step: int = -1
+    last_eval_had_data: bool = False
+    stopped: str = ""  # "" (all epochs) | max_steps | time | early_stopping
+
+
+@dataclass
+class TrainResult:
+    """What a training run gives back, for every task."""
+
+    run_dir: Path | None
+    step: int
+    epoch: int
+    select_by: str
+    best_value: float | None  # the best ``select_by``; None before any validation with data
+    best_step: int
+    best_epoch: int
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    last_eval: dict[str, Any] = field(default_factory=dict)  # the last validation's history row
+    stopped: str = ""  # "" (all epochs) | max_steps | time | early_stopping
+    precision: str | None = None  # the precision the run trained in (a resumed run's recorded one)
+    model: Any = None  # the trained model, where the task returns it (realism: the best weights)
+    extras: dict[str, Any] = field(default_factory=dict)  # task-specific outcomes
+
+
+class Task:
+    """A training task: what :func:`fit` needs of the GAN, a detector, a realism model...
+
+    Required: :meth:`batches`, :meth:`train_step`, :meth:`state_dict` /
+    :meth:`load_state_dict`; usually :meth:`validate` (metrics; ``select_by`` names the one
+    that picks ``best.pt``, its direction from :func:`higher_is_better`) and :meth:`set_lr`
+    with a :attr:`schedule`. The other methods are hooks with defaults; a task whose checkpoint
+    format predates :func:`fit` overrides :meth:`progress` / :meth:`read_progress`.
+    """
+
+    select_by: str = "loss"
+    schedule: LrSchedule | None = None
+    device: torch.device = torch.device("cpu")
+    precision_setting: str = "fp32"  # the configured precision (auto resolves on resume)
+    seed: int = 0
+    nonfinite_hint: str = ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        return higher_is_better(self.select_by)
+
+    # --- required ------------------------------------------------------------------------
+
+    def batches(self, epoch: int, batch_in_epoch: int) -> Iterator[tuple[tuple[int, int], Any]]:
+        """This rank's batches from the position ``(epoch, batch_in_epoch)`` to the last epoch,
+        each with the position *after* it (the next epoch starts at batch 0)."""
+        raise NotImplementedError
+
+    def train_step(self, batch: Any, step: int) -> Mapping[str, torch.Tensor]:
+        """One optimizer step (``step`` done before it); detached loss terms."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # --- optional --------------------------------------------------------------------------
+
+    def validate(self, state: LoopState) -> dict[str, float]:
+        """Validation metrics, the same on every rank; ``{}``: no validation data (every
+        validation then counts as the best: ``best.pt`` is the latest)."""
+        return {}
+
+    def set_lr(self, lr: float) -> None:
+        """Use ``lr`` for the coming step (the :attr:`schedule`'s value)."""
+
+    def set_precision(self, precision: str | None) -> None:
+        """Train in ``precision`` from now on (a resumed run's recorded one)."""
+
+    def check_resume(self, path: Path, ckpt: Mapping[str, Any]) -> None:
+        """Refuse (:class:`CheckpointError`) a checkpoint this run's settings cannot continue."""
+
+    def progress(self, state: LoopState) -> dict[str, Any]:
+        """The checkpoint's progress keys."""
+        return {"epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch,
+                "step": state.step, "history": state.history,
+                "best": {**state.best.state_dict(), "epoch": state.best.epoch}}
+
+    def read_progress(self, ckpt: Mapping[str, Any], state: LoopState) -> None:
+        """The inverse of :meth:`progress`."""
+        state.epoch, state.batch_in_epoch, state.step = (ckpt["epoch"], ckpt["batch_in_epoch"],
+                                                         ckpt["step"])
+        best = ckpt["best"]
+        state.best.value, state.best.step, state.best.epoch = (best["value"], best["step"],
+                                                               best["epoch"])
+        state.history = list(ckpt["history"])
+
+    def history_row(self, state: LoopState, metrics: Mapping[str, float]) -> dict[str, Any]:
+        return {"epoch": state.trained_epoch, "step": state.step, **metrics}
+
+    def after_step(self, state: LoopState, losses: Mapping[str, torch.Tensor], batch: Any) -> None:
+        """After every step (logging); ``state`` is already at the position after it."""
+
+    def report(self, state: LoopState, row: Mapping[str, Any], improved: bool) -> None:
+        """After a validation, before the checkpoint (logs, TensorBoard, history files)."""
+        self.say(f"step {state.step}: " + ", ".join(
+            f"{k} {v:.4f}" for k, v in row.items() if isinstance(v, float)))
+
+    def started(self, run: TrainingRun, state: LoopState) -> None:
+        """The run folder is open (rank 0 wrote config.yaml)."""
+
+    def finish(self, state: LoopState) -> None:
+        """Training ended (every rank)."""
+
+    def say(self, message: str) -> None:
+        if distributed.info().is_main:
+            log.info("%s", message)
+
+    def purge_step(self, state: LoopState) -> int:
+        """TensorBoard's x of the resumed position (events from it on are dropped)."""
+        return state.step
+
+
+StepCallback = Callable[[Task, int, Mapping[str, torch.Tensor]], None]
+
+
+def _resume_checkpoint(run: TrainingRun, resume: bool | str | Path | None,
+                       map_location: torch.device) -> tuple[Path, dict[str, Any]] | None:
+    """The one meaning of ``resume`` (module doc)."""
+    if not resume:
+        return None
+    if resume is True:
+        last, best = run.last_path, run.best_path
+        if last is None:
+            return None
+        if not last.is_file() and not best.is_file():
+            return None  # nothing trained yet: a fresh start
+    return run.resume(resume, map_location=map_location)
+
+
+def _restore(task: Task, run: TrainingRun, state: LoopState, path: Path,
+             ckpt: dict[str, Any]) -> None:
+    task.check_resume(path, ckpt)
+    task.set_precision(run.resume_precision(path, ckpt, task.precision_setting))
+    try:
+        task.load_state_dict(ckpt)
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"weights do not fit this run's models ({exc})".split("\n")[0],
+                              path=path) from exc
+    if task.schedule is not None:
+        task.schedule.load_state_dict(ckpt.get("scheduler") or {})
+    task.read_progress(ckpt, state)
+    state.trained_epoch = state.epoch if state.batch_in_epoch else max(0, state.epoch - 1)
+    if state.history:
+        state.last_eval = {k: v for k, v in state.history[-1].items()}
+        state.last_eval_step = int(state.history[-1].get("step", state.step))
+    if not run.restore_rng(ckpt, reseed=task.seed + 7919 * state.step):
+        if run.dist.is_main:
+            log.warning("%s was written by %d processes, resuming with %d: RNG streams "
+                        "reseeded, so random draws will differ from an uninterrupted run",
+                        path, len(ckpt.get("rng") or []), run.dist.world_size)
+    task.say(f"resumed from {path} at step {state.step} (epoch {state.epoch}, batch "
+             f"{state.batch_in_epoch})")
+
+
+def _save(task: Task, run: TrainingRun, state: LoopState, *, last: bool, best: bool) -> None:
+    progress = task.progress(state)
+    if task.schedule is not None:
+        progress["scheduler"] = task.schedule.state_dict()
+    run.save(task, progress, last=last, best=best)
+
+
+def _validate(task: Task, state: LoopState) -> bool:
+    """Validate, record the history row and the best; True when it is the new best."""
+    metrics = task.validate(state)
+    row = task.history_row(state, metrics)
+    state.history.append(row)
+    best = state.best
+    if not metrics or best.step < 0:  # no validation data, or the first: the best so far
+        if metrics:
+            best.value = float(metrics.get(best.metric, math.nan))
+        best.step, best.epoch, improved = state.step, state.trained_epoch, True
+    else:
+        improved = best.update(metrics[best.metric], state.step, state.trained_epoch)
+    state.last_eval, state.last_eval_step = dict(row), state.step
+    state.last_eval_had_data = bool(metrics)
+    task.report(state, row, improved)
+    if task.schedule is not None:
+        monitored = metrics.get(best.metric) if metrics else row.get("loss")
+        if monitored is not None:
+            task.schedule.observe(monitored, best.higher_is_better if metrics else False)
+    return improved
+
+
+def _train(task: Task, run: TrainingRun, cadence: Cadence, state: LoopState,
+           callbacks: Sequence[StepCallback]) -> bool:
+    """The steps; True when the time budget stopped them."""
+    if (cadence.max_steps and state.step >= cadence.max_steps) or state.epoch >= cadence.epochs:
+        return False
+    batches = task.batches(state.epoch, state.batch_in_epoch)
+    try:
+        for after, batch in batches:
+            if task.schedule is not None:
+                task.set_lr(task.schedule.lr(state.step, state.epoch))
+            losses = task.train_step(batch, state.step)
+            state.step += 1
+            state.trained_epoch = state.epoch
+            run.check_finite(losses, f"step {state.step} (epoch {state.epoch})",
+                             NonFiniteLossError, task.nonfinite_hint)
+            state.epoch, state.batch_in_epoch = after  # where a checkpoint resumes from
+            task.after_step(state, losses, batch)
+            epoch_end = state.batch_in_epoch == 0
+            improved = False
+            if ((cadence.eval_every and state.step % cadence.eval_every == 0)
+                    or (epoch_end and cadence.eval_every_epochs
+                        and ((state.trained_epoch + 1) % cadence.eval_every_epochs == 0
+                             or state.epoch >= cadence.epochs))):
+                improved = _validate(task, state)
+            last = bool((cadence.checkpoint_every and state.step % cadence.checkpoint_every == 0)
+                        or (epoch_end and cadence.checkpoint_epochs))
+            if last or improved:
+                _save(task, run, state, last=last, best=improved)
+            for callback in callbacks:
+                callback(task, state.step, losses)
+            if cadence.max_steps and state.step >= cadence.max_steps:
+                state.stopped = "max_steps"
+                break
+            best = state.best
+            if (cadence.early_stopping and epoch_end and state.last_eval_had_data
+                    and state.last_eval_step == state.step
+                    and state.trained_epoch - best.epoch >= cadence.early_stopping):
+                state.stopped = "early_stopping"
+                task.say(f"early stopping: no better {best.metric} for "
+                         f"{cadence.early_stopping} epochs (best epoch {best.epoch})")
+                break
+            if (cadence.mid_epoch_stops or epoch_end) and run.out_of_time():  # rank 0 decides
+                state.stopped = "time"
+                task.say(f"step {state.step}: time budget of {cadence.max_minutes:g} min used; "
+                         f"stopping (resume continues exactly from {run.last_path})")
+                return True
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()  # a generator's loaders (and their workers) go now
+    return False
+
+
+def fit(task: Task, run: TrainingRun, cadence: Cadence, *,
+        resume: bool | str | Path | None = True,
+        callbacks: Sequence[StepCallback] = ()) -> TrainResult:
+    """Train ``task`` in ``run`` as ``cadence`` says; ``resume`` as in the module doc.
+
+    ``callbacks`` run after every step with ``(task, step, losses)``. Under DDP every rank calls
+    it. At the end of the run: a last validation (unless the time budget stopped it: a resumed
+    run then equals an uninterrupted one, history included) and ``last.pt``.
+    """
+    state = LoopState(best=BestTracker(task.select_by, task.higher_is_better))
+    found = _resume_checkpoint(run, resume, task.device)
+    if found is not None:
+        _restore(task, run, state, *found)
+    with run.open(purge_step=task.purge_step(state)):
+        task.started(run, state)
+        out_of_time = _train(task, run, cadence, state, callbacks)
+        improved = False
+        if cadence.final_eval and not out_of_time and state.last_eval_step != state.step:
+            improved = _validate(task, state)
+        _save(task, run, state, last=True, best=improved)
+    distributed.barrier()
+    task.finish(state)
+    best = state.best
+    return TrainResult(run_dir=run.run_dir, step=state.step, epoch=state.epoch,
+                       select_by=best.metric, best_value=best.value, best_step=best.step,
+                       best_epoch=best.epoch, last_checkpoint=run.last_path,
+                       best_checkpoint=run.best_path if best.step >= 0 else None,
+                       history=state.history, last_eval=state.last_eval, stopped=state.stopped,
+                       precision=run.precision)

@@ -1,12 +1,13 @@
-"""MRI-GAN training: the loop, balanced epochs, checkpoints and exact resume, DDP, logging.
+"""MRI-GAN training: the GAN as a task of :func:`mrigan.loop.fit` (balanced epochs, held-out
+evaluation, its checkpoint keys and logs); the loop gives checkpoints, exact resume, DDP, budget.
 
 Python API::
 
     from mrigan.config import load_config
     from mrigan.train import GanConfig, train_gan
     cfg = load_config(GanConfig, "configs/mri_gan_cpu.yaml", ["data.root=/data/mri_df"])
-    result = train_gan(cfg)                      # or train_gan(cfg, resume=True)
-    print(result.best_mean_ssim, result.best_checkpoint)
+    result = train_gan(cfg)        # continues the run's last.pt if any; resume=False: anew
+    print(result.best_value, result.best_checkpoint)
 
 Command line: ``mrigan train-gan --config configs/mri_gan.yaml --set data.root=...``; under
 ``torchrun --nproc_per_node=N`` the same command trains with DDP.
@@ -65,7 +66,6 @@ from mrigan.gan_config import (
     GanOptimConfig,
     GanTrainConfig,
     NonFiniteLossError,
-    TrainResult,
     lr_factor,
     replace,
 )
@@ -78,7 +78,16 @@ from mrigan.gan_trainer import (
     resolve_precision,
     training_mean_map,
 )
-from mrigan.loop import BestTracker, TrainingRun, check_same_architecture
+from mrigan.loop import (
+    Cadence,
+    LoopState,
+    Task,
+    TrainingRun,
+    TrainResult,
+    check_same_architecture,
+    fit,
+)
+from mrigan.lr_schedules import LinearDecayLr
 from mrigan.mri_df_format import MriDfDataset, balanced_indices
 from mrigan.paired_augment import build_paired_augment, step_generator
 from mrigan.pretrained import provenance_mismatch
@@ -90,6 +99,7 @@ __all__ = [
     "GanModelConfig",
     "GanOptimConfig",
     "GanTrainConfig",
+    "GanTask",
     "GanTrainer",
     "HeldOut",
     "NonFiniteLossError",
@@ -172,50 +182,96 @@ def make_loader(train_set: MriDfDataset, sampler: RunBatchSampler, data: GanData
         generator=torch.Generator().manual_seed(seed), **extra)
 
 
-class _GanRun:
-    """The GAN's progress (epoch, position, step, best SSIM, history) around a TrainingRun."""
+class GanTask(Task):
+    """The GAN as a :class:`mrigan.loop.Task`: balanced batches, :meth:`GanTrainer.train_step`
+    (with the paired augmentation), the held-out evaluation, its checkpoint keys and logs."""
 
-    def __init__(self, cfg: GanConfig, trainer: GanTrainer, run: TrainingRun) -> None:
-        self.cfg, self.trainer, self.run = cfg, trainer, run
-        self.epoch = self.batch_in_epoch = self.step = 0
-        self.best = BestTracker(cfg.train.select_by, higher_is_better=True, value=-math.inf)
-        self.history: list[dict[str, float]] = []
+    def __init__(self, cfg: GanConfig, trainer: GanTrainer, train_set: MriDfDataset,
+                 run: TrainingRun) -> None:
+        self.cfg, self.trainer, self.train_set, self.run = cfg, trainer, train_set, run
+        tc = cfg.train
+        self.select_by, self.device, self.seed = tc.select_by, trainer.device, tc.seed
+        self.precision_setting = tc.precision
+        self.nonfinite_hint = "Lower optim.lr, use train.precision=fp32, or check the data."
+        steps_per_epoch = len(epoch_batches(train_set.labels, 0, tc.seed, tc.batch_size))
+        total_steps = tc.max_steps or tc.epochs * steps_per_epoch
+        self.schedule = LinearDecayLr(cfg.optim.lr, total_steps, cfg.optim.decay_steps)
+        self.augment = build_paired_augment(cfg.augment, cfg.model.image_size)
         self.held_out: HeldOut | None = None
-        self.last_eval: dict[str, float] = {}
-        self.last_eval_step = -1
         self.sums: dict[str, torch.Tensor] = {}
         self.n_summed = 0
         self.tick, self.tick_step = time.perf_counter(), 0
         self.compile_logged = False
 
-    # --- checkpoints -----------------------------------------------------------------------
+    @property
+    def higher_is_better(self) -> bool:
+        return True  # every train.select_by figure (gan_config.SELECT_BY)
 
-    def progress(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-                "best_mean_ssim": self.best.value, "best_step": self.best.step,
-                "select_by": self.best.metric,
-                "history": self.history,
+    # --- the protocol ----------------------------------------------------------------------
+
+    def batches(self, epoch: int, batch_in_epoch: int):
+        tc = self.cfg.train
+        sampler = RunBatchSampler(self.train_set.labels, tc.seed, tc.batch_size, tc.epochs,
+                                  epoch, batch_in_epoch)
+        loader = make_loader(self.train_set, sampler, self.cfg.data, self.trainer.device,
+                             tc.seed + epoch)
+        self.tick = time.perf_counter()
+        yield from zip(sampler.positions(), loader, strict=True)
+
+    def train_step(self, batch, step: int) -> dict[str, torch.Tensor]:
+        trainer, cfg = self.trainer, self.cfg
+        face, mri = trainer.to_device(batch["image"]), trainer.to_device(batch["mri"])
+        if cfg.augment.enabled:
+            face, mri = self.augment(face, mri, step_generator(cfg.train.seed, step,
+                                                               self.run.dist.rank))
+            face, mri = trainer.to_device(face), trainer.to_device(mri)  # layout
+        return trainer.train_step(face, mri)
+
+    def set_lr(self, lr: float) -> None:
+        if self.cfg.optim.decay_steps:  # else the optimizers' own (the same) constant lr
+            self.trainer.set_lr(lr)
+
+    def set_precision(self, precision: str | None) -> None:
+        self.trainer.set_precision(precision)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.trainer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.trainer.load_state_dict(state)
+
+    def validate(self, state: LoopState) -> dict[str, float]:
+        """Collective: rank 0 evaluates the held-out sample, every rank learns the figures."""
+        result = evaluate_generator(self.trainer, self.held_out) if self.run.dist.is_main else {}
+        return distributed.broadcast_object(result)
+
+    # --- checkpoint keys (mrigan-gan-checkpoint/1) -----------------------------------------
+
+    def progress(self, state: LoopState) -> dict[str, Any]:
+        best = state.best
+        return {"epoch": state.epoch, "batch_in_epoch": state.batch_in_epoch, "step": state.step,
+                "best_mean_ssim": -math.inf if best.value is None else best.value,
+                "best_step": best.step, "best_epoch": best.epoch, "select_by": best.metric,
+                "history": state.history,
                 "architecture": {"generator": self.trainer.generator.architecture,
                                  "discriminator": self.trainer.discriminator.architecture}}
 
-    def save(self, last: bool = True, best: bool = False) -> None:
-        self.run.save(self.trainer, self.progress(), last=last, best=best)
+    def read_progress(self, ckpt, state: LoopState) -> None:
+        state.epoch, state.batch_in_epoch, state.step = (ckpt["epoch"], ckpt["batch_in_epoch"],
+                                                         ckpt["step"])
+        state.best.step, state.best.epoch = ckpt["best_step"], ckpt.get("best_epoch", -1)
+        state.best.value = ckpt["best_mean_ssim"] if state.best.step >= 0 else None
+        state.history = list(ckpt["history"])
 
-    def resume(self, resume: bool | str | Path | None) -> None:
-        found = self.run.resume(resume, map_location=self.trainer.device)
-        if found is None:
-            return
-        path, ckpt = found
+    def check_resume(self, path: Path, ckpt) -> None:
         # keys a checkpoint predates (model.encoder_weights) had their default value
         saved_model = {**to_dict(GanModelConfig()), **ckpt.get("config", {}).get("model", {})}
         check_same_architecture(path, saved_model, to_dict(self.cfg.model),
                                 what="model (config)")
-        self.trainer.set_precision(self.run.resume_precision(path, ckpt,
-                                                             self.cfg.train.precision))
         saved_select = ckpt.get("select_by", "mean_ssim")  # runs before it: mean SSIM
-        if saved_select != self.best.metric:
+        if saved_select != self.select_by:
             raise CheckpointError(f"train.select_by changed since this checkpoint was written "
-                                  f"({saved_select} -> {self.best.metric}): the best checkpoint "
+                                  f"({saved_select} -> {self.select_by}): the best checkpoint "
                                   "so far was chosen by the other figure; resume with "
                                   f"train.select_by={saved_select} or start a new run (another "
                                   "name)", path=path)
@@ -226,154 +282,79 @@ class _GanRun:
             log.warning("%s: the generator's encoder was %s", path, other)
         if saved_origin:  # the weights descend from the checkpoint's, and so does the record
             self.trainer.generator.architecture["encoder_source"] = saved_origin
-        try:
-            self.trainer.load_state_dict(ckpt)
-        except (KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"weights do not fit this run's models ({exc})".split("\n")[0],
-                                  path=path) from exc
-        tc = self.cfg.train
         saved_batch = ckpt["config"]["train"]["batch_size"]
-        if saved_batch != tc.batch_size:
+        if saved_batch != self.cfg.train.batch_size:
             log.warning("%s was trained with batch_size %d, resuming with %d: the position "
                         "inside the epoch is counted in batches, so some items are skipped or "
-                        "repeated once", path, saved_batch, tc.batch_size)
-        self.epoch, self.batch_in_epoch, self.step = (ckpt["epoch"], ckpt["batch_in_epoch"],
-                                                      ckpt["step"])
-        self.best.load_state_dict({"value": ckpt["best_mean_ssim"], "step": ckpt["best_step"]})
-        self.history = list(ckpt["history"])
-        if self.history:
-            self.last_eval, self.last_eval_step = self.history[-1], self.history[-1]["step"]
-        if not self.run.restore_rng(ckpt, reseed=tc.seed + 7919 * self.step):
-            log.warning("%s was written by %d processes, resuming with %d: RNG streams reseeded, "
-                        "so dropout noise will differ from an uninterrupted run",
-                        path, len(ckpt["rng"]), self.run.dist.world_size)
-        if self.run.dist.is_main:
-            log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step,
-                     self.epoch, self.batch_in_epoch)
+                        "repeated once", path, saved_batch, self.cfg.train.batch_size)
 
-    # --- evaluation and logs ---------------------------------------------------------------
+    # --- logs ------------------------------------------------------------------------------
 
-    def _evaluate_main(self) -> dict[str, float]:
-        """Rank 0: held-out SSIM, TensorBoard scalars and image grid, eval_history.json."""
-        result = evaluate_generator(self.trainer, self.held_out)
-        result["step"] = self.step
-        self.history.append(result)
-        self.best.update(result[self.best.metric], self.step)
-        self.run.scalars({k: v for k, v in result.items() if k != "step"}, self.step, "eval/")
+    def history_row(self, state: LoopState, metrics) -> dict[str, Any]:
+        return {**metrics, "step": state.step}
+
+    def report(self, state: LoopState, row, improved: bool) -> None:
+        """Rank 0: TensorBoard scalars and image grid, eval_history.json, one log line."""
+        if not self.run.dist.is_main:
+            return
+        step, best = state.step, state.best
+        self.run.scalars({k: v for k, v in row.items() if k != "step"}, step, "eval/")
         held = self.held_out
         rows = min(self.cfg.train.grid_rows, held.faces.shape[0])
         if rows and self.run.writer is not None:
             gen = self.trainer.generate(held.faces[:rows]).cpu()
             self.run.writer.add_image("samples/face_true_generated",
-                                      image_grid(held.faces[:rows], held.mris[:rows], gen),
-                                      self.step)
-        atomic_write_json(self.run.run_dir / "eval_history.json", self.history)
+                                      image_grid(held.faces[:rows], held.mris[:rows], gen), step)
+        atomic_write_json(self.run.run_dir / "eval_history.json", state.history)
         log.info("step %d: held-out mean SSIM %.4f, L2 %.5f (all-black %.5f); fakes: SSIM "
                  "%.4f (black %.4f, mean map %.4f), pixel AUC %.3f (mean map %.3f); face AUC "
-                 "%.3f; best %s %.4f at step %d", self.step, result["mean_ssim"], result["l2"],
-                 result["l2_black"], result["fake_ssim"], result["black_fake_ssim"],
-                 result.get("mean_map_fake_ssim", math.nan), result["pixel_auc"],
-                 result.get("mean_map_pixel_auc", math.nan), result["face_auc"],
-                 self.best.metric, self.best.value, self.best.step)
-        return result
+                 "%.3f; best %s %.4f at step %d", step, row["mean_ssim"], row["l2"],
+                 row["l2_black"], row["fake_ssim"], row["black_fake_ssim"],
+                 row.get("mean_map_fake_ssim", math.nan), row["pixel_auc"],
+                 row.get("mean_map_pixel_auc", math.nan), row["face_auc"],
+                 best.metric, best.value, best.step)
 
-    def evaluate_and_keep_best(self) -> None:
-        """Collective: rank 0 evaluates, every rank learns the outcome and joins the save."""
-        if self.run.dist.is_main:
-            self.last_eval = self._evaluate_main()
-        self.best.value, self.best.step, self.last_eval = distributed.broadcast_object(
-            (self.best.value, self.best.step, self.last_eval))
-        self.last_eval_step = self.step
-        if self.best.step == self.step:
-            self.save(last=False, best=True)
-
-    def log_terms(self, terms: dict[str, torch.Tensor]) -> None:
+    def after_step(self, state: LoopState, terms, batch) -> None:
+        trainer, step = self.trainer, state.step
+        if trainer.compile_seconds is not None and not self.compile_logged:
+            self.compile_logged = True  # compile time apart: not in img/s
+            log.info("step %d: torch.compile of G and D took %.1f s (first step; mode "
+                     "%s, CUDA graphs %s)", step, trainer.compile_seconds,
+                     trainer.compile_mode, "on" if trainer.cuda_graphs else "off")
+            self.tick, self.tick_step = time.perf_counter(), step
+            self.run.scalars({"perf/compile_seconds": trainer.compile_seconds}, step)
         for k, v in terms.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
         self.n_summed += 1
         tc = self.cfg.train
-        if not (tc.log_every and self.step % tc.log_every == 0):
+        if not (tc.log_every and step % tc.log_every == 0):
             return
         means = {k: float(distributed.all_reduce_mean(v / self.n_summed))
                  for k, v in self.sums.items()}
         self.sums, self.n_summed = {}, 0
         now = time.perf_counter()
-        ips = (self.step - self.tick_step) * tc.batch_size / max(now - self.tick, 1e-9)
-        self.tick, self.tick_step = now, self.step
+        ips = (step - self.tick_step) * tc.batch_size / max(now - self.tick, 1e-9)
+        self.tick, self.tick_step = now, step
         if self.run.writer is not None:
-            self.run.scalars(means, self.step, "loss/")
-            self.run.scalars({"lr/generator": self.trainer.opt_g.param_groups[0]["lr"],
-                              "lr/discriminator": self.trainer.opt_d.param_groups[0]["lr"],
-                              "perf/images_per_s": ips}, self.step)
+            self.run.scalars(means, step, "loss/")
+            self.run.scalars({"lr/generator": trainer.opt_g.param_groups[0]["lr"],
+                              "lr/discriminator": trainer.opt_d.param_groups[0]["lr"],
+                              "perf/images_per_s": ips}, step)
             log.info("step %d epoch %d: G %.4f (gan %.4f, pixel %.5f, ssim %.4f) D %.4f | "
-                     "%.1f img/s", self.step, self.epoch, means["G"], means["G_gan"],
+                     "%.1f img/s", step, state.trained_epoch, means["G"], means["G_gan"],
                      means["G_pixel"], means["G_ssim"], means["D"], ips)
 
-    # --- the loop --------------------------------------------------------------------------
-
-    def fit(self, train_set: MriDfDataset, callbacks: Sequence[StepCallback]) -> None:
-        cfg, tc, trainer = self.cfg, self.cfg.train, self.trainer
-        rank = self.run.dist.rank
-        steps_per_epoch = len(epoch_batches(train_set.labels, 0, tc.seed, tc.batch_size))
-        total_steps = tc.max_steps or tc.epochs * steps_per_epoch
-        augment = build_paired_augment(cfg.augment, cfg.model.image_size)
-        self.tick, self.tick_step = time.perf_counter(), self.step
-        finished = bool(tc.max_steps and self.step >= tc.max_steps)
-        out_of_time = False
-        if not finished and self.epoch < tc.epochs:
-            sampler = RunBatchSampler(train_set.labels, tc.seed, tc.batch_size, tc.epochs,
-                                      self.epoch, self.batch_in_epoch)
-            loader = make_loader(train_set, sampler, cfg.data, trainer.device,
-                                 tc.seed + self.epoch)
-            for after, batch in zip(sampler.positions(), loader, strict=True):
-                face, mri = trainer.to_device(batch["image"]), trainer.to_device(batch["mri"])
-                if cfg.augment.enabled:
-                    face, mri = augment(face, mri, step_generator(tc.seed, self.step, rank))
-                    face, mri = trainer.to_device(face), trainer.to_device(mri)  # layout
-                if cfg.optim.decay_steps:
-                    trainer.set_lr(cfg.optim.lr * lr_factor(self.step, total_steps,
-                                                            cfg.optim.decay_steps))
-                terms = trainer.train_step(face, mri)
-                self.step += 1
-                if trainer.compile_seconds is not None and not self.compile_logged:
-                    self.compile_logged = True  # compile time apart: not in img/s
-                    log.info("step %d: torch.compile of G and D took %.1f s (first step; mode "
-                             "%s, CUDA graphs %s)", self.step, trainer.compile_seconds,
-                             trainer.compile_mode, "on" if trainer.cuda_graphs else "off")
-                    self.tick, self.tick_step = time.perf_counter(), self.step
-                    self.run.scalars({"perf/compile_seconds": trainer.compile_seconds}, self.step)
-                self.run.check_finite(terms, f"step {self.step} (epoch {self.epoch})",
-                                      NonFiniteLossError, "Lower optim.lr, use "
-                                      "train.precision=fp32, or check the data.")
-                self.log_terms(terms)
-                self.epoch, self.batch_in_epoch = after  # where a checkpoint resumes from
-                if tc.eval_every and self.step % tc.eval_every == 0:
-                    self.evaluate_and_keep_best()
-                if tc.checkpoint_every and self.step % tc.checkpoint_every == 0:
-                    self.save()
-                for callback in callbacks:
-                    callback(trainer, self.step, terms)
-                if tc.max_steps and self.step >= tc.max_steps:
-                    finished = True
-                    break
-                if self.run.out_of_time():  # rank 0 decides
-                    finished = out_of_time = True
-                    log.info("step %d: time budget of %.1f min used; stopping (resume continues "
-                             "exactly from %s)", self.step, tc.max_minutes, self.run.last_path)
-                    break
-            del loader  # stops the workers
-        # end of training: a final evaluation and checkpoint. Out of time, the checkpoint alone:
-        # a resumed run then equals an uninterrupted one, evaluation history included.
-        if tc.eval_every and self.last_eval_step != self.step and not out_of_time:
-            self.evaluate_and_keep_best()
-        self.save()
+    def started(self, run: TrainingRun, state: LoopState) -> None:
+        self.tick, self.tick_step = time.perf_counter(), state.step
 
 
-def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
+def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = True,
               callbacks: Sequence[StepCallback] = ()) -> TrainResult:
     """Train MRI-GAN as configured; see the module docstring for what a run guarantees.
 
-    ``resume``: ``True`` for ``<run>/checkpoints/last.pt``, or a checkpoint path.
+    ``resume`` as everywhere (:mod:`mrigan.loop`): ``True`` (default) continues from
+    ``<run>/checkpoints/last.pt`` when the run has one, a path from that checkpoint, ``False``
+    starts fresh.
     ``callbacks`` run after every step with ``(trainer, step, loss_terms)``.
     Uses the process group of the caller when there is one (torchrun / ``distributed.setup``).
     """
@@ -397,19 +378,13 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
         trainer.generator.set_prior(mean_map.to(trainer.device))  # the checkpoint's replaces it
     run = TrainingRun(cfg.run_dir, cfg, fmt=CHECKPOINT_FORMAT, max_minutes=tc.max_minutes,
                       precision=trainer.precision)
-    state = _GanRun(cfg, trainer, run)
+    task = GanTask(cfg, trainer, train_set, run)
     if evaluates:
         val_set = MriDfDataset(cfg.data.root, cfg.data.val_split, cfg.model.image_size)
-        state.held_out = HeldOut.from_dataset(val_set, cfg.data.eval_samples, tc.seed,
-                                              mean_map=mean_map)
-    state.resume(resume)
-    with run.open(purge_step=state.step):
-        state.fit(train_set, callbacks)
-    distributed.barrier()
-    best = state.best
-    return TrainResult(run_dir=cfg.run_dir, step=state.step, epoch=state.epoch,
-                       best_mean_ssim=best.value, best_step=best.step,
-                       last_checkpoint=run.last_path,
-                       best_checkpoint=run.best_path if best.step >= 0 else None,
-                       last_eval=state.last_eval, precision=trainer.precision,
-                       select_by=best.metric)
+        task.held_out = HeldOut.from_dataset(val_set, cfg.data.eval_samples, tc.seed,
+                                             mean_map=mean_map)
+    cadence = Cadence(epochs=tc.epochs, max_steps=tc.max_steps, max_minutes=tc.max_minutes,
+                      eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every,
+                      final_eval=tc.eval_every > 0)
+    steps = [(lambda task, step, terms, cb=cb: cb(trainer, step, terms)) for cb in callbacks]
+    return fit(task, run, cadence, resume=resume, callbacks=steps)

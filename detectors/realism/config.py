@@ -66,8 +66,8 @@ class RealismTrainConfig:
     accumulation: int = 1  # micro-batches of batch_size per optimizer step
     retrain_on_train_val: bool = False  # after selection, train the best model on train+val
     retrain_epochs: int = 0  # epochs of that retraining (0: best epoch + 1)
-    #: continue from <out>/checkpoints/last.pt when it exists
-    resume: bool = field(default=False, metadata=not_shaping())
+    #: continue from <out>/checkpoints/last.pt when it exists (mrigan.loop)
+    resume: bool = field(default=True, metadata=not_shaping())
     #: wall-time budget, checked after each epoch (0: none)
     max_minutes: float = field(default=0.0, metadata=runtime())
 

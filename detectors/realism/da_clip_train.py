@@ -179,9 +179,9 @@ class DaClipTrainer(RegressorTrainer):
         self.parts.append({k: float(parts[k].detach()) for k in ("visual", "textual", "sim")})
         return parts["total"].float()
 
-    def train_epoch(self, loader) -> float:
+    def start_epoch(self) -> None:
+        super().start_epoch()
         self.parts = []
-        return super().train_epoch(loader)
 
     def epoch_metrics(self) -> dict[str, float]:
         """Means over the epoch's batches of ``L_V``, ``L_T`` and ``L_sim`` (history, TensorBoard)."""

@@ -52,10 +52,10 @@ def train_and_evaluate(cfg: RealismConfig, data: RealismData, out: Path, device:
                        log: Callable[[str], None] = _log.info) -> dict:
     """One run of ``mrigan train-realism``: train on the split, write ``<out>/reports/``."""
     result = train_regressor(cfg, data.train, data.val, out, log=log)
-    log(f"best epoch {result.best_epoch}: {result.best_path}")
+    log(f"best epoch {result.best_epoch}: {result.best_checkpoint}")
     return evaluate_run(cfg, result.model, data, out / "reports", device, baseline=baseline,
                         members=members, weights=cfg.ensemble.weights, log=log,
-                        extra={"checkpoint": str(result.best_path),
+                        extra={"checkpoint": str(result.best_checkpoint),
                                "best_epoch": result.best_epoch, "history": result.history})
 
 

@@ -8,9 +8,11 @@ clip from ``train.val_draws`` sequences and keeps the epoch with the best ``trai
 dict, state dict, epoch, validation report, optimizer/scheduler/RNG state for resume) readable
 with ``torch.load(weights_only=True)``.
 
-The run folder, checkpoints, exact resume (``train.resume``: a killed run continues from the last
-finished epoch and ends with the same weights and metrics as an uninterrupted one), TensorBoard,
-the non-finite stop and the time budget come from :mod:`mrigan.loop`.
+The model is a :class:`RealismTask` of :func:`mrigan.loop.fit`, which owns the run folder,
+checkpoints, exact resume (``train.resume``, true by default as for every trainer: a killed run
+continues from the last finished epoch and ends with the same weights and metrics as an
+uninterrupted one), best tracking, TensorBoard, the non-finite stop, the learning-rate schedule
+and the time budget (checked after each epoch).
 
 Recipe switches (``configs/realism_ensemble_paper.yaml`` reproduces the ensemble paper's:
 AdamW 2e-5, ReduceLROnPlateau, early stopping, batch 2 x 8 accumulation, retraining on train+val):
@@ -35,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,30 +51,26 @@ from detectors.realism.data import RealismDataError
 from detectors.realism.dataset import ClipDataset
 from detectors.realism.model_registry import model_kind
 from detectors.realism.predict import predict_clips
-from detectors.realism.trainer import LOWER_IS_BETTER, RegressorTrainer
+from detectors.realism.trainer import RegressorTrainer, lr_schedule
 from mrigan.checkpoint import CheckpointError, load_checkpoint, seed_everything
 from mrigan.config import ConfigError, from_dict
 from mrigan.device import resolve_device, use_channels_last
-from mrigan.loop import BestTracker, TrainingRun, check_same_architecture
+from mrigan.loop import (
+    Cadence,
+    LoopState,
+    Task,
+    TrainingRun,
+    TrainResult,
+    check_same_architecture,
+    fit,
+)
 
 __all__ = ["RegressorTrainer", "TrainResult", "check_train_config", "load_regressor",
            "train_regressor"]
 
 CHECKPOINT_KIND = "mrigan-realism-regressor"
-_LOWER_IS_BETTER = LOWER_IS_BETTER
 SELECT_BY = ("score", "srcc", "plcc", "rmse", "mae")
 SCHEDULERS = ("cosine", "plateau", "none")
-
-
-@dataclass
-class TrainResult:
-    model: torch.nn.Module
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    best_path: Path | None = None
-    stopped: str = ""  # "" (all epochs) | early_stopping | time
-    retrained_path: Path | None = None  # with train.retrain_on_train_val: its last.pt
-    mos_centre: float = 3.0  # mean training MOS: the head's initial bias
 
 
 def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu"
@@ -115,10 +112,128 @@ def train_regressor(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: 
             tc, epochs=epochs, retrain_on_train_val=False, early_stopping=0))
         retrain_dir = Path(out_dir, "retrain") if out_dir else None
         retrained = _fit(again, [*train_clips, *val_clips], (), retrain_dir, log,
-                         init=result.model.state_dict(), mos_centre=result.mos_centre)
-        result.model, result.retrained_path = retrained.model, retrained.best_path
+                         init=result.model.state_dict(), mos_centre=result.extras["mos_centre"])
+        result.model = retrained.model
+        result.extras["retrained_path"] = retrained.best_checkpoint
         result.history += [{**row, "phase": "retrain"} for row in retrained.history]
     return result
+
+
+class RealismTask(Task):
+    """A realism model as a :class:`mrigan.loop.Task`: epochs of random clip sequences,
+    (accumulated) steps of its trainer plugin, validation on the validation clips' MOS, its
+    checkpoint keys (``next_epoch``, ``best``...); the best weights are kept in memory and are
+    the model's at the end."""
+
+    def __init__(self, cfg: RealismConfig, trainer: RegressorTrainer, dataset: ClipDataset,
+                 loader: DataLoader, val_clips: Sequence[Clip], run: TrainingRun,
+                 log: Callable[[str], None], mos_centre: float, weights_source: dict) -> None:
+        tc = cfg.train
+        self.cfg, self.trainer, self.model, self.run = cfg, trainer, trainer.model, run
+        self.dataset, self.loader, self.val_clips, self.log = dataset, loader, val_clips, log
+        self.mos_centre, self.weights_source = mos_centre, weights_source
+        self.select_by, self.device, self.seed = tc.select_by, trainer.device, tc.seed
+        self.precision_setting, self.nonfinite_hint = tc.precision, "Lower train.lr."
+        self.schedule = lr_schedule(cfg)
+        self.losses: list[float] = []
+        self.val: dict = {}
+        self.best_state: dict | None = None
+        self._i = self._n = 0
+
+    def say(self, message: str) -> None:
+        self.log(message)
+
+    def batches(self, epoch: int, batch_in_epoch: int):
+        n = len(self.loader)
+        for e in range(epoch, self.cfg.train.epochs):
+            self.dataset.set_epoch(e)
+            self.trainer.start_epoch()
+            self.losses = []
+            batches = iter(self.loader)
+            for i in range(n):
+                batch = next(batches)
+                if i == n - 1:  # run the loader out now, as a for loop over it would: its
+                    for _ in batches:  # sampler's last draw from the shuffle generator
+                        pass  # belongs to this epoch (and to the state saved after it)
+                self._i, self._n = i, n
+                yield ((e, i + 1) if i + 1 < n else (e + 1, 0)), batch
+
+    def train_step(self, batch, step: int) -> dict[str, torch.Tensor]:
+        loss = self.trainer.train_batch(self._i, self._n, batch)
+        self.losses.append(float(loss))
+        return {"loss": loss}
+
+    def set_lr(self, lr: float) -> None:
+        self.trainer.set_lr(lr)
+
+    def set_precision(self, precision: str | None) -> None:
+        self.trainer.set_precision(precision)
+
+    def state_dict(self) -> dict:
+        return self.trainer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trainer.load_state_dict(state)
+
+    def validate(self, state: LoopState) -> dict[str, float]:
+        self.val = {}
+        if not self.val_clips:
+            return {}
+        cfg, tc = self.cfg, self.cfg.train
+        pred = predict_clips(self.model, self.val_clips, cfg.sampler, inputs=cfg.model.inputs,
+                             size=cfg.data.image_size, device=self.device, seed=tc.seed,
+                             draws=tc.val_draws, precision=tc.precision)
+        self.val = metrics.mos_report([c.mos for c in self.val_clips], pred)
+        return {k: v for k, v in self.val.items() if k != "n"}
+
+    # --- checkpoint keys (mrigan-realism-regressor) ----------------------------------------
+
+    def progress(self, state: LoopState) -> dict:
+        best = state.best
+        return {"epoch": int(state.trained_epoch), "next_epoch": state.epoch, "val": self.val,
+                "mos_centre": float(self.mos_centre), "history": state.history,
+                "best": {"metric": best.metric if self.val_clips else "epoch",
+                         "value": best.value, "step": best.epoch, "loop_step": best.step},
+                "weights_source": self.weights_source}
+
+    def read_progress(self, ckpt, state: LoopState) -> None:
+        state.epoch = ckpt["next_epoch"]
+        state.step = state.epoch * len(self.loader)  # realism checkpoints: at epoch ends
+        state.history = list(ckpt["history"])
+        best = ckpt["best"]
+        state.best.epoch = best["step"]
+        state.best.step = best.get("loop_step", best["step"])
+        state.best.value = best["value"] if self.val_clips else None
+        self.val = dict(ckpt.get("val") or {})
+        if state.best.step >= 0 and self.run.best_path is not None:
+            self.best_state = self.run.load(self.run.best_path, map_location=self.device)["model"]
+
+    def check_resume(self, path: Path, ckpt) -> None:
+        check_same_architecture(path, ckpt["model"], self.model.state_dict())
+
+    def purge_step(self, state: LoopState) -> int:
+        return state.epoch  # TensorBoard's x is the epoch
+
+    # --- logs ------------------------------------------------------------------------------
+
+    def history_row(self, state: LoopState, metrics) -> dict:
+        return {"epoch": state.trained_epoch, "loss": float(np.mean(self.losses)),
+                "lr": self.trainer.lr, **self.trainer.epoch_metrics(),
+                **{f"val_{k}": v for k, v in metrics.items()}}
+
+    def report(self, state: LoopState, row, improved: bool) -> None:
+        self.log("epoch {epoch:3d}  loss {loss:.4f}".format(**row) + (
+            "  val plcc {val_plcc:.3f} srcc {val_srcc:.3f} rmse {val_rmse:.3f}".format(**row)
+            if self.val else ""))
+        self.run.scalars({k.replace("val_", "val/"): v for k, v in row.items() if k != "epoch"},
+                         row["epoch"])
+        if improved:
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def finish(self, state: LoopState) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
 
 
 def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Clip],
@@ -146,70 +261,16 @@ def _fit(cfg: RealismConfig, train_clips: Sequence[Clip], val_clips: Sequence[Cl
     run = TrainingRun(out_dir, cfg, fmt=CHECKPOINT_KIND, format_key="kind",
                       max_minutes=tc.max_minutes, tensorboard=tc.tensorboard,
                       precision=trainer.precision)
-    best = BestTracker(tc.select_by if val_clips else "epoch",
-                       higher_is_better=not val_clips or tc.select_by not in _LOWER_IS_BETTER)
-    result = TrainResult(model, mos_centre=mos_centre)
-    best_state = None
-    start = 0
-    found = run.resume(tc.resume and out_dir is not None, map_location=device, required=False)
-    if found is not None:
-        path, ckpt = found
-        check_same_architecture(path, ckpt["model"], model.state_dict())
-        trainer.set_precision(run.resume_precision(path, ckpt, tc.precision))
-        trainer.load_state_dict(ckpt)
-        start, result.history = ckpt["next_epoch"], list(ckpt["history"])
-        best.load_state_dict(ckpt["best"])
-        result.best_epoch = best.step
-        if best.step >= 0:
-            best_state = run.load(run.best_path, map_location=device)["model"]
-            result.best_path = run.best_path
-        run.restore_rng(ckpt, reseed=tc.seed + start)
-        log(f"resumed from {path} at epoch {start}")
     loader = DataLoader(dataset, batch_size=min(tc.batch_size, len(dataset)), shuffle=True,
                         drop_last=len(dataset) > tc.batch_size, num_workers=tc.num_workers,
                         generator=trainer.shuffle, pin_memory=device.type == "cuda",
                         persistent_workers=tc.num_workers > 0)
-    with run.open(purge_step=start):
-        for epoch in range(start, tc.epochs):
-            dataset.set_epoch(epoch)
-            row = {"epoch": epoch, "loss": trainer.train_epoch(loader), "lr": trainer.lr,
-                   **trainer.epoch_metrics()}
-            val = None
-            if val_clips:
-                pred = predict_clips(model, val_clips, cfg.sampler, inputs=cfg.model.inputs,
-                                     size=cfg.data.image_size, device=device, seed=tc.seed,
-                                     draws=tc.val_draws, precision=tc.precision)
-                val = metrics.mos_report([c.mos for c in val_clips], pred)
-                row.update({f"val_{k}": v for k, v in val.items() if k != "n"})
-            result.history.append(row)
-            log("epoch {epoch:3d}  loss {loss:.4f}".format(**row) + (
-                "  val plcc {val_plcc:.3f} srcc {val_srcc:.3f} rmse {val_rmse:.3f}".format(**row)
-                if val else ""))
-            run.scalars({k.replace("val_", "val/"): v for k, v in row.items() if k != "epoch"},
-                        epoch)
-            # Without validation the last epoch is the "best" one.
-            improved = best.update(val[tc.select_by] if val else float(epoch), epoch)
-            trainer.end_epoch(val[tc.select_by] if val else row["loss"])
-            if improved:
-                result.best_epoch = epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            progress = {"epoch": int(epoch), "next_epoch": epoch + 1, "val": val or {},
-                        "mos_centre": float(mos_centre), "history": result.history,
-                        "best": best.state_dict(), "weights_source": weights_source}
-            run.save(trainer, progress, last=True, best=improved)
-            if improved and run.best_path is not None:
-                result.best_path = run.best_path
-            if tc.early_stopping and val and epoch - best.step >= tc.early_stopping:
-                result.stopped = "early_stopping"
-                log(f"early stopping: no better val {tc.select_by} for {tc.early_stopping} "
-                    f"epochs (best epoch {best.step})")
-                break
-            if run.out_of_time():
-                result.stopped = "time"
-                log(f"time budget of {tc.max_minutes} min used after epoch {epoch}; "
-                    f"train.resume=true continues from {run.last_path}")
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+    task = RealismTask(cfg, trainer, dataset, loader, val_clips, run, log, mos_centre,
+                       weights_source)
+    cadence = Cadence(epochs=tc.epochs, max_minutes=tc.max_minutes, eval_every_epochs=1,
+                      checkpoint_epochs=True, early_stopping=tc.early_stopping if val_clips else 0,
+                      mid_epoch_stops=False)
+    result = fit(task, run, cadence, resume=tc.resume and out_dir is not None)
+    result.model = model
+    result.extras["mos_centre"] = mos_centre
     return result

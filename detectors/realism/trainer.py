@@ -1,5 +1,6 @@
-"""The realism trainer's :class:`mrigan.loop.TrainerPlugin`: optimizer, scheduler, AMP scaler,
-the loader's shuffle generator and one epoch of (accumulated) steps.
+"""The realism trainer's :class:`mrigan.loop.TrainerPlugin`: optimizer, AMP scaler, the
+loader's shuffle generator and (accumulated) steps; its learning-rate schedule
+(:func:`lr_schedule`) is applied by :func:`mrigan.loop.fit`, which also checks every loss.
 
 :class:`RegressorTrainer` trains any realism model whose ``forward(batch)`` predicts MOS with
 ``train.loss``; a model with another objective subclasses it and overrides
@@ -17,27 +18,30 @@ from torch.utils.data import DataLoader
 from detectors.realism.config import RealismConfig
 from detectors.realism.losses import build_loss
 from mrigan.device import autocast, resolve_precision
-from mrigan.loop import NonFiniteLossError
+from mrigan.lr_schedules import CosineLr, LrSchedule, PlateauLr
 
-LOWER_IS_BETTER = {"rmse", "mae", "loss"}
+
+def lr_schedule(cfg: RealismConfig) -> LrSchedule:
+    """``train.scheduler``: ``cosine`` over ``train.epochs`` (torch's CosineAnnealingLR values,
+    stepped once an epoch), ``plateau`` (``ReduceLROnPlateau`` on the validation ``select_by``,
+    on the training loss without validation clips) or ``none``."""
+    tc = cfg.train
+    if tc.scheduler == "cosine":
+        return CosineLr(tc.lr, max(tc.epochs, 1), per="epoch")
+    if tc.scheduler == "plateau":
+        return PlateauLr(tc.lr, factor=tc.plateau_factor, patience=tc.plateau_patience)
+    return LrSchedule(tc.lr)
 
 
 class RegressorTrainer:
-    """The realism trainer's :class:`mrigan.loop.TrainerPlugin`: model, AdamW, scheduler, AMP
-    scaler and the loader's shuffle generator, and one epoch of (accumulated) steps."""
+    """The realism trainer's :class:`mrigan.loop.TrainerPlugin`: model, AdamW, AMP scaler and
+    the loader's shuffle generator, and (accumulated) steps."""
 
     def __init__(self, cfg: RealismConfig, model: torch.nn.Module, device: torch.device) -> None:
         tc = cfg.train
         self.cfg, self.model, self.device = cfg, model, device
         self.loss_fn = build_loss(tc.loss)
         self.opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        self.sched: Any = None
-        if tc.scheduler == "cosine":
-            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(tc.epochs, 1))
-        elif tc.scheduler == "plateau":
-            self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.opt, mode="min" if tc.select_by in LOWER_IS_BETTER else "max",
-                factor=tc.plateau_factor, patience=tc.plateau_patience)
         self.set_precision(resolve_precision(device, tc.precision, job="training"))
         self.shuffle = torch.Generator().manual_seed(tc.seed)  # the loader's order, resumable
 
@@ -50,14 +54,11 @@ class RegressorTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict() if self.sched is not None else {},
                 "scaler": self.scaler.state_dict(), "shuffle_rng": self.shuffle.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        if self.sched is not None:
-            self.sched.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.shuffle.set_state(state["shuffle_rng"].cpu())
@@ -65,6 +66,10 @@ class RegressorTrainer:
     @property
     def lr(self) -> float:
         return float(self.opt.param_groups[0]["lr"])
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.opt.param_groups:
+            group["lr"] = lr
 
     def compute_loss(self, batch: dict) -> torch.Tensor:
         """The training loss of one (micro-)batch: ``train.loss`` of the predicted MOS.
@@ -78,8 +83,6 @@ class RegressorTrainer:
     def backward(self, batch: dict, scale: float = 1.0) -> torch.Tensor:
         """Forward one (micro-)batch and add ``loss * scale``'s gradients; returns the loss."""
         loss = self.compute_loss(batch)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {float(loss)}; lower train.lr")
         self.scaler.scale(loss * scale if scale != 1.0 else loss).backward()
         return loss.detach()
 
@@ -90,29 +93,31 @@ class RegressorTrainer:
         self.scaler.step(self.opt)
         self.scaler.update()
 
-    def train_epoch(self, loader: DataLoader) -> float:
-        """One epoch; every ``train.accumulation`` micro-batches make one optimizer step."""
+    def start_epoch(self) -> None:
+        """Training mode; per-epoch sums start anew (DA-CLIP: its loss terms)."""
         self.model.train()
+
+    def train_batch(self, i: int, n_batches: int, batch: dict) -> torch.Tensor:
+        """Micro-batch ``i`` of an epoch of ``n_batches``: every ``train.accumulation``
+        micro-batches make one optimizer step (a last incomplete group too). Its loss."""
         accumulation = self.cfg.train.accumulation
+        group_start = i - i % accumulation
+        group_size = min(accumulation, n_batches - group_start)
+        if i == group_start:
+            self.opt.zero_grad(set_to_none=True)
+        loss = self.backward(batch, 1.0 / group_size)
+        if i == group_start + group_size - 1:
+            self.optimizer_step()
+        return loss
+
+    def train_epoch(self, loader: DataLoader) -> float:
+        """One epoch of :meth:`train_batch`; the mean loss."""
+        self.start_epoch()
         n_batches = len(loader)
-        losses = []
-        for i, batch in enumerate(loader):
-            group_start = i - i % accumulation
-            group_size = min(accumulation, n_batches - group_start)
-            if i == group_start:
-                self.opt.zero_grad(set_to_none=True)
-            losses.append(float(self.backward(batch, 1.0 / group_size)))
-            if i == group_start + group_size - 1:
-                self.optimizer_step()
-        return float(np.mean(losses))
+        return float(np.mean([float(self.train_batch(i, n_batches, batch))
+                              for i, batch in enumerate(loader)]))
 
     def epoch_metrics(self) -> dict[str, float]:
         """Extra numbers of the last epoch for its history row (none here; DA-CLIP: the means
         of its three loss terms)."""
         return {}
-
-    def end_epoch(self, monitored: float) -> None:
-        if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.sched.step(monitored)
-        elif self.sched is not None:
-            self.sched.step()

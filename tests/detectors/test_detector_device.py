@@ -97,7 +97,7 @@ def test_detector_training_in_channels_last_follows_the_contiguous_run(tmp_path,
     for layout in (False, True):
         cfg = tiny_detector_config(root, tmp_path / "runs", f"cl_{layout}", epochs=1,
                                    max_steps=3, channels_last=layout)
-        runs[layout] = load_checkpoint(train_detector(cfg, log=lambda *a: None).last)["model"]
+        runs[layout] = load_checkpoint(train_detector(cfg, log=lambda *a: None).last_checkpoint)["model"]
     first_conv = "backbone.body.0.weight"  # (16, 3, 3, 3): the layouts differ in memory
     assert runs[True][first_conv].is_contiguous(memory_format=torch.channels_last)
     assert not runs[False][first_conv].is_contiguous(memory_format=torch.channels_last)

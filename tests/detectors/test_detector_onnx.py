@@ -41,7 +41,7 @@ def trained(tmp_path_factory):
             input=DetectorInputConfig(name=kind, manifest_mri=kind == "mri"),
             data=DetectorDataConfig(root=str(root), image_size=48, workers=0),
             train=DetectorTrainConfig(max_steps=1, batch_size=4, device="cpu", precision="fp32",
-                                      augment=("flip",))), log=lambda *a: None).best
+                                      augment=("flip",))), log=lambda *a: None).best_checkpoint
     return base, best
 
 

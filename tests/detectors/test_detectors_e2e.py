@@ -124,22 +124,22 @@ def test_plain_and_mri_detectors_end_to_end_on_ffpp(ffpp_mri_df, tmp_path):
     # --- plain faces: train, then resume to more steps -------------------------------------
     plain_cfg = _train_cfg(ffpp_mri_df, tmp_path, "plain", DetectorInputConfig(name="plain"), 20)
     first = train_detector(plain_cfg, log=lambda *a: None)
-    assert first.steps == 20 and first.best.is_file() and first.last.is_file()
+    assert first.step == 20 and first.best_checkpoint.is_file() and first.last_checkpoint.is_file()
     more = train_detector(_train_cfg(ffpp_mri_df, tmp_path, "plain",
                                      DetectorInputConfig(name="plain"), 30), log=lambda *a: None)
-    assert more.steps == 30 and more.history[: len(first.history)] == first.history
+    assert more.step == 30 and more.history[: len(first.history)] == first.history
     assert (tmp_path / "plain" / "config.yaml").is_file()
     # best.pt is the epoch with the highest validation AUC
     aucs = [h["auc"] for h in more.history]
     assert more.best_epoch == more.history[int(np.nanargmax(aucs))]["epoch"]
-    assert more.best_auc == pytest.approx(np.nanmax(aucs))
+    assert more.best_value == pytest.approx(np.nanmax(aucs))
     assert any((tmp_path / "plain" / "tb").iterdir())
 
     tests = (EvalFaceSetConfig(name="test", split="test"),
              EvalFaceSetConfig(name="test_deepfakes", split="test", methods=("Deepfakes",)),
              EvalFaceSetConfig(name="train", split="train"))
     plain_eval = evaluate_detector(EvaluateConfig(
-        checkpoint=str(more.last), test_sets=tests, bootstrap=100, device="cpu",
+        checkpoint=str(more.last_checkpoint), test_sets=tests, bootstrap=100, device="cpu",
         aggregation=AggregationConfig(rule="count")), log=lambda *a: None)
     out = tmp_path / "plain" / "reports" / "evaluate"
     report = _check_reports(out, ["test", "test_deepfakes", "train"],
@@ -159,7 +159,7 @@ def test_plain_and_mri_detectors_end_to_end_on_ffpp(ffpp_mri_df, tmp_path):
     mri_input = DetectorInputConfig(name="mri", generator=str(gen_file), mri_cache=str(cache))
     mri = train_detector(_train_cfg(ffpp_mri_df, tmp_path, "mri", mri_input, 10),
                          log=lambda *a: None)
-    assert mri.steps == 10
+    assert mri.step == 10
     cached = sorted(cache.rglob("*.png"))
     assert len(cached) == n_split["train"] + n_split["val"]  # test MRIs are made at evaluation
 
@@ -176,7 +176,7 @@ def test_plain_and_mri_detectors_end_to_end_on_ffpp(ffpp_mri_df, tmp_path):
 
     from mrigan.app.cli import main
 
-    rc = main(["evaluate", "--checkpoint", str(mri.best), "--test", "test=test",
+    rc = main(["evaluate", "--checkpoint", str(mri.best_checkpoint), "--test", "test=test",
                "--test", "nt=test:NeuralTextures", "--set", "bootstrap=50",
                "--set", "device=cpu", "--out", str(tmp_path / "mri_eval")])
     assert rc == 0

@@ -111,7 +111,7 @@ def test_trainer_recalibration_changes_only_the_running_statistics(synthetic_roo
     off = train_detector(_cfg(synthetic_root, tmp_path, "off", max_steps=4), **QUIET)
     on_cfg = _cfg(synthetic_root, tmp_path, "on", max_steps=4, bn_recalibrate=2)
     on = train_detector(on_cfg, **QUIET)
-    a, b = load_checkpoint(off.last), load_checkpoint(on.last)
+    a, b = load_checkpoint(off.last_checkpoint), load_checkpoint(on.last_checkpoint)
     assert a["step"] == b["step"] == 4
     stats = ("running_mean", "running_var", "num_batches_tracked")
     for key in a["model"]:
@@ -164,12 +164,12 @@ def test_cosine_adamw_run_resumes_mid_epoch_to_the_same_weights(synthetic_root, 
     straight = train_detector(_cfg(synthetic_root, tmp_path, "straight", **opts), **QUIET)
     train_detector(_cfg(synthetic_root, tmp_path, "resumed", max_steps=3, **opts), **QUIET)
     resumed = train_detector(_cfg(synthetic_root, tmp_path, "resumed", **opts), **QUIET)
-    assert straight.steps == resumed.steps
-    a, b = load_checkpoint(straight.last), load_checkpoint(resumed.last)
+    assert straight.step == resumed.step
+    a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
     for key in a["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0, msg=key)
     # the last step ran at the cosine's last value
-    total = straight.steps
+    total = straight.step
     tc = _cfg(synthetic_root, tmp_path, "x", **opts).train
     assert a["optimizer"]["param_groups"][0]["lr"] == pytest.approx(lr_at(tc, total - 1, total))
     assert 0 < a["optimizer"]["param_groups"][0]["lr"] < 0.1 * tc.lr

@@ -51,9 +51,9 @@ def test_resume_mid_epoch_gives_the_same_weights(synthetic_root, tmp_path):
     mid = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert (mid["step"], mid["epoch"]) == (3, 0) and mid["batches_done"] == 3
     resumed = train_detector(_cfg(synthetic_root, tmp_path, "resumed", max_steps=7), **QUIET)
-    assert straight.steps == resumed.steps == 7
-    a = load_checkpoint(straight.last)["model"]
-    b = load_checkpoint(resumed.last)["model"]
+    assert straight.step == resumed.step == 7
+    a = load_checkpoint(straight.last_checkpoint)["model"]
+    b = load_checkpoint(resumed.last_checkpoint)["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     # and steps 4..7 really trained (weights moved after the stop)
@@ -67,7 +67,7 @@ def test_resume_mid_epoch_gives_the_same_weights(synthetic_root, tmp_path):
 def test_balance_modes_and_focal_loss_train(synthetic_root, tmp_path, overrides):
     result = train_detector(_cfg(synthetic_root, tmp_path, "bal", max_steps=4, **overrides),
                             **QUIET)
-    assert result.steps == 4
+    assert result.step == 4
     assert np.isfinite(result.history[-1]["auc"])
 
 
@@ -76,8 +76,8 @@ def test_temporal_detector_trains_on_clips(synthetic_root, tmp_path):
     cfg = DetectorConfig(**{**cfg.__dict__, "model": DetectorModelConfig(
         backbone="tiny-cnn", temporal=True, clip_length=2, lstm_hidden=8)})
     result = train_detector(cfg, **QUIET)
-    assert result.steps == 3
-    det = load_detector(result.last, device="cpu")
+    assert result.step == 3
+    det = load_detector(result.last_checkpoint, device="cpu")
     faces = [read_image(synthetic_root / r["image"]) for r in load_rows(synthetic_root)[:3]]
     p = det.predict_proba(faces=faces)
     assert p.shape == (3,) and ((p > 0) & (p < 1)).all()
@@ -112,7 +112,7 @@ def test_loaded_detector_scores_like_the_evaluation_path(synthetic_root, tmp_pat
     from detectors.predict import predict_probs
 
     result = train_detector(_cfg(synthetic_root, tmp_path, "det", max_steps=2), **QUIET)
-    det = load_detector(result.last, device="cpu")
+    det = load_detector(result.last_checkpoint, device="cpu")
     rows = load_rows(synthetic_root)
     ds = make_dataset(rows, InputAdapter(synthetic_root), det.config)
     expected = predict_probs(det.model, InputAdapter(synthetic_root), ds, device="cpu")
@@ -128,7 +128,7 @@ def test_explain_faces_on_a_loaded_detector(synthetic_root, tmp_path):
     from detectors.explain import explain_faces, overlay
 
     result = train_detector(_cfg(synthetic_root, tmp_path, "cam", max_steps=2), **QUIET)
-    det = load_detector(result.last, device="cpu")
+    det = load_detector(result.last_checkpoint, device="cpu")
     faces = [read_image(synthetic_root / r["image"]) for r in load_rows(synthetic_root)[:4]]
     heat, probs = explain_faces(det, faces=faces)
     assert heat.shape == (4, 32, 32) and heat.min() >= 0 and heat.max() <= 1

@@ -80,7 +80,7 @@ def test_realism_run_on_imagenet_weights_records_them(tmp_path):
         train=RealismTrainConfig(epochs=1, batch_size=4, device="cpu", precision="fp32",
                                  tensorboard=False))
     result = train_regressor(cfg, train, (), tmp_path / "r", log=lambda _: None)
-    record = load_checkpoint(result.best_path)["weights_source"]
+    record = load_checkpoint(result.best_checkpoint)["weights_source"]
     assert record == {"backbone": "efficientnet-lite0", "weights": "imagenet",
                       **resolve_packaged("efficientnet-lite0").provenance()}
 

@@ -142,8 +142,8 @@ def test_retraining_on_train_and_val(clips, tmp_path, one_torch_thread):
                              tmp_path / "rt", **QUIET)
     retrain = [r for r in result.history if r.get("phase") == "retrain"]
     assert len(retrain) == result.best_epoch + 1 and "val_rmse" not in retrain[0]
-    assert result.retrained_path == tmp_path / "rt" / "retrain" / "checkpoints" / "best.pt"
-    saved = load_checkpoint(result.retrained_path)
+    assert result.extras["retrained_path"] == tmp_path / "rt" / "retrain" / "checkpoints" / "best.pt"
+    saved = load_checkpoint(result.extras["retrained_path"])
     for k, v in result.model.state_dict().items():
         assert torch.equal(v, saved["model"][k]), k
 

@@ -72,7 +72,7 @@ def test_killed_and_resumed_run_reaches_the_same_weights(tiny_data, tmp_path):
     for part in ("generator", "discriminator", "opt_g", "opt_d"):
         assert _states_equal(a[part], b[part]) == [], part
     assert [h["mean_ssim"] for h in a["history"]] == [h["mean_ssim"] for h in b["history"]]
-    assert (full.best_step, full.best_mean_ssim) == (resumed.best_step, resumed.best_mean_ssim)
+    assert (full.best_step, full.best_value) == (resumed.best_step, resumed.best_value)
     # and steps 5..10 did change the weights (the comparison is not between untouched states)
     assert _states_equal(ckpt["generator"], a["generator"])
     assert a["opt_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 1 / 5)  # before step 10
@@ -138,7 +138,7 @@ def test_best_checkpoint_is_the_best_held_out_ssim_and_logs_are_written(tiny_dat
     history = json.loads((cfg.run_dir / "eval_history.json").read_text())
     assert [h["step"] for h in history] == [2, 4, 6, 8]
     best = max(history, key=lambda h: h["mean_ssim"])
-    assert (result.best_step, result.best_mean_ssim) == (best["step"], best["mean_ssim"])
+    assert (result.best_step, result.best_value) == (best["step"], best["mean_ssim"])
     ckpt = load_checkpoint(result.best_checkpoint)
     assert ckpt["step"] == best["step"]
 
@@ -246,7 +246,7 @@ def test_select_by_a_localization_figure_with_its_baselines_in_the_history(tiny_
         assert h["select"] == pytest.approx((h["face_auc"] + h["pixel_auc"]) / 2)
     best = max(history, key=lambda h: h["select"])
     assert result.select_by == "select"
-    assert (result.best_step, result.best_mean_ssim) == (best["step"], best["select"])
+    assert (result.best_step, result.best_value) == (best["step"], best["select"])
     assert load_checkpoint(result.best_checkpoint)["select_by"] == "select"
     again = tiny_config(tiny_data, tmp_path, "select", max_steps=8, eval_every=2)
     with pytest.raises(CheckpointError, match="select_by changed .*select -> mean_ssim"):

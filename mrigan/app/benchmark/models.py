@@ -54,11 +54,10 @@ def gan_settings(cfg: BenchmarkConfig) -> dict:
 
 def gan_stage(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> dict:
     gcfg = gan_config(cfg, mri_df_root, folder)
-    last = Path(gcfg.run_dir) / "checkpoints" / "last.pt"
-    result = train_gan(gcfg, resume=True if last.is_file() else None)
+    result = train_gan(gcfg, resume=True)
     best = result.best_checkpoint or result.last_checkpoint
     return {"checkpoint": str(best), "step": result.step, "best_step": result.best_step,
-            "best_val_mean_ssim": result.best_mean_ssim, "used": "best" if
+            "best_val_mean_ssim": result.best_value, "used": "best" if
             result.best_checkpoint else "last", "precision": result.precision}
 
 
@@ -98,8 +97,8 @@ def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Pa
                    generator: str = "", log=_log.info) -> dict:
     dcfg = detector_config(cfg, kind, mri_df_root, folder, generator)
     result = train_detector(dcfg, log=log)
-    return {"checkpoint": str(result.best), "best_val_auc": result.best_auc,
-            "best_epoch": result.best_epoch, "steps": result.steps,
+    return {"checkpoint": str(result.best_checkpoint), "best_val_auc": result.best_value,
+            "best_epoch": result.best_epoch, "steps": result.step,
             "run_dir": str(result.run_dir)}
 
 

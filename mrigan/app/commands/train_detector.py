@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         result = train_detector(cfg)
     if dist_info.is_main:
-        print(f"best validation AUC {result.best_auc:.4f} at epoch {result.best_epoch}; "
-              f"{result.steps} steps; checkpoints: {result.best} {result.last}")
+        best = result.best_value if result.best_value is not None else float("nan")
+        print(f"best validation AUC {best:.4f} at epoch {result.best_epoch}; "
+              f"{result.step} steps; checkpoints: {result.best_checkpoint} "
+              f"{result.last_checkpoint}")
     return 0

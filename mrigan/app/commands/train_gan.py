@@ -1,9 +1,11 @@
 """``mrigan train-gan``: train the MRI-GAN generator (single process, or DDP under torchrun).
 
     mrigan train-gan --config configs/mri_gan_cpu.yaml --set data.root=runs/mri_df
-    mrigan train-gan --config configs/mri_gan_cpu.yaml --set data.root=runs/mri_df --resume
+    mrigan train-gan --config configs/mri_gan_cpu.yaml --set data.root=runs/mri_df --restart
     torchrun --nproc_per_node=2 -m mrigan.app.cli train-gan --config configs/mri_gan.yaml ...
 
+Rerunning continues the run from its ``last.pt`` (exactly; settings that change the models
+are refused), ``--resume CHECKPOINT`` from another file, ``--restart`` starts it anew.
 Writes ``<out_dir>/<name>/`` (``runs/mri_gan/`` by default): ``config.yaml``,
 ``checkpoints/{last,best}.pt``, ``tb/`` (TensorBoard), ``eval_history.json``.
 
@@ -36,8 +38,11 @@ from mrigan.train import GanConfig, NonFiniteLossError, train_gan
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, default_config="configs/mri_gan.yaml")
-    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
-                        help="continue from <run>/checkpoints/last.pt (or the given checkpoint)")
+    parser.add_argument("--resume", nargs="?", const=True, default=True, metavar="CHECKPOINT",
+                        help="continue from the given checkpoint (default: from "
+                             "<run>/checkpoints/last.pt when the run has one)")
+    parser.add_argument("--restart", dest="resume", action="store_false",
+                        help="start the run anew, replacing its checkpoints")
 
 
 def check_gan_config(cfg: GanConfig, resume: bool | str | None, where: str) -> None:
@@ -59,7 +64,7 @@ def check_gan_config(cfg: GanConfig, resume: bool | str | None, where: str) -> N
         raise
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: model section cannot be built: {exc}") from exc
-    if resume not in (None, True) and not Path(resume).is_file():
+    if resume not in (None, True, False) and not Path(resume).is_file():
         raise CheckpointError("no checkpoint to resume from (--resume)", resume)
     check_output_dir(cfg.run_dir, [root])
 
@@ -80,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
             figure = {"mean_ssim": "mean SSIM", "select": "(face AUC + pixel AUC) / 2",
                       "face_auc": "face AUC", "pixel_auc": "pixel AUC",
                       "fake_ssim": "SSIM of fakes"}.get(result.select_by, result.select_by)
-            print(f"best held-out {figure} {result.best_mean_ssim:.4f} at step "
+            best = result.best_value if result.best_value is not None else float("nan")
+            print(f"best held-out {figure} {best:.4f} at step "
                   f"{result.best_step}: {result.best_checkpoint} (trained in {result.precision})")
             print(f"last checkpoint: {result.last_checkpoint}")
     return 0
