@@ -153,6 +153,11 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
     mean_mri = card["held_out"]["mean_mri"]
     assert mean_mri["fake"]["n"] + mean_mri["real"]["n"] == q["fake"]["n"] + q["real"]["n"]
     assert mean_mri["fake"]["true"] > mean_mri["real"]["true"]  # fakes differ from originals
+    # localization beside the baselines (constant maps: face AUC 0.5; black: pixel AUC 0.5)
+    loc = card["held_out"]["localization"]
+    assert loc["n"] == mean_mri["fake"]["n"] + mean_mri["real"]["n"]
+    assert loc["black_pixel_auc"] == 0.5 and loc["mean_map_face_auc"] == 0.5
+    assert 0.0 <= loc["pixel_auc"] <= 1.0 and 0.0 <= loc["select"] <= 1.0
     assert MRIGenerator.load(shipped, device="cpu").image_size == 32
     # the card names the generator and its encoder's weights (none: the paper's U-Net), and the
     # shipped sidecar names no folder of this machine: paths relative to the run, or hashed
