@@ -211,7 +211,7 @@ def test_presets_resolve_both_detectors_with_one_backbone_and_budget(preset):
     cfg = load_config(BenchmarkConfig, PROJECT_ROOT / "configs" / f"benchmark_{preset}.yaml")
     assert cfg.name == f"benchmark_{preset}"
     gan = models.gan_settings(cfg)
-    assert gan["model"]["image_size"] == {"cpu": 64, "paper": 256, "default_generator": 128}[preset]
+    assert gan["model"]["image_size"] == {"cpu": 64, "paper": 256, "default_generator": 64}[preset]
     plain, mri = (models.detector_settings(cfg, k) for k in ("plain", "mri"))
     assert plain["model"] == mri["model"] and plain["data"] == mri["data"]
     budget = ("epochs", "max_steps", "batch_size", "lr", "seed", "loss")
