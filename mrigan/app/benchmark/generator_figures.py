@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from datasets_builders.face_boxes import crop_face
 from datasets_builders.faces import FaceDetectionConfig
@@ -130,38 +129,34 @@ def generator_figures(run: str | Path, generators: dict[str, str], out: str | Pa
     tests = {k: _record(run, f"faces_{k}") for k in ("test", "labelled")
              if (run / f"faces_{k}" / STAGE_FILE).is_file()}
     batch = cfg.evaluate.batch_size
-    result: dict = {"run": str(run), "generators": {}, "baselines": {}}
-    mean_maps: dict[int, torch.Tensor] = {}
-    example_sets: dict[int, dict] = {}
+    size = cfg.data.size  # every generator scored on the crops' own size (SSIM depends on it)
+    mean_map = training_mean_map(MriDfDataset(mri_df["root"], "train", size))
+    result: dict = {"run": str(run), "size": size, "generators": {}, "baselines": {}}
+    examples = example_faces(examples_dir, size) if examples_dir else {}
+    if examples:
+        mm = mean_map.permute(1, 2, 0).numpy()
+        result["baselines"]["ff_examples"] = {
+            "black": {n: mask_auc(np.zeros(e["mask"].shape), e["mask"])
+                      for n, e in examples.items()},
+            "mean_map": {n: mask_auc(mm, e["mask"]) for n, e in examples.items()}}
     for name, path in generators.items():
         gen = MRIGenerator.load(path, device="cpu", batch_size=batch)
-        size = gen.image_size
-        if size not in mean_maps:
-            mean_maps[size] = training_mean_map(MriDfDataset(mri_df["root"], "train", size))
-        held = gan_sweep.predict_set(gen, heldout["root"], None, batch)
-        loc = gan_sweep.localization(held, mean_maps[size], 0.1)
-        figs: dict = {"file": str(path), "image_size": size,
+        held = gan_sweep.predict_set(gen, heldout["root"], None, batch, size=size)
+        loc = gan_sweep.localization(held, mean_map, 0.1)
+        figs: dict = {"file": str(path), "image_size": gen.image_size,
                       "test": {k: loc[k] for k in ("n", "n_fake", "n_real", "identities",
                                                    "fake_ssim", "pixel_auc", "face_auc",
                                                    "pred_mean_fake", "true_mean_fake")}}
-        result["baselines"].setdefault(f"test_{size}px", {
+        result["baselines"]["test"] = {
             b: {k: loc[f"{b}_{k}"] for k in ("fake_ssim", "pixel_auc", "face_auc")}
-            for b in ("black", "mean_map")})
-        if examples_dir:
-            if size not in example_sets:
-                example_sets[size] = example_faces(examples_dir, size)
-                mm = mean_maps[size].permute(1, 2, 0).numpy()
-                result["baselines"][f"ff_examples_{size}px"] = {
-                    "black": {n: mask_auc(np.zeros(e["mask"].shape), e["mask"])
-                              for n, e in example_sets[size].items()},
-                    "mean_map": {n: mask_auc(mm, e["mask"])
-                                 for n, e in example_sets[size].items()}}
-            figs["ff_examples"] = example_figures(gen.predict, example_sets[size])
+            for b in ("black", "mean_map")}
+        if examples:
+            figs["ff_examples"] = example_figures(gen.predict, examples)
         folder = out / name
-        mm = generator_score.mri_mean_stage(cfg, path, validation, tests, folder, log=log)
-        figs["video"] = {"rule": mm["aggregation"]["description"],
-                         "validation_value": mm["aggregation"]["validation_value"]}
-        for set_name, t in mm["test_sets"].items():
+        scored = generator_score.mri_mean_stage(cfg, path, validation, tests, folder, log=log)
+        figs["video"] = {"rule": scored["aggregation"]["description"],
+                         "validation_value": scored["aggregation"]["validation_value"]}
+        for set_name, t in scored["test_sets"].items():
             faces_csv = Path(t["predictions"]).with_name(f"{set_name}_faces.csv")
             v = t["video"]
             figs["video"][set_name] = {
@@ -188,13 +183,13 @@ def markdown(res: dict) -> str:
     first = next(iter(gens.values()))
     t = first["test"]
     lines = [f"Test groups ({', '.join(t['identities'])}): {t['n_fake']} fake and "
-             f"{t['n_real']} real faces (held-out MRI-DF).", "",
+             f"{t['n_real']} real faces (held-out MRI-DF), every map scored at "
+             f"{res['size']} px (the crops' size).", "",
              "| map | test fake SSIM | test pixel AUC | test face AUC | "
              + " | ".join(f"ff_examples {n} pixel AUC" for n in EXAMPLES) + " |",
              "| :--- | ---: | ---: | ---: |" + " ---: |" * len(EXAMPLES)]
-    size = first["image_size"]
-    base_test = res["baselines"].get(f"test_{size}px", {})
-    base_ex = res["baselines"].get(f"ff_examples_{size}px", {})
+    base_test = res["baselines"].get("test", {})
+    base_ex = res["baselines"].get("ff_examples", {})
     for b, label in (("black", "*all-black*"), ("mean_map", "*mean training MRI*")):
         if b in base_test:
             bt = base_test[b]
