@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
+from _gan_setup import tiny_config
 
 from datasets_builders.synthetic import write_synthetic_mri_df
 from mrigan.train import train_gan
-from tests._gan_setup import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("gan_curve", ROOT / "bench" / "gan_curve.py")
