@@ -149,7 +149,8 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
             f"{gcfg.model.ndf} instead of 64 (a small network that fits in 10 MB as fp16).",
             f"{gan['step']} steps of batch {gcfg.train.batch_size} on a CPU instead of many "
             "epochs of batch 128 on GPUs.",
-            f"{n_ids} training people (FF++ pairs) instead of DFDC's thousands of videos.",
+            f"{n_ids} training identity groups (FF++ pairs; a group holds the people of reciprocal "
+            "swaps) instead of DFDC's thousands of videos.",
             "Weights stored in fp16 (cast back to fp32 when loaded).",
             f"tau {gcfg.loss.tau} and lambda {gcfg.loss.lambda_recon} are the paper's.",
             *([f"Generator {gcfg.model.generator}: a U-Net on an ImageNet-pretrained encoder "
@@ -179,19 +180,19 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
     card["tells_real_from_fake"] = ok
     card["summary"] = (
         f"MRI-GAN generator, {size} px, width {ngf}, trained on a CPU on {n_ids} "
-        f"FaceForensics++ people; on videos of people it never saw it "
+        f"FaceForensics++ identity groups; on videos of people it never saw it "
         + ("separates real from fake" if ok else "does NOT reliably tell real from fake")
         + " (video-level AUC of its mean MRI: "
         + ", ".join(f"{k} {v['auc']} on {v['videos']} videos" for k, v in video_level.items())
         + ").")
     card["limits"] = [
-        f"Trained on {n_ids} FaceForensics++ people ({', '.join(splits['train']['identities'])})"
+        f"Trained on {n_ids} FaceForensics++ identity groups ({', '.join(splits['train']['identities'])})"
         f" at {size} px on a CPU for {gan['step']} steps: a demonstration-sized model, not the "
         "paper's.",
         "Its MRI is its guess of where a face differs from an unseen original; on real faces "
         "it should be near black, and it has seen only a few kinds of manipulation "
         f"({'; '.join(card['training_data']['datasets']) or 'see training_data'}).",
-        f"The held-out figures rest on {q['videos']} videos of {len(q['identities'])} person "
+        f"The held-out figures rest on {q['videos']} videos of {len(q['identities'])} identity group(s) "
         f"and {card['training_data']['labelled_test_videos']} labelled videos: wide intervals.",
         ("On held-out videos its mean-MRI verdicts " +
          ("separated real from fake" if ok else
