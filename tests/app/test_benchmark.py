@@ -22,6 +22,8 @@ from detectors.train import split_rows
 from mrigan.app.benchmark import data as data_mod
 from mrigan.app.benchmark.config import BenchmarkConfig, DataSettings, EvalSettings, SplitSettings
 from mrigan.app.benchmark.evaluation import VIDEO_KEYS, video_columns
+from mrigan.app.benchmark.generator_figures import beats, generator_figures
+from mrigan.app.benchmark.generator_figures import markdown as figures_markdown
 from mrigan.app.benchmark.generator_score import MRI_THRESHOLDS
 from mrigan.app.benchmark.split import split_stage
 from mrigan.app.benchmark.stages import STAGE_FILE
@@ -64,7 +66,7 @@ def _argv(shared_data: Path, out: Path, extra=()) -> list[str]:
     return argv
 
 
-def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, capsys,
+def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, ff_examples, capsys,
                                                       two_torch_threads):
     out = tmp_path / "bench"
     assert main(_argv(shared_data, out)) == 0
@@ -153,6 +155,11 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
     mean_mri = card["held_out"]["mean_mri"]
     assert mean_mri["fake"]["n"] + mean_mri["real"]["n"] == q["fake"]["n"] + q["real"]["n"]
     assert mean_mri["fake"]["true"] > mean_mri["real"]["true"]  # fakes differ from originals
+    # localization beside the baselines (constant maps: face AUC 0.5; black: pixel AUC 0.5)
+    loc = card["held_out"]["localization"]
+    assert loc["n"] == mean_mri["fake"]["n"] + mean_mri["real"]["n"]
+    assert loc["black_pixel_auc"] == 0.5 and loc["mean_map_face_auc"] == 0.5
+    assert 0.0 <= loc["pixel_auc"] <= 1.0 and 0.0 <= loc["select"] <= 1.0
     assert MRIGenerator.load(shipped, device="cpu").image_size == 32
     # the card names the generator and its encoder's weights (none: the paper's U-Net), and the
     # shipped sidecar names no folder of this machine: paths relative to the run, or hashed
@@ -160,6 +167,24 @@ def test_tiny_benchmark_end_to_end_resume_and_refusal(tmp_path, shared_data, cap
     assert side["source_checkpoint"] == "checkpoints/best.pt"
     assert side["training_config"]["data"]["root"] == "../../mri_df/data"
     assert str(tmp_path) not in shipped.with_suffix(".json").read_text()
+
+    # generator_figures on this run: the run's own export scored again gives the benchmark's
+    # mri_mean AUCs; the localization baselines are the constant maps'; nothing beats itself
+    export = str(out / "export" / "generator.safetensors")
+    figs = generator_figures(out, {"a": export, "b": export}, tmp_path / "figs", ff_examples,
+                             log=lambda _: None)
+    a = figs["generators"]["a"]
+    for r in rows:
+        if r["detector"] == "mri_mean":
+            assert a["video"][r["test_set"]]["auc"] == pytest.approx(r["auc"], abs=1e-9)
+            assert a["video"][r["test_set"]]["videos"] == r["videos"]
+    assert a["test"]["identities"] == sorted(test_ids) and a["test"]["n"] == q["fake"]["n"] + \
+        q["real"]["n"]
+    assert figs["baselines"]["test"]["black"]["pixel_auc"] == 0.5
+    assert figs["baselines"]["test"]["mean_map"]["face_auc"] == 0.5
+    assert set(a["ff_examples"]) == {"deepfakes", "neuraltextures"}
+    assert not any(beats(figs, "a", "b").values())
+    assert "| a (32 px) |" in figures_markdown(figs)
 
     # a rerun skips every stage and reproduces the table
     assert main(_argv(shared_data, out)) == 0
@@ -206,7 +231,7 @@ def test_presets_resolve_both_detectors_with_one_backbone_and_budget(preset):
     cfg = load_config(BenchmarkConfig, PROJECT_ROOT / "configs" / f"benchmark_{preset}.yaml")
     assert cfg.name == f"benchmark_{preset}"
     gan = models.gan_settings(cfg)
-    assert gan["model"]["image_size"] == {"cpu": 64, "paper": 256, "default_generator": 128}[preset]
+    assert gan["model"]["image_size"] == {"cpu": 64, "paper": 256, "default_generator": 64}[preset]
     plain, mri = (models.detector_settings(cfg, k) for k in ("plain", "mri"))
     assert plain["model"] == mri["model"] and plain["data"] == mri["data"]
     budget = ("epochs", "max_steps", "batch_size", "lr", "seed", "loss")

@@ -22,7 +22,9 @@ from detectors.metrics import binary_report, bootstrap_ci
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.stages import STAGE_FILE, BenchmarkError
 from mrigan.config import load_config
+from mrigan.gan_trainer import training_mean_map
 from mrigan.inference import MRIGenerator, export_generator
+from mrigan.localization import localization_figures
 from mrigan.model_card import CARD_FORMAT, MIN_AUC, MIN_VIDEOS, RULE, tells_real_from_fake
 from mrigan.models import ENCODER_GENERATORS
 from mrigan.mri_df_format import MriDfDataset
@@ -125,7 +127,8 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
         "training_data": {
             "train_identities": splits["train"]["identities"],
             "validation_identities": splits["val"]["identities"],
-            "validation_use": "best checkpoint (held-out mean SSIM) and the verdict threshold",
+            "validation_use": f"best checkpoint (train.select_by: {gcfg.train.select_by}) and "
+                              "the verdict threshold",
             "held_out_identities": splits["test"]["identities"],
             "videos": {"train": len(splits["train"]["videos"]),
                        "validation": len(splits["val"]["videos"])},
@@ -149,7 +152,8 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
             f"{gcfg.model.ndf} instead of 64 (a small network that fits in 10 MB as fp16).",
             f"{gan['step']} steps of batch {gcfg.train.batch_size} on a CPU instead of many "
             "epochs of batch 128 on GPUs.",
-            f"{n_ids} training people (FF++ pairs) instead of DFDC's thousands of videos.",
+            f"{n_ids} training identity groups (FF++ pairs; a group holds the people of reciprocal "
+            "swaps) instead of DFDC's thousands of videos.",
             "Weights stored in fp16 (cast back to fp32 when loaded).",
             f"tau {gcfg.loss.tau} and lambda {gcfg.loss.lambda_recon} are the paper's.",
             *([f"Generator {gcfg.model.generator}: a U-Net on an ImageNet-pretrained encoder "
@@ -161,6 +165,7 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
                                 "all_black": _num(q[lab]["mean_ssim_black"])}
                           for lab in ("fake", "real")},
             "mean_mri": (checks or {}).get("mean_mri"),
+            "localization": (checks or {}).get("localization"),
             "what": "mean SSIM of the predicted vs the true MRI on faces of the held-out "
                     "identity (true MRIs from its original video); an all-black map scores ~1 "
                     "on real faces, so only the fake row shows whether the generator is useful"},
@@ -181,19 +186,19 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
     card["tells_real_from_fake"] = ok
     card["summary"] = (
         f"MRI-GAN generator, {size} px, width {ngf}, trained on a CPU on {n_ids} "
-        f"FaceForensics++ people; on videos of people it never saw it "
+        f"FaceForensics++ identity groups; on videos of people it never saw it "
         + ("separates real from fake" if ok else "does NOT reliably tell real from fake")
         + " (video-level AUC of its mean MRI: "
         + ", ".join(f"{k} {v['auc']} on {v['videos']} videos" for k, v in video_level.items())
         + ").")
     card["limits"] = [
-        f"Trained on {n_ids} FaceForensics++ people ({', '.join(splits['train']['identities'])})"
+        f"Trained on {n_ids} FaceForensics++ identity groups ({', '.join(splits['train']['identities'])})"
         f" at {size} px on a CPU for {gan['step']} steps: a demonstration-sized model, not the "
         "paper's.",
         "Its MRI is its guess of where a face differs from an unseen original; on real faces "
         "it should be near black, and it has seen only a few kinds of manipulation "
         f"({'; '.join(card['training_data']['datasets']) or 'see training_data'}).",
-        f"The held-out figures rest on {q['videos']} videos of {len(q['identities'])} person "
+        f"The held-out figures rest on {q['videos']} videos of {len(q['identities'])} identity group(s) "
         f"and {card['training_data']['labelled_test_videos']} labelled videos: wide intervals.",
         ("On held-out videos its mean-MRI verdicts " +
          ("separated real from fake" if ok else
@@ -216,8 +221,8 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
             "short low-resolution CPU runs), so its maps show little of the manipulation."
                                              if collapsed else ".")))
     card["produced_by"] = [
-        "mrigan benchmark --pairs ../shared/data/pairs/pairs.csv --labelled "
-        "../shared/data/labelled_unpaired/labels.csv --preset default_generator --out RUN",
+        "mrigan benchmark --pairs ../shared/data/pairs/all_pairs.csv --labelled "
+        "../shared/data/labelled_unpaired/labels_all.csv --preset default_generator --out RUN",
         "mrigan ship-generator RUN"]
     return card
 
@@ -225,9 +230,12 @@ def build_card(run_dir: Path, checks: dict | None = None) -> dict:
 @torch.no_grad()
 def heldout_checks(run_dir: Path, fp32: str, fp16: Path) -> dict:
     """On up to 256 held-out faces (test identity, evenly spaced): the largest |MRI| difference
-    between the fp16 weights and the fp32 export the figures were measured with, and the mean
+    between the fp16 weights and the fp32 export the figures were measured with, the mean
     predicted vs true MRI of fake and real faces (a collapsed, all-black generator shows as a
-    predicted mean near 0 on fakes whose true mean is not)."""
+    predicted mean near 0 on fakes whose true mean is not), and the fp16 weights' localization
+    figures (:func:`mrigan.localization.localization_figures`: fake SSIM, pixel AUC against the
+    true-MRI mask, face AUC) beside the all-black map and the mean true MRI of the run's
+    training fakes."""
     a, b = MRIGenerator.load(fp32, device="cpu"), MRIGenerator.load(fp16, device="cpu")
     heldout = _record(run_dir, "heldout_mri_df")["root"]
     data = MriDfDataset(heldout, None, a.image_size)
@@ -242,8 +250,12 @@ def heldout_checks(run_dir: Path, fp32: str, fp16: Path) -> dict:
         m = labels == lab
         means[name] = {"n": int(m.sum()), "predicted": _num(pb[m].mean()) if m.any() else None,
                        "true": _num(true[m].mean()) if m.any() else None}
+    mean_map = training_mean_map(MriDfDataset(_record(run_dir, "mri_df")["root"], "train",
+                                              b.image_size))
+    figures = localization_figures(pb, true, labels, mean_map)
+    localization = {"n": len(items), **{k: _num(v) for k, v in figures.items()}}
     return {"fp16_max_mri_difference": round(float((pa - pb).abs().max()), 5),
-            "mean_mri": means}
+            "mean_mri": means, "localization": localization}
 
 
 def ship_generator(run_dir: str | Path, out: str | Path) -> tuple[Path, Path, dict]:

@@ -129,10 +129,13 @@ def spaced(n: int, max_faces: int) -> list[int]:
 
 @torch.no_grad()
 def predict_set(gen: MRIGenerator, root: str, split: str | None, batch: int,
-                max_faces: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
+                max_faces: int = 0, size: int | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
     """Predicted and true MRIs ``(N, 3, H, W)``, labels (1 = fake) and manifest rows of an
-    MRI-DF split (``None``: every row); ``max_faces`` > 0: at most that many, evenly spaced."""
-    ds = MriDfDataset(root, split, gen.image_size)
+    MRI-DF split (``None``: every row); ``max_faces`` > 0: at most that many, evenly spaced;
+    ``size``: faces and true MRIs at this size (default: the generator's; another size is
+    resized to the generator's and its MRI back)."""
+    ds = MriDfDataset(root, split, size or gen.image_size)
     chosen = spaced(len(ds), max_faces)
     preds, trues, labels = [], [], []
     for start in range(0, len(chosen), batch):

@@ -1,9 +1,12 @@
 """``mrigan ship-generator RUN``: a finished ``mrigan benchmark`` run's generator as the
 package's default generator (fp16 safetensors + a JSON sidecar with its model card).
 
-    mrigan benchmark --pairs ../shared/data/pairs/pairs.csv \\
-        --labelled ../shared/data/labelled_unpaired/labels.csv --preset default_generator --out RUN
+    mrigan benchmark --pairs ../shared/data/pairs/all_pairs.csv \\
+        --labelled ../shared/data/labelled_unpaired/labels_all.csv --preset default_generator --out RUN
     mrigan ship-generator RUN            # -> mrigan/weights/default_generator.safetensors (+ .json)
+
+Ship only a run whose generator beats the shipped one on every held-out figure
+(``bench/generator_figures.py RUN --against shipped``, README "The default generator").
 
 The card's figures are that run's held-out figures (see :mod:`mrigan.app.benchmark.card`);
 ``mrigan analyze`` uses these weights when no ``--generator`` is given.
