@@ -44,4 +44,4 @@ def train_tiny_plain_detector(base: Path) -> Path:
         data=DetectorDataConfig(root=str(root), image_size=64, workers=0),
         train=DetectorTrainConfig(max_steps=2, batch_size=4, device="cpu", precision="fp32",
                                   augment=("flip",))), log=lambda *a: None)
-    return trained.best
+    return trained.best_checkpoint

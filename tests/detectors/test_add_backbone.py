@@ -34,9 +34,9 @@ def test_a_registered_backbone_trains_one_step(tmp_path, one_torch_thread):
         cfg = tiny_detector_config(root, tmp_path / "runs", "guide", epochs=1, max_steps=1)
         cfg = dataclasses.replace(cfg, model=DetectorModelConfig(backbone="guide-cnn"))
         result = train_detector(cfg, log=lambda _line: None)
-        assert result.steps == 1 and len(initial) == 1  # built once, by the trainer
+        assert result.step == 1 and len(initial) == 1  # built once, by the trainer
         start = initial[0]
-        state = load_checkpoint(result.last)["model"]
+        state = load_checkpoint(result.last_checkpoint)["model"]
         trained = {k: v for k, v in state.items() if k.startswith("backbone.body.")}
         assert sorted(trained) == sorted(f"backbone.{k}" for k in start)
         assert any(not torch.equal(trained[f"backbone.{k}"], v) for k, v in start.items())
