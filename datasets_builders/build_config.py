@@ -149,7 +149,8 @@ class BuildConfig(Checked):
 
 #: settings that do not change what is written (where, which part, how it is shown, on what
 #: device): left out of the resume fingerprint
-NOT_SHAPING = ("out", "shard", "progress", "workers", "faces.device", "faces.batch_size")
+NOT_SHAPING = ("out", "shard", "progress", "workers", "faces.device", "faces.batch_size",
+               "faces.threads")
 
 
 __all__ = [

@@ -35,6 +35,9 @@ FINGERPRINT_NAME = "fingerprint.json"
 ADDED_LATER = {
     "faces.drop_multi_face": False,
     "faces.multi_face_fraction": 0.1,
+    "faces.detector_name": "mtcnn",
+    "faces.min_score": 0.5,
+    "faces.second_pass_min_score": 0.3,
     "augment.distraction.colors": [],
     "augment.distraction.text_scale": [0.6, 2.5],
     "augment.distraction.whole_units": False,
