@@ -195,7 +195,8 @@ VARIANTS = {"before": ("torch", None, "mtcnn"), "backend=onnx": ("onnx", None, "
 def compiled_generator(gens: dict[str, MRIGenerator], crops: list[np.ndarray],
                        maps: list[np.ndarray], batch: int, repeats: int = 3) -> None:
     """Generator alone on the pipeline's crops: eager PyTorch vs onnxruntime vs
-    ``torch.compile`` (inductor, weights frozen), compile time apart, alternated."""
+    ``torch.compile`` (inductor, weights frozen; compile time apart) vs channels_last eager,
+    alternated."""
     gen = gens["torch"]
     eager = gen.net
     t = time.perf_counter()
@@ -209,18 +210,21 @@ def compiled_generator(gens: dict[str, MRIGenerator], crops: list[np.ndarray],
         compile_s = time.perf_counter() - t
         got = np.concatenate([gen.predict(c) for c in chunks])
         runs = {"torch eager": (gen, eager), "onnxruntime": (gens["onnx"], None),
-                "torch.compile": (gen, compiled)}
+                "torch.compile": (gen, compiled), "channels_last": (gen, eager)}
         best = dict.fromkeys(runs, float("inf"))
         for _ in range(repeats):
             for name, (g, net) in runs.items():
                 if net is not None:
                     g.net = net
+                fmt = torch.channels_last if name == "channels_last" else torch.contiguous_format
+                eager.to(memory_format=fmt)
                 t = time.perf_counter()
                 for c in chunks:
                     g.predict(c)
                 best[name] = min(best[name], time.perf_counter() - t)
     finally:
         gen.net = eager
+        eager.to(memory_format=torch.contiguous_format)
     diff = float(np.abs(got - np.stack(maps)).max())
     print(f"generator alone on the {len(crops)} crops (batch {batch}, best of {repeats}): "
           + ", ".join(f"{name} {len(crops) / sec:.2f} faces/s ({best['torch eager'] / sec:.2f}x)"

@@ -245,6 +245,9 @@ def main() -> None:
                     help="timings of the default build (b); the fastest is printed")
     ap.add_argument("--levers", action="store_true",
                     help="also time the build without the decode memo and background decoding")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="time only the levers whose name holds one of these words (e.g. "
+                         "BlazeFace paper)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from datasets_builders.mri_df import BuildConfig
@@ -313,6 +316,8 @@ def main() -> None:
                       dict(detect_every=1, detector_name="blazeface")),
                      (f"BlazeFace every 3rd, followed, 1 proc, {args.threads} thr",
                       dict(detect_every=3, detect_between="follow", detector_name="blazeface"))]
+    if args.only is not None:
+        variants = [(n, kw) for n, kw in variants if any(w in n for w in args.only)]
     if args.levers:
         variants.insert(0, ("no memo, no prefetch, every frame, 1 proc",
                             dict(memo=False, prefetch=False, detect_every=1)))

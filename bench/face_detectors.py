@@ -6,7 +6,9 @@ with a face for each detector (recall against MTCNN's), the crop-square IoU of B
 box with MTCNN's first, and CPU milliseconds per frame (alternated, best of ``--repeats``).
 Then the dark clips of the face-recall tests (FF++ 634, every 30th frame, darkened: ``bright2``
 two frames as they are and six at 10%; ``dark``: three at 10%, five at 2%), each detector's
-first pass and first + permissive second pass (``faces.second_pass_below`` 0.5).
+first pass and first + permissive second pass (``faces.second_pass_below`` 0.5). Last, MTCNN
+on one and on two torch threads (``faces.threads``), alternated, on 8 frames of FF++ 634
+(1280x720): wall and CPU ms per frame.
 
     .venv/bin/python bench/face_detectors.py [--every 30] [--max-frames 10] [--threads 1]
 """
@@ -114,6 +116,21 @@ def main() -> None:
                 line.append(f"{n} first pass {first}/{len(frames)}, with the second pass "
                             f"{both}/{len(frames)}")
             print(f"dark clip {clip_name} (gains {gains}): " + "; ".join(line))
+    frames = [f for _, f in iter_frames(SHARED / "ffpp/original_sequences/youtube/c23/videos/634.mp4",
+                                        every=10, max_frames=8)]
+    best = {}
+    for _ in range(args.repeats + 1):
+        for n in (1, 2):
+            dets["mtcnn"][0].threads = n
+            t, c = time.perf_counter(), time.process_time()
+            dets["mtcnn"][0].detect(frames)
+            wall, cpu_s = time.perf_counter() - t, time.process_time() - c
+            old = best.get(n, (float("inf"), float("inf")))
+            best[n] = (min(old[0], wall), min(old[1], cpu_s))
+    print(f"MTCNN on 8 frames of FF++ 634 (1280x720), best of {args.repeats + 1}, load "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}: " + "; ".join(
+              f"{n} torch thread(s) {1000 * w / 8:.0f} ms a frame ({1000 * c / 8:.0f} CPU-ms)"
+              for n, (w, c) in best.items()))
 
 
 if __name__ == "__main__":
