@@ -44,7 +44,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from datasets_builders.face_blazeface import MIN_SCORE, PERMISSIVE_SCORE, BlazeFaceDetector
+from datasets_builders.face_blazeface import (
+    BOX_SCALE,
+    BOX_SHIFT,
+    MIN_SCORE,
+    MODEL_FILE,
+    PERMISSIVE_SCORE,
+    BlazeFaceDetector,
+)
 from datasets_builders.face_boxes import (
     BoxCache,
     FaceBox,
@@ -147,8 +154,7 @@ class FaceDetectionConfig(Checked):
             first = detector_settings(self.thresholds, self.min_face_size, self.max_side)
             permissive = [float(t) for t in self.second_pass_thresholds]
         else:
-            first = {"detector": self.detector_name, "min_score": float(self.min_score),
-                     "min_face_size": int(self.min_face_size)}
+            first = CACHE_SETTINGS[self.detector_name](self)
             permissive = float(self.second_pass_min_score)
         if self.second_pass_below > 0:
             first["second_pass"] = {"below": self.second_pass_below, "thresholds": permissive}
@@ -290,8 +296,18 @@ def _blazeface(config: FaceDetectionConfig, second_pass: bool) -> BlazeFaceDetec
                              batch_size=config.batch_size, threads=config.threads)
 
 
+def _blazeface_settings(config: FaceDetectionConfig) -> dict:
+    """BlazeFace's box-cache key (its ``settings()``) without loading it."""
+    return {"detector": "blazeface", "model": MODEL_FILE, "min_score": float(config.min_score),
+            "min_face_size": int(config.min_face_size), "box_scale": BOX_SCALE,
+            "box_shift": BOX_SHIFT}
+
+
+
 FACE_DETECTORS.register("mtcnn", _mtcnn)
 FACE_DETECTORS.register("blazeface", _blazeface)
+#: a registered detector's box-cache key from the config alone (MTCNN's: ``detector_settings``)
+CACHE_SETTINGS = {"blazeface": _blazeface_settings}
 
 
 # ----------------------------------------------------------------------- the face-track iterator
