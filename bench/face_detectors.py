@@ -35,7 +35,8 @@ VIDEOS = ("ffpp/original_sequences/youtube/c23/videos/519.mp4",
           "pairs/ffpp_extra/lrnet_real.mp4",
           "pairs/ffpp_more/original_sequences/youtube/c40/videos/866.mp4",
           "labelled_unpaired/more/dfd_actors_01__kitchen_pan.mp4",
-          "dfdc_unpaired/widuwuoiur.mp4")
+          "dfdc_unpaired/widuwuoiur.mp4",
+          "labelled_unpaired/dfdc_brtujopkby.mp4")
 DARK = {"bright2": (1.0, 1.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1),
         "dark": (0.1, 0.1, 0.1, 0.02, 0.02, 0.02, 0.02, 0.02)}
 

