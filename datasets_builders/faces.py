@@ -1,4 +1,4 @@
-"""Faces in videos: MTCNN boxes, face tracks, and THE face-track iterator every stage uses.
+"""Faces in videos: face detectors by name, face tracks, and THE face-track iterator.
 
 ``iter_face_tracks`` is the one "detect -> boxes -> tracks -> crops" loop of the project (the
 MRI-DF builder, face sets, realism clips, the analyst pipeline and the demo use it), and
@@ -17,6 +17,12 @@ frames with a face (``coverage``) is under ``second_pass_below``, a second pass 
 thresholds (``second_pass_thresholds``, default 0.6/0.7/0.7) runs on the frames without a face;
 every face records which pass found it.
 
+Face detectors (``FACE_DETECTORS``, ``faces.detector_name``): ``mtcnn`` (the paper's, facenet-pytorch;
+the default everywhere) and ``blazeface`` (MediaPipe's full-range BlazeFace, optional extra
+``mrigan[blazeface]``, ``face_blazeface``). ``faces.threads`` runs MTCNN with that many torch
+threads (restored afterwards): its many small tensors run faster on one thread on a shared
+2-core machine than on two (``bench/analyze.py``); the boxes do not change.
+
 Between detections (``detect_every`` > 1): boxes are held, or with ``between="follow"``
 followed in small crops around the last detected ones (``face_follow``).
 
@@ -30,6 +36,7 @@ its SSD detector; here a second face is a second MTCNN box above the configured 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +44,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from datasets_builders.face_blazeface import (
+    BOX_SCALE,
+    BOX_SHIFT,
+    MIN_SCORE,
+    MODEL_FILE,
+    PERMISSIVE_SCORE,
+    BlazeFaceDetector,
+)
 from datasets_builders.face_boxes import (
     BoxCache,
     FaceBox,
@@ -54,6 +69,12 @@ from mrigan.config import Checked, ConfigError, bounds
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
 from mrigan.fingerprint import added_later, runtime
+from mrigan.registry import Registry
+
+#: face detectors by name (``faces.detector_name``): factory(config, second_pass) -> detector with
+#: ``detect(frames)``, ``run_raw(images, min_size)``, ``settings()``, ``batch_size``,
+#: ``min_face_size``
+FACE_DETECTORS = Registry("face detector")
 
 #: what frames between two detections (``detect_every`` > 1) get: the last detected boxes, or
 #: the faces followed in small crops around them (``face_follow``)
@@ -102,6 +123,17 @@ class FaceDetectionConfig(Checked):
     drop_multi_face: bool = field(default=False, metadata=added_later(False))
     multi_face_fraction: float = field(default=MULTI_FACE_FRACTION, metadata={
         **bounds(minimum=0.0, exclusive_maximum=1.0), **added_later(MULTI_FACE_FRACTION)})
+    #: which detector (a name of ``FACE_DETECTORS``): mtcnn (the paper's) | blazeface
+    detector_name: str = field(default="mtcnn", metadata={
+        **bounds(registry=FACE_DETECTORS), **added_later("mtcnn")})
+    #: blazeface only: score threshold of the first pass and of the permissive second pass
+    #: (``thresholds`` are MTCNN's three stage thresholds)
+    min_score: float = field(default=MIN_SCORE, metadata={
+        **bounds(exclusive_minimum=0.0, exclusive_maximum=1.0), **added_later(MIN_SCORE)})
+    second_pass_min_score: float = field(default=PERMISSIVE_SCORE, metadata={
+        **bounds(exclusive_minimum=0.0, exclusive_maximum=1.0), **added_later(PERMISSIVE_SCORE)})
+    #: torch threads while MTCNN runs (None: torch's setting as it is); same boxes either way
+    threads: int | None = field(default=None, metadata={**bounds(minimum=1), **runtime()})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,18 +142,21 @@ class FaceDetectionConfig(Checked):
             if len(t) != 3 or not all(0.0 < float(v) < 1.0 for v in t):
                 raise ConfigError(f"faces.{key} must be three numbers in (0, 1), got {t!r}")
 
-    def detector(self, *, second_pass: bool = False) -> FaceDetector:
-        """A loaded MTCNN with these settings (the permissive one for ``second_pass``)."""
-        return FaceDetector(device=self.device, min_face_size=self.min_face_size,
-                            max_side=self.max_side, batch_size=self.batch_size,
-                            thresholds=self.second_pass_thresholds if second_pass else self.thresholds)
+    def detector(self, *, second_pass: bool = False) -> FaceDetector | BlazeFaceDetector:
+        """A loaded ``faces.detector_name`` detector with these settings (the permissive one
+        for ``second_pass``)."""
+        return FACE_DETECTORS.build(self.detector_name, self, second_pass)
 
     def cache_settings(self) -> dict:
-        """What boxes depend on (the box-cache key), without loading MTCNN."""
-        first = detector_settings(self.thresholds, self.min_face_size, self.max_side)
+        """What boxes depend on (the box-cache key), without loading the detector."""
+        if self.detector_name == "mtcnn":  # the key MTCNN caches always had
+            first = detector_settings(self.thresholds, self.min_face_size, self.max_side)
+            permissive = [float(t) for t in self.second_pass_thresholds]
+        else:
+            first = CACHE_SETTINGS[self.detector_name](self)
+            permissive = float(self.second_pass_min_score)
         if self.second_pass_below > 0:
-            first["second_pass"] = {"below": self.second_pass_below,
-                                    "thresholds": [float(t) for t in self.second_pass_thresholds]}
+            first["second_pass"] = {"below": self.second_pass_below, "thresholds": permissive}
         return first
 
 
@@ -133,20 +168,19 @@ def detector_settings(thresholds: Sequence[float], min_face_size: int, max_side:
 
 
 class FaceDetector:
-    """Batched MTCNN (facenet-pytorch) with the paper's thresholds.
+    """Batched MTCNN (facenet-pytorch) with the paper's thresholds (``FACE_DETECTORS["mtcnn"]``).
 
     ``max_side`` downscales frames whose longer side exceeds it before detection (boxes are
     mapped back to full-resolution pixels): MTCNN's cost grows with the pixel count, and a
     1080p DFDC face is large enough to be found at 640 px. ``min_face_size`` is in full-frame
     pixels; smaller detections are dropped. Frames of one size are detected in batches of
-    ``batch_size``.
+    ``batch_size``. ``threads``: torch threads while it runs (None: as they are).
     """
 
     def __init__(self, device: str = "auto", thresholds: Sequence[float] = PAPER_THRESHOLDS,
                  min_face_size: int = 40, max_side: int | None = None, batch_size: int = 16,
-                 factor: float = MTCNN_FACTOR) -> None:
+                 factor: float = MTCNN_FACTOR, threads: int | None = None) -> None:
         from facenet_pytorch import MTCNN
-
 
         if len(thresholds) != 3 or not all(0.0 < t < 1.0 for t in thresholds):
             raise ValueError(f"thresholds must be three numbers in (0, 1), got {thresholds!r}")
@@ -158,6 +192,7 @@ class FaceDetector:
         self.max_side = max_side
         self.batch_size = max(1, int(batch_size))
         self.factor = float(factor)
+        self.threads = threads
         self._mtcnn = MTCNN(keep_all=True, thresholds=list(self.thresholds),
                             min_face_size=self.min_face_size, factor=self.factor, device=self.device)
         self._mtcnn.eval()
@@ -180,13 +215,14 @@ class FaceDetector:
             if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
                 raise ValueError(f"frame {i}: expected RGB uint8 HxWx3, got {f.shape} {f.dtype}")
             by_shape.setdefault(f.shape, []).append(i)
-        for shape, idx in by_shape.items():
-            scale = self._scale_for(shape)
-            for start in range(0, len(idx), self.batch_size):
-                chunk = idx[start:start + self.batch_size]
-                for i, boxes in zip(chunk, self._detect_batch([frames[i] for i in chunk], scale),
-                                    strict=True):
-                    out[i] = boxes
+        with torch_threads(self.threads):
+            for shape, idx in by_shape.items():
+                scale = self._scale_for(shape)
+                for start in range(0, len(idx), self.batch_size):
+                    chunk = idx[start:start + self.batch_size]
+                    for i, boxes in zip(chunk, self._detect_batch([frames[i] for i in chunk],
+                                                                  scale), strict=True):
+                        out[i] = boxes
         return [b if b is not None else [] for b in out]
 
     def run_mtcnn(self, images: np.ndarray, min_size: float) -> list[np.ndarray]:
@@ -202,6 +238,11 @@ class FaceDetector:
                                          self.device)
         # facenet returns object arrays
         return [np.asarray(boxes, dtype=np.float64).reshape(-1, 5) for boxes in batch_boxes]
+
+    def run_raw(self, images: np.ndarray, min_size: float) -> list[np.ndarray]:
+        """``run_mtcnn`` under ``threads`` (the detectors' common name, used by ``face_follow``)."""
+        with torch_threads(self.threads):
+            return self.run_mtcnn(images, min_size)
 
     def _detect_batch(self, frames: list[np.ndarray], scale: float) -> list[list[FaceBox]]:
         full_h, full_w = frames[0].shape[:2]
@@ -223,6 +264,49 @@ class FaceDetector:
             found = [b for b in found if min(b.width, b.height) >= self.min_face_size]
             results.append(sorted(found, key=lambda b: -b.score))
         return results
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` inside the block (None: unchanged)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _mtcnn(config: FaceDetectionConfig, second_pass: bool) -> FaceDetector:
+    return FaceDetector(device=config.device, min_face_size=config.min_face_size,
+                        max_side=config.max_side, batch_size=config.batch_size,
+                        thresholds=config.second_pass_thresholds if second_pass
+                        else config.thresholds, threads=config.threads)
+
+
+def _blazeface(config: FaceDetectionConfig, second_pass: bool) -> BlazeFaceDetector:
+    return BlazeFaceDetector(min_score=config.second_pass_min_score if second_pass
+                             else config.min_score, min_face_size=config.min_face_size,
+                             batch_size=config.batch_size, threads=config.threads)
+
+
+def _blazeface_settings(config: FaceDetectionConfig) -> dict:
+    """BlazeFace's box-cache key (its ``settings()``) without loading it."""
+    return {"detector": "blazeface", "model": MODEL_FILE, "min_score": float(config.min_score),
+            "min_face_size": int(config.min_face_size), "box_scale": BOX_SCALE,
+            "box_shift": BOX_SHIFT}
+
+
+
+FACE_DETECTORS.register("mtcnn", _mtcnn)
+FACE_DETECTORS.register("blazeface", _blazeface)
+#: a registered detector's box-cache key from the config alone (MTCNN's: ``detector_settings``)
+CACHE_SETTINGS = {"blazeface": _blazeface_settings}
 
 
 # ----------------------------------------------------------------------- the face-track iterator
@@ -467,7 +551,7 @@ def iter_face_tracks(frames: FrameSource, detector: Detectors | FaceDetector | N
         yield TrackedFrame(index, frame, tracked, payload, coverage, second)
 
 
-__all__ = ["BETWEEN", "MULTI_FACE_FRACTION", "MultiFaceError", "check_multi_face", "NoFaceError", "FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
+__all__ = ["FACE_DETECTORS", "BlazeFaceDetector", "torch_threads", "BETWEEN", "MULTI_FACE_FRACTION", "MultiFaceError", "check_multi_face", "NoFaceError", "FaceBox", "FaceDetector", "FaceDetectionConfig", "FaceTracker", "BoxCache", "Detectors",
            "TrackedFace", "TrackedFrame", "VideoFaces", "crop_face", "square_box", "track_faces",
            "find_faces", "iter_face_tracks", "iou", "boxes_from_json", "boxes_to_json",
            "passes_from_json", "PAPER_THRESHOLDS", "PERMISSIVE_THRESHOLDS", "RECALL_SECOND_PASS_BELOW", "detector_settings"]

@@ -39,6 +39,9 @@ class AnalyzeFacesConfig(FaceDetectionConfig):
     max_faces_per_frame: int | None = field(default=None, metadata=bounds(minimum=1))
     # the crop around a face: never tighter than the detector's box when analysing
     margin: float = field(default=FaceDetectionConfig.margin, metadata=bounds(minimum=1.0))
+    # MTCNN on one torch thread (issue 24 goal 2, bench/analyze.py): the same boxes, faster on
+    # 2 shared cores than torch's two threads on its many small tensors
+    threads: int | None = field(default=1, metadata=bounds(minimum=1))
 
 
 @dataclass(frozen=True)
