@@ -117,7 +117,7 @@ def checkpoint(tmp_path_factory):
                          data=DetectorDataConfig(root=str(root), image_size=32, workers=0),
                          train=DetectorTrainConfig(epochs=1, max_steps=3, batch_size=4, lr=1e-3,
                                            device="cpu", precision="fp32", augment=()))
-    return train_detector(cfg, **QUIET).best
+    return train_detector(cfg, **QUIET).best_checkpoint
 
 
 def test_face_set_manifest_has_no_mri(face_sets):
