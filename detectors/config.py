@@ -58,6 +58,13 @@ class DetectorDataConfig(Checked):
     test_fraction: float = 0.15
     split_seed: int = 0
     max_faces_per_video: int | None = None  # evenly spaced subset per video (None = all)
+    # which fakes of the training split are trained on (reals: all of them): ``all``;
+    # ``real`` manipulations only (the builder's self-blends left out); ``self_blend`` only -
+    # the SBI recipe, real faces against their own self-blends, no real deepfake seen. The
+    # validation split is not filtered (model selection on real manipulations of validation
+    # identities). Departure from SBI (Shiohara & Yamasaki 2022): blends are made offline by the
+    # builder (``self_blend.per_real`` per real face), not anew at every step.
+    train_fakes: str = field(default="all", metadata=bounds(choices=("all", "real", "self_blend")))
     workers: int = 2
 
 

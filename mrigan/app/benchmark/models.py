@@ -12,6 +12,7 @@ from pathlib import Path
 from detectors.config import DetectorConfig
 from detectors.train import train_detector
 from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.stages import BenchmarkError
 from mrigan.config import deep_merge, load_config, to_dict
 from mrigan.inference import export_generator
 from mrigan.train import GanConfig, train_gan
@@ -79,8 +80,29 @@ def detector_config(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: P
     return load_config(DetectorConfig, path, deep_merge(d.set, extra))
 
 
+#: detector settings added after benchmark runs were already being made, with the value that
+#: reproduces the older runs (left out of the stage's settings while they hold it, as for
+#: :data:`GAN_ADDED_LATER`)
+DETECTOR_ADDED_LATER = {("data", "train_fakes"): "all"}
+
+
 def detector_settings(cfg: BenchmarkConfig, kind: str) -> dict:
-    return _without_paths(to_dict(detector_config(cfg, kind, "", Path("."))))
+    settings = _without_paths(to_dict(detector_config(cfg, kind, "", Path("."))))
+    for (section, key), old in DETECTOR_ADDED_LATER.items():
+        if settings.get(section, {}).get(key, old) == old:
+            settings.get(section, {}).pop(key, None)
+    return settings
+
+
+def check_detector_data(cfg: BenchmarkConfig) -> None:
+    """Refuse, before any stage runs, a fake source the build will not make: self-blends only
+    (``detector.set.data.train_fakes: self_blend``, SBI) with ``data.self_blend_per_real`` 0."""
+    for kind in ("plain", "mri"):
+        if (detector_config(cfg, kind, "", Path(".")).data.train_fakes == "self_blend"
+                and not cfg.data.self_blend_per_real):
+            raise BenchmarkError("detector data.train_fakes=self_blend trains on self-blends "
+                                 "only, but data.self_blend_per_real is 0 (no self-blend is "
+                                 "built)", None)
 
 
 def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Path,
@@ -92,5 +114,5 @@ def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Pa
             "run_dir": str(result.run_dir)}
 
 
-__all__ = ["detector_config", "detector_settings", "detector_stage", "export_stage",
+__all__ = ["DETECTOR_ADDED_LATER", "check_detector_data", "detector_config", "detector_settings", "detector_stage", "export_stage",
            "GAN_ADDED_LATER", "gan_config", "gan_settings", "gan_stage"]
