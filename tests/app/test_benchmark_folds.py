@@ -130,6 +130,15 @@ def test_tiny_folds_end_to_end_no_leak_pooled_resume(tmp_path, shared_data, caps
         mean = [np.mean([float(f[v]["score"]) for f in lab]) for v in videos]
         y_lab = [lab[0][v]["label"] == "fake" for v in videos]
         assert rows[("labelled", det)]["auc"] == pytest.approx(roc_auc_score(y_lab, mean))
+        # threshold-free: videos ranked by their faces' mean score (each fold's faces.csv)
+        face_mean = {}
+        for i in range(2):
+            faces = _videos(out / f"fold_{i}" / f"eval_{det}" / "report" / "predictions"
+                            / "test_faces.csv")
+            for v in {r["video"] for r in faces}:
+                face_mean[v] = np.mean([float(r["p_fake"]) for r in faces if r["video"] == v])
+        assert rows[("test", det)]["mean_face"]["auc"] == pytest.approx(
+            roc_auc_score(y, [face_mean[r["video"]] for r in pooled]))
         for key in ("ci95", "ci95_groups"):
             lo, hi = rows[("test", det)][key]["auc"]
             assert 0.0 <= lo <= hi <= 1.0

@@ -250,7 +250,8 @@ def run_folds(cfg: BenchmarkConfig, out: str | Path, *, restart: bool = False,
                "plan": [{k: v for k, v in f.items() if k != "roles"} for f in plan["folds"]]}
     results = st.run("report", {"evals": [{k: v["fingerprint"] for k, v in f["evals"].items()}
                                           for f in folds],
-                                "bootstrap": cfg.evaluate.bootstrap, "seed": cfg.split.seed},
+                                "bootstrap": cfg.evaluate.bootstrap, "seed": cfg.split.seed,
+                                "report": 2},  # 2: with the mean-face-score AUC
                      lambda f: pooled.write_fold_report(f, summary, folds, cfg))
     return {**summary, **results, "out": str(out / "report"), "timings": st.timings}
 

@@ -10,6 +10,10 @@ identities -> ``report/benchmark.{json,md,html}`` + ROC figures. Rerunning the s
 skips finished stages and resumes an interrupted one; a changed setting is refused naming the
 keys (``--restart`` redoes the stages whose settings changed).
 
+``--folds K``: a grouped k-fold over the pairs' identity groups instead of the single split
+(:mod:`mrigan.app.benchmark.folds`): ``report/folds.{md,json}`` pools the out-of-fold video
+scores; ``--config configs/benchmark_folds_cpu.yaml`` is its CPU preset (plain detectors only).
+
 ``--preset cpu`` (``configs/benchmark_cpu.yaml``): sized for ~20 minutes on 2 CPU cores;
 ``--preset paper`` (``configs/benchmark_paper.yaml``): the paper's settings, for a GPU.
 ``--config FILE`` replaces the preset (a file may start with ``base: benchmark_cpu.yaml``).
