@@ -12,7 +12,7 @@ from detectors.backbones import BACKBONES
 from detectors.freezing import FreezeConfig
 from detectors.heads import HEADS
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
-from mrigan.fingerprint import not_shaping, runtime
+from mrigan.fingerprint import added_later, not_shaping, runtime
 
 #: ``train.optimizer`` and ``train.scheduler`` names (see detectors.train).
 OPTIMIZERS = ("adam", "adamw")
@@ -63,6 +63,14 @@ class DetectorDataConfig(Checked):
     test_fraction: float = 0.15
     split_seed: int = 0
     max_faces_per_video: int | None = None  # evenly spaced subset per video (None = all)
+    # which fakes of the training split are trained on (reals: all of them): ``all``;
+    # ``real`` manipulations only (the builder's self-blends left out); ``self_blend`` only -
+    # the SBI recipe, real faces against their own self-blends, no real deepfake seen. The
+    # validation split is not filtered (model selection on real manipulations of validation
+    # identities). Departure from SBI (Shiohara & Yamasaki 2022): blends are made offline by the
+    # builder (``self_blend.per_real`` per real face), not anew at every step.
+    train_fakes: str = field(default="all", metadata={
+        **bounds(choices=("all", "real", "self_blend")), **added_later("all")})
     workers: int = field(default=2, metadata=runtime())
 
 

@@ -27,6 +27,8 @@ from mrigan.grouping import DisjointSets
 from mrigan.mri_df_format import LABELS, ManifestError, read_manifest
 
 #: Metadata columns copied from the manifest to every unit (and to prediction CSVs).
+#: ``method`` of the builder's self-blended fakes (``BuildSelfBlendConfig``)
+SELF_BLEND = "self_blend"
 UNIT_COLUMNS = ("video", "identity", "method", "source", "track", "frame", "image")
 
 
@@ -50,15 +52,31 @@ def load_rows(root: str | os.PathLike, require_mri: bool = True) -> list[dict]:
     return rows
 
 
+def keeps_fake(row: dict, fakes: str) -> bool:
+    """Whether a row stays under ``data.train_fakes`` (reals always do): ``all`` fakes,
+    ``real`` manipulations only (no self-blends), or ``self_blend`` only (the SBI recipe:
+    real faces against their self-blends, no real deepfake)."""
+    if row["label"] == 0 or fakes == "all":
+        return True
+    blend = row.get("method") == SELF_BLEND
+    if fakes == "self_blend":
+        return blend
+    if fakes == "real":
+        return not blend
+    raise ValueError(f"unknown fakes selection {fakes!r} (all, real, self_blend)")
+
+
 def select_rows(rows: Iterable[dict], *, split: str | None = None,
                 methods: Sequence[str] = (), sources: Sequence[str] = (),
-                max_per_video: int | None = None) -> list[dict]:
-    """Rows of one split; fakes limited to ``methods`` (reals kept), rows to ``sources``;
-    at most ``max_per_video`` evenly spaced faces per video (all tracks together)."""
+                max_per_video: int | None = None, fakes: str = "all") -> list[dict]:
+    """Rows of one split; fakes limited to ``methods`` (reals kept) and to ``fakes``
+    (:func:`keeps_fake`), rows to ``sources``; at most ``max_per_video`` evenly spaced faces
+    per video (all tracks together)."""
     out = [r for r in rows
            if (split is None or r.get("split") == split)
            and (not sources or r.get("source") in sources)
-           and (not methods or r["label"] == 0 or r.get("method") in methods)]
+           and (not methods or r["label"] == 0 or r.get("method") in methods)
+           and keeps_fake(r, fakes)]
     if max_per_video:
         by_video: dict[str, list[dict]] = defaultdict(list)
         for r in out:

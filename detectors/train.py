@@ -81,7 +81,7 @@ def split_rows(cfg: DetectorConfig) -> tuple[list[dict], list[dict]]:
                             test_fraction=cfg.data.test_fraction, seed=cfg.data.split_seed)
     check_grouped(rows)
     train = select_rows(rows, split=cfg.data.train_split,
-                        max_per_video=cfg.data.max_faces_per_video)
+                        max_per_video=cfg.data.max_faces_per_video, fakes=cfg.data.train_fakes)
     val = select_rows(rows, split=cfg.data.val_split, max_per_video=cfg.data.max_faces_per_video)
     if not train:
         raise ValueError(f"{cfg.data.root}: no rows in split {cfg.data.train_split!r}")

@@ -107,6 +107,12 @@ class BenchmarkConfig:
     gan: GanSettings = field(default_factory=GanSettings)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     evaluate: EvalSettings = field(default_factory=EvalSettings)
+    #: grouped k-fold over the pairs' identity groups (``mrigan benchmark --folds K``,
+    #: :mod:`mrigan.app.benchmark.folds`); 0: the single split
+    folds: int = 0
+    #: the trained detectors: ``plain`` and ``mri`` (the MRI detector needs the MRI-GAN; without
+    #: it no GAN is trained - the k-fold's plain-recipe comparisons)
+    detectors: tuple[str, ...] = ("plain", "mri")
 
 
 __all__ = ["BenchmarkConfig", "DataSettings", "DetectorSettings", "EvalSettings", "GanSettings",

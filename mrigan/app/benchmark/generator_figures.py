@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +44,8 @@ from mrigan.gan_trainer import training_mean_map
 from mrigan.inference import MRIGenerator
 from mrigan.localization import roc_auc
 from mrigan.mri_df_format import MriDfDataset
+
+_log = logging.getLogger(__name__)
 
 #: the FF++ example fakes with a ground-truth mask (``ex_<name>.png``, ``ex_<name>_mask.png``)
 EXAMPLES = ("deepfakes", "neuraltextures")
@@ -118,7 +121,7 @@ def _record(run: Path, stage: str) -> dict:
 
 
 def generator_figures(run: str | Path, generators: dict[str, str], out: str | Path,
-                      examples_dir: str | Path | None = None, log=print) -> dict:
+                      examples_dir: str | Path | None = None, log=_log.info) -> dict:
     """Every figure of the module docstring for each named generator file, and the baselines,
     on the benchmark run ``run`` (its split, MRI-DFs and face sets); per-generator video
     predictions go under ``out/<name>/``."""

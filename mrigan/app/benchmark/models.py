@@ -14,6 +14,7 @@ from detectors.config import DetectorConfig
 from detectors.train import train_detector
 from mrigan import fingerprint as settings_fp
 from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.stages import BenchmarkError
 from mrigan.config import deep_merge, load_config
 from mrigan.inference import export_generator
 from mrigan.train import GanConfig, train_gan
@@ -87,10 +88,16 @@ def check_stage_configs(cfg: BenchmarkConfig) -> None:
     """Resolve every nested config the stages will load (the GAN's, both detectors') so that a
     misspelt key, a value out of range or an unknown component name (``detector.set.model.
     backbone: nope``) is one :class:`~mrigan.config.ConfigError` before any stage runs, not
-    after the split, MRI-DF and GAN stages (minutes to hours)."""
+    after the split, MRI-DF and GAN stages (minutes to hours); and refuse a fake source the
+    build will not make: self-blends only (``detector.set.data.train_fakes: self_blend``, SBI)
+    with ``data.self_blend_per_real`` 0."""
     gan_config(cfg, "", Path("."))
     for kind in ("plain", "mri"):
-        detector_config(cfg, kind, "", Path("."))
+        if (detector_config(cfg, kind, "", Path(".")).data.train_fakes == "self_blend"
+                and not cfg.data.self_blend_per_real):
+            raise BenchmarkError("detector data.train_fakes=self_blend trains on self-blends "
+                                 "only, but data.self_blend_per_real is 0 (no self-blend is "
+                                 "built)", None)
 
 
 def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Path,
@@ -102,5 +109,6 @@ def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Pa
             "run_dir": str(result.run_dir)}
 
 
-__all__ = ["check_stage_configs", "detector_config", "detector_settings", "detector_stage", "export_stage",
+__all__ = ["check_stage_configs", "detector_config", "detector_settings", "detector_stage",
+           "export_stage",
            "GAN_ADDED_LATER", "gan_config", "gan_settings", "gan_stage"]

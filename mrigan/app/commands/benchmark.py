@@ -10,6 +10,10 @@ identities -> ``report/benchmark.{json,md,html}`` + ROC figures. Rerunning the s
 skips finished stages and resumes an interrupted one; a changed setting is refused naming the
 keys (``--restart`` redoes the stages whose settings changed).
 
+``--folds K``: a grouped k-fold over the pairs' identity groups instead of the single split
+(:mod:`mrigan.app.benchmark.folds`): ``report/folds.{md,json}`` pools the out-of-fold video
+scores; ``--config configs/benchmark_folds_cpu.yaml`` is its CPU preset (plain detectors only).
+
 ``--preset cpu`` (``configs/benchmark_cpu.yaml``): sized for ~20 minutes on 2 CPU cores;
 ``--preset paper`` (``configs/benchmark_paper.yaml``): the paper's settings, for a GPU.
 ``--config FILE`` replaces the preset (a file may start with ``base: benchmark_cpu.yaml``).
@@ -21,6 +25,7 @@ import argparse
 from pathlib import Path
 
 from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.folds import run_folds
 from mrigan.app.benchmark.pipeline import run_benchmark
 from mrigan.config import (
     PROJECT_ROOT,
@@ -48,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "efficientnet-lite0 (both detectors; same as --set "
                                           "detector.set.model.weights=FILE)")
     parser.add_argument("--out", required=True, help="output folder (resumable)")
+    parser.add_argument("--folds", type=int, metavar="K",
+                        help="grouped k-fold over the identity groups: each fold holds some "
+                             "groups out as test, the report pools the out-of-fold video scores "
+                             "(same as --set folds=K; default: the single split)")
     parser.add_argument("--restart", action="store_true",
                         help="redo the stages whose settings changed (removes their folders)")
 
@@ -62,8 +71,20 @@ def run(args: argparse.Namespace) -> int:
         weights = (args.weights if is_pretrained_word(args.weights)
                    else str(Path(args.weights).resolve()))
         overrides = deep_merge(overrides, {"detector": {"set": {"model": {"weights": weights}}}})
+    if args.folds is not None:
+        overrides["folds"] = args.folds
     config = args.config or str(PROJECT_ROOT / PRESETS[args.preset])
     cfg = load_config(BenchmarkConfig, config, overrides)
+    if cfg.folds:
+        summary = run_folds(cfg, args.out, restart=args.restart)
+        print(f"benchmark: {summary['out']}/folds.md")
+        for r in summary["table"]:
+            ci = r["ci95"]["auc"]
+            print(f"  {r['test_set']:>9} {r['detector']:>8} (pooled, {cfg.folds} folds): "
+                  f"videos {r['n']}  AUC {r['auc']:.3f}"
+                  + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+                  + f"  AP {r['ap']:.3f}  EER {r['eer']:.3f}  acc {r['accuracy']:.3f}")
+        return 0
     summary = run_benchmark(cfg, args.out, restart=args.restart)
     print(f"benchmark: {summary['out']}/benchmark.md")
     for r in summary["table"]:
