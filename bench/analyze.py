@@ -21,8 +21,9 @@ per face, ``report.gradcam``, which model-only does not: compare detector runs w
 
 Issue 24 goal 2 (``--compare``, the default): **before / after** side by side, alternated in
 one run on the same videos: *before* is the analysis as it was (MTCNN with torch's threads as
-set, generator in PyTorch), *after* the current defaults (``faces.threads`` 1), and each lever
-alone (``faces.threads=1``; ``generator.backend=onnx``; both), and the defaults with BlazeFace
+set, generator in PyTorch), *after* the current defaults (the same since ``faces.threads``
+went back to torch's setting: see README), and each lever alone (``faces.threads=1``;
+``generator.backend=onnx``; both), and the defaults with BlazeFace
 (``faces.detector_name=blazeface``: other boxes, so other crops and maps); per variant faces/s by wall
 time and per CPU-second, the ratio to *before*, the largest MRI difference against *before*
 on every face (the same crops) and whether every verdict is the same. ``--generator default``
@@ -188,8 +189,8 @@ def generators(kind: str, size: int, device: str, precision: str, batch: int
 #: name -> (generator backend, faces.threads, faces.detector_name); "before" is the analysis
 #: as it was; "after (defaults)" is filled from AnalyzeConfig's defaults
 VARIANTS = {"before": ("torch", None, "mtcnn"), "backend=onnx": ("onnx", None, "mtcnn"),
-            "after (defaults)": None, "after + onnx": ("onnx", 1, "mtcnn"),
-            "blazeface (+defaults)": None}
+            "faces.threads=1": ("torch", 1, "mtcnn"), "threads=1 + onnx": ("onnx", 1, "mtcnn"),
+            "after (defaults)": None, "blazeface (+defaults)": None}
 
 
 def compiled_generator(gens: dict[str, MRIGenerator], crops: list[np.ndarray],

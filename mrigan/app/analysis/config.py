@@ -39,9 +39,10 @@ class AnalyzeFacesConfig(FaceDetectionConfig):
     max_faces_per_frame: int | None = field(default=None, metadata=bounds(minimum=1))
     # the crop around a face: never tighter than the detector's box when analysing
     margin: float = field(default=FaceDetectionConfig.margin, metadata=bounds(minimum=1.0))
-    # MTCNN on one torch thread (issue 24 goal 2, bench/analyze.py): the same boxes, faster on
-    # 2 shared cores than torch's two threads on its many small tensors
-    threads: int | None = field(default=1, metadata=bounds(minimum=1))
+    # torch threads while MTCNN runs (None: torch's setting). 1 gives the same boxes and is
+    # faster on 2 cores shared with other jobs (2.6-3.7x at load 7-10), slower on a quiet
+    # machine (0.82-0.94x): bench/analyze.py measures both; the default keeps torch's
+    threads: int | None = field(default=None, metadata=bounds(minimum=1))
 
 
 @dataclass(frozen=True)
