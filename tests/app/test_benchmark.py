@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _media import labelled_pair_csv
 from PIL import Image
 
 from datasets_builders.build_config import BuildSourceConfig
@@ -46,21 +47,9 @@ STAGES = ("split", "mri_df", "heldout_mri_df", "gan", "export", "detector_plain"
 PAPER_COLUMNS = ("accuracy", "auc", "precision", "recall", "f1", "eer", "ap")
 
 
-def _labelled_csv(shared_data: Path, folder: Path) -> Path:
-    """Two of the labelled videos without originals (a real and a fake clip of one person),
-    listed by absolute path: the media stay where they are."""
-    wild = shared_data / "labelled_unpaired" / "in_the_wild"
-    (folder / "lists").mkdir(exist_ok=True)
-    path = folder / "lists" / "labelled.csv"
-    path.write_text("path,label,identity\n"
-                    f"{wild / 'obama_real.mp4'},real,wild_obama\n"
-                    f"{wild / 'obama_fake.mp4'},fake,wild_obama\n")
-    return path
-
-
 def _argv(shared_data: Path, out: Path, extra=()) -> list[str]:
     argv = ["benchmark", "--pairs", str(shared_data / "pairs" / "pairs.csv"), "--preset", "cpu",
-            "--labelled", str(_labelled_csv(shared_data, out.parent)), "--out", str(out)]
+            "--labelled", str(labelled_pair_csv(shared_data, out.parent)), "--out", str(out)]
     for item in (*TINY, *extra):
         argv += ["--set", item]
     return argv

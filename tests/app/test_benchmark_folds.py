@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _media import labelled_pair_csv
 from sklearn.metrics import roc_auc_score
 
 from detectors.config import DetectorConfig
@@ -40,20 +41,9 @@ FOLD_STAGES = ("mri_df", "heldout_mri_df", "gan", "export", "detector_plain", "d
                "gan_quality")
 
 
-def _labelled_csv(shared_data: Path, folder: Path) -> Path:
-    """A real and a fake labelled clip of one person, by absolute path."""
-    wild = shared_data / "labelled_unpaired" / "in_the_wild"
-    (folder / "lists").mkdir(exist_ok=True)
-    path = folder / "lists" / "labelled.csv"
-    path.write_text("path,label,identity\n"
-                    f"{wild / 'obama_real.mp4'},real,wild_obama\n"
-                    f"{wild / 'obama_fake.mp4'},fake,wild_obama\n")
-    return path
-
-
 def _argv(shared_data: Path, out: Path, extra=()) -> list[str]:
     argv = ["benchmark", "--pairs", str(shared_data / "pairs" / "pairs.csv"), "--preset", "cpu",
-            "--labelled", str(_labelled_csv(shared_data, out.parent)), "--out", str(out),
+            "--labelled", str(labelled_pair_csv(shared_data, out.parent)), "--out", str(out),
             "--folds", "2"]
     for item in (*TINY, "data.self_blend_per_real=1", *extra):
         argv += ["--set", item]

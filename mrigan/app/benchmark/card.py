@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detectors.metrics import binary_report, bootstrap_ci
 from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.generator_score import video_mean_auc
 from mrigan.app.benchmark.stages import STAGE_FILE, BenchmarkError
 from mrigan.config import load_config
 from mrigan.gan_trainer import training_mean_map
@@ -68,15 +68,8 @@ def _threshold_free(faces_csv: Path) -> dict:
     face threshold)."""
     if not faces_csv.is_file():
         return {}
-    per: dict[str, list] = {}
-    with open(faces_csv, newline="", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            per.setdefault(r["video"], [r["label"] == "fake", []])[1].append(float(r["p_fake"]))
-    y = np.array([v[0] for v in per.values()], dtype=np.int8)
-    score = np.array([np.mean(v[1]) for v in per.values()])
-    auc = binary_report(y, score)["auc"]
-    ci = bootstrap_ci(y, score, n_boot=1000, metrics=("auc",)).get("auc")
-    return {"auc_video_mean_mri": _num(auc), "auc_video_mean_mri_ci95": _ci(ci)}
+    got = video_mean_auc(faces_csv)
+    return {"auc_video_mean_mri": _num(got["auc"]), "auc_video_mean_mri_ci95": _ci(got["ci95"])}
 
 
 def _encoder_source(run_dir: Path) -> dict | None:

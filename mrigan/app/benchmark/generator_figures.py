@@ -23,7 +23,6 @@ Nothing here chooses anything from a test figure.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -34,9 +33,9 @@ import numpy as np
 
 from datasets_builders.face_boxes import crop_face
 from datasets_builders.faces import FaceDetectionConfig
-from detectors.metrics import binary_report, bootstrap_ci
 from mrigan.app.benchmark import gan_sweep, generator_score
 from mrigan.app.benchmark.config import BenchmarkConfig
+from mrigan.app.benchmark.generator_score import video_mean_auc
 from mrigan.app.benchmark.stages import STAGE_FILE, BenchmarkError
 from mrigan.config import load_config
 from mrigan.fileio import read_image
@@ -94,20 +93,6 @@ def example_figures(predict: Callable[[list[np.ndarray]], Sequence[np.ndarray]],
     maps = predict([e["face"] for e in examples.values()])
     return {name: mask_auc(m, e["mask"]) for m, (name, e) in
             zip(maps, examples.items(), strict=True)}
-
-
-def video_mean_auc(faces_csv: Path, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Threshold-free: AUC of each video's mean face score (``p_fake`` of a set's
-    ``<name>_faces.csv``) with its bootstrap 95% interval over videos."""
-    per: dict[str, list] = {}
-    with open(faces_csv, newline="", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            per.setdefault(r["video"], [r["label"] == "fake", []])[1].append(float(r["p_fake"]))
-    y = np.array([v[0] for v in per.values()], dtype=np.int8)
-    score = np.array([np.mean(v[1]) for v in per.values()])
-    ci = bootstrap_ci(y, score, n_boot=n_boot, metrics=("auc",), seed=seed).get("auc")
-    return {"auc": binary_report(y, score)["auc"], "ci95": list(ci) if ci else None,
-            "videos": len(y), "fake_videos": int(y.sum())}
 
 
 def _record(run: Path, stage: str) -> dict:

@@ -11,6 +11,7 @@ generator by itself tells real from fake videos of people it never saw.
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from detectors.aggregate import apply_rule, describe, group_by_video
 from detectors.config import AggregationConfig
 from detectors.data import load_rows
 from detectors.evaluate import choose_rule
-from detectors.metrics import binary_report, report_with_ci
+from detectors.metrics import binary_report, bootstrap_ci, report_with_ci
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.evaluation import video_columns
 from mrigan.fileio import read_image
@@ -85,4 +86,18 @@ def mri_mean_stage(cfg: BenchmarkConfig, generator: str, validation: dict,
     return out
 
 
-__all__ = ["MRI_THRESHOLDS", "aggregation", "face_scores", "mri_mean_stage"]
+
+def video_mean_auc(faces_csv: Path, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Threshold-free: AUC of each video's mean face score (``p_fake`` of a set's
+    ``<name>_faces.csv``) with its bootstrap 95% interval over videos."""
+    per: dict[str, list] = {}
+    with open(faces_csv, newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            per.setdefault(r["video"], [r["label"] == "fake", []])[1].append(float(r["p_fake"]))
+    y = np.array([v[0] for v in per.values()], dtype=np.int8)
+    score = np.array([np.mean(v[1]) for v in per.values()])
+    ci = bootstrap_ci(y, score, n_boot=n_boot, metrics=("auc",), seed=seed).get("auc")
+    return {"auc": binary_report(y, score)["auc"], "ci95": list(ci) if ci else None,
+            "videos": len(y), "fake_videos": int(y.sum())}
+
+__all__ = ["video_mean_auc", "MRI_THRESHOLDS", "aggregation", "face_scores", "mri_mean_stage"]
