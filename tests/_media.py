@@ -77,14 +77,3 @@ def shared_media(shared_data):
     """The seven real people of the shared media (``bench/realism_graded.py``'s list)."""
     return bench_module("realism_graded").shared_media(shared_data)
 
-
-def labelled_pair_csv(shared_data, folder) -> Path:
-    """Two of the labelled videos without originals (a real and a fake clip of one person),
-    listed by absolute path in ``folder/lists/labelled.csv``: the media stay where they are."""
-    wild = Path(shared_data) / "labelled_unpaired" / "in_the_wild"
-    (Path(folder) / "lists").mkdir(exist_ok=True)
-    path = Path(folder) / "lists" / "labelled.csv"
-    path.write_text("path,label,identity\n"
-                    f"{wild / 'obama_real.mp4'},real,wild_obama\n"
-                    f"{wild / 'obama_fake.mp4'},fake,wild_obama\n")
-    return path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _media import labelled_pair_csv
+from _benchmark_setup import TINY, labelled_pair_csv
 from sklearn.metrics import roc_auc_score
 
 from detectors.config import DetectorConfig
@@ -24,17 +24,6 @@ from mrigan.app.cli import main
 from mrigan.config import load_config
 from mrigan.mri_df_format import read_manifest
 from mrigan.train import GanConfig
-
-#: the single split's tiny settings (tests/app/test_benchmark.py)
-TINY = [
-    "data.every=100", "data.max_frames=2", "data.size=64", "data.max_side=480",
-    "data.max_faces=4",
-    "gan.set.model.image_size=32", "gan.set.model.ngf=8", "gan.set.model.ndf=8",
-    "gan.set.train.max_steps=2", "gan.set.train.eval_every=2",
-    "gan.set.train.checkpoint_every=2", "gan.set.data.eval_samples=4",
-    "detector.set.data.image_size=32", "detector.set.train.epochs=1",
-    "detector.set.train.max_steps=2", "evaluate.bootstrap=20",
-]
 
 FOLD_STAGES = ("mri_df", "heldout_mri_df", "gan", "export", "detector_plain", "detector_mri",
                "faces_validation", "faces_test", "eval_plain", "eval_mri", "eval_mri_mean",

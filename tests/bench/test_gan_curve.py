@@ -4,20 +4,17 @@ chosen step marked where the validation ``select`` is highest."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 from _gan_setup import tiny_config
+from _media import bench_module
 
 from datasets_builders.synthetic import write_synthetic_mri_df
 from mrigan.train import train_gan
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("gan_curve", ROOT / "bench" / "gan_curve.py")
-gan_curve = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gan_curve)
+gan_curve = bench_module("gan_curve")
 
 
 def test_learning_curve_of_a_real_run(tmp_path, capsys, one_torch_thread):

@@ -6,20 +6,16 @@ baselines, and the ranking reads validation figures only."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from _media import bench_module
 
 from mrigan.mri_df_format import read_manifest
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("gan_recipes", ROOT / "bench" / "gan_recipes.py")
-gan_recipes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gan_recipes)
+gan_recipes = bench_module("gan_recipes")
 
 TINY = ["--steps", "2", "--eval-every", "2", "--size", "32", "--width", "8",
         "--set", "data.every=100", "--set", "data.max_frames=1", "--set", "data.size=64",

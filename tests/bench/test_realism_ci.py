@@ -4,17 +4,14 @@ bootstrap intervals hold them, and a run compared with itself differs by exactly
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
+from _media import bench_module
 
 from detectors.realism.metrics import mos_report
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("realism_ci", ROOT / "bench" / "realism_ci.py")
-realism_ci = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(realism_ci)
+realism_ci = bench_module("realism_ci")
 
 
 def _write(run: Path, mos, pred, extra=()) -> Path:

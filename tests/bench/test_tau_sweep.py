@@ -4,17 +4,14 @@ call skips every finished stage; a changed setting is refused naming its key."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
+
+from _media import bench_module
 
 from mrigan.mri_df_format import read_manifest
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("tau_sweep", ROOT / "bench" / "tau_sweep.py")
-tau_sweep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tau_sweep)
+tau_sweep = bench_module("tau_sweep")
 
 TINY = ["--taus", "0.3", "1.0", "--steps", "2", "--eval-every", "2", "--size", "32",
         "--width", "8", "--set", "data.every=100", "--set", "data.max_frames=1",
