@@ -87,17 +87,26 @@ def mri_mean_stage(cfg: BenchmarkConfig, generator: str, validation: dict,
 
 
 
-def video_mean_auc(faces_csv: Path, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Threshold-free: AUC of each video's mean face score (``p_fake`` of a set's
-    ``<name>_faces.csv``) with its bootstrap 95% interval over videos."""
+def mean_face_scores(faces_csv: str | Path) -> dict[str, tuple[bool, float]]:
+    """video -> (is fake, mean ``p_fake`` of its faces) from a set's ``<name>_faces.csv``: a
+    threshold-free video score."""
     per: dict[str, list] = {}
     with open(faces_csv, newline="", encoding="utf-8") as fh:
         for r in csv.DictReader(fh):
             per.setdefault(r["video"], [r["label"] == "fake", []])[1].append(float(r["p_fake"]))
-    y = np.array([v[0] for v in per.values()], dtype=np.int8)
-    score = np.array([np.mean(v[1]) for v in per.values()])
+    return {video: (fake, float(np.mean(scores))) for video, (fake, scores) in per.items()}
+
+
+def video_mean_auc(faces_csv: Path, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Threshold-free: AUC of each video's mean face score (:func:`mean_face_scores`) with its
+    bootstrap 95% interval over videos."""
+    per = mean_face_scores(faces_csv)
+    y = np.array([fake for fake, _ in per.values()], dtype=np.int8)
+    score = np.array([mean for _, mean in per.values()])
     ci = bootstrap_ci(y, score, n_boot=n_boot, metrics=("auc",), seed=seed).get("auc")
     return {"auc": binary_report(y, score)["auc"], "ci95": list(ci) if ci else None,
             "videos": len(y), "fake_videos": int(y.sum())}
 
-__all__ = ["video_mean_auc", "MRI_THRESHOLDS", "aggregation", "face_scores", "mri_mean_stage"]
+
+__all__ = ["MRI_THRESHOLDS", "aggregation", "face_scores", "mean_face_scores",
+           "mri_mean_stage", "video_mean_auc"]

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from detectors.metrics import binary_report
+from mrigan.app.benchmark.generator_score import mean_face_scores
 from mrigan.fileio import atomic_write_json, atomic_write_text
 
 #: pooled figures (threshold-free ones first; accuracy uses the folds' own verdicts)
@@ -86,13 +87,9 @@ def with_mean_face_scores(rows: list[dict], videos_csv: str) -> list[dict]:
     """``rows`` with each video's score replaced by the mean ``p_fake`` of its faces (from the
     ``<set>_faces.csv`` beside ``videos_csv``): a threshold-free video score, where the video
     rule's own score (a count rule's fraction of faces over a threshold) is coarse."""
-    faces: dict[str, list[float]] = {}
-    with open(Path(videos_csv).with_name(Path(videos_csv).name.replace("_videos.csv",
-                                                                        "_faces.csv")),
-              newline="", encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            faces.setdefault(r["video"], []).append(float(r["p_fake"]))
-    return [{**r, "score": str(float(np.mean(faces[r["video"]])))} for r in rows]
+    means = mean_face_scores(Path(videos_csv).with_name(
+        Path(videos_csv).name.replace("_videos.csv", "_faces.csv")))
+    return [{**r, "score": str(means[r["video"]][1])} for r in rows]
 
 
 def group_of(groups: dict) -> dict[str, str]:
