@@ -186,14 +186,14 @@ PINNED = {
 def _fingerprints() -> dict:
     classes = {"mri_gan": GanConfig, "detector_evaluate": None, "detector": DetectorConfig,
                "realism": RealismConfig, "benchmark": BenchmarkConfig, "demo": DemoConfig}
-    out: dict = {}
+    out: dict = {}  # build_*, face_set: no training config
 
     def both(cfg):
         return (fp.digest(fp.settings(cfg))[:16],
                 fp.digest(fp.settings(cfg, keep_runtime=True))[:16])
 
     for path in sorted((PROJECT_ROOT / "configs").glob("*.yaml")):
-        cls = next(c for p, c in classes.items() if path.stem.startswith(p))
+        cls = next((c for p, c in classes.items() if path.stem.startswith(p)), None)
         if cls is None:
             continue
         cfg = load_config(cls, path)
