@@ -22,7 +22,7 @@ from mrigan.app.cli import main
 from mrigan.app.demo.config import DemoConfig
 from mrigan.checkpoint import load_checkpoint
 from mrigan.config import PROJECT_ROOT, ConfigError, from_dict, load_config
-from mrigan.gan_config import GanConfig, GanTrainConfig
+from mrigan.gan_config import GanConfig, GanTrainConfig, replace
 from mrigan.loop_config import TASK_DEFAULTS, RunFolder, RunSettings, StepSettings
 from mrigan.train import train_gan
 from tests._gan_setup import tiny_config
@@ -104,6 +104,22 @@ def test_the_gans_old_zero_spellings_load_to_the_same_run(tiny_data, tmp_path, o
     stored["train"].update(max_steps=0, checkpoint_every=0)
     again = from_dict(GanConfig, stored, where="last.pt")
     assert again == old and again.train.resume is True
+
+
+def test_the_gan_reads_train_resume_as_the_other_tasks_do(tiny_data, tmp_path, one_torch_thread):
+    cfg = tiny_config(tiny_data, tmp_path, "r", max_steps=2, eval_every=0, checkpoint_every=2)
+    train_gan(cfg)
+    more = replace(cfg, train={"max_steps": 4})
+    steps: list[int] = []
+
+    def count(trainer, step, terms):
+        steps.append(step)
+
+    train_gan(more, callbacks=[count])  # train.resume true (default): continues at step 2
+    assert len(steps) == 2
+    steps.clear()
+    train_gan(replace(more, train={"resume": False}), callbacks=[count])  # starts anew
+    assert len(steps) == 4
 
 
 def test_old_yaml_zeros_and_nulls_mean_no_limit_for_the_detector_too(tmp_path):
