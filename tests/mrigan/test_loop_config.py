@@ -24,6 +24,7 @@ from mrigan.checkpoint import load_checkpoint
 from mrigan.config import PROJECT_ROOT, ConfigError, from_dict, load_config
 from mrigan.gan_config import GanConfig, GanTrainConfig, replace
 from mrigan.loop_config import TASK_DEFAULTS, RunFolder, RunSettings, StepSettings
+from mrigan.paired_augment import PairedAugmentConfig
 from mrigan.train import train_gan
 from tests._gan_setup import tiny_config
 
@@ -134,6 +135,7 @@ def test_old_yaml_zeros_and_nulls_mean_no_limit_for_the_detector_too(tmp_path):
 @pytest.mark.parametrize("argv, key", [
     (["train-gan", "--config", "configs/mri_gan_cpu.yaml"], "train.checkpoint_every=-1"),
     (["train-gan", "--config", "configs/mri_gan_cpu.yaml"], "train.resume=maybe"),
+    (["train-gan", "--config", "configs/mri_gan_cpu.yaml"], "augment.hflip_p=1.5"),
     (["train-detector", "--config", "configs/detector_plain_cpu.yaml"], "train.max_steps=-3"),
     (["train-detector", "--config", "configs/detector_plain_cpu.yaml"], "train.val_every=-1"),
     (["train-realism", "--config", "configs/realism_cpu.yaml"], "train.max_minutes=-1"),
@@ -151,7 +153,9 @@ def test_a_value_out_of_range_is_one_line_and_exit_2(argv, key, tmp_path, monkey
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
-def test_the_realism_sections_are_range_checked_when_built_directly():
+def test_the_train_sections_not_checked_before_are_range_checked_when_built_directly():
+    with pytest.raises(ConfigError, match="PairedAugmentConfig.hue: 0.7 is above the maximum"):
+        PairedAugmentConfig(hue=0.7)
     with pytest.raises(ConfigError, match="RealismTrainConfig.batch_size: 0 is below"):
         RealismTrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="RealismTrainConfig.select_by: 'nope' is not one of"):
