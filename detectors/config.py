@@ -13,6 +13,7 @@ from detectors.freezing import FreezeConfig
 from detectors.heads import HEADS
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
 from mrigan.fingerprint import added_later, not_shaping, runtime
+from mrigan.loop_config import RunFolder, StepSettings, task_field
 
 #: ``train.optimizer`` and ``train.scheduler`` names (see detectors.train).
 OPTIMIZERS = ("adam", "adamw")
@@ -98,10 +99,15 @@ class AugmentParams(Checked):
 
 
 @dataclass(frozen=True)
-class DetectorTrainConfig(Checked):
-    epochs: int = 20
-    max_steps: int | None = None  # stop after this many optimiser steps (smoke runs)
-    batch_size: int = 32
+class DetectorTrainConfig(StepSettings):
+    """The detector's ``train:`` section: the shared loop settings (:mod:`mrigan.loop_config`:
+    epochs, batch_size - the global batch, seed, device, precision, max_minutes, resume,
+    max_steps, checkpoint_every, log_every) with the detector's recipe defaults, and its own."""
+
+    epochs: int = task_field(StepSettings, "epochs", 20)
+    batch_size: int = task_field(StepSettings, "batch_size", 32)
+    log_every: int = task_field(StepSettings, "log_every", 10)
+    checkpoint_every: int | None = task_field(StepSettings, "checkpoint_every", None)
     lr: float = 1e-4
     weight_decay: float = 0.0
     # adam (the paper's) | adamw (decoupled weight decay)
@@ -116,32 +122,27 @@ class DetectorTrainConfig(Checked):
     balance: str = "weight"  # none | weight (loss weights) | sample (balanced epochs) | paired
     augment: tuple[str, ...] = DEFAULT_AUGMENT
     augment_params: AugmentParams = field(default_factory=AugmentParams)
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto
     # channels_last memory format of the model and its 4-D inputs: auto (on for CUDA, not yet
     # measured against off: bench/detect.py --device cuda times both) | true | false
     channels_last: str | bool = field(default="auto",
                                       metadata=bounds(choices=("auto", True, False)))
-    log_every: int = field(default=10, metadata=runtime())  # steps between TensorBoard writes
-    checkpoint_every: int | None = None  # also save last.pt every N steps (long epochs)
-    val_every: int = 1  # validate every N epochs, after the last and at a max_steps stop (not at a max_minutes one: resume then equals an uninterrupted run)
+    # validate every N epochs (0 as 1), after the last and at a max_steps stop (not at a
+    # max_minutes one: resume then equals an uninterrupted run)
+    val_every: int = field(default=1, metadata=bounds(minimum=0))
     # before each validation, recompute BatchNorm running statistics as the plain average over
     # this many training batches with the current weights ("precise BN", detectors.precise_bn);
     # 0: off (the running averages of training are used, as in the paper's code)
     bn_recalibrate: int = field(default=0, metadata=bounds(minimum=0))
-    #: continue from checkpoints/last.pt when it exists
-    resume: bool = field(default=True, metadata=not_shaping())
-    #: wall-time budget (0: none); stops with last.pt, resume continues
-    max_minutes: float = field(default=0.0, metadata=runtime())
     # backbone freezing / gradual unfreezing by epoch (detectors.freezing; default: none)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
 
 
 @dataclass(frozen=True)
-class DetectorConfig(Checked):
-    name: str = field(default="detector_plain", metadata={**RUN_NAME, **not_shaping()})
-    out_dir: str = field(default="runs", metadata=not_shaping())  # outputs: <out_dir>/<name>/
+class DetectorConfig(RunFolder):
+    """One detector training run: outputs in ``<out_dir>/<name>/``
+    (:class:`mrigan.loop_config.RunFolder`)."""
+
+    name: str = task_field(RunFolder, "name", "detector_plain")
     model: DetectorModelConfig = field(default_factory=DetectorModelConfig)
     input: DetectorInputConfig = field(default_factory=DetectorInputConfig)
     data: DetectorDataConfig = field(default_factory=DetectorDataConfig)

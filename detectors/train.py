@@ -298,8 +298,8 @@ class DetectorTask(Task):
             atomic_write_json(self.run.run_dir / "history.json", state.history)
 
     def after_step(self, state: LoopState, losses, batch) -> None:
-        step = state.step
-        if step % self.cfg.train.log_every == 0 or step == 1:
+        step, every = state.step, self.cfg.train.log_every
+        if every and (step % every == 0 or step == 1):  # log_every 0: no loss logs
             mean_loss = distributed.all_reduce_mean(losses["loss"]).item()  # all ranks
             self.run.scalars({"train/loss": mean_loss,
                               "train/lr": self.trainer.optimizer.param_groups[0]["lr"]}, step)
@@ -352,9 +352,9 @@ def train_detector(cfg: DetectorConfig, *, log=print) -> TrainResult:
         say("warning: train.freeze without model.weights: frozen groups keep random weights")
     task = DetectorTask(cfg, trainer, adapter, train_ds, val_ds, device, run, say,
                         weights_source, channels_last)
-    cadence = Cadence(epochs=tc.epochs, max_steps=tc.max_steps or 0, max_minutes=tc.max_minutes,
+    cadence = Cadence(epochs=tc.epochs, max_steps=tc.max_steps, max_minutes=tc.max_minutes,
                       eval_every_epochs=max(1, tc.val_every),
-                      checkpoint_every=tc.checkpoint_every or 0, checkpoint_epochs=True)
+                      checkpoint_every=tc.checkpoint_every, checkpoint_epochs=True)
     return fit(task, run, cadence, resume=tc.resume)
 
 

@@ -16,6 +16,9 @@ once, where each field is declared, as dataclass field metadata (combine it with
   existed still resumes; any other value is in the fingerprint (and refused as a change).
 * :func:`moot_when` - a setting that changes nothing while a sibling field holds a value (what
   frames between detections get matters only when there are frames between detections).
+* :func:`recorded_as` - a value whose spelling changed (the GAN's "no step limit" was
+  ``max_steps: 0`` before the shared loop section made it ``None``): recorded in its older
+  spelling, so fingerprints made before the change still match.
 
 A caller may also ``ignore`` dotted keys that its context covers otherwise (a benchmark stage's
 data root is the fingerprint of the stage that wrote it).
@@ -33,6 +36,10 @@ from typing import Any
 _ROLE = "fingerprint"
 _ADDED = "added_later"
 _MOOT = "moot_when"
+_RECORDED = "recorded_as"
+#: metadata keys that say how a field's values were spelled or added in the past (its
+#: history), not what the field means
+HISTORY_KEYS = (_ADDED, _RECORDED)
 
 
 def not_shaping() -> dict[str, Any]:
@@ -56,6 +63,12 @@ def moot_when(sibling: str, value: Any) -> dict[str, Any]:
     return {_MOOT: (sibling, value)}
 
 
+def recorded_as(value: Any, old: Any) -> dict[str, Any]:
+    """Field metadata: the field's ``value`` is recorded as ``old`` (its spelling before), in
+    the settings and so in the fingerprint."""
+    return {_RECORDED: (value, old)}
+
+
 def plain(value: Any) -> Any:
     """JSON-able form of a value (tuples as lists, dataclasses as dicts, others as strings)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -77,7 +90,7 @@ def _walk(value: Any, prefix: str, ignore: frozenset[str], keep_runtime: bool) -
             key = f"{prefix}.{f.name}" if prefix else f.name
             if key in ignore or _dropped(value, f, keep_runtime):
                 continue
-            out[f.name] = _walk(getattr(value, f.name), key, ignore, keep_runtime)
+            out[f.name] = _walk(_recorded(f, getattr(value, f.name)), key, ignore, keep_runtime)
         return out
     if isinstance(value, (list, tuple)) and any(dataclasses.is_dataclass(v) for v in value):
         return [_walk(v, prefix, frozenset(), keep_runtime) for v in value]
@@ -85,6 +98,14 @@ def _walk(value: Any, prefix: str, ignore: frozenset[str], keep_runtime: bool) -
         return {str(k): _walk(v, f"{prefix}.{k}" if prefix else str(k), ignore, keep_runtime)
                 for k, v in value.items() if (f"{prefix}.{k}" if prefix else str(k)) not in ignore}
     return plain(value)
+
+
+def _recorded(f: dataclasses.Field, value: Any) -> Any:
+    if _RECORDED in f.metadata:
+        new, old = f.metadata[_RECORDED]
+        if plain(value) == plain(new):
+            return old
+    return value
 
 
 def _dropped(obj: Any, f: dataclasses.Field, keep_runtime: bool) -> bool:
@@ -148,5 +169,6 @@ def describe_differences(old: Any, new: Any, limit: int = 6) -> str:
     return shown + (" ..." if len(keys) > limit else "")
 
 
-__all__ = ["added_later", "added_later_fields", "describe_differences", "differing_keys",
-           "digest", "flat", "moot_when", "not_shaping", "plain", "runtime", "settings"]
+__all__ = ["HISTORY_KEYS", "added_later", "added_later_fields", "describe_differences",
+           "differing_keys", "digest", "flat", "moot_when", "not_shaping", "plain",
+           "recorded_as", "runtime", "settings"]

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
-from mrigan.fingerprint import added_later, not_shaping
+from mrigan.config import Checked, ConfigError, bounds
+from mrigan.fingerprint import added_later, recorded_as
 from mrigan.loop import NonFiniteLossError  # noqa: F401  (re-exported: the GAN's error)
+from mrigan.loop_config import RunFolder, StepSettings, task_field
 from mrigan.losses import GanLossConfig
 from mrigan.lr_schedules import linear_decay_factor
 from mrigan.models import DISCRIMINATORS, GENERATORS
@@ -94,14 +94,19 @@ CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 @dataclass(frozen=True)
-class GanTrainConfig(Checked):
-    epochs: int = 100
-    batch_size: int = 128  # global batch (all processes together)
-    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
-    max_minutes: float = 0.0  # stop after this much wall time (0: no limit); --resume continues
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32; recorded in checkpoints)
+class GanTrainConfig(StepSettings):
+    """The GAN's ``train:`` section: the shared loop settings (:mod:`mrigan.loop_config`:
+    epochs, batch_size - the global batch, seed, device, precision, max_minutes, resume,
+    max_steps, checkpoint_every, log_every) with the GAN's recipe defaults, and its own."""
+
+    epochs: int = task_field(StepSettings, "epochs", 100)
+    batch_size: int = task_field(StepSettings, "batch_size", 128)
+    # the GAN spelled "no limit" / "not by steps" 0 before: its fingerprints keep that spelling
+    max_steps: int | None = task_field(StepSettings, "max_steps",
+                                       history=recorded_as(None, 0))
+    checkpoint_every: int | None = task_field(StepSettings, "checkpoint_every", 1000,
+                                              history=recorded_as(None, 0))
+    log_every: int = task_field(StepSettings, "log_every", 50)
     # Speed levers (issue 14; ``auto`` is what measured fastest, see mrigan.gan_trainer):
     # channels_last: auto (off everywhere: on an H200 cl+bf16 ran slower than bf16) | true | false
     channels_last: str | bool = "auto"
@@ -121,9 +126,7 @@ class GanTrainConfig(Checked):
     # | max-autotune (both autotune kernels: minutes more compilation). Not measured against
     # default yet (bench/train_gan.py variant ``cudagraphs``); single-process runs only.
     compile_mode: str = field(default="default", metadata=bounds(choices=COMPILE_MODES))
-    log_every: int = 50
-    eval_every: int = 500
-    checkpoint_every: int = 1000
+    eval_every: int = 500  # validate on the held-out pairs every N steps (0: never)
     grid_rows: int = 8  # rows of the TensorBoard image grid
     # the held-out figure that picks best.pt (mrigan.localization): mean_ssim (over fakes and
     # reals together: rewards black maps, kept as the default of existing runs) | select
@@ -139,11 +142,11 @@ class GanTrainConfig(Checked):
 
 
 @dataclass(frozen=True)
-class GanConfig(Checked):
-    """One MRI-GAN experiment; YAML files in ``configs/`` fill it (see ``mri_gan.yaml``)."""
+class GanConfig(RunFolder):
+    """One MRI-GAN experiment; YAML files in ``configs/`` fill it (see ``mri_gan.yaml``).
+    Writes ``<out_dir>/<name>/`` (:class:`mrigan.loop_config.RunFolder`)."""
 
-    name: str = field(default="mri_gan", metadata={**RUN_NAME, **not_shaping()})
-    out_dir: str = field(default="runs", metadata=not_shaping())  # writes <out_dir>/<name>/
+    name: str = task_field(RunFolder, "name", "mri_gan")
     model: GanModelConfig = field(default_factory=GanModelConfig)
     loss: GanLossConfig = field(default_factory=GanLossConfig)
     optim: GanOptimConfig = field(default_factory=GanOptimConfig)
@@ -151,10 +154,6 @@ class GanConfig(Checked):
     train: GanTrainConfig = field(default_factory=GanTrainConfig)
     # paired (face, MRI) augmentation of training batches only; off by default (the paper)
     augment: PairedAugmentConfig = field(default_factory=PairedAugmentConfig)
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir) / self.name
 
 
 def replace(cfg: GanConfig, **sections: dict[str, Any]) -> GanConfig:

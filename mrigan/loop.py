@@ -383,11 +383,11 @@ class Cadence:
     """When :func:`fit` validates, checkpoints and stops (steps count optimizer steps)."""
 
     epochs: int
-    max_steps: int = 0  # stop after this many steps (0: all epochs)
+    max_steps: int | None = None  # stop after this many steps (None or 0: all epochs)
     max_minutes: float = 0.0  # wall-time budget (0: none); the run stops with last.pt
     eval_every: int = 0  # validate every N steps (0: not by steps)
     eval_every_epochs: int = 0  # validate after every N-th epoch and the last (0: not by epochs)
-    checkpoint_every: int = 0  # last.pt every N steps (0: not by steps)
+    checkpoint_every: int | None = None  # last.pt every N steps (None or 0: not by steps)
     checkpoint_epochs: bool = False  # last.pt after every epoch
     early_stopping: int = 0  # stop when the best is this many epochs old (0: never)
     mid_epoch_stops: bool = True  # False: the budget stops only at an epoch's end

@@ -22,42 +22,51 @@ resumed run augments exactly as an uninterrupted one without any extra checkpoin
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from mrigan.config import Checked, bounds
 
 PairedAugment = Callable[[torch.Tensor, torch.Tensor, torch.Generator],
                          tuple[torch.Tensor, torch.Tensor]]
 
 
+#: a per-sample probability
+_P = bounds(minimum=0.0, maximum=1.0)
+#: a strength that cannot be negative
+_NONNEG = bounds(minimum=0.0)
+
+
 @dataclass(frozen=True)
-class PairedAugmentConfig:
+class PairedAugmentConfig(Checked):
     """Training-time augmentation of (face, MRI) pairs; off by default (the paper has none).
 
-    Every ``*_p`` is the per-sample probability of that op; 0 removes it.
+    Every ``*_p`` is the per-sample probability of that op; 0 removes it. Ranges are
+    ``bounds`` metadata, checked from YAML and when built directly.
     """
 
     enabled: bool = False
-    hflip_p: float = 0.5
+    hflip_p: float = field(default=0.5, metadata=_P)
     # small random affine: rotation in degrees (+-), translation as a fraction of the size,
     # isotropic scale range
-    affine_p: float = 0.0
-    degrees: float = 10.0
+    affine_p: float = field(default=0.0, metadata=_P)
+    degrees: float = field(default=10.0, metadata=bounds(minimum=0.0, maximum=180.0))
     translate: tuple[float, float] = (0.05, 0.05)
     scale: tuple[float, float] = (0.95, 1.05)
     # random resized crop: area fraction range, aspect ratio range, resized back to the input size
-    crop_p: float = 0.0
+    crop_p: float = field(default=0.0, metadata=_P)
     crop_scale: tuple[float, float] = (0.8, 1.0)
     crop_ratio: tuple[float, float] = (0.9, 1.1)
     # face only
-    jitter_p: float = 0.0
-    brightness: float = 0.1
-    contrast: float = 0.1
-    saturation: float = 0.1
-    hue: float = 0.02
-    noise_p: float = 0.0
-    noise_std: float = 0.02
+    jitter_p: float = field(default=0.0, metadata=_P)
+    brightness: float = field(default=0.1, metadata=_NONNEG)
+    contrast: float = field(default=0.1, metadata=_NONNEG)
+    saturation: float = field(default=0.1, metadata=_NONNEG)
+    hue: float = field(default=0.02, metadata=bounds(minimum=0.0, maximum=0.5))  # kornia's range
+    noise_p: float = field(default=0.0, metadata=_P)
+    noise_std: float = field(default=0.02, metadata=_NONNEG)
 
 
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:

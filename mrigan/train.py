@@ -348,13 +348,14 @@ class GanTask(Task):
         self.tick, self.tick_step = time.perf_counter(), state.step
 
 
-def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = True,
+def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = None,
               callbacks: Sequence[StepCallback] = ()) -> TrainResult:
     """Train MRI-GAN as configured; see the module docstring for what a run guarantees.
 
-    ``resume`` as everywhere (:mod:`mrigan.loop`): ``True`` (default) continues from
+    ``resume`` as everywhere (:mod:`mrigan.loop`): ``True`` continues from
     ``<run>/checkpoints/last.pt`` when the run has one, a path from that checkpoint, ``False``
-    starts fresh.
+    starts fresh; ``None`` (default): ``train.resume`` of the config (true unless set), as
+    the detector and realism trainers read it.
     ``callbacks`` run after every step with ``(trainer, step, loss_terms)``.
     Uses the process group of the caller when there is one (torchrun / ``distributed.setup``).
     """
@@ -387,4 +388,5 @@ def train_gan(cfg: GanConfig, *, resume: bool | str | Path | None = True,
                       eval_every=tc.eval_every, checkpoint_every=tc.checkpoint_every,
                       final_eval=tc.eval_every > 0)
     steps = [(lambda task, step, terms, cb=cb: cb(trainer, step, terms)) for cb in callbacks]
-    return fit(task, run, cadence, resume=resume, callbacks=steps)
+    return fit(task, run, cadence, resume=tc.resume if resume is None else resume,
+               callbacks=steps)

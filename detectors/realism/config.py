@@ -1,8 +1,9 @@
 """Typed config of a realism experiment (``configs/realism*.yaml``), one section per job.
 
-The data section derives from :class:`mrigan.config.Checked`: its ranges (the
-:data:`mrigan.config.NAMED_BOUNDS` of ``image_size``, ``seed``) are checked from YAML and when
-built directly.
+Every section derives from :class:`mrigan.config.Checked`: its ranges (``bounds`` metadata,
+else the :data:`mrigan.config.NAMED_BOUNDS` of ``image_size``, ``seed``, ...) are checked from
+YAML and when built directly. The ``train:`` section shares the run settings of every
+training task (:class:`mrigan.loop_config.RunSettings`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import dataclass, field
 
 from detectors.realism.model import RealismModelConfig
 from detectors.realism.sampler import SequenceSampler
-from mrigan.config import RUN_NAME, Checked
-from mrigan.fingerprint import not_shaping, runtime
+from mrigan.config import Checked, bounds
+from mrigan.fingerprint import runtime
+from mrigan.loop_config import RunFolder, RunSettings, task_field
 
 
 @dataclass(frozen=True)
@@ -37,69 +39,87 @@ class RealismDataConfig(Checked):
     generator: str = ""  # MRIGenerator weights, for mri_source=generator
 
 
-@dataclass(frozen=True)
-class RealismTrainConfig:
-    """Loader-checked only (not :class:`~mrigan.config.Checked`): tests build ``lr=0.0``
-    directly (a frozen model whose validation never improves), which the named ``lr > 0`` rule
-    refuses in a file."""
+#: ``train.select_by`` values: the validation figure that picks ``best.pt`` (lower is better
+#: for rmse and mae, :func:`mrigan.loop.higher_is_better`)
+SELECT_BY = ("score", "srcc", "plcc", "rmse", "mae")
+#: ``train.scheduler`` values
+SCHEDULERS = ("cosine", "plateau", "none")
 
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 1e-3
+
+@dataclass(frozen=True)
+class RealismTrainConfig(RunSettings):
+    """The realism (and DA-CLIP) ``train:`` section: the shared run settings
+    (:mod:`mrigan.loop_config`: epochs, batch_size - per micro-batch of ``accumulation``,
+    seed, device, precision, max_minutes - checked after each epoch, resume) with realism's
+    recipe defaults, and its own. Realism trains whole epochs (``last.pt`` after each), so it
+    has no step limit or step cadence."""
+
+    epochs: int = task_field(RunSettings, "epochs", 30)
+    batch_size: int = task_field(RunSettings, "batch_size", 8)
+    # 0 trains nothing: the weights stay as initialised (an untrained baseline; the tests'
+    # run whose validation never improves). Departs from the other tasks' lr > 0 on purpose.
+    lr: float = field(default=1e-3, metadata=bounds(minimum=0.0))
     weight_decay: float = 1e-4
     loss: str = "rmse + 0.5*norm_in_norm"  # names of detectors.realism.losses, summed
-    device: str = "auto"
-    precision: str = "auto"  # fp32 | bf16 | fp16 | auto
     num_workers: int = field(default=0, metadata=runtime())
-    seed: int = 0
-    grad_clip: float = 5.0
-    val_draws: int = 3  # sequences per video when validating each epoch (test uses sampler's)
-    select_by: str = "score"  # validation metric that picks best.pt: score | srcc | plcc | rmse
+    grad_clip: float = field(default=5.0, metadata=bounds(minimum=0.0))  # 0: no clipping
+    # sequences per video when validating each epoch (test uses sampler's)
+    val_draws: int = field(default=3, metadata=bounds(minimum=1))
+    # validation metric that picks best.pt: score | srcc | plcc | rmse | mae
+    select_by: str = field(default="score", metadata=bounds(choices=SELECT_BY))
     #: torch CPU threads (0 = torch's default)
-    threads: int = field(default=0, metadata=runtime())
+    threads: int = field(default=0, metadata={**bounds(minimum=0), **runtime()})
     tensorboard: bool = field(default=True, metadata=runtime())
-    # optimisation recipe (configs/realism_ensemble_paper.yaml sets the ensemble paper's)
-    scheduler: str = "cosine"  # cosine (over train.epochs) | plateau (on select_by) | none
-    plateau_factor: float = 0.1  # with scheduler=plateau: lr *= factor after a plateau
-    plateau_patience: int = 2  # with scheduler=plateau: epochs without improvement tolerated
-    early_stopping: int = 0  # stop after this many epochs without a better select_by (0: off)
-    accumulation: int = 1  # micro-batches of batch_size per optimizer step
+    # optimisation recipe (configs/realism_ensemble_paper.yaml sets the ensemble paper's):
+    # cosine (over train.epochs) | plateau (on select_by) | none
+    scheduler: str = field(default="cosine", metadata=bounds(choices=SCHEDULERS))
+    # with scheduler=plateau: lr *= factor after a plateau
+    plateau_factor: float = field(default=0.1, metadata=bounds(exclusive_minimum=0.0,
+                                                                exclusive_maximum=1.0))
+    # with scheduler=plateau: epochs without improvement tolerated
+    plateau_patience: int = field(default=2, metadata=bounds(minimum=0))
+    # stop after this many epochs without a better select_by (0: off)
+    early_stopping: int = field(default=0, metadata=bounds(minimum=0))
+    # micro-batches of batch_size per optimizer step
+    accumulation: int = field(default=1, metadata=bounds(minimum=1))
     retrain_on_train_val: bool = False  # after selection, train the best model on train+val
-    retrain_epochs: int = 0  # epochs of that retraining (0: best epoch + 1)
-    #: continue from <out>/checkpoints/last.pt when it exists (mrigan.loop)
-    resume: bool = field(default=True, metadata=not_shaping())
-    #: wall-time budget, checked after each epoch (0: none)
-    max_minutes: float = field(default=0.0, metadata=runtime())
+    # epochs of that retraining (0: best epoch + 1)
+    retrain_epochs: int = field(default=0, metadata=bounds(minimum=0))
 
 
 @dataclass(frozen=True)
-class RealismBaselineConfig:
+class RealismBaselineConfig(Checked):
     regressor: str = "ridge"  # ridge | svr | linear | none
-    alpha: float = 1.0  # ridge strength
-    c: float = 1.0  # SVR C
-    draws: int = 3  # sequences per video whose pooled features are averaged
+    alpha: float = field(default=1.0, metadata=bounds(minimum=0.0))  # ridge strength
+    c: float = field(default=1.0, metadata=bounds(exclusive_minimum=0.0))  # SVR C
+    # sequences per video whose pooled features are averaged
+    draws: int = field(default=3, metadata=bounds(minimum=1))
 
 
 @dataclass(frozen=True)
-class RealismEnsembleConfig:
+class RealismEnsembleConfig(Checked):
     checkpoints: tuple[str, ...] = ()  # other models' best.pt whose predictions are averaged in
     weights: tuple[float, ...] = ()  # one per model, this run's model first (e.g. 0.75, 0.25)
 
 
 @dataclass(frozen=True)
-class DaClipConfig:
+class DaClipConfig(Checked):
     """Settings of ``model.name: da-clip`` (DREAM section IV); ignored by the regressor."""
 
     descriptions: str = ""  # CSV video,description: sentences of the rated (training) videos
-    lambda_sim: float = field(default=0.2, metadata={"minimum": 0.0})  # Eq. 7's lambda
-    max_sentences: int = field(default=0, metadata={"minimum": 0})  # per video and step; 0: all
-    top_k: int = field(default=3, metadata={"minimum": 1})  # retrieved training videos (DREAM: 11)
+    lambda_sim: float = field(default=0.2, metadata=bounds(minimum=0.0))  # Eq. 7's lambda
+    # sentences per video and step; 0: all
+    max_sentences: int = field(default=0, metadata=bounds(minimum=0))
+    # retrieved training videos (DREAM: 11)
+    top_k: int = field(default=3, metadata=bounds(minimum=1))
 
 
 @dataclass(frozen=True)
-class RealismConfig:
-    name: str = field(default="realism", metadata={**RUN_NAME, **not_shaping()})
-    out_dir: str = field(default="runs", metadata=not_shaping())
+class RealismConfig(RunFolder):
+    """One realism (or DA-CLIP) experiment: outputs in ``<out_dir>/<name>/``
+    (:class:`mrigan.loop_config.RunFolder`)."""
+
+    name: str = task_field(RunFolder, "name", "realism")
     data: RealismDataConfig = field(default_factory=RealismDataConfig)
     sampler: SequenceSampler = field(default_factory=SequenceSampler)
     model: RealismModelConfig = field(default_factory=RealismModelConfig)

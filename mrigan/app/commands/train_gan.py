@@ -38,9 +38,10 @@ from mrigan.train import GanConfig, NonFiniteLossError, train_gan
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, default_config="configs/mri_gan.yaml")
-    parser.add_argument("--resume", nargs="?", const=True, default=True, metavar="CHECKPOINT",
-                        help="continue from the given checkpoint (default: from "
-                             "<run>/checkpoints/last.pt when the run has one)")
+    parser.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                        help="continue from the given checkpoint (default: train.resume, "
+                             "true unless set: from <run>/checkpoints/last.pt when the run "
+                             "has one)")
     parser.add_argument("--restart", dest="resume", action="store_false",
                         help="start the run anew, replacing its checkpoints")
 
