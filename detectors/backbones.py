@@ -62,6 +62,7 @@ from mrigan.encoders import (
     CLASSIFIER_PREFIXES,
     ENCODERS,
     Encoder,
+    adapt_first_conv_,
     build_encoder,
     init_efficientnet_,
     load_checked,
@@ -71,9 +72,10 @@ from mrigan.pretrained import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     WEIGHTS_PACKAGES,
-    PackagedWeights,
+    PretrainedWeightsMissing,
     WeightsError,
     is_pretrained_word,
+    no_packaged_weights,
     read_state_dict,
     resolve_packaged,
 )
@@ -158,31 +160,15 @@ class _TimmBackbone(Backbone):
 # weights files
 
 
-def _no_packaged_weights(name: str) -> WeightsError:
-    return WeightsError(
-        f"backbone {name!r}: no packaged ImageNet weights (they ship for "
-        f"{', '.join(sorted(WEIGHTS_PACKAGES))}: `model.weights: imagenet`), and mrigan never "
-        f"downloads: pass its local path, e.g. "
-        f"build_backbone({name!r}, weights='/models/{name}.safetensors') or in YAML "
-        f"`model.weights: /models/{name}.pth` (.safetensors or a torch.save'd state dict).")
+def _no_packaged_weights(name: str) -> PretrainedWeightsMissing:
+    return no_packaged_weights(name, f"backbone {name!r}",
+                               f"build_backbone({name!r}, weights='/models/{name}.safetensors')")
 
 
 def _load_weights(model: nn.Module, weights: str, name: str) -> None:
     if is_pretrained_word(weights):
         raise _no_packaged_weights(name)
     load_checked(model, read_state_dict(weights), weights, f"backbone {name!r}")
-
-
-def _replace_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """A conv taking ``in_channels`` inputs; its kernel is the RGB kernel's channel mean, so
-    loaded ImageNet weights still give a sensible start (what timm does for ``in_chans``)."""
-    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                    conv.padding, conv.dilation, conv.groups, conv.bias is not None)
-    with torch.no_grad():
-        new.weight.copy_(conv.weight.mean(dim=1, keepdim=True).expand_as(new.weight))
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias)
-    return new
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,10 +243,8 @@ def _torchvision_cnn(name: str) -> Callable[..., Backbone]:
         if weights:
             _load_weights(net, weights, name)
         if in_channels != 3:
-            if name == "inception_v3":
-                net.Conv2d_1a_3x3.conv = _replace_first_conv(net.Conv2d_1a_3x3.conv, in_channels)
-            else:
-                net.conv1 = _replace_first_conv(net.conv1, in_channels)
+            adapt_first_conv_(net.Conv2d_1a_3x3.conv if name == "inception_v3" else net.conv1,
+                              in_channels)
         feature_dim = net.fc.in_features
         drop = {"avgpool", "dropout", "fc", "AuxLogits"}
         body = nn.Sequential(*(m for n, m in net.named_children() if n not in drop))
@@ -291,20 +275,16 @@ def _encoder_backbone(name: str) -> Callable[..., Backbone]:
     ``weights_source``; a missing package is a one-line :class:`PretrainedWeightsMissing`."""
 
     def build(*, in_channels: int = 3, weights: str | None = None) -> Backbone:
-        net, packaged = build_encoder(name, weights=weights)
+        net, source = build_encoder(name, weights=weights)
         net.drop_classifier()
         if in_channels != 3:
             net.change_in_channels(in_channels)
         module = Backbone(_EncoderBody(net), net.feature_dim, name, mean=net.input_mean,
                           std=net.input_std, in_channels=in_channels)
-        module.weights_source = _provenance(packaged)
+        module.weights_source = source
         return module
 
     return build
-
-
-def _provenance(packaged: PackagedWeights | None) -> dict[str, str] | None:
-    return None if packaged is None else packaged.provenance()
 
 
 for _name in ENCODERS.names():

@@ -37,7 +37,6 @@ from torch import nn
 from mrigan.pretrained import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    PackagedWeights,
     WeightsError,
     is_pretrained_word,
     read_state_dict,
@@ -90,12 +89,20 @@ class Encoder(nn.Module):
         return self.feature_map(x)
 
     def change_in_channels(self, in_channels: int) -> None:
-        """A first conv taking ``in_channels``; its kernel is the RGB kernel's channel mean, so
-        loaded ImageNet weights still give a sensible start (what timm does for ``in_chans``)."""
-        conv = self.stem_conv()
-        weight = conv.weight.detach().mean(dim=1, keepdim=True)
-        conv.weight = nn.Parameter(weight.expand(-1, in_channels, -1, -1).contiguous())
-        conv.in_channels = in_channels
+        """A first conv taking ``in_channels`` (:func:`adapt_first_conv_`)."""
+        adapt_first_conv_(self.stem_conv(), in_channels)
+
+
+def adapt_first_conv_(conv: nn.Conv2d, in_channels: int) -> None:
+    """Make ``conv`` (a network's first conv, any ``nn.Conv2d`` subclass) take ``in_channels``
+    inputs, in place: its kernel becomes the RGB kernel's channel mean, repeated, so loaded
+    ImageNet weights still give a sensible start; the bias, padding and stride are kept. Used by
+    the encoders and the torchvision backbones alike. (timm's ``adapt_input_conv`` instead keeps
+    the response to a grey input: the channel sum for one channel, the kernel repeated and
+    scaled by 3 / ``in_channels`` otherwise; ours is that response times ``in_channels`` / 3.)"""
+    weight = conv.weight.detach().mean(dim=1, keepdim=True)
+    conv.weight = nn.Parameter(weight.expand(-1, in_channels, -1, -1).contiguous())
+    conv.in_channels = in_channels
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,11 +298,14 @@ def load_checked(model: nn.Module, state: dict[str, torch.Tensor], source: str, 
 
 
 def build_encoder(name: str, *, weights: str | None = None
-                  ) -> tuple[Encoder, PackagedWeights | None]:
+                  ) -> tuple[Encoder, dict[str, str] | None]:
     """Encoder ``name`` from scratch (``weights`` None), with its packaged ImageNet weights
     (``weights="imagenet"``: every key must match) or a local file (the classifier may be
-    absent) -> ``(encoder, packaged weights record or None)``. On the meta device the weights
-    are only found, not read."""
+    absent) -> ``(encoder, weights source)``: the source is the packaged weights' provenance
+    record (:meth:`~mrigan.pretrained.PackagedWeights.provenance`: package, version, file,
+    SHA-256; what backbones keep as ``weights_source`` and generators as ``encoder_source``),
+    None from scratch or a local file. On the meta device the weights are only found, not
+    read."""
     factory: Callable[[], Encoder] = ENCODERS.get(name)
     net = factory()
     # built on PyTorch's meta device (a config check): find the file, read nothing
@@ -311,4 +321,4 @@ def build_encoder(name: str, *, weights: str | None = None
             raise WeightsError(f"{weights}: weights file not found")
         if not meta:
             load_checked(net, read_state_dict(weights), str(weights), f"encoder {name!r}")
-    return net, packaged
+    return net, None if packaged is None else packaged.provenance()

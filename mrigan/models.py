@@ -279,11 +279,11 @@ class EncoderUNet(UnitRangeGenerator):
                              f"{image_size}")
         if in_channels != 3:
             raise ValueError("an encoder U-Net takes RGB faces (in_channels 3)")
-        net, packaged = build_encoder(encoder, weights=weights)
+        net, source = build_encoder(encoder, weights=weights)
         net.drop_classifier()
         self.encoder = net
         self.image_size = image_size
-        record = packaged.provenance() if packaged is not None else encoder_source
+        record = source if source is not None else encoder_source
         self.architecture = {"name": f"unet-{encoder}", "image_size": image_size,
                              "in_channels": in_channels, "out_channels": out_channels,
                              "ngf": ngf, "dropout": dropout, "prior": bool(prior),

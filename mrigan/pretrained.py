@@ -123,6 +123,20 @@ def _hash(path: str, size: int, mtime_ns: int) -> str:
     return sha256_file(path)
 
 
+def no_packaged_weights(network: str, subject: str | None = None,
+                        call: str | None = None) -> PretrainedWeightsMissing:
+    """The one error for ``weights: imagenet`` on a network that has no weights package:
+    ``subject`` names it (default ``'network'``), ``call`` is an optional Python example
+    (``build_backbone(...)``) given before the YAML one."""
+    known = ", ".join(sorted(WEIGHTS_PACKAGES))
+    python = f"{call} or in YAML " if call else ""
+    return PretrainedWeightsMissing(
+        f"{subject or repr(network)}: no packaged ImageNet weights (they ship for {known}: "
+        f"`model.weights: imagenet`), and mrigan never downloads: pass its local path, e.g. "
+        f"{python}`model.weights: /models/{network}.pth` (.safetensors or a torch.save'd "
+        f"state dict).")
+
+
 def resolve_packaged(network: str) -> PackagedWeights:
     """The installed ImageNet weights file of ``network`` with its provenance.
 
@@ -131,11 +145,7 @@ def resolve_packaged(network: str) -> PackagedWeights:
     """
     spec = WEIGHTS_PACKAGES.get(network)
     if spec is None:
-        known = ", ".join(sorted(WEIGHTS_PACKAGES))
-        raise PretrainedWeightsMissing(
-            f"{network!r}: no packaged ImageNet weights (they ship for {known}); mrigan never "
-            f"downloads weights: pass a local .safetensors/.pth file instead, e.g. "
-            f"`model.weights: /models/{network}.pth`")
+        raise no_packaged_weights(network)
     dist = find_distribution(spec.package)
     if dist is None:
         raise PretrainedWeightsMissing(

@@ -10,6 +10,7 @@ import torchvision
 from safetensors.torch import save_file
 
 from detectors.backbones import BACKBONES, WeightsError, build_backbone
+from mrigan.pretrained import PretrainedWeightsMissing
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,6 +35,37 @@ def test_one_channel_inputs():
         module.eval()
         with torch.no_grad():
             assert module(torch.rand(1, 1, 64, 64)).shape == (1, dim)
+
+
+def test_six_channel_resnet_first_conv_is_the_loaded_rgb_kernels_mean(tmp_path):
+    """A face and an MRI stacked: the loaded conv1's RGB kernel is averaged over its channels
+    and repeated; everything after it is the file's. With every normalised input channel equal
+    to one map z the 6-channel conv sees 6 x mean = 2 x the RGB kernel's sum, so the backbone
+    gives what the 3-channel reference gives on 2z."""
+    reference = torchvision.models.resnet18(weights=None).eval()
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    module, _ = build_backbone("resnet18", in_channels=6, weights=str(path))
+    conv = module.body[0]
+    assert conv.in_channels == 6 and conv.weight.shape == (64, 6, 7, 7)
+    rgb = reference.conv1.weight.detach()
+    torch.testing.assert_close(conv.weight, rgb.mean(1, keepdim=True).expand(-1, 6, -1, -1))
+    reference.fc = torch.nn.Identity()
+    z = torch.randn(2, 1, 64, 64)
+    mean = torch.tensor(module.input_mean).reshape(1, 6, 1, 1)
+    std = torch.tensor(module.input_std).reshape(1, 6, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(module.eval()(z * std + mean),
+                                   reference(2 * z.expand(-1, 3, -1, -1)), rtol=1e-4, atol=1e-4)
+
+
+def test_inception_first_conv_takes_other_channel_counts():
+    torch.manual_seed(0)
+    rgb = build_backbone("inception_v3")[0].body[0].conv.weight.detach()
+    torch.manual_seed(0)
+    one = build_backbone("inception_v3", in_channels=1)[0].body[0].conv
+    assert one.in_channels == 1
+    torch.testing.assert_close(one.weight, rgb.mean(1, keepdim=True))
 
 
 def _imagenet(x):
@@ -74,8 +106,10 @@ def test_efficientnet_checkpoint_loads(tmp_path):
 
 
 def test_weight_errors_are_clear(tmp_path):
-    with pytest.raises(WeightsError, match="pass its local path"):
+    with pytest.raises(PretrainedWeightsMissing, match="pass its local path") as info:
         build_backbone("efficientnet-b0", weights="imagenet")
+    assert str(info.value).startswith("backbone 'efficientnet-b0': no packaged ImageNet weights")
+    assert "build_backbone('efficientnet-b0', weights=" in str(info.value)
     with pytest.raises(WeightsError, match="not found"):
         build_backbone("tiny-cnn", weights=str(tmp_path / "nope.pth"))
     wrong = tmp_path / "tiny.pth"
