@@ -106,9 +106,18 @@ def load_detector(path: str | os.PathLike, device: str | torch.device = "auto", 
                   precision: str = "fp32", batch_size: int = 32,
                   channels_last: str | bool = "auto") -> Detector:
     """Load a ``mrigan train-detector`` checkpoint (``best.pt`` / ``last.pt``)."""
-
     path = Path(path)
-    state = load_checkpoint(path)
+    return detector_from_checkpoint(load_checkpoint(path), path, device, precision=precision,
+                                    batch_size=batch_size, channels_last=channels_last)
+
+
+def detector_from_checkpoint(state: dict, path: str | os.PathLike,
+                             device: str | torch.device = "auto", *, precision: str = "fp32",
+                             batch_size: int = 32,
+                             channels_last: str | bool = "auto") -> Detector:
+    """:func:`load_detector` on a checkpoint already read (``state``, from ``path``, which
+    messages name): nothing is read again."""
+    path = Path(path)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a detector checkpoint (format "
                               f"{state.get('format')!r}, expected {CHECKPOINT_FORMAT!r})")

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from detectors.inference import load_detector
+from detectors.inference import detector_from_checkpoint
 from mrigan import __version__
-from mrigan.checkpoint import CheckpointError
+from mrigan.checkpoint import CheckpointError, CheckpointFile, read_checkpoint
 from mrigan.config import to_dict
 from mrigan.onnx_export import (
     check_inputs,
@@ -54,17 +54,25 @@ def plain_swish(model: nn.Module) -> nn.Module:
     return model
 
 
-def export_detector_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
+def export_detector_onnx(checkpoint: str | os.PathLike | CheckpointFile,
+                         out: str | os.PathLike, *,
                          overwrite: bool = False) -> tuple[Path, Path, float]:
     """Write a ``mrigan train-detector`` checkpoint as ``out`` (.onnx) + ``out``.json, after
     checking it against PyTorch on 3 seeded images at another batch size than the traced one;
-    returns both paths and that largest |ONNX - torch| over both outputs."""
-    checkpoint = Path(checkpoint)
+    returns both paths and that largest |ONNX - torch| over both outputs.
+
+    ``checkpoint``: its path, or the file already read (:func:`mrigan.checkpoint.read_checkpoint`,
+    what ``mrigan export-onnx`` passes after telling a detector from a generator): the file is
+    read once either way, the weights and the SHA-256 the sidecar records from the same bytes."""
     check_output(out, overwrite=overwrite)
-    det = load_detector(checkpoint, "cpu", precision="fp32", channels_last=False)
+    if not isinstance(checkpoint, CheckpointFile):
+        checkpoint = read_checkpoint(checkpoint)
+    source = checkpoint.path
+    det = detector_from_checkpoint(checkpoint.state, source, "cpu", precision="fp32",
+                                   channels_last=False)
     if getattr(det.model, "temporal", False):
         raise CheckpointError("a temporal (clip) detector: ONNX export covers frame detectors",
-                              checkpoint)
+                              source)
     scores = DetectorScores(plain_swish(det.model.float())).eval()
     size = det.image_size
     header = {"format": ONNX_FORMAT, "input_kind": det.input_name, "image_size": size,
@@ -74,7 +82,8 @@ def export_detector_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, 
               "output": "logit: float32 (batch,); p_fake: float32 (batch,) = sigmoid(logit)"}
     data = module_to_onnx(scores, check_inputs(size, batch=2), input_name="images",
                           output_names=("logit", "p_fake"), header=header)
-    diff = checked_parity(scores, data, header, size, checkpoint)
-    sidecar = {**header, "config": to_dict(det.config), **export_record(checkpoint, diff)}
+    diff = checked_parity(scores, data, header, size, source)
+    sidecar = {**header, "config": to_dict(det.config),
+               **export_record(source, diff, checkpoint.sha256)}
     onnx_path, side = write_onnx(out, data, sidecar, overwrite=overwrite)
     return onnx_path, side, diff

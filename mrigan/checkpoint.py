@@ -11,8 +11,11 @@ checkpoint intact.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,20 +54,50 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
-    path = Path(path)
+def _require_file(path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
+
+
+def _deserialise(path: Path, source: Path | io.BytesIO,
+                 map_location: str | torch.device) -> dict:
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(source, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt/foreign files
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
     return state
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    path = Path(path)
+    _require_file(path)
+    return _deserialise(path, path, map_location)
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint read once: its path, its contents and the SHA-256 of the bytes they came
+    from (what an export records as its source), so a command that needs all three does not
+    open the file again."""
+
+    path: Path
+    state: dict[str, Any]
+    sha256: str
+
+
+def read_checkpoint(path: str | os.PathLike,
+                    map_location: str | torch.device = "cpu") -> CheckpointFile:
+    """:func:`load_checkpoint` and the file's SHA-256 from one read of the file."""
+    path = Path(path)
+    _require_file(path)
+    data = path.read_bytes()
+    state = _deserialise(path, io.BytesIO(data), map_location)
+    return CheckpointFile(path, state, hashlib.sha256(data).hexdigest())
 
 
 def load_weights(path: str | os.PathLike, key: str | None = None,

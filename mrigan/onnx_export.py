@@ -187,14 +187,16 @@ def checked_parity(module: torch.nn.Module, model: bytes, header: dict[str, Any]
     return diff
 
 
-def export_record(source: str | os.PathLike, diff: float) -> dict[str, Any]:
+def export_record(source: str | os.PathLike, diff: float,
+                  sha256: str | None = None) -> dict[str, Any]:
     """The sidecar's ``onnx`` (how it was exported, the parity measured) and ``exported_from``
-    (the source file and its SHA-256) entries."""
+    (the source file and its SHA-256: ``sha256`` when the caller hashed the bytes it read, else
+    the file is hashed here) entries."""
     return {"onnx": {"opset": OPSET, "exporter": f"torch {torch.__version__} "
                      "torch.onnx.export(dynamo=False)", "dynamic_axes": "batch",
                      "runs_in": "float32", "parity_max_abs_diff_vs_torch": diff,
                      "parity_inputs": "3 seeded uniform-noise images"},
-            "exported_from": {"path": str(source), "sha256": sha256_file(source)}}
+            "exported_from": {"path": str(source), "sha256": sha256 or sha256_file(source)}}
 
 
 def check_output(out: str | os.PathLike, *, overwrite: bool = False) -> tuple[Path, Path]:

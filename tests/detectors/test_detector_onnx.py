@@ -4,7 +4,10 @@ MRIs, at a batch size other than the traced one."""
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -19,10 +22,11 @@ from detectors.config import (
     DetectorTrainConfig,
 )
 from detectors.inference import load_detector
+from detectors.onnx_export import export_detector_onnx
 from detectors.train import train_detector
 from mrigan import perceptual
 from mrigan.app.cli import main as cli
-from mrigan.fileio import read_image
+from mrigan.fileio import read_image, sha256_file
 from mrigan.onnx_export import OnnxModel, read_onnx
 
 pytest.importorskip("onnxruntime")  # the optional extra mrigan[onnx]; the Makefile installs it
@@ -81,3 +85,55 @@ def test_detector_onnx_matches_torch_on_real_faces(trained, real_inputs, backbon
     sidecar = json.loads(out.with_name(out.name + ".json").read_text())
     assert sidecar["config"]["model"]["backbone"] == backbone
     assert sidecar["onnx"]["parity_max_abs_diff_vs_torch"] <= 1e-4
+
+
+@pytest.fixture
+def reads_of(monkeypatch):
+    """Counts, per file, every ``open`` (builtins and io: torch.load, hashing, Path.read_bytes)
+    and every ``torch.load``; ``reads_of(path)`` -> (opens, torch.load calls) of that file."""
+    opens, loads = [], []
+    real_open, real_io_open, real_load = builtins.open, io.open, torch.load
+
+    def name(file) -> str | None:
+        return os.path.realpath(file) if isinstance(file, (str, os.PathLike)) else None
+
+    def counting_open(file, *args, **kwargs):
+        opens.append(name(file))
+        return real_open(file, *args, **kwargs)
+
+    def counting_io_open(file, *args, **kwargs):
+        opens.append(name(file))
+        return real_io_open(file, *args, **kwargs)
+
+    def counting_load(f, *args, **kwargs):
+        loads.append(f)
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_io_open)
+    monkeypatch.setattr(torch, "load", counting_load)
+
+    def count(path) -> tuple[int, int]:
+        return opens.count(os.path.realpath(path)), len(loads)
+
+    return count
+
+
+def test_export_reads_the_detector_checkpoint_once(trained, reads_of, one_torch_thread):
+    """``mrigan export-onnx`` tells a detector from a generator, loads the detector and hashes
+    its file for the sidecar from one read of the checkpoint; the export still passes its parity
+    check and the sidecar's SHA-256 is the file's."""
+    base, best = trained
+    ckpt = best["tiny-cnn"]
+    expected = {"path": str(ckpt), "sha256": sha256_file(ckpt)}
+    start = reads_of(ckpt)
+    out = base / "once.onnx"
+    assert cli(["export-onnx", str(ckpt), "--out", str(out)]) == 0
+    opens, loads = reads_of(ckpt)
+    assert (opens - start[0], loads - start[1]) == (1, 1)  # opened once, deserialised once
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+    assert sidecar["onnx"]["parity_max_abs_diff_vs_torch"] <= 1e-4
+    assert sidecar["exported_from"] == expected
+    # the Python API given a path reads it once too
+    export_detector_onnx(ckpt, base / "api.onnx")
+    assert reads_of(ckpt) == (opens + 1, loads + 1)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from detectors.onnx_export import export_detector_onnx
 from detectors.train import CHECKPOINT_FORMAT as DETECTOR_FORMAT
-from mrigan.checkpoint import CheckpointError, load_checkpoint
+from mrigan.checkpoint import CheckpointError, CheckpointFile, read_checkpoint
 from mrigan.inference import export_generator_onnx
 from mrigan.onnx_export import OPSET
 
@@ -32,20 +32,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
 
 
-def is_detector(path: Path) -> bool:
-    """A ``mrigan train-detector`` checkpoint (else the file is read as a generator)."""
+def read_detector(path: Path) -> CheckpointFile | None:
+    """A ``mrigan train-detector`` checkpoint, read (once: the export uses what is read here),
+    or None: the file is then read as a generator."""
     if path.suffix != ".pt":
-        return False
+        return None
     if not path.is_file():
         raise CheckpointError("no such model file", path)
-    return load_checkpoint(path).get("format") == DETECTOR_FORMAT
+    checkpoint = read_checkpoint(path)
+    return checkpoint if checkpoint.state.get("format") == DETECTOR_FORMAT else None
 
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or args.model.with_suffix(".onnx")
-    detector = is_detector(args.model)
-    export = export_detector_onnx if detector else export_generator_onnx
-    onnx_path, sidecar, diff = export(args.model, out, overwrite=args.overwrite)
+    checkpoint = read_detector(args.model)
+    detector = checkpoint is not None
+    if detector:
+        onnx_path, sidecar, diff = export_detector_onnx(checkpoint, out, overwrite=args.overwrite)
+    else:
+        onnx_path, sidecar, diff = export_generator_onnx(args.model, out,
+                                                         overwrite=args.overwrite)
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB, "
           f"{'detector' if detector else 'generator'}, opset {OPSET}, dynamic batch) and {sidecar}")
     print(f"parity with PyTorch (onnxruntime, CPU, 3 seeded images): max |diff| {diff:.1e}")
