@@ -14,8 +14,9 @@ file name and the key, so a typo never silently falls back to a default.
   checks every key it reads (a value outside is a :class:`ConfigError` naming the file and the
   key, before any work), and a class that also wants the check when it is built directly in
   Python derives from :class:`Checked` (or calls :func:`check_bounds` in its
-  ``__post_init__``): the same error, naming the class and the field. Only checks of one field
-  against another stay hand-written in ``__post_init__``.
+  ``__post_init__``): the same error, naming the class and the field. A command line whose
+  flags set fields directly checks each flag's value with :func:`check_field`, the error naming
+  the flag. Only checks of one field against another stay hand-written in ``__post_init__``.
 * **Bounded**: a config file over :data:`MAX_CONFIG_BYTES`, YAML nested too deeply, a key
   given twice in one mapping, and a fixed-length list (``tuple[float, float, float]``) of
   another length are refused naming the file and key - never cut, never a traceback.
@@ -296,6 +297,14 @@ def check_bounds(cfg: Any, where: str | None = None) -> None:
     where = where or type(cfg).__name__
     for f in dataclasses.fields(cfg):
         _check_bounds(f, getattr(cfg, f.name), _child(where, f.name))
+
+
+def check_field(cls: type, name: str, value: Any, where: str) -> None:
+    """``value`` against the bounds of field ``name`` of the dataclass ``cls`` (as
+    :func:`check_bounds`), before the config is built: what a command line does with a flag
+    that sets that field, ``where`` naming the flag (``--workers: 0 is below the minimum 1``)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_bounds(fields[name], value, where)
 
 
 class Checked:

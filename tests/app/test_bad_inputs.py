@@ -614,6 +614,8 @@ if all(importlib.util.find_spec(m) for m in ("starlette", "uvicorn", "multipart"
         ("token-short", lambda w, t: ["--token", "abc"], "--token"),
         ("workers-zero", lambda w, t: ["--workers", "0"], "--workers"),
         ("port-out-of-range", lambda w, t: ["--port", "70000"], "--port"),
+        ("port-negative", lambda w, t: ["--port", "-1"], "--port"),
+        ("max-upload-mb-zero", lambda w, t: ["--max-upload-mb", "0"], "--max-upload-mb"),
         ("generator-missing", lambda w, t: ["--generator", f"{t}/none.safetensors"],
          "none.safetensors"),
         ("verdict-rule", lambda w, t: ["--set", "verdict.rule=bogus"], "verdict.rule"),

@@ -275,6 +275,26 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("mrigan serve: error:") and "--cases" in err[0]
 
 
+@pytest.mark.parametrize("name,bad,edges,argv,message", [
+    ("workers", 0, (1, 8), ["--workers", "0"], "--workers: 0 is below the minimum 1"),
+    ("port", 65536, (0, 65535), ["--port", "65536"], "--port: 65536 is above the maximum 65535"),
+    ("max_upload_bytes", 0, (1,), ["--max-upload-mb", "-3"],
+     "--max-upload-mb: -3 must be greater than 0"),
+])
+def test_serve_ranges_are_field_bounds_that_errors_name_by_flag(tmp_path, capsys, name, bad,
+                                                                 edges, argv, message):
+    """The ranges live in ServeConfig's ``bounds`` metadata: built in Python, a value outside
+    is a ServeError naming the field; on the command line one line naming the flag, exit 2,
+    before anything is created."""
+    with pytest.raises(ServeError, match=rf"^ServeConfig\.{name}: {bad} "):
+        ServeConfig(cases=tmp_path / "c", **{name: bad})
+    for good in edges:
+        assert getattr(ServeConfig(cases=tmp_path / "c", **{name: good}), name) == good
+    assert cli(["serve", "--cases", str(tmp_path / "c"), *argv]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"mrigan serve: error: {message}"]
+    assert not (tmp_path / "c").exists()
+
+
 def test_failed_cases_show_one_line_and_the_server_goes_on(analyzer, tmp_path, ffpp_root):
     from skimage import data
 

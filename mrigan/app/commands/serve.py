@@ -17,6 +17,7 @@ from mrigan.app.analysis import Analyzer, resolve_weights
 from mrigan.app.commands.analyze import add_analysis_arguments, analysis_config, setup_lines
 from mrigan.app.logs import set_format
 from mrigan.app.serve.config import DEFAULT_MAX_UPLOAD_MB, ServeConfig, checked
+from mrigan.config import check_field
 from mrigan.errors import MriganError
 
 MISSING = ("mrigan serve needs the optional web packages: pip install 'mrigan[serve]' "
@@ -41,6 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_analysis_arguments(parser)  # --generator, --detector, --every, --device, --config, --set
 
 
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The :class:`ServeConfig` of the flags. Each ranged flag is checked first against the
+    ``bounds`` of the field it sets, so the one-line error names the flag the user typed
+    (``--workers: 0 is below the minimum 1``); ``--max-upload-mb`` is checked in MiB against the
+    byte field's rule (positive, the same in either unit)."""
+    for flag, name, value in (("--port", "port", args.port),
+                              ("--workers", "workers", args.workers),
+                              ("--max-upload-mb", "max_upload_bytes", args.max_upload_mb)):
+        check_field(ServeConfig, name, value, flag)
+    return ServeConfig(cases=args.cases, media_root=args.media_root, host=args.host,
+                       port=args.port, token=args.token, workers=args.workers,
+                       max_upload_bytes=args.max_upload_mb << 20)
+
+
 def run(args: argparse.Namespace) -> int:
     if any(importlib.util.find_spec(m) is None for m in ("starlette", "uvicorn", "multipart")):
         raise MriganError(MISSING)
@@ -52,9 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     set_format("%(asctime)s %(levelname)s %(name)s: %(message)s", progress_to_stderr=True)
     analyze_cfg = analysis_config(args)
-    cfg, generated = checked(ServeConfig(
-        cases=args.cases, media_root=args.media_root, host=args.host, port=args.port,
-        token=args.token, workers=args.workers, max_upload_bytes=args.max_upload_mb << 20))
+    cfg, generated = checked(serve_config(args))
     generator, detector = resolve_weights(args.generator, args.detector)
 
     def make_analyzer() -> Analyzer:

@@ -1,15 +1,20 @@
 """What ``mrigan serve`` is started with (:class:`ServeConfig`) and the checks made before it
 listens: a token whenever it listens beyond the loopback interface, and case and media folders
-that do not hold one another."""
+that do not hold one another.
+
+Ranges are ``bounds`` metadata (:class:`mrigan.config.Checked`), checked whenever a
+:class:`ServeConfig` is built (a :class:`ServeError` naming the field); the command line checks
+each flag against the field it sets first, so its one-line error names the flag
+(:mod:`mrigan.app.commands.serve`)."""
 
 from __future__ import annotations
 
 import ipaddress
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mrigan.errors import MriganError
+from mrigan.config import Checked, ConfigError, bounds
 
 #: Host names of this machine's loopback interface (answered when serving on loopback).
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -17,19 +22,27 @@ LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_MAX_UPLOAD_MB = 2048
 
 
-class ServeError(MriganError, ValueError):
+class ServeError(ConfigError):
     """A bad ``mrigan serve`` setting."""
 
 
 @dataclass(frozen=True)
-class ServeConfig:
+class ServeConfig(Checked):
     cases: Path  # one folder per case (``analyze --out`` layout) + case.json
     media_root: Path | None = None  # server-side files the page may pick (read only)
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int = field(default=8765, metadata=bounds(minimum=0, maximum=65535))  # 0: any free
     token: str | None = None  # required (generated when not given) off the loopback interface
-    workers: int = 1
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    workers: int = field(default=1, metadata=bounds(minimum=1))  # analyses at once
+    # positive in any unit: the command line checks its MiB flag against this rule
+    max_upload_bytes: int = field(default=DEFAULT_MAX_UPLOAD_MB * 1024 * 1024,
+                                  metadata=bounds(exclusive_minimum=0))
+
+    def __post_init__(self) -> None:
+        try:
+            super().__post_init__()
+        except ConfigError as exc:
+            raise ServeError(exc.problem) from exc
 
     @property
     def loopback(self) -> bool:
@@ -51,14 +64,9 @@ def is_loopback(host: str) -> bool:
 
 
 def checked(cfg: ServeConfig) -> tuple[ServeConfig, bool]:
-    """``cfg`` with resolved folders and a token where one is needed; True when the token was
-    generated here (the caller prints it). Raises :class:`ServeError`."""
-    if cfg.workers < 1:
-        raise ServeError(f"--workers must be at least 1, got {cfg.workers}")
-    if cfg.max_upload_bytes < 1:
-        raise ServeError("--max-upload-mb must be positive")
-    if not 0 <= cfg.port <= 65535:
-        raise ServeError(f"--port must be 0..65535, got {cfg.port}")
+    """``cfg`` (its ranges checked when it was built) with resolved folders and a token where
+    one is needed; True when the token was generated here (the caller prints it). Raises
+    :class:`ServeError`."""
     if cfg.cases.exists() and not cfg.cases.is_dir():
         raise ServeError("--cases must be a folder, but a file of that name exists", cfg.cases)
     cases = cfg.cases.resolve()
