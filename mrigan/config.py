@@ -428,6 +428,13 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def values_of(section: type, cfg: Any) -> dict[str, Any]:
+    """The values in ``cfg`` of the fields of the dataclass ``section`` (a shared base of
+    ``cfg``'s class, :class:`datasets_builders.build_config.FrameSampling`): keyword arguments
+    for another config made of the same section."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(section)}
+
+
 def replace_keys(cfg: T, changes: Mapping[str, Any], where: str | None = None) -> T:
     """A copy of the dataclass config ``cfg`` with the nested keys of ``changes`` (``{"train":
     {"device": "cpu"}}``) changed, checked as the loader checks a file."""

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from datasets_builders.build_config import BuildSourceConfig
+from datasets_builders.build_config import BuildSourceConfig, FrameSampling
+from datasets_builders.faces import FaceCrop
 from detectors.config import DetectorConfig
 from mrigan import fingerprint as settings_fp
 from mrigan import perceptual
@@ -51,14 +52,12 @@ class SplitSettings(Checked):
 
 
 @dataclass(frozen=True)
-class DataSettings(Checked):
-    """Frame sampling and face crops of the MRI-DF and face-set builds."""
+class DataSettings(FrameSampling, FaceCrop):
+    """Frame sampling and face crops of the MRI-DF and face-set builds: the builders' own
+    sections (``every``, ``max_frames``: :class:`FrameSampling`, paper: every 10th frame;
+    ``size``, ``max_side``: :class:`FaceCrop`, paper: 256 px crops), flat keys as in their
+    YAML, and the benchmark's own keys below."""
 
-    every: int = 10  # paper: every 10th frame
-    #: per video, after ``every`` (null: all)
-    max_frames: int | None = field(default=None, metadata=bounds(minimum=1))
-    size: int = field(default=256, metadata=bounds(minimum=16))  # crop size (paper: 256)
-    max_side: int | None = 960  # frames are shrunk to this longest side for face detection
     max_faces: int = field(default=32, metadata=bounds(minimum=1))  # face sets: crops per video
     augment_fraction: float = 0.0  # MRI-DF augmentation (the paper's; 0: none)
     # MRI-DF builds: whole-frame MTCNN on every k-th sampled frame, faces followed in between
