@@ -7,6 +7,15 @@ stage's fingerprint (:mod:`mrigan.app.benchmark.stages`).
 
 Ranges are ``bounds`` field metadata (:mod:`mrigan.config`), checked whether a section comes
 from YAML or is built directly (:class:`mrigan.config.Checked`).
+
+The ``gan`` section is a ``GanConfig`` and ``detector`` a :class:`DetectorPair` of two
+``DetectorConfig``: the whole tree is built and checked when the benchmark config is loaded,
+so an unknown key or component name anywhere (``--set detector.set.model.backbone=nope``) is
+one :class:`~mrigan.config.ConfigError` before any stage runs or any folder is made. Each
+starts from a YAML file it names as ``config``; the older form of these sections
+(``config:`` + ``set:``, ``plain_config`` / ``mri_config``) is rewritten where it was written
+(:func:`upgrade_sections`). The stages' settings, hence fingerprints, are those of the same
+resolved configs as before, so earlier run folders resume.
 """
 
 from __future__ import annotations
