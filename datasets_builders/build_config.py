@@ -110,18 +110,43 @@ class BuildSplitConfig(Checked):
 
 
 @dataclass(frozen=True)
-class BuildConfig(Checked):
-    out: str = field(default="runs/mri_df", metadata=not_shaping())
-    sources: tuple[BuildSourceConfig, ...] = ()
+class FrameSampling(Checked):
+    """Which frames of a video are read: the one definition the MRI-DF builder, the face-set
+    builder and the benchmark's ``data`` section share (flat keys in their YAML)."""
+
     every: int = 10  # decode every Nth frame (>= 1: the named rule)
     #: per video, after ``every`` (null: all)
     max_frames: int | None = field(default=None, metadata=bounds(minimum=1))
+
+
+@dataclass(frozen=True)
+class VideoBuildConfig(FrameSampling):
+    """What both builders of face crops share (:class:`BuildConfig`, the MRI-DF;
+    ``build_faces.BuildFaceSetConfig``, labelled face sets): where, from which sources, which
+    frames, the seed, the shard, face detection and the identity split."""
+
+    out: str = field(default="runs/mri_df", metadata=not_shaping())
+    sources: tuple[BuildSourceConfig, ...] = ()
     seed: int = 0
     shard: str = field(default="1/1", metadata=not_shaping())  # k/n: the k-th of n parts
     progress: bool = field(default=True, metadata=runtime())
     faces: FaceDetectionConfig = field(default_factory=FaceDetectionConfig)
-    augment: BuildAugmentConfig = field(default_factory=BuildAugmentConfig)
     split: BuildSplitConfig = field(default_factory=BuildSplitConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not str(self.out):
+            raise ConfigError("out is empty: name the output folder")
+        parse_shard(self.shard)
+
+    @property
+    def shard_tag(self) -> str:
+        return self.shard.replace("/", "-of-")
+
+
+@dataclass(frozen=True)
+class BuildConfig(VideoBuildConfig):
+    augment: BuildAugmentConfig = field(default_factory=BuildAugmentConfig)
     self_blend: BuildSelfBlendConfig = field(default_factory=BuildSelfBlendConfig)
     # MTCNN on the whole frame on every k-th sampled frame only (departs from the paper, which
     # detects on every sampled frame, when > 1). The frames in between: ``detect_between``
@@ -144,16 +169,9 @@ class BuildConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not str(self.out):
-            raise ConfigError("out is empty: name the output folder")
-        parse_shard(self.shard)
         if self.mri_metric not in perceptual.DISSIMILARITIES:
             raise ConfigError(f"mri_metric: unknown perceptual metric {self.mri_metric!r}; "
                               f"known: {', '.join(perceptual.DISSIMILARITIES.names())}")
-
-    @property
-    def shard_tag(self) -> str:
-        return self.shard.replace("/", "-of-")
 
 
 __all__ = [
@@ -164,5 +182,7 @@ __all__ = [
     "BuildSourceConfig",
     "BuildSplitConfig",
     "FaceDetectionConfig",
+    "FrameSampling",
+    "VideoBuildConfig",
     "parse_shard",
 ]

@@ -38,9 +38,7 @@ import numpy as np
 from datasets_builders import build_unit
 from datasets_builders.build_config import (
     BuildError,
-    BuildSourceConfig,
-    BuildSplitConfig,
-    parse_shard,
+    VideoBuildConfig,
 )
 from datasets_builders.build_plan import Plan, Unit, _hash01, assign_splits, unique_items
 from datasets_builders.build_records import BuildSummary
@@ -58,8 +56,8 @@ from datasets_builders.faces import (
 )
 from datasets_builders.frames import VideoDecodeError
 from datasets_builders.sources import read_source
-from mrigan.config import Checked, ConfigError, bounds
-from mrigan.fingerprint import not_shaping, runtime
+from mrigan.config import bounds
+from mrigan.fingerprint import not_shaping
 from mrigan.mri_df_format import MriDfWriter
 
 _log = logging.getLogger(__name__)
@@ -73,33 +71,17 @@ def _recall_faces() -> FaceDetectionConfig:
 
 
 @dataclass(frozen=True)
-class BuildFaceSetConfig(Checked):
-    """A face set's settings (YAML, or ``mrigan build-faces`` flags); ranges are ``bounds``
-    metadata, checked when loaded and when built directly."""
+class BuildFaceSetConfig(VideoBuildConfig):
+    """A face set's settings (YAML, or ``mrigan build-faces`` flags): the MRI-DF builder's
+    shared ones (:class:`~datasets_builders.build_config.VideoBuildConfig`) with their own
+    defaults for ``out`` and ``faces`` (recall: the second pass on), and the crops per video.
+    Ranges are ``bounds`` metadata, checked when loaded and when built directly."""
 
     out: str = field(default="runs/faces", metadata=not_shaping())
-    sources: tuple[BuildSourceConfig, ...] = ()
-    every: int = 10  # decode every Nth frame (>= 1: the named rule)
-    #: per video, after ``every`` (null: all)
-    max_frames: int | None = field(default=None, metadata=bounds(minimum=1))
+    faces: FaceDetectionConfig = field(default_factory=_recall_faces)
     #: crops kept per video (K), evenly spaced over its faces
     max_faces: int = field(default=32, metadata=bounds(minimum=1))
-    seed: int = 0
-    shard: str = field(default="1/1", metadata=not_shaping())
-    progress: bool = field(default=True, metadata=runtime())
     dataset_splits: bool = True  # keep a source's own train/val/test split (see the module doc)
-    faces: FaceDetectionConfig = field(default_factory=_recall_faces)
-    split: BuildSplitConfig = field(default_factory=BuildSplitConfig)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not str(self.out):
-            raise ConfigError("out is empty: name the output folder")
-        parse_shard(self.shard)
-
-    @property
-    def shard_tag(self) -> str:
-        return self.shard.replace("/", "-of-")
 
 
 def _dataset_split(value: str | None, where) -> str | None:

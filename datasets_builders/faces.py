@@ -94,7 +94,18 @@ MULTI_FACE_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
-class FaceDetectionConfig(Checked):
+class FaceCrop(Checked):
+    """The size of the frames faces are detected on and of the crops: a section of
+    :class:`FaceDetectionConfig`, and of the benchmark's ``data`` (flat keys in both)."""
+
+    #: detect on frames downscaled to this longer side (None: full size)
+    max_side: int | None = field(default=960, metadata=bounds(minimum=32))
+    #: crop side (paper: 256); >= 16 pixels because SSIM uses an 11-pixel window
+    size: int = field(default=256, metadata=bounds(minimum=16))
+
+
+@dataclass(frozen=True)
+class FaceDetectionConfig(FaceCrop):
     """Face detection, tracking and cropping: the one set of defaults (YAML section ``faces``).
 
     ``max_side`` 960: a 1080p face is found at this size and MTCNN's cost grows with pixels.
@@ -105,13 +116,9 @@ class FaceDetectionConfig(Checked):
     device: str = field(default="auto", metadata=runtime())
     thresholds: tuple[float, float, float] = PAPER_THRESHOLDS
     min_face_size: int = field(default=40, metadata=bounds(minimum=1))  # full-frame pixels
-    #: detect on frames downscaled to this longer side (None: full size)
-    max_side: int | None = field(default=960, metadata=bounds(minimum=32))
     batch_size: int = field(default=8, metadata=runtime())  # >= 1: the named rule
     #: crop side = margin * max(box w, box h)
     margin: float = field(default=1.3, metadata=bounds(exclusive_minimum=0.0))
-    #: crop side (paper: 256); >= 16 pixels because SSIM uses an 11-pixel window
-    size: int = field(default=256, metadata=bounds(minimum=16))
     #: face tracks across sampled frames
     iou_threshold: float = field(default=0.3, metadata=bounds(minimum=0.0, maximum=1.0))
     # second pass for videos whose coverage is under this fraction. 0 (off) by default: in

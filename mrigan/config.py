@@ -23,6 +23,15 @@ file name and the key, so a typo never silently falls back to a default.
 * **Presets by inheritance**: a YAML file may say ``base: mri_gan.yaml`` (resolved relative to
   the file; chains allowed, cycles are an error) and give only what differs; nested sections
   merge key by key, lists are replaced whole.
+* **Sections from other files, older key forms**: a config class may define a classmethod
+  ``resolve_mapping(data, where) -> data``; :func:`from_dict` calls it on the mapping read for
+  the class before its keys are checked, and a field it returns already built (a dataclass
+  instance of the field's type) is taken as it is; and ``upgrade_mapping(data) -> data``,
+  which :func:`load_config` applies to each file of a ``base:`` chain and to the overrides
+  before they are merged (an older key form rewritten where it was written keeps the order in
+  which the layers override one another). The benchmark's ``gan`` and ``detector`` sections
+  use both: each is a typed config over a YAML file it names
+  (:mod:`mrigan.app.benchmark.config`).
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -206,8 +215,10 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
     return candidate if candidate.is_file() else path
 
 
-def read_yaml(path: str | os.PathLike, *, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A config file as a dict, with its ``base:`` chain resolved (base first, then the file)."""
+def read_yaml(path: str | os.PathLike, *, layer: Callable[[dict], dict] | None = None,
+              _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file as a dict, with its ``base:`` chain resolved (base first, then the file).
+    ``layer``: applied to each file of the chain before it is merged (``upgrade_mapping``)."""
     path = resolve_config_path(path)
     if not path.is_file():
         where = f" (base of {_chain[-1]})" if _chain else ""
@@ -228,9 +239,11 @@ def read_yaml(path: str | os.PathLike, *, _chain: tuple[Path, ...] = ()) -> dict
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"top level must be a mapping, got {type(data).__name__}", path)
-    if "base" not in data:
+    has_base, base = "base" in data, data.pop("base", None)
+    if layer is not None:
+        data = layer(data)
+    if not has_base:
         return data
-    base = data.pop("base")
     if not isinstance(base, str) or not base:
         raise ConfigError(f"'base' must be a file name, got {base!r}", path)
     me = path.resolve()
@@ -239,7 +252,7 @@ def read_yaml(path: str | os.PathLike, *, _chain: tuple[Path, ...] = ()) -> dict
     if base_path in chain:
         names = " -> ".join(p.name for p in (*chain, base_path))
         raise ConfigError(f"'base' chain has a cycle: {names}", path)
-    return deep_merge(read_yaml(base_path, _chain=chain), data)
+    return deep_merge(read_yaml(base_path, layer=layer, _chain=chain), data)
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "config") -> T:
@@ -248,6 +261,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {data!r}")
+    resolve = getattr(cls, "resolve_mapping", None)
+    if resolve is not None:  # sections read from other files, older key forms (module doc)
+        data = resolve(data, where)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -260,12 +276,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
         if f.name not in data:
             continue
         value = data[f.name]
-        default = _field_default(f)
-        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+        if isinstance(value, Mapping) and not hasattr(hints[f.name], "resolve_mapping"):
             # a nested section keeps the parent's own default for the keys it leaves out
-            value = deep_merge(dataclasses.asdict(default), value)
-        kwargs[f.name] = _coerce(hints[f.name], value, _child(where, f.name))
-        _check_bounds(f, kwargs[f.name], _child(where, f.name))
+            # (a class with ``resolve_mapping`` resolves its own)
+            default = _field_default(f)
+            if dataclasses.is_dataclass(default):
+                value = deep_merge(dataclasses.asdict(default), value)
+        kwargs[f.name] = _coerce(hints[f.name], value, key_where(where, f.name))
+        _check_bounds(f, kwargs[f.name], key_where(where, f.name))
     try:
         return cls(**kwargs)
     except ConfigError as exc:
@@ -282,7 +300,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, where: str = "con
 _FILE_SUFFIXES = (".yaml", ".yml", ".json", ".pt", ".pth", ".ckpt", ".safetensors")
 
 
-def _child(where: str, name: str) -> str:
+def key_where(where: str, name: str) -> str:
     """``configs/x.yaml`` + ``train`` -> ``configs/x.yaml: train``; ``Cfg.train`` + ``lr`` ->
     ``Cfg.train.lr``: the file, then the key path."""
     if ": " not in where and where.lower().endswith(_FILE_SUFFIXES):
@@ -296,7 +314,7 @@ def check_bounds(cfg: Any, where: str | None = None) -> None:
     outside is a :class:`ConfigError` naming ``where`` (default: the class) and the field."""
     where = where or type(cfg).__name__
     for f in dataclasses.fields(cfg):
-        _check_bounds(f, getattr(cfg, f.name), _child(where, f.name))
+        _check_bounds(f, getattr(cfg, f.name), key_where(where, f.name))
 
 
 def check_field(cls: type, name: str, value: Any, where: str) -> None:
@@ -363,8 +381,8 @@ def _field_default(f: dataclasses.Field) -> Any:
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where=where)
+    if dataclasses.is_dataclass(tp):  # a section already built (``resolve_mapping``) passes
+        return value if isinstance(value, tp) else from_dict(tp, value, where=where)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
@@ -419,16 +437,33 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def values_of(section: type, cfg: Any) -> dict[str, Any]:
+    """The values in ``cfg`` of the fields of the dataclass ``section`` (a shared base of
+    ``cfg``'s class, :class:`datasets_builders.build_config.FrameSampling`): keyword arguments
+    for another config made of the same section."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(section)}
+
+
+def replace_keys(cfg: T, changes: Mapping[str, Any], where: str | None = None) -> T:
+    """A copy of the dataclass config ``cfg`` with the nested keys of ``changes`` (``{"train":
+    {"device": "cpu"}}``) changed, checked as the loader checks a file."""
+    return from_dict(type(cfg), deep_merge(to_dict(cfg), changes),
+                     where=where or type(cfg).__name__)
+
+
 def load_config(
     cls: type[T],
     path: str | os.PathLike | None = None,
     overrides: Iterable[str] | Mapping[str, Any] | None = None,
 ) -> T:
-    """Defaults of ``cls`` <- YAML file ``path`` <- overrides (``["a.b=1"]`` or a nested dict)."""
-    data: dict[str, Any] = read_yaml(path) if path else {}
+    """Defaults of ``cls`` <- YAML file ``path`` <- overrides (``["a.b=1"]`` or a nested dict).
+    A class's ``upgrade_mapping`` (module doc) rewrites each file of the chain and the overrides
+    before they are merged."""
+    layer = getattr(cls, "upgrade_mapping", None)
+    data: dict[str, Any] = read_yaml(path, layer=layer) if path else {}
     if overrides:
         extra = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
-        data = deep_merge(data, extra)
+        data = deep_merge(data, layer(dict(extra)) if layer is not None else extra)
     return from_dict(cls, data, where=str(path) if path else cls.__name__)
 
 

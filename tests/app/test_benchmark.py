@@ -29,7 +29,7 @@ from mrigan.app.benchmark.generator_score import MRI_THRESHOLDS
 from mrigan.app.benchmark.split import split_stage
 from mrigan.app.benchmark.stages import STAGE_FILE
 from mrigan.app.cli import main
-from mrigan.config import ConfigError, load_config
+from mrigan.config import ConfigError, load_config, replace_keys
 from mrigan.inference import MRIGenerator
 from mrigan.mri_df_format import read_manifest
 
@@ -231,8 +231,7 @@ def test_gan_settings_added_later_keep_older_runs_resumable():
     for section, key in models.GAN_ADDED_LATER:
         assert key not in gan[section], (section, key)
     assert "ngf" in gan["model"] and "tau" in gan["loss"]  # the rest is all there
-    changed = dataclasses.replace(cfg, gan=dataclasses.replace(
-        cfg.gan, set={**cfg.gan.set, "loss": {"ssim_on": "fakes"}}))
+    changed = dataclasses.replace(cfg, gan=replace_keys(cfg.gan, {"loss": {"ssim_on": "fakes"}}))
     assert models.gan_settings(changed)["loss"]["ssim_on"] == "fakes"
 
 

@@ -8,7 +8,10 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+import pytest
+
 from datasets_builders.build_config import BuildConfig, BuildSelfBlendConfig, BuildSourceConfig
+from datasets_builders.build_faces import BuildFaceSetConfig
 from datasets_builders.build_records import check_fingerprint, fingerprint
 from detectors.config import DetectorConfig
 from detectors.repeats import settings_of
@@ -16,6 +19,7 @@ from mrigan import fingerprint as fp
 from mrigan.app.benchmark import data as bench_data
 from mrigan.app.benchmark import models as bench_models
 from mrigan.app.benchmark.config import BenchmarkConfig, DataSettings
+from mrigan.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,43 @@ def test_builds_made_before_the_mechanism_and_the_metric_still_resume(tmp_path):
     assert fp.differing_keys(OLDER_BUILD, gms) == ["mri_metric"]
     blend = fingerprint(BuildConfig(sources=src, self_blend=BuildSelfBlendConfig(per_real=1)))
     assert fp.differing_keys(OLDER_BUILD, blend) == ["self_blend.per_real", "self_blend.splits"]
+
+
+#: ``fingerprint.json`` of a default face-set build of one CSV source as main wrote it at
+#: 98a6c2f, before the face-set config and the MRI-DF's shared one base (VideoBuildConfig)
+OLDER_FACE_SET = {
+    "dataset_splits": True, "every": 10, "faces.iou_threshold": 0.3, "faces.margin": 1.3,
+    "faces.max_side": 960, "faces.min_face_size": 40, "faces.second_pass_below": 0.5,
+    "faces.second_pass_thresholds": [0.6, 0.7, 0.7], "faces.size": 256,
+    "faces.thresholds": [0.85, 0.95, 0.95], "max_faces": 32, "max_frames": None, "seed": 0,
+    "sources": [{"detect_faces": True, "fraction": 1.0, "include_reals": True, "kind": "csv",
+                 "name": "", "options": {}, "root": "pairs.csv"}],
+    "split.test": 0.1, "split.val": 0.1}
+
+
+def test_shared_sections_keep_the_builders_and_benchmarks_keys_and_fingerprints(tmp_path):
+    """Frame sampling (every, max_frames) and the crop size (size, max_side) are declared once
+    (FrameSampling, FaceCrop) and composed into both builders' configs and the benchmark's
+    ``data``; their YAML keys, ranges and fingerprints are the ones they had."""
+    src = (BuildSourceConfig(kind="csv", root="pairs.csv"),)
+    now = fingerprint(BuildFaceSetConfig(sources=src, out=str(tmp_path), progress=False))
+    assert json.dumps(now, sort_keys=True) == json.dumps(OLDER_FACE_SET, sort_keys=True)
+    for cls in (BuildConfig, BuildFaceSetConfig, DataSettings):
+        assert {"every", "max_frames"} <= {f.name for f in dataclasses.fields(cls)}
+        with pytest.raises(ConfigError, match=rf"{cls.__name__}\.every: 0 is below the minimum 1"):
+            cls(every=0)
+        with pytest.raises(ConfigError, match=rf"{cls.__name__}\.max_frames: 0 is below"):
+            cls(max_frames=0)
+    # the crop section: the face detector's rules, in the benchmark's flat data section too
+    with pytest.raises(ConfigError, match=r"DataSettings\.max_side: 16 is below the minimum 32"):
+        DataSettings(max_side=16)
+    data = DataSettings(every=5, max_frames=7, size=64, max_side=320)
+    cfg = dataclasses.replace(BenchmarkConfig(), data=data, device="cpu")
+    faces = bench_data.face_settings(cfg)
+    assert (faces.size, faces.max_side, faces.device) == (64, 320, "cpu")
+    assert {k: bench_data.face_set_settings(cfg)[k] for k in ("every", "max_frames", "size",
+                                                               "max_side")} == {
+        "every": 5, "max_frames": 7, "size": 64, "max_side": 320}
 
 
 def test_benchmark_and_repeats_read_the_same_metadata():

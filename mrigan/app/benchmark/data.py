@@ -15,8 +15,9 @@ import dataclasses
 import logging
 from pathlib import Path
 
+from datasets_builders.build_config import FrameSampling
 from datasets_builders.build_faces import BuildFaceSetConfig, build_face_set
-from datasets_builders.faces import FaceDetectionConfig
+from datasets_builders.faces import FaceCrop, FaceDetectionConfig
 from datasets_builders.mri_df import (
     BuildAugmentConfig,
     BuildConfig,
@@ -28,13 +29,14 @@ from datasets_builders.mri_df import (
 from mrigan import fingerprint as settings_fp
 from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.stages import BenchmarkError
+from mrigan.config import values_of
 from mrigan.mri_df_format import read_manifest
 
 _log = logging.getLogger(__name__)
 
 
 def face_settings(cfg: BenchmarkConfig) -> FaceDetectionConfig:
-    return FaceDetectionConfig(device=cfg.device, max_side=cfg.data.max_side, size=cfg.data.size)
+    return FaceDetectionConfig(device=cfg.device, **values_of(FaceCrop, cfg.data))
 
 
 def mri_df_settings(cfg: BenchmarkConfig) -> dict:
@@ -59,7 +61,7 @@ def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float
     build's ``train`` split (the training identities' build only)."""
     build = BuildConfig(
         out=str(folder / "data"), sources=(BuildSourceConfig(kind="csv", root=csv_path),),
-        every=cfg.data.every, max_frames=cfg.data.max_frames, seed=cfg.split.seed,
+        **values_of(FrameSampling, cfg.data), seed=cfg.split.seed,
         detect_every=cfg.data.detect_every, progress=False, faces=face_settings(cfg),
         mri_metric=cfg.data.mri_metric,
         augment=BuildAugmentConfig(augment_fraction=cfg.data.augment_fraction),
@@ -89,9 +91,8 @@ def build_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, *, val: float
 
 
 def face_set_settings(cfg: BenchmarkConfig) -> dict:
-    d = cfg.data
-    return {"every": d.every, "max_frames": d.max_frames, "size": d.size,
-            "max_side": d.max_side, "max_faces": d.max_faces, "seed": cfg.split.seed}
+    return {**values_of(FrameSampling, cfg.data), **values_of(FaceCrop, cfg.data),
+            "max_faces": cfg.data.max_faces, "seed": cfg.split.seed}
 
 
 def face_set_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, log=_log.info) -> dict:
@@ -101,10 +102,9 @@ def face_set_stage(cfg: BenchmarkConfig, csv_path: str, folder: Path, log=_log.i
     base = BuildFaceSetConfig()
     fcfg = BuildFaceSetConfig(
         out=str(folder / "data"), sources=(BuildSourceConfig(kind="csv", root=str(csv_path)),),
-        every=cfg.data.every, max_frames=cfg.data.max_frames, max_faces=cfg.data.max_faces,
+        **values_of(FrameSampling, cfg.data), max_faces=cfg.data.max_faces,
         seed=cfg.split.seed, progress=False, dataset_splits=False,
-        faces=dataclasses.replace(base.faces, device=cfg.device, max_side=cfg.data.max_side,
-                                  size=cfg.data.size),
+        faces=dataclasses.replace(base.faces, device=cfg.device, **values_of(FaceCrop, cfg.data)),
         split=BuildSplitConfig(val=0.0, test=0.0))
     summary = build_face_set(fcfg, log=log)
     rows = read_manifest(fcfg.out, require_mri=False)

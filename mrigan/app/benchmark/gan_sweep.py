@@ -43,10 +43,17 @@ from pathlib import Path
 import torch
 
 from mrigan.app.benchmark import evaluation, models
-from mrigan.app.benchmark.config import BenchmarkConfig, GanSettings
+from mrigan.app.benchmark.config import BenchmarkConfig
 from mrigan.app.benchmark.pipeline import data_stages
 from mrigan.app.benchmark.stages import BenchmarkError, Stages
-from mrigan.config import PROJECT_ROOT, deep_merge, load_config, parse_overrides, to_dict
+from mrigan.config import (
+    PROJECT_ROOT,
+    deep_merge,
+    load_config,
+    parse_overrides,
+    replace_keys,
+    to_dict,
+)
 from mrigan.device import device_description, resolve_device
 from mrigan.errors import MriganError
 from mrigan.fileio import atomic_write_json, atomic_write_text
@@ -106,7 +113,7 @@ def sweep_config(args: argparse.Namespace) -> BenchmarkConfig:
         gan_set.setdefault("model", {}).update(ngf=args.width, ndf=args.width)
     if args.batch:
         gan_set["train"]["batch_size"] = args.batch
-    overrides = deep_merge({"pairs": str(Path(args.pairs).resolve()), "gan": {"set": gan_set}},
+    overrides = deep_merge({"pairs": str(Path(args.pairs).resolve()), "gan": gan_set},
                            parse_overrides(args.overrides))
     if args.device:
         overrides["device"] = args.device
@@ -114,9 +121,8 @@ def sweep_config(args: argparse.Namespace) -> BenchmarkConfig:
 
 
 def with_gan_set(cfg: BenchmarkConfig, overrides: dict) -> BenchmarkConfig:
-    """``cfg`` with nested ``GanConfig`` overrides merged over its ``gan.set``."""
-    return dataclasses.replace(cfg, gan=GanSettings(config=cfg.gan.config,
-                                                    set=deep_merge(cfg.gan.set, overrides)))
+    """``cfg`` with nested ``GanConfig`` overrides merged over its ``gan``."""
+    return dataclasses.replace(cfg, gan=replace_keys(cfg.gan, overrides, "gan"))
 
 
 def spaced(n: int, max_faces: int) -> list[int]:

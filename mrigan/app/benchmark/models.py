@@ -1,8 +1,10 @@
 """Stages 3-5: MRI-GAN on the training identities' MRI-DF, its export, and the plain and MRI
 detectors (one backbone, one budget; the MRI detector reads the exported generator's MRIs).
 
-Each stage's settings are its *resolved* library config without output paths, so an edited
-preset or base YAML that changes what a stage does is noticed on the next run.
+Each stage's settings are its library config (``cfg.gan``, ``cfg.detector.plain`` / ``.mri``,
+resolved when the benchmark config was loaded) with the stage's own paths and device, less
+those paths, so an edited preset or base YAML that changes what a stage does is noticed on the
+next run.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from detectors.config import DetectorConfig
 from detectors.train import train_detector
 from mrigan import fingerprint as settings_fp
 from mrigan.app.benchmark.config import BenchmarkConfig
-from mrigan.app.benchmark.stages import BenchmarkError
-from mrigan.config import deep_merge, load_config
+from mrigan.config import replace_keys
 from mrigan.inference import export_generator
 from mrigan.train import GanConfig, train_gan
 
@@ -37,7 +38,7 @@ def gan_config(cfg: BenchmarkConfig, mri_df_root: str, folder: Path) -> GanConfi
              "data": {"root": mri_df_root, "mri_metric": cfg.data.mri_metric}}
     if cfg.device != "auto":
         extra["train"] = {"device": cfg.device}
-    return load_config(GanConfig, cfg.gan.config, deep_merge(cfg.gan.set, extra))
+    return replace_keys(cfg.gan, extra, "gan")
 
 
 #: GAN settings added after benchmark runs were already being made, with the value that
@@ -69,35 +70,18 @@ def export_stage(checkpoint: str, folder: Path) -> dict:
 
 def detector_config(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Path,
                     generator: str = "") -> DetectorConfig:
-    d = cfg.detector
     extra: dict = {"out_dir": str(folder), "name": "run", "data": {"root": mri_df_root}}
     if cfg.device != "auto":
         extra["train"] = {"device": cfg.device}
     if kind == "mri":
         extra["input"] = {"name": "mri", "generator": generator,
                           "mri_cache": str(folder / "mri_cache")}
-    path = d.plain_config if kind == "plain" else d.mri_config
-    return load_config(DetectorConfig, path, deep_merge(d.set, extra))
+    base = cfg.detector.plain if kind == "plain" else cfg.detector.mri
+    return replace_keys(base, extra, f"detector.{kind}")
 
 
 def detector_settings(cfg: BenchmarkConfig, kind: str) -> dict:
     return _stage_settings(detector_config(cfg, kind, "", Path(".")))
-
-
-def check_stage_configs(cfg: BenchmarkConfig) -> None:
-    """Resolve every nested config the stages will load (the GAN's, both detectors') so that a
-    misspelt key, a value out of range or an unknown component name (``detector.set.model.
-    backbone: nope``) is one :class:`~mrigan.config.ConfigError` before any stage runs, not
-    after the split, MRI-DF and GAN stages (minutes to hours); and refuse a fake source the
-    build will not make: self-blends only (``detector.set.data.train_fakes: self_blend``, SBI)
-    with ``data.self_blend_per_real`` 0."""
-    gan_config(cfg, "", Path("."))
-    for kind in ("plain", "mri"):
-        if (detector_config(cfg, kind, "", Path(".")).data.train_fakes == "self_blend"
-                and not cfg.data.self_blend_per_real):
-            raise BenchmarkError("detector data.train_fakes=self_blend trains on self-blends "
-                                 "only, but data.self_blend_per_real is 0 (no self-blend is "
-                                 "built)", None)
 
 
 def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Path,
@@ -109,6 +93,6 @@ def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Pa
             "run_dir": str(result.run_dir)}
 
 
-__all__ = ["check_stage_configs", "detector_config", "detector_settings", "detector_stage",
+__all__ = ["detector_config", "detector_settings", "detector_stage",
            "export_stage",
            "GAN_ADDED_LATER", "gan_config", "gan_settings", "gan_stage"]

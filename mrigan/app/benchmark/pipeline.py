@@ -120,7 +120,6 @@ def check_inputs(cfg: BenchmarkConfig, out: str | Path) -> Path:
         raise BenchmarkError("labelled CSV not found", cfg.labelled)
     inputs = ([cfg.pairs] if cfg.pairs and not cfg.sources else []) + [
         s.root for s in cfg.sources] + ([cfg.labelled] if cfg.labelled else [])
-    models.check_stage_configs(cfg)
     out = check_output_dir(out, inputs)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
