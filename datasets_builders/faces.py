@@ -65,6 +65,7 @@ from datasets_builders.face_boxes import (
     track_faces,
 )
 from datasets_builders.face_follow import detect_and_follow
+from datasets_builders.mtcnn_cascade import detect_faces
 from mrigan.config import Checked, ConfigError, bounds
 from mrigan.device import resolve_device
 from mrigan.errors import MriganError
@@ -227,17 +228,15 @@ class FaceDetector:
 
     def run_mtcnn(self, images: np.ndarray, min_size: float) -> list[np.ndarray]:
         """The MTCNN cascade on a stack of same-size RGB images (NxHxWx3 uint8): per image an
-        ``(n, 5)`` array of boxes in that image's pixels and scores (no filtering)."""
+        ``(n, 5)`` array of boxes in that image's pixels and scores (no filtering). It is
+        facenet-pytorch's ``detect_face`` with the resizing done from integral images
+        (``mtcnn_cascade``: the same boxes bit for bit, about half the time on a CPU)."""
         import torch
-        from facenet_pytorch.models.utils.detect_face import detect_face
 
-        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        with torch.no_grad():
-            batch_boxes, _ = detect_face(batch, min_size, self._mtcnn.pnet, self._mtcnn.rnet,
-                                         self._mtcnn.onet, list(self.thresholds), self.factor,
-                                         self.device)
-        # facenet returns object arrays
-        return [np.asarray(boxes, dtype=np.float64).reshape(-1, 5) for boxes in batch_boxes]
+        with torch.no_grad():  # facenet's detect_face, resampling exactly from integral images
+            return detect_faces(np.asarray(images), min_size, self._mtcnn.pnet,
+                                self._mtcnn.rnet, self._mtcnn.onet, list(self.thresholds),
+                                self.factor, self.device)
 
     def run_raw(self, images: np.ndarray, min_size: float) -> list[np.ndarray]:
         """``run_mtcnn`` under ``threads`` (the detectors' common name, used by ``face_follow``)."""
