@@ -17,6 +17,11 @@ from datasets_builders.faces import RECALL_SECOND_PASS_BELOW, FaceDetectionConfi
 from detectors import aggregate
 from detectors.lime_explain import LimeConfig
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
+from mrigan.fingerprint import runtime
+
+#: frames.decode_once: the most bytes of one video's sampled frames kept for replay (beyond it,
+#: each pass decodes again, as without decode_once)
+DECODE_ONCE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,10 @@ class AnalyzeFramesConfig(Checked):
     every: int = 10  # analyse frames 0, every, 2*every, ...
     # per video, after sampling (None = all)
     max_frames: int | None = field(default=None, metadata=bounds(minimum=1))
+    # decode each video once, in a background thread ahead of detection, and replay its
+    # sampled frames from memory (up to DECODE_ONCE_BYTES) for the second detection pass and
+    # the crop pass, instead of decoding it again for each (the same frames: results equal)
+    decode_once: bool = field(default=True, metadata=runtime())
 
 
 @dataclass(frozen=True)
