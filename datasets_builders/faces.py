@@ -85,6 +85,9 @@ PAPER_THRESHOLDS = (0.85, 0.95, 0.95)
 
 
 MTCNN_FACTOR = 0.709  # MTCNN's image pyramid step
+#: the most pixels (after ``max_side``) MTCNN detects in one call: 32 frames of 960x540 (a
+#: frame's boxes do not depend on how many frames share its call: ``test_mtcnn_cascade``)
+MAX_BATCH_PIXELS = 32 * 960 * 540
 #: permissive thresholds of the second detection pass (face recall on dark / low-contrast video)
 PERMISSIVE_THRESHOLDS = (0.6, 0.7, 0.7)
 #: the second-pass coverage fraction used where recall matters more than precision (analysis
@@ -175,7 +178,7 @@ class FaceDetector:
     mapped back to full-resolution pixels): MTCNN's cost grows with the pixel count, and a
     1080p DFDC face is large enough to be found at 640 px. ``min_face_size`` is in full-frame
     pixels; smaller detections are dropped. Frames of one size are detected in batches of
-    ``batch_size``. ``threads``: torch threads while it runs (None: as they are).
+    ``batch_size`` (and at most ``MAX_BATCH_PIXELS`` pixels). ``threads``: torch threads while it runs (None: as they are).
     """
 
     def __init__(self, device: str = "auto", thresholds: Sequence[float] = PAPER_THRESHOLDS,
@@ -219,8 +222,12 @@ class FaceDetector:
         with torch_threads(self.threads):
             for shape, idx in by_shape.items():
                 scale = self._scale_for(shape)
-                for start in range(0, len(idx), self.batch_size):
-                    chunk = idx[start:start + self.batch_size]
+                # at most MAX_BATCH_PIXELS detected pixels per call (memory of 4K frames)
+                step = max(1, min(self.batch_size,
+                                  MAX_BATCH_PIXELS // max(1, round(shape[0] * scale)
+                                                          * round(shape[1] * scale))))
+                for start in range(0, len(idx), step):
+                    chunk = idx[start:start + step]
                     for i, boxes in zip(chunk, self._detect_batch([frames[i] for i in chunk],
                                                                   scale), strict=True):
                         out[i] = boxes

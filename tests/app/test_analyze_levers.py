@@ -127,3 +127,17 @@ def test_decoding_once_gives_the_same_figures_and_decodes_once(runs, ffpp_root, 
         assert decoded.count(runs["video"]) == (1 if once else 2)
     assert results[True][1]["second_pass"] is True and results[True][1]["faces"] >= 1
     assert [_figures(r) for r in results[True]] == [_figures(r) for r in results[False]]
+
+
+def test_exact_mtcnn_cascade_gives_the_figures_of_facenets_detect_face(runs):
+    """Issue 24 goal 2: the analysis with MTCNN run by facenet-pytorch's ``detect_face`` (the
+    bench's *before*, ``bench/analyze.py``) and with the exact cascade (the default,
+    ``mtcnn_cascade``) gives the same boxes, scores, MRIs, tracks and verdict."""
+    from _media import bench_module
+
+    bench = bench_module("analyze")
+    before = Analyzer(runs["analyzer"].generator, None, runs["cfg"],
+                      face_detector=bench.facenet_detectors(runs["analyzer"].face_config))
+    assert isinstance(before.face_detector.first, bench.FacenetMTCNN)
+    got = before.run([runs["video"]]).to_dict()["inputs"][0]
+    assert _figures(got) == _figures(runs["bare"])

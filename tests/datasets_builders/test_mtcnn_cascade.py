@@ -72,3 +72,25 @@ def test_boxes_equal_facenet_detect_face(frames, mtcnn, thresholds):
             np.testing.assert_array_equal(g, w)  # same count, order, boxes and scores
             found += len(g)
     assert found >= len(frames[0]) + len(frames[1]) - 1  # faces were found (the dark one may not)
+
+
+def test_a_frames_boxes_do_not_depend_on_how_many_frames_share_its_call(ffpp_root):
+    """The analysis detects 32 frames per MTCNN call (``faces.batch_size``), the builders 8: every
+    frame's boxes and scores are the same bit for bit. One frame alone (a video's last one) may
+    move a coordinate by one float32 step (oneDNN picks another kernel for a batch of 1 or 2)."""
+    frames = [f for _, f in iter_frames(
+        ffpp_root / "original_sequences/youtube/c23/videos/519.mp4", every=25, max_frames=12)]
+    by = {n: FaceDetector(device="cpu", batch_size=n) for n in (1, 4, 8, 32)}
+    stack = np.stack(frames)
+    whole = by[32].run_mtcnn(stack, 40.0)
+    assert sum(len(b) for b in whole) >= len(frames)
+    for n in (1, 4, 8):
+        parts = [b for i in range(0, len(frames), n) for b in by[n].run_mtcnn(stack[i:i + n], 40.0)]
+        for got, want in zip(parts, whole, strict=True):
+            if n == 1:
+                assert got.shape == want.shape
+                np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)  # pixels; scores
+            else:
+                np.testing.assert_array_equal(got, want)
+    assert ([[b.to_list() for b in f] for f in by[32].detect(frames)]
+            == [[b.to_list() for b in f] for f in by[8].detect(frames)])
