@@ -77,11 +77,14 @@ def area_resize(integral: np.ndarray, frame: np.ndarray, y0: np.ndarray, x0: np.
 def _as_batch(pixels: np.ndarray, device, channels_last: bool) -> torch.Tensor:
     """(B, H, W, C) float32 -> (B, C, H, W) tensor normalised as MTCNN's nets expect, in the
     memory layout ``detect_face`` gives them (channels-last pyramid levels; contiguous box
-    crops): a convolution's float rounding may depend on the layout."""
-    t = torch.from_numpy(np.ascontiguousarray(pixels)).to(device).permute(0, 3, 1, 2)
-    if not channels_last:
-        t = t.contiguous()
-    return (t - 127.5) * 0.0078125
+    crops): a convolution's float rounding may depend on the layout. The normalisation is
+    ``detect_face``'s ``(x - 127.5) * 0.0078125`` in float32, done in place in numpy (each
+    step rounds as PyTorch's; the scaling by 2**-7 is exact)."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+    pixels -= np.float32(127.5)
+    pixels *= np.float32(0.0078125)
+    t = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2)
+    return t if channels_last else t.contiguous()
 
 
 def _box_crops(integral: np.ndarray, inds: np.ndarray, y, ey, x, ex, side: int, device
