@@ -213,14 +213,15 @@ def _efficientnet(variant: str) -> Callable[..., Backbone]:
         init_efficientnet_(net)
         if weights:
             _load_weights(net, weights, name)
-        if in_channels != 3:
+        if in_channels != 3 and weights:  # the loaded RGB stem kept, as the other backbones do
+            adapt_first_conv_(net._conv_stem, in_channels)
+        elif in_channels != 3:  # no weights: a fresh stem of the new width
             net._change_in_channels(in_channels)
+            init_efficientnet_(net._conv_stem)
         feature_dim = net._fc.in_features
         # The classifier is unused: drop its parameters so optimisers and DDP do not see them.
         net._fc = nn.Identity()
         net._dropout = nn.Identity()
-        if in_channels != 3:
-            init_efficientnet_(net._conv_stem)
         module = Backbone(_EfficientNetBody(net), feature_dim, name, mean=IMAGENET_MEAN,
                           std=IMAGENET_STD, in_channels=in_channels)
         if not weights:

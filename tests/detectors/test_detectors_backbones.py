@@ -59,6 +59,26 @@ def test_six_channel_resnet_first_conv_is_the_loaded_rgb_kernels_mean(tmp_path):
                                    reference(2 * z.expand(-1, 3, -1, -1)), rtol=1e-4, atol=1e-4)
 
 
+def test_six_channel_efficientnet_keeps_the_loaded_stem_as_its_rgb_kernels_mean(tmp_path):
+    """EfficientNet as the other backbones: with a weights file and 6 input channels the stem
+    is the file's RGB kernel averaged and repeated (it was re-initialised, losing the loaded
+    kernel); every other tensor is the file's."""
+    torch.manual_seed(0)
+    rgb_module, _ = build_backbone("efficientnet-b0")
+    state = {k: v.clone() for k, v in rgb_module.body.net.state_dict().items()}
+    state["_fc.weight"], state["_fc.bias"] = torch.zeros(1000, 1280), torch.zeros(1000)
+    path = tmp_path / "b0.pth"
+    torch.save(state, path)
+    module, _ = build_backbone("efficientnet-b0", in_channels=6, weights=str(path))
+    net = module.body.net
+    rgb = state["_conv_stem.weight"]
+    assert net._conv_stem.weight.shape == (32, 6, 3, 3)
+    torch.testing.assert_close(net._conv_stem.weight, rgb.mean(1, keepdim=True).expand(-1, 6, -1, -1))
+    for key, value in net.state_dict().items():
+        if key != "_conv_stem.weight":
+            torch.testing.assert_close(value, state[key], msg=key)
+
+
 def test_inception_first_conv_takes_other_channel_counts():
     torch.manual_seed(0)
     rgb = build_backbone("inception_v3")[0].body[0].conv.weight.detach()
