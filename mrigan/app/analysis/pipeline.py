@@ -16,7 +16,7 @@ the rest is kept small - the generator gets one stacked uint8 batch per call, an
 ``out_dir`` the report-only pictures (frame thumbnails, worst-k frames) are not made. Neither
 changes a figure (``tests/app/test_analyze_levers.py``).
 
-(Under 500 lines: the Analyzer's per-input states - stream, score, track, finish - share one
+(About 500 lines: the Analyzer's per-input states - stream, score, track, finish - share one
 guard and one state object; splitting them would pass that state between modules.)
 """
 
