@@ -100,6 +100,22 @@ def _box_crops(integral: np.ndarray, inds: np.ndarray, y, ey, x, ex, side: int, 
                      channels_last=False)
 
 
+def _refine(integral: np.ndarray, boxes: torch.Tensor, image_inds: torch.Tensor, padded,
+            side: int, net, score_output: int, threshold: float, device):
+    """A refinement stage's net (R-Net: 24 px, scores in output 1; O-Net: 48 px, output 2) on
+    every candidate box of the batch in one call, as ``detect_face`` runs it: the boxes whose
+    face score passes ``threshold`` (with that score), their frame indices and their box
+    regression."""
+    y, ey, x, ex = padded
+    im_data = _box_crops(integral, image_inds.cpu().numpy(), y, ey, x, ex, side, device)
+    out = fixed_batch_process(im_data, net)
+    regression = out[0].permute(1, 0)
+    score = out[score_output].permute(1, 0)[1, :]
+    ipass = score > threshold
+    kept = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
+    return kept, image_inds[ipass], regression[:, ipass].permute(1, 0)
+
+
 def detect_faces(images: np.ndarray, minsize: float, pnet, rnet, onet, threshold, factor: float,
                  device) -> list[np.ndarray]:
     """``facenet_pytorch...detect_face`` on (N, H, W, 3) uint8 frames of one size: per frame an
@@ -154,15 +170,8 @@ def detect_faces(images: np.ndarray, minsize: float, pnet, rnet, onet, threshold
     y, ey, x, ex = pad(boxes, w, h)
 
     if len(boxes) > 0:  # second stage: R-Net on every candidate of the batch in one call
-        im_data = _box_crops(integral, image_inds.cpu().numpy(), y, ey, x, ex, 24, device)
-        out = fixed_batch_process(im_data, rnet)
-        out0 = out[0].permute(1, 0)
-        out1 = out[1].permute(1, 0)
-        score = out1[1, :]
-        ipass = score > threshold[1]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        mv = out0[:, ipass].permute(1, 0)
+        boxes, image_inds, mv = _refine(integral, boxes, image_inds, (y, ey, x, ex), 24, rnet, 1,
+                                        threshold[1], device)
         pick = batched_nms(boxes[:, :4], boxes[:, 4], image_inds, 0.7)
         boxes, image_inds, mv = boxes[pick], image_inds[pick], mv[pick]
         boxes = bbreg(boxes, mv)
@@ -170,15 +179,8 @@ def detect_faces(images: np.ndarray, minsize: float, pnet, rnet, onet, threshold
 
     if len(boxes) > 0:  # third stage: O-Net, then NMS "Min" within each frame
         y, ey, x, ex = pad(boxes, w, h)
-        im_data = _box_crops(integral, image_inds.cpu().numpy(), y, ey, x, ex, 48, device)
-        out = fixed_batch_process(im_data, onet)
-        out0 = out[0].permute(1, 0)
-        out2 = out[2].permute(1, 0)
-        score = out2[1, :]
-        ipass = score > threshold[2]
-        boxes = torch.cat((boxes[ipass, :4], score[ipass].unsqueeze(1)), dim=1)
-        image_inds = image_inds[ipass]
-        mv = out0[:, ipass].permute(1, 0)
+        boxes, image_inds, mv = _refine(integral, boxes, image_inds, (y, ey, x, ex), 48, onet, 2,
+                                        threshold[2], device)
         boxes = bbreg(boxes, mv)
         pick = batched_nms_numpy(boxes[:, :4], boxes[:, 4], image_inds, 0.7, "Min")
         boxes, image_inds = boxes[pick], image_inds[pick]
