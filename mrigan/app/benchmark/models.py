@@ -93,6 +93,5 @@ def detector_stage(cfg: BenchmarkConfig, kind: str, mri_df_root: str, folder: Pa
             "run_dir": str(result.run_dir)}
 
 
-__all__ = ["detector_config", "detector_settings", "detector_stage",
-           "export_stage",
+__all__ = ["detector_config", "detector_settings", "detector_stage", "export_stage",
            "GAN_ADDED_LATER", "gan_config", "gan_settings", "gan_stage"]
